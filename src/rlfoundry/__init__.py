@@ -1,0 +1,19 @@
+"""rlfoundry: reinforcement learning from a Q-table on a gridworld to aligning a language model.
+
+    from rlfoundry import train
+    summary = train("qlearning", env="FrozenLake-v1", steps=200_000, seed=0)
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "train", "evaluate_run"]
+
+
+def __getattr__(name: str):  # lazy: `import rlfoundry` stays cheap for the CLI
+    if name in ("train", "evaluate_run"):
+        from rlfoundry import api
+
+        return getattr(api, name)
+    raise AttributeError(name)

@@ -1,0 +1,5 @@
+import sys
+
+from rlfoundry.cli import main
+
+sys.exit(main())

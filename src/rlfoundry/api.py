@@ -1,0 +1,186 @@
+"""``train`` and ``evaluate_run``: the Python face of ``rlfoundry train`` / ``rlfoundry eval``.
+
+Config precedence, lowest first: the algorithm's dataclass defaults, the tuned config
+shipped for (algo, env) in ``rlfoundry/configs/ALGO/ENV.yaml``, ``--config FILE``,
+``--set key=value``, then the explicit ``--env/--steps/--seed`` flags. Everything is
+validated (algorithm, env, keys, value types, env spaces) before any directory is
+written, and an existing run is never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlfoundry import __version__
+from rlfoundry.algos import get_algo
+from rlfoundry.config import build_config, load_yaml, save_yaml, to_dict
+from rlfoundry.config import atomic_write_text
+from rlfoundry.errors import ConfigError, RLFoundryError
+from rlfoundry.evaluation import evaluate, make_env
+from rlfoundry.plotting import plot_runs
+from rlfoundry.run import CHECKPOINT, Run, seed_everything
+
+
+def _safe_env_name(env_id: str) -> str:
+    return env_id.replace("/", "_")
+
+
+def tuned_config(algo: str, env_id: str) -> dict[str, Any]:
+    """The shipped tuned config for ``algo`` on ``env_id`` ({} if none)."""
+    path = resources.files("rlfoundry") / "configs" / algo / f"{_safe_env_name(env_id)}.yaml"
+    if not path.is_file():
+        return {}
+    return load_yaml(Path(str(path)))
+
+
+def resolve_config(
+    algo: str,
+    env: str | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    config: str | Path | dict | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> tuple[Any, Any]:
+    """Return ``(module, cfg)`` for ``algo`` with every source applied and validated."""
+    module = get_algo(algo)
+    file_cfg = config if isinstance(config, dict) else (load_yaml(config) if config else {})
+    file_cfg = {k: v for k, v in file_cfg.items() if k not in ("algo", "rlfoundry_version")}
+    flags = {k: v for k, v in (("env_id", env), ("total_steps", steps), ("seed", seed)) if v is not None}
+    # The env decides which tuned config applies, so find it first.
+    env_id = flags.get("env_id") or (overrides or {}).get("env_id") or file_cfg.get("env_id")
+    if env_id is None:
+        env_id = build_config(module.Config).env_id
+    tuned = tuned_config(algo.lower().replace("-", "_"), env_id)
+    cfg = build_config(module.Config, tuned, file_cfg, overrides, flags)
+    return module, cfg
+
+
+def _check_env(module: Any, cfg: Any) -> None:
+    env = make_env(cfg.env_id, **getattr(cfg, "env_kwargs", {}) or {})
+    try:
+        module.check_env(env)
+    finally:
+        env.close()
+
+
+def default_out(algo: str, cfg: Any) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{algo}-{_safe_env_name(cfg.env_id)}-s{cfg.seed}-{stamp}"
+
+
+def train(
+    algo: str | None = None,
+    env: str | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    out: str | Path | None = None,
+    config: str | Path | dict | None = None,
+    overrides: dict[str, Any] | None = None,
+    resume: str | Path | None = None,
+    progress: bool = True,
+    stop_at_step: int | None = None,
+    evaluate_after: bool = True,
+) -> dict[str, Any]:
+    """Train ``algo`` and write a run directory; return the summary dict.
+
+    ``resume=DIR`` continues the run in DIR from its checkpoint with its saved config
+    (the other arguments, if given, must not contradict it). ``stop_at_step`` behaves
+    like a Ctrl-C at that step (used by tests and ``--stop-at``).
+    """
+    if resume is not None:
+        out = Path(resume)
+        saved = out / "config.yaml"
+        if not saved.exists():
+            raise RLFoundryError(f"Cannot resume: '{saved}' does not exist; pass the directory of a run.")
+        data = load_yaml(saved)
+        saved_algo = data.get("algo")
+        if algo is not None and saved_algo and algo.lower() != saved_algo:
+            raise ConfigError(f"Run '{out}' was trained with {saved_algo}, not {algo}; drop ALGO or fix --resume.")
+        algo = saved_algo
+        module, cfg = resolve_config(algo, config=data)
+        if not (out / CHECKPOINT).exists():
+            raise RLFoundryError(f"Cannot resume: '{out}' has no {CHECKPOINT}; start a new run instead.")
+    else:
+        if algo is None:
+            raise ConfigError("No algorithm given; run `rlfoundry list` to see them.")
+        module, cfg = resolve_config(algo, env, steps, seed, config, overrides)
+        algo = algo.lower().replace("-", "_")
+        _check_env(module, cfg)
+        out = Path(out) if out is not None else default_out(algo, cfg)
+        if (out / "config.yaml").exists():
+            raise RLFoundryError(
+                f"'{out}' already holds a run; resume it with --resume {out} or choose another --out."
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        save_yaml(out / "config.yaml", {"algo": algo, **to_dict(cfg), "rlfoundry_version": __version__})
+
+    torch.set_num_threads(getattr(cfg, "torch_threads", 1) or 1)
+    seed_everything(cfg.seed)
+    with Run(out, cfg.total_steps, resume=resume is not None, progress=progress, stop_at_step=stop_at_step) as run:
+        module.train(cfg, run)
+        wall = run.elapsed()
+        interrupted = run.interrupted
+    summary: dict[str, Any] = {
+        "algo": algo,
+        "env": cfg.env_id,
+        "seed": cfg.seed,
+        "steps": run.step,
+        "wall_seconds": round(wall, 3),
+        "run_dir": str(out),
+    }
+    if interrupted:
+        summary["status"] = "interrupted"
+        summary["resume_command"] = f"rlfoundry train --resume {out}"
+        return summary
+    summary["status"] = "finished"
+    _plot_curve(out, algo, cfg)
+    if evaluate_after:
+        summary.update(evaluate_run(out, write=False))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _plot_curve(out: Path, algo: str, cfg: Any) -> None:
+    try:
+        plot_runs([out], out / "learning_curve.png", labels=[algo], title=f"{algo} on {cfg.env_id}")
+    except RLFoundryError:
+        pass
+
+
+def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int | None = None, write: bool = True) -> dict[str, Any]:
+    """Re-evaluate the saved policy of ``run_dir``; update its summary.json if ``write``."""
+    run_dir = Path(run_dir)
+    saved = run_dir / "config.yaml"
+    if not saved.exists():
+        raise RLFoundryError(f"'{run_dir}' is not a run directory (no config.yaml); pass one made by `rlfoundry train`.")
+    data = load_yaml(saved)
+    module, cfg = resolve_config(data["algo"], config=data)
+    if not (run_dir / CHECKPOINT).exists():
+        raise RLFoundryError(f"'{run_dir}' has no {CHECKPOINT}; the run never saved one.")
+    episodes = episodes if episodes is not None else cfg.eval_episodes
+    eval_seed = seed if seed is not None else cfg.seed + 10_000  # unseen episodes
+    torch.set_num_threads(1)
+    policy = module.load_policy(run_dir, cfg)
+    env = make_env(cfg.env_id, **getattr(cfg, "env_kwargs", {}) or {})
+    t0 = time.perf_counter()
+    try:
+        result = evaluate(policy, env, episodes, eval_seed)
+    finally:
+        env.close()
+    result["eval_seconds"] = round(time.perf_counter() - t0, 3)
+    extra = getattr(module, "extra_eval", None)
+    if extra is not None:
+        result.update(extra(run_dir, cfg, policy))
+    if write:
+        path = run_dir / "summary.json"
+        summary = json.loads(path.read_text()) if path.exists() else {"algo": data["algo"], "env": cfg.env_id, "seed": cfg.seed}
+        summary.update(result)
+        atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+    return result

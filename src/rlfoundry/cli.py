@@ -1,0 +1,213 @@
+"""The ``rlfoundry`` command line.
+
+    rlfoundry train ALGO --env ENV_ID [--steps N] [--seed S] [--out DIR]
+                         [--config FILE.yaml] [--set key=value ...] [--resume DIR]
+    rlfoundry eval DIR [--episodes N]
+    rlfoundry solve ENV_ID [--gamma G]
+    rlfoundry plot DIR [DIR ...] [--out FILE.png] [--key episode_return]
+    rlfoundry list [ALGO]
+
+Sub-command groups added by later modules (``rlfoundry llm ...``) register themselves
+through :data:`EXTRA_COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rlfoundry.errors import RLFoundryError
+
+#: (module, function) pairs; each function receives the subparsers object and adds its
+#: commands with ``set_defaults(func=...)``. Missing optional modules are skipped.
+EXTRA_COMMANDS: list[tuple[str, str]] = []
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None)
+    for key, value in summary.items():
+        if key == "eval_returns":
+            continue
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        table.add_row(f"[bold]{key}[/]", str(value))
+    Console().print(table)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rlfoundry.api import train
+    from rlfoundry.config import parse_overrides
+
+    if args.resume is None and args.algo is None:
+        raise RLFoundryError("Give an algorithm (e.g. `rlfoundry train qlearning --env FrozenLake-v1`) or --resume DIR.")
+    summary = train(
+        algo=args.algo,
+        env=args.env,
+        steps=args.steps,
+        seed=args.seed,
+        out=args.out,
+        config=args.config,
+        overrides=parse_overrides(args.set),
+        resume=args.resume,
+        progress=not args.no_progress,
+        stop_at_step=args.stop_at,
+    )
+    _print_summary(summary)
+    if summary.get("status") == "interrupted":
+        print(f"Interrupted; continue with: {summary['resume_command']}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rlfoundry.api import evaluate_run
+
+    result = evaluate_run(args.run_dir, episodes=args.episodes, seed=args.seed)
+    _print_summary(result)
+    return 0
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    from rlfoundry.evaluation import make_env
+    from rlfoundry.mdp import evaluate_policy_exact, value_iteration
+
+    env = make_env(args.env)
+    if not hasattr(env.unwrapped, "P"):
+        raise RLFoundryError(
+            f"'{args.env}' exposes no transition table (unwrapped.P), so it cannot be solved exactly; "
+            "use a tabular env such as FrozenLake-v1, Taxi-v4, CliffWalking-v1 or rlfoundry/GridWorld-v0."
+        )
+    sol = value_iteration(env, gamma=args.gamma)
+    ret = evaluate_policy_exact(env, sol.policy)
+    horizon = env.spec.max_episode_steps if env.spec else None
+    result = {
+        "env": args.env,
+        "gamma": args.gamma,
+        "optimal_return": ret,
+        "horizon": horizon,
+        "iterations": sol.iterations,
+        "states": int(sol.V.shape[0]),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_summary(result)
+        if hasattr(env.unwrapped, "render_policy"):
+            print(env.unwrapped.render_policy(sol.policy))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from rlfoundry.plotting import plot_runs
+
+    out = args.out or (Path(args.runs[0]) / "learning_curve.png" if len(args.runs) == 1 else Path("learning_curves.png"))
+    path = plot_runs(args.runs, out, key=args.key, title=args.title)
+    print(path)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from rlfoundry.algos import ALGOS, available, get_algo
+    from rlfoundry.config import describe
+
+    console = Console()
+    if args.algo:
+        module = get_algo(args.algo)
+        table = Table(title=f"{args.algo} config (use --set key=value)")
+        for col in ("key", "type", "default", "meaning"):
+            table.add_column(col)
+        for name, typ, default, doc in describe(module.Config):
+            table.add_row(name, typ, repr(default), doc)
+        console.print(table)
+        return 0
+    table = Table(title="algorithms")
+    table.add_column("name")
+    table.add_column("what it is")
+    for name in available():
+        table.add_row(name, ALGOS[name][1])
+    console.print(table)
+    import rlfoundry.envs as envs
+
+    table = Table(title="built-in environments (plus every Gymnasium id)")
+    table.add_column("id")
+    for env_id in envs.BUILTIN_ENVS:
+        table.add_row(env_id)
+    console.print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rlfoundry import __version__
+
+    parser = argparse.ArgumentParser(prog="rlfoundry", description="Reinforcement learning from Q-tables to language models.")
+    parser.add_argument("--version", action="version", version=f"rlfoundry {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train an algorithm and write a run directory")
+    p.add_argument("algo", nargs="?", help="algorithm name (see `rlfoundry list`)")
+    p.add_argument("--env", help="Gymnasium environment id")
+    p.add_argument("--steps", type=int, help="environment steps to train for")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--out", help="run directory to create (default runs/ALGO-ENV-sSEED-TIME)")
+    p.add_argument("--config", help="YAML file of config values")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config value (repeatable)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+    p.add_argument("--stop-at", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="re-evaluate a saved run")
+    p.add_argument("run_dir")
+    p.add_argument("--episodes", type=int)
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("solve", help="exact optimum of a tabular env by value iteration")
+    p.add_argument("env")
+    p.add_argument("--gamma", type=float, default=1.0, help="discount used to solve (default 1.0)")
+    p.add_argument("--json", action="store_true", help="print one JSON line")
+    p.set_defaults(func=cmd_solve)
+
+    p = sub.add_parser("plot", help="overlay learning curves of run directories")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--out")
+    p.add_argument("--key", default="episode_return")
+    p.add_argument("--title")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("list", help="list algorithms and built-in environments, or one algorithm's config")
+    p.add_argument("algo", nargs="?")
+    p.set_defaults(func=cmd_list)
+
+    for module_name, fn_name in EXTRA_COMMANDS:
+        try:
+            register: Callable[[Any], None] = getattr(importlib.import_module(module_name), fn_name)
+        except ImportError:
+            continue
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except RLFoundryError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
