@@ -25,7 +25,9 @@ from rlfoundry.errors import RLFoundryError
 
 #: (module, function) pairs; each function receives the subparsers object and adds its
 #: commands with ``set_defaults(func=...)``. Missing optional modules are skipped.
-EXTRA_COMMANDS: list[tuple[str, str]] = []
+EXTRA_COMMANDS: list[tuple[str, str]] = [
+    ("rlfoundry.quickstart", "register"),
+]
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
