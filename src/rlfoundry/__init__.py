@@ -1,7 +1,7 @@
 """rlfoundry: reinforcement learning from a Q-table on a gridworld to aligning a language model.
 
-    from rlfoundry import train
-    summary = train("qlearning", env="FrozenLake-v1", steps=200_000, seed=0)
+from rlfoundry import train
+summary = train("qlearning", env="FrozenLake-v1", steps=200_000, seed=0)
 """
 
 from __future__ import annotations

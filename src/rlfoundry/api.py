@@ -9,6 +9,7 @@ written, and an existing run is never overwritten.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from datetime import datetime
@@ -20,8 +21,7 @@ import torch
 
 from rlfoundry import __version__
 from rlfoundry.algos import get_algo
-from rlfoundry.config import build_config, load_yaml, save_yaml, to_dict
-from rlfoundry.config import atomic_write_text
+from rlfoundry.config import atomic_write_text, build_config, load_yaml, save_yaml, to_dict
 from rlfoundry.errors import ConfigError, RLFoundryError
 from rlfoundry.evaluation import evaluate, make_env
 from rlfoundry.plotting import plot_runs
@@ -52,7 +52,9 @@ def resolve_config(
     module = get_algo(algo)
     file_cfg = config if isinstance(config, dict) else (load_yaml(config) if config else {})
     file_cfg = {k: v for k, v in file_cfg.items() if k not in ("algo", "rlfoundry_version")}
-    flags = {k: v for k, v in (("env_id", env), ("total_steps", steps), ("seed", seed)) if v is not None}
+    flags = {
+        k: v for k, v in (("env_id", env), ("total_steps", steps), ("seed", seed)) if v is not None
+    }
     # The env decides which tuned config applies, so find it first.
     env_id = flags.get("env_id") or (overrides or {}).get("env_id") or file_cfg.get("env_id")
     if env_id is None:
@@ -98,15 +100,21 @@ def train(
         out = Path(resume)
         saved = out / "config.yaml"
         if not saved.exists():
-            raise RLFoundryError(f"Cannot resume: '{saved}' does not exist; pass the directory of a run.")
+            raise RLFoundryError(
+                f"Cannot resume: '{saved}' does not exist; pass the directory of a run."
+            )
         data = load_yaml(saved)
         saved_algo = data.get("algo")
         if algo is not None and saved_algo and algo.lower() != saved_algo:
-            raise ConfigError(f"Run '{out}' was trained with {saved_algo}, not {algo}; drop ALGO or fix --resume.")
+            raise ConfigError(
+                f"Run '{out}' was trained with {saved_algo}, not {algo}; drop ALGO or fix --resume."
+            )
         algo = saved_algo
         module, cfg = resolve_config(algo, config=data)
         if not (out / CHECKPOINT).exists():
-            raise RLFoundryError(f"Cannot resume: '{out}' has no {CHECKPOINT}; start a new run instead.")
+            raise RLFoundryError(
+                f"Cannot resume: '{out}' has no {CHECKPOINT}; start a new run instead."
+            )
     else:
         if algo is None:
             raise ConfigError("No algorithm given; run `rlfoundry list` to see them.")
@@ -119,11 +127,19 @@ def train(
                 f"'{out}' already holds a run; resume it with --resume {out} or choose another --out."
             )
         out.mkdir(parents=True, exist_ok=True)
-        save_yaml(out / "config.yaml", {"algo": algo, **to_dict(cfg), "rlfoundry_version": __version__})
+        save_yaml(
+            out / "config.yaml", {"algo": algo, **to_dict(cfg), "rlfoundry_version": __version__}
+        )
 
     torch.set_num_threads(getattr(cfg, "torch_threads", 1) or 1)
     seed_everything(cfg.seed)
-    with Run(out, cfg.total_steps, resume=resume is not None, progress=progress, stop_at_step=stop_at_step) as run:
+    with Run(
+        out,
+        cfg.total_steps,
+        resume=resume is not None,
+        progress=progress,
+        stop_at_step=stop_at_step,
+    ) as run:
         module.train(cfg, run)
         wall = run.elapsed()
         interrupted = run.interrupted
@@ -148,18 +164,20 @@ def train(
 
 
 def _plot_curve(out: Path, algo: str, cfg: Any) -> None:
-    try:
+    with contextlib.suppress(RLFoundryError):
         plot_runs([out], out / "learning_curve.png", labels=[algo], title=f"{algo} on {cfg.env_id}")
-    except RLFoundryError:
-        pass
 
 
-def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int | None = None, write: bool = True) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | Path, episodes: int | None = None, seed: int | None = None, write: bool = True
+) -> dict[str, Any]:
     """Re-evaluate the saved policy of ``run_dir``; update its summary.json if ``write``."""
     run_dir = Path(run_dir)
     saved = run_dir / "config.yaml"
     if not saved.exists():
-        raise RLFoundryError(f"'{run_dir}' is not a run directory (no config.yaml); pass one made by `rlfoundry train`.")
+        raise RLFoundryError(
+            f"'{run_dir}' is not a run directory (no config.yaml); pass one made by `rlfoundry train`."
+        )
     data = load_yaml(saved)
     module, cfg = resolve_config(data["algo"], config=data)
     if not (run_dir / CHECKPOINT).exists():
@@ -180,7 +198,11 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int | N
         result.update(extra(run_dir, cfg, policy))
     if write:
         path = run_dir / "summary.json"
-        summary = json.loads(path.read_text()) if path.exists() else {"algo": data["algo"], "env": cfg.env_id, "seed": cfg.seed}
+        summary = (
+            json.loads(path.read_text())
+            if path.exists()
+            else {"algo": data["algo"], "env": cfg.env_id, "seed": cfg.seed}
+        )
         summary.update(result)
         atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
     return result

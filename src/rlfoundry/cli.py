@@ -49,7 +49,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rlfoundry.config import parse_overrides
 
     if args.resume is None and args.algo is None:
-        raise RLFoundryError("Give an algorithm (e.g. `rlfoundry train qlearning --env FrozenLake-v1`) or --resume DIR.")
+        raise RLFoundryError(
+            "Give an algorithm (e.g. `rlfoundry train qlearning --env FrozenLake-v1`) or --resume DIR."
+        )
     summary = train(
         algo=args.algo,
         env=args.env,
@@ -110,7 +112,11 @@ def cmd_solve(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from rlfoundry.plotting import plot_runs
 
-    out = args.out or (Path(args.runs[0]) / "learning_curve.png" if len(args.runs) == 1 else Path("learning_curves.png"))
+    out = args.out or (
+        Path(args.runs[0]) / "learning_curve.png"
+        if len(args.runs) == 1
+        else Path("learning_curves.png")
+    )
     path = plot_runs(args.runs, out, key=args.key, title=args.title)
     print(path)
     return 0
@@ -152,7 +158,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from rlfoundry import __version__
 
-    parser = argparse.ArgumentParser(prog="rlfoundry", description="Reinforcement learning from Q-tables to language models.")
+    parser = argparse.ArgumentParser(
+        prog="rlfoundry", description="Reinforcement learning from Q-tables to language models."
+    )
     parser.add_argument("--version", action="version", version=f"rlfoundry {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -163,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--out", help="run directory to create (default runs/ALGO-ENV-sSEED-TIME)")
     p.add_argument("--config", help="YAML file of config values")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config value (repeatable)")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override one config value (repeatable)"
+    )
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
     p.add_argument("--stop-at", type=int, help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -188,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("list", help="list algorithms and built-in environments, or one algorithm's config")
+    p = sub.add_parser(
+        "list", help="list algorithms and built-in environments, or one algorithm's config"
+    )
     p.add_argument("algo", nargs="?")
     p.set_defaults(func=cmd_list)
 

@@ -59,9 +59,9 @@ def _coerce(name: str, value: Any, typ: Any) -> Any:
     origin = typing.get_origin(typ)
     args = typing.get_args(typ)
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
+        is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        if is_none and type(None) in args:
+            return None
         errors = []
         for arg in args:
             if arg is type(None):
@@ -80,7 +80,8 @@ def _coerce(name: str, value: Any, typ: Any) -> Any:
             f"Config key '{name}' must be one of {list(args)}, got {value!r}; "
             "set it to one of those."
         )
-    if origin in (list, tuple):
+    if origin in (list, tuple) or typ in (list, tuple):
+        origin = origin or typ
         if isinstance(value, str):
             value = yaml.safe_load(value) if value.strip().startswith("[") else value.split(",")
         if not isinstance(value, (list, tuple)):
@@ -88,7 +89,7 @@ def _coerce(name: str, value: Any, typ: Any) -> Any:
         inner = args[0] if args else Any
         items = [_coerce(name, v, inner) for v in value]
         return tuple(items) if origin is tuple else items
-    if origin is dict:
+    if origin is dict or typ is dict:
         if isinstance(value, str):
             value = yaml.safe_load(value)
         if not isinstance(value, dict):
@@ -137,7 +138,9 @@ def parse_overrides(items: list[str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items or []:
         if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got '{item}'; write it as --set {item}=VALUE.")
+            raise ConfigError(
+                f"--set expects key=value, got '{item}'; write it as --set {item}=VALUE."
+            )
         key, value = item.split("=", 1)
         out[key.strip().replace("-", "_")] = value.strip()
     return out
@@ -190,7 +193,9 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"Config file '{path}' is not valid YAML ({err}); fix its syntax.") from None
+        raise ConfigError(
+            f"Config file '{path}' is not valid YAML ({err}); fix its syntax."
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"Config file '{path}' must hold a mapping of key: value lines.")
     return data

@@ -19,7 +19,9 @@ def read_metrics(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if path.is_dir():
         path = path / "metrics.csv"
     if not path.exists():
-        raise RLFoundryError(f"No metrics found at '{path}'; pass a run directory made by `rlfoundry train`.")
+        raise RLFoundryError(
+            f"No metrics found at '{path}'; pass a run directory made by `rlfoundry train`."
+        )
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows:
@@ -44,7 +46,9 @@ def smooth(y: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def curve(metrics: dict[str, np.ndarray], key: str = "episode_return") -> tuple[np.ndarray, np.ndarray]:
+def curve(
+    metrics: dict[str, np.ndarray], key: str = "episode_return"
+) -> tuple[np.ndarray, np.ndarray]:
     """Steps and values of ``key`` where it was logged."""
     if key not in metrics:
         return np.zeros(0), np.zeros(0)

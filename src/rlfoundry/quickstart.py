@@ -39,7 +39,10 @@ def run_quickstart(out: Path, include_llm: bool = True, progress: bool = True) -
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     lines = ["# rlfoundry quickstart report", ""]
-    rows = ["| run | env | env steps | eval return (mean ± std) | reference | train s |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| run | env | env steps | eval return (mean ± std) | reference | train s |",
+        "|---|---|---|---|---|---|",
+    ]
 
     env_id = "rlfoundry/GridWorld-v0"
     env = make_env(env_id)
@@ -47,16 +50,35 @@ def run_quickstart(out: Path, include_llm: bool = True, progress: bool = True) -
     optimum = evaluate_policy_exact(env, sol.policy)
     print(f"[1/4] {env_id}: exact optimum {optimum:.3f} (value iteration, {sol.iterations} sweeps)")
     if hasattr(env.unwrapped, "render_policy"):
-        lines += ["Optimal policy of the GridWorld (value iteration):", "", "```", env.unwrapped.render_policy(sol.policy), "```", ""]
+        lines += [
+            "Optimal policy of the GridWorld (value iteration):",
+            "",
+            "```",
+            env.unwrapped.render_policy(sol.policy),
+            "```",
+            "",
+        ]
 
     tabular = []
     for algo in ("qlearning", "dyna_q"):
         run_dir = out / f"{algo}-gridworld"
         print(f"[2/4] training {algo} on {env_id}")
         s = train(algo, env=env_id, out=run_dir, progress=progress)
-        rows.append(_row(algo, s, f"optimum {optimum:.3f}, exact greedy {s.get('exact_return', float('nan')):.3f}"))
+        rows.append(
+            _row(
+                algo,
+                s,
+                f"optimum {optimum:.3f}, exact greedy {s.get('exact_return', float('nan')):.3f}",
+            )
+        )
         tabular.append(run_dir)
-    plot_runs(tabular, out / "gridworld.png", labels=["Q-learning", "Dyna-Q"], title="GridWorld: episode return", hlines={"optimum": optimum})
+    plot_runs(
+        tabular,
+        out / "gridworld.png",
+        labels=["Q-learning", "Dyna-Q"],
+        title="GridWorld: episode return",
+        hlines={"optimum": optimum},
+    )
     lines += ["![GridWorld](gridworld.png)", ""]
 
     deep = []
@@ -69,10 +91,20 @@ def run_quickstart(out: Path, include_llm: bool = True, progress: bool = True) -
         rows.append(_row(algo, s, "solved at 475"))
         deep.append((algo, run_dir))
     if deep:
-        plot_runs([d for _, d in deep], out / "cartpole.png", labels=[a for a, _ in deep], title="CartPole-v1", hlines={"solved": 475})
+        plot_runs(
+            [d for _, d in deep],
+            out / "cartpole.png",
+            labels=[a for a, _ in deep],
+            title="CartPole-v1",
+            hlines={"solved": 475},
+        )
         lines += ["![CartPole](cartpole.png)", ""]
 
-    if include_llm and importlib.util.find_spec("transformers") and importlib.util.find_spec("rlfoundry.llm.pipeline"):
+    if (
+        include_llm
+        and importlib.util.find_spec("transformers")
+        and importlib.util.find_spec("rlfoundry.llm.pipeline")
+    ):
         from rlfoundry.llm.pipeline import run_pipeline
 
         print("[4/4] language-model pipeline on arithmetic: pre-train -> SFT -> GRPO")
@@ -85,7 +117,9 @@ def run_quickstart(out: Path, include_llm: bool = True, progress: bool = True) -
         ]
 
     lines[2:2] = rows + [""]
-    lines.append(f"Total time: {time.perf_counter() - t0:.0f} s. Every run directory above holds config.yaml, metrics.csv, TensorBoard events, a checkpoint and summary.json.")
+    lines.append(
+        f"Total time: {time.perf_counter() - t0:.0f} s. Every run directory above holds config.yaml, metrics.csv, TensorBoard events, a checkpoint and summary.json."
+    )
     report = out / "REPORT.md"
     atomic_write_text(report, "\n".join(lines) + "\n")
     print("\n".join(rows))
@@ -95,13 +129,21 @@ def run_quickstart(out: Path, include_llm: bool = True, progress: bool = True) -
 
 def register(sub: Any) -> None:
     p = sub.add_parser("quickstart", help="the main job: an end-to-end tour on built-in defaults")
-    p.add_argument("--out", default=None, help="directory for the runs and REPORT.md (default runs/quickstart-TIME)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="directory for the runs and REPORT.md (default runs/quickstart-TIME)",
+    )
     p.add_argument("--no-llm", action="store_true", help="skip the language-model pipeline")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd)
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    out = Path(args.out) if args.out else Path("runs") / f"quickstart-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = (
+        Path(args.out)
+        if args.out
+        else Path("runs") / f"quickstart-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
     run_quickstart(out, include_llm=not args.no_llm, progress=not args.no_progress)
     return 0

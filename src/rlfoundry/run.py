@@ -226,7 +226,9 @@ class Run:
         if delta > 0:
             self._bar.update(delta)
         if postfix:
-            self._bar.set_postfix({k: f"{_to_float(v):.3g}" for k, v in postfix.items()}, refresh=False)
+            self._bar.set_postfix(
+                {k: f"{_to_float(v):.3g}" for k, v in postfix.items()}, refresh=False
+            )
 
     # ------------------------------------------------------------------ checkpoints
     def elapsed(self) -> float:
@@ -248,7 +250,11 @@ class Run:
         """
         payload: dict[str, torch.Tensor] = {}
         for key, value in tensors.items():
-            t = torch.as_tensor(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) else value
+            t = (
+                torch.as_tensor(np.ascontiguousarray(value))
+                if isinstance(value, np.ndarray)
+                else value
+            )
             payload[key] = t.detach().cpu().contiguous()
         payload["_rng/torch"] = torch.get_rng_state()
         meta_state = dict(state or {})

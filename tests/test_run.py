@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import csv
+import random
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlfoundry.replay import ActionLog
+from rlfoundry.run import CHECKPOINT, Run, load_checkpoint_file
+
+
+def rows(path):
+    with open(path / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_metrics_csv_grows_columns(tmp_path):
+    with Run(tmp_path, 100, progress=False) as run:
+        run.log(1, episode_return=1.0)
+        run.log(2, loss=0.5)
+        run.log(3, episode_return=2.0, loss=0.25)
+    got = rows(tmp_path)
+    assert list(got[0]) == ["step", "episode_return", "loss"]
+    assert [r["step"] for r in got] == ["1", "2", "3"]
+    assert got[1]["episode_return"] == "" and got[1]["loss"] == "0.5"
+    assert any((tmp_path / "tb").iterdir())
+
+
+def test_checkpoint_round_trip_restores_rng(tmp_path):
+    with Run(tmp_path, 100, progress=False) as run:
+        torch.manual_seed(3)
+        np.random.seed(4)
+        random.seed(5)
+        run.save_checkpoint(
+            7, {"q": np.arange(6.0).reshape(2, 3), "w": torch.ones(2)}, {"episode": 3}
+        )
+        expected = (torch.rand(2), np.random.rand(), random.random())
+        run.log(5, x=1.0)
+        run.log(9, x=2.0)
+    assert (tmp_path / CHECKPOINT).exists()
+    assert not list(tmp_path.glob("*.tmp"))
+    with Run(tmp_path, 100, resume=True, progress=False) as run:
+        step, tensors, state = run.load_checkpoint()
+        assert step == 7 and state["episode"] == 3
+        assert torch.equal(tensors["q"], torch.arange(6.0, dtype=torch.float64).reshape(2, 3))
+        assert torch.equal(torch.rand(2), expected[0])
+        assert np.random.rand() == expected[1] and random.random() == expected[2]
+    # rows logged after the checkpoint are dropped so the resumed log matches an uninterrupted one
+    assert [r["step"] for r in rows(tmp_path)] == ["5"]
+
+
+def test_stop_at_step_marks_interrupted(tmp_path):
+    with Run(tmp_path, 100, progress=False, stop_at_step=10) as run:
+        assert not run.should_stop(9)
+        assert run.should_stop(10) and run.interrupted and run.checkpoint_due(10)
+
+
+def test_load_checkpoint_file_missing(tmp_path):
+    assert load_checkpoint_file(tmp_path / CHECKPOINT) is None
+
+
+def test_action_log_replay_restores_exact_env_state():
+    env = ActionLog(gym.make("FrozenLake-v1"), seed=11)
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset()
+    for _ in range(300):
+        obs, _, term, trunc, _ = env.step(int(rng.integers(4)))
+        if term or trunc:
+            obs, _ = env.reset()
+    log = env.state_arrays()["replay/actions"]
+    future = []
+    for _ in range(50):
+        o, r, term, trunc, _ = env.step(1)
+        future.append((o, r, term, trunc))
+        if term or trunc:
+            env.reset()
+
+    twin = ActionLog(gym.make("FrozenLake-v1"), seed=11)
+    again, _ = twin.restore(log)
+    assert again == obs
+    replayed = []
+    for _ in range(50):
+        o, r, term, trunc, _ = twin.step(1)
+        replayed.append((o, r, term, trunc))
+        if term or trunc:
+            twin.reset()
+    assert replayed == future
