@@ -27,6 +27,7 @@ from rlfoundry.errors import RLFoundryError
 #: commands with ``set_defaults(func=...)``. Missing optional modules are skipped.
 EXTRA_COMMANDS: list[tuple[str, str]] = [
     ("rlfoundry.quickstart", "register"),
+    ("rlfoundry.feedback.cli", "register"),
 ]
 
 

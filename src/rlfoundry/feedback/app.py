@@ -1,0 +1,302 @@
+"""The annotation web app: HTML pages for people, a JSON API for scripts.
+
+Authentication: ``POST /login`` with an annotator token opens a server-side session
+whose key travels in an HttpOnly, SameSite=Strict cookie; scripts send
+``Authorization: Bearer TOKEN`` instead. Cookie-authenticated writes must also carry
+the session's CSRF token (hidden ``csrf`` form field or ``X-CSRF-Token`` header);
+SameSite=Strict alone already keeps the cookie off cross-site requests, the token is
+the second lock. Every response has a strict Content-Security-Policy whose nonce is
+the only way to run a script, so even an escaping bug would not execute injected JS.
+
+An annotator only ever sees their own judgments; another annotator's assignment or
+judgment id answers 404, the same as one that does not exist.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+
+from rlfoundry.feedback import store
+from rlfoundry.feedback.assign import next_assignment
+from rlfoundry.feedback.db import make_engine
+from rlfoundry.feedback.labels import LabelError
+from rlfoundry.feedback.store import Conflict, NotFound, Who
+from rlfoundry.feedback.templates import environment
+
+COOKIE = "rlf_session"
+CSRF_HEADER = "x-csrf-token"
+
+
+class LoginRequired(Exception):
+    pass
+
+
+def form_payload(kind: str, form: Any) -> dict[str, Any]:
+    """HTML form fields -> the JSON payload ``labels.from_display`` takes."""
+    payload: dict[str, Any] = {"reason": form.get("reason", ""), "active_ms": form.get("active_ms")}
+    if kind == "compare":
+        payload["choice"] = form.get("choice")
+    elif kind == "rank":
+        ranks = {k[5:]: form.get(k) for k in form if k.startswith("rank_")}
+        try:
+            values = {letter: int(v) for letter, v in ranks.items()}
+        except (TypeError, ValueError):
+            raise LabelError("Give every response a rank.") from None
+        if sorted(values.values()) != list(range(1, len(values) + 1)):
+            raise LabelError("Give every response a different rank, 1 being the best.")
+        payload["ranking"] = sorted(values, key=values.__getitem__)
+    elif kind == "rate":
+        payload["ratings"] = {k[7:]: form.get(k) for k in form if k.startswith("rating_")}
+    return payload
+
+
+def create_app(db: str | Engine | None = None, *, secure_cookies: bool = False) -> FastAPI:
+    """The app over database ``db`` (SQLAlchemy URL, engine, or $RLFOUNDRY_FEEDBACK_DB)."""
+    engine = db if isinstance(db, Engine) else make_engine(db)
+    templates = environment()
+    app = FastAPI(title="rlfoundry feedback", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.engine = engine
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        request.state.nonce = secrets.token_urlsafe(16)
+        response = await call_next(request)
+        n = request.state.nonce
+        response.headers["Content-Security-Policy"] = (
+            f"default-src 'none'; script-src 'nonce-{n}'; style-src 'nonce-{n}'; "
+            "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.exception_handler(LoginRequired)
+    async def _to_login(request: Request, exc: LoginRequired):
+        return RedirectResponse("/login", status_code=303)
+
+    for exc_type, status in ((NotFound, 404), (Conflict, 409), (LabelError, 422)):
+
+        async def _handler(request: Request, exc: Exception, status: int = status):
+            return JSONResponse({"detail": str(exc)}, status_code=status)
+
+        app.exception_handler(exc_type)(_handler)
+
+    def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+        html = templates.get_template(name).render(nonce=request.state.nonce, **ctx)
+        return HTMLResponse(html, status_code=status)
+
+    def authenticate(request: Request) -> Who | None:
+        auth = request.headers.get("authorization", "")
+        if auth[:7].lower() == "bearer ":
+            return store.who_for_token(engine, auth[7:].strip())
+        key = request.cookies.get(COOKIE)
+        return store.who_for_session(engine, key) if key else None
+
+    def check_csrf(who: Who, supplied: str | None) -> None:
+        if who.csrf is None:  # Bearer: nothing the browser would attach on its own
+            return
+        if not supplied or not hmac.compare_digest(supplied, who.csrf):
+            raise HTTPException(403, "Missing or wrong CSRF token; reload the page and try again.")
+
+    def api_user(request: Request) -> Who:
+        who = authenticate(request)
+        if who is None:
+            raise HTTPException(
+                401,
+                "A valid token is required: send 'Authorization: Bearer TOKEN' or log in.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if request.method not in ("GET", "HEAD"):
+            check_csrf(who, request.headers.get(CSRF_HEADER))
+        return who
+
+    async def page_user(request: Request) -> Who:
+        who = await run_in_threadpool(authenticate, request)
+        if who is None:
+            raise LoginRequired
+        return who
+
+    # ------------------------------------------------------------------ pages
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/login", response_class=HTMLResponse)
+    async def login_page(request: Request):
+        return render(request, "login.html", who=None, error=None)
+
+    @app.post("/login")
+    async def login(request: Request):
+        form = await request.form()
+        result = await run_in_threadpool(store.login, engine, str(form.get("token", "")).strip())
+        if result is None:
+            return render(request, "login.html", 401, who=None, error="That token is not valid.")
+        key, _ = result
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(
+            COOKIE,
+            key,
+            max_age=int(store.SESSION_TTL.total_seconds()),
+            httponly=True,
+            samesite="strict",
+            secure=secure_cookies,
+            path="/",
+        )
+        return response
+
+    @app.post("/logout")
+    async def logout(request: Request):
+        who = await page_user(request)
+        form = await request.form()
+        check_csrf(who, form.get("csrf"))
+        await run_in_threadpool(store.logout, engine, request.cookies.get(COOKIE, ""))
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    def _projects(who: Who) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": p.id,
+                "name": p.name,
+                "kind": p.kind,
+                "progress": store.progress(engine, p.id, who.id),
+            }
+            for p in store.list_projects(engine)
+        ]
+
+    @app.get("/", response_class=HTMLResponse)
+    async def home(request: Request):
+        who = await page_user(request)
+        projects = await run_in_threadpool(_projects, who)
+        return render(request, "home.html", who=who, projects=projects)
+
+    def _task_context(project_id: int, who: Who) -> dict[str, Any] | None:
+        project = next((p for p in store.list_projects(engine) if p.id == project_id), None)
+        if project is None:
+            return None
+        a = next_assignment(engine, project_id, who.id)
+        ctx: dict[str, Any] = {
+            "project": project,
+            "progress": store.progress(engine, project_id, who.id),
+        }
+        if a is not None:
+            ctx.update(store.assignment_view(engine, a.id))
+        return ctx
+
+    async def _show_task(request: Request, who: Who, project_id: int, error: str | None = None):
+        ctx = await run_in_threadpool(_task_context, project_id, who)
+        if ctx is None:
+            return render(
+                request, "message.html", 404, who=who, title="No such project", message=""
+            )
+        if "assignment_id" not in ctx:
+            return render(request, "done.html", who=who, **ctx)
+        return render(request, "task.html", 422 if error else 200, who=who, error=error, **ctx)
+
+    @app.get("/p/{project_id}", response_class=HTMLResponse)
+    async def task_page(request: Request, project_id: int):
+        who = await page_user(request)
+        return await _show_task(request, who, project_id)
+
+    @app.post("/p/{project_id}/submit")
+    async def task_submit(request: Request, project_id: int):
+        who = await page_user(request)
+        form = await request.form()
+        check_csrf(who, form.get("csrf"))
+        try:
+            assignment_id = int(form.get("assignment_id", ""))
+        except ValueError:
+            raise HTTPException(422, "assignment_id must be a number") from None
+        projects = await run_in_threadpool(store.list_projects, engine)
+        kind = next((p.kind for p in projects if p.id == project_id), None)
+        if kind is None:
+            raise HTTPException(404, "No such project.")
+        try:
+            payload = form_payload(kind, form)
+            await run_in_threadpool(store.submit, engine, who, assignment_id, payload)
+        except LabelError as err:
+            return await _show_task(request, who, project_id, error=str(err))
+        except (NotFound, Conflict):
+            pass  # stale tab or double submit: just show what is next
+        return RedirectResponse(f"/p/{project_id}", status_code=303)
+
+    @app.get("/admin", response_class=HTMLResponse)
+    async def admin_page(request: Request):
+        who = await page_user(request)
+        if not who.is_admin:
+            return render(
+                request,
+                "message.html",
+                403,
+                who=who,
+                title="Admins only",
+                message="Ask for an admin token (rlfoundry feedback add-annotator NAME --admin).",
+            )
+        stats = await run_in_threadpool(
+            lambda: [store.project_stats(engine, p.name) for p in store.list_projects(engine)]
+        )
+        return render(request, "admin.html", who=who, stats=stats)
+
+    # ------------------------------------------------------------------ JSON API
+
+    Api = Annotated[Who, Depends(api_user)]  # runs before body validation: 401 comes first
+    Payload = Annotated[dict[str, Any], Body()]
+
+    @app.get("/api/me")
+    def api_me(who: Api) -> dict[str, Any]:
+        return {"name": who.name, "is_admin": who.is_admin}
+
+    @app.get("/api/projects")
+    def api_projects(who: Api) -> list[dict[str, Any]]:
+        return _projects(who)
+
+    @app.post("/api/projects/{project_id}/next")
+    def api_next(who: Api, project_id: int) -> dict[str, Any]:
+        ctx = _task_context(project_id, who)
+        if ctx is None:
+            raise HTTPException(404, "No such project.")
+        project = ctx.pop("project")
+        ctx.update(
+            project=project.name, guidelines=project.guidelines, done="assignment_id" not in ctx
+        )
+        return ctx
+
+    @app.post("/api/assignments/{assignment_id}/judgment", status_code=201)
+    def api_submit(who: Api, assignment_id: int, payload: Payload) -> dict[str, Any]:
+        j = store.submit(engine, who, assignment_id, payload)
+        return {"id": j.id, "assignment_id": j.assignment_id}
+
+    @app.get("/api/judgments")
+    def api_judgments(who: Api) -> list[dict[str, Any]]:
+        return store.own_judgments(engine, who)
+
+    @app.get("/api/judgments/{judgment_id}")
+    def api_judgment(who: Api, judgment_id: int) -> dict[str, Any]:
+        return store.own_judgment(engine, who, judgment_id)
+
+    @app.put("/api/judgments/{judgment_id}")
+    def api_update(who: Api, judgment_id: int, payload: Payload) -> dict[str, Any]:
+        return store.update_judgment(engine, who, judgment_id, payload)
+
+    @app.get("/api/stats")
+    def api_stats(who: Api) -> list[dict[str, Any]]:
+        if not who.is_admin:
+            raise HTTPException(403, "Agreement statistics are for admin annotators.")
+        return [store.project_stats(engine, p.name) for p in store.list_projects(engine)]
+
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status_code=204)
+
+    return app

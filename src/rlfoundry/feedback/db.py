@@ -1,0 +1,245 @@
+"""Tables of the preference-collection app (SQLAlchemy 2) and the engine that holds them.
+
+Duplicates are made impossible by the schema, not by application code: one assignment
+per (item, annotator), one judgment per assignment and per (item, annotator). Tokens and
+session keys are stored only as SHA-256 hashes.
+
+Labels are stored in *response-index* terms (the order of ``responses`` in the import
+file), never in the left/right order an annotator saw; :mod:`rlfoundry.feedback.labels`
+converts between the two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.pool import StaticPool
+
+from rlfoundry.errors import RLFoundryError
+
+DEFAULT_DB = "sqlite:///feedback.db"
+KINDS = ("compare", "rank", "rate")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def hash_secret(secret: str) -> str:
+    """SHA-256 hex digest: tokens are high-entropy, so a salt-free fast hash is enough."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # one of KINDS
+    overlap: Mapped[int] = mapped_column(Integer, default=2)  # annotators per regular item
+    gold_every: Mapped[int] = mapped_column(Integer, default=10)  # 0: never mix gold in
+    guidelines: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    items: Mapped[list[Item]] = relationship(back_populates="project")
+
+
+class Item(Base):
+    __tablename__ = "items"
+    __table_args__ = (UniqueConstraint("project_id", "external_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    external_id: Mapped[str] = mapped_column(String(200))
+    prompt: Mapped[str] = mapped_column(Text)
+    n_responses: Mapped[int] = mapped_column(Integer)
+    is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    gold_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    project: Mapped[Project] = relationship(back_populates="items")
+    responses: Mapped[list[Response]] = relationship(order_by="Response.idx")
+
+    @property
+    def gold(self) -> Any:
+        return None if self.gold_json is None else json.loads(self.gold_json)
+
+
+class Response(Base):
+    __tablename__ = "responses"
+    __table_args__ = (UniqueConstraint("item_id", "idx"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    idx: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(200), nullable=True)  # never shown
+
+
+class Annotator(Base):
+    __tablename__ = "annotators"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class LoginSession(Base):
+    """A browser login: the cookie carries the key, the table its hash and the CSRF token."""
+
+    __tablename__ = "sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Assignment(Base):
+    __tablename__ = "assignments"
+    __table_args__ = (UniqueConstraint("item_id", "annotator_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"), index=True)
+    order_json: Mapped[str] = mapped_column(Text)  # response idx shown as A, B, ...
+    assigned_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    item: Mapped[Item] = relationship()
+
+    @property
+    def order(self) -> list[int]:
+        return json.loads(self.order_json)
+
+
+class Judgment(Base):
+    __tablename__ = "judgments"
+    __table_args__ = (
+        UniqueConstraint("assignment_id"),
+        UniqueConstraint("item_id", "annotator_id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"), index=True)
+    label_json: Mapped[str] = mapped_column(Text)  # in response-index terms
+    reason: Mapped[str] = mapped_column(Text, default="")
+    active_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)  # visible time, client
+    wall_ms: Mapped[int] = mapped_column(Integer)  # assigned -> submitted, server clock
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    @property
+    def label(self) -> Any:
+        return json.loads(self.label_json)
+
+
+def normalize_url(url: str | None) -> str:
+    """``None`` -> $RLFOUNDRY_FEEDBACK_DB or ``sqlite:///feedback.db``; a bare path -> SQLite."""
+    url = url or os.environ.get("RLFOUNDRY_FEEDBACK_DB") or DEFAULT_DB
+    return url if "://" in url else f"sqlite:///{url}"
+
+
+def make_engine(url: str | None = None, *, create: bool = True) -> Engine:
+    """An engine whose ``immediate`` variant (see :func:`write_session`) serializes writers.
+
+    SQLite's default deferred BEGIN lets two writers both read "2 of 3 slots taken" and
+    both insert; ``BEGIN IMMEDIATE`` takes the write lock before the first read, so
+    assignment decisions are serialized. pysqlite's own transaction handling is turned
+    off so that the BEGIN we emit is the one that runs (SQLAlchemy docs, "Serializable
+    isolation / Savepoints / Transactional DDL" for pysqlite).
+    """
+    url = normalize_url(url)
+    kwargs: dict[str, Any] = {}
+    sqlite = url.startswith("sqlite")
+    if sqlite:
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        if url in ("sqlite://", "sqlite:///:memory:"):
+            kwargs["poolclass"] = StaticPool
+        else:
+            kwargs.update(pool_size=8, max_overflow=24)
+    try:
+        engine = create_engine(url, **kwargs)
+    except Exception as err:  # bad URL or missing driver (e.g. psycopg for PostgreSQL)
+        raise RLFoundryError(
+            f"Cannot open feedback database '{url}' ({err}); pass a valid SQLAlchemy URL with "
+            "--db, e.g. sqlite:///feedback.db or postgresql+psycopg://user@host/db."
+        ) from None
+    if sqlite:
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            if kwargs.get("poolclass") is not StaticPool:
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            immediate = conn.get_execution_options().get("rlf_immediate", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    if create:
+        Base.metadata.create_all(engine)
+    return engine
+
+
+@contextmanager
+def read_session(engine: Engine) -> Iterator[Session]:
+    with Session(engine, expire_on_commit=False) as s, s.begin():
+        yield s
+
+
+@contextmanager
+def write_session(engine: Engine) -> Iterator[Session]:
+    """A transaction that holds the database write lock from its first statement.
+
+    On SQLite this is ``BEGIN IMMEDIATE``; elsewhere callers that decide on counts also
+    lock the project row (``SELECT ... FOR UPDATE``, see ``assign.next_assignment``).
+    """
+    bind = engine.execution_options(rlf_immediate=True)
+    with Session(bind, expire_on_commit=False) as s, s.begin():
+        yield s
+
+
+def annotator_for_token(s: Session, token: str) -> Annotator | None:
+    """The annotator holding ``token``, compared in constant time."""
+    if not token or len(token) > 200:
+        return None
+    digest = hash_secret(token)
+    ann = s.scalar(select(Annotator).where(Annotator.token_hash == digest))
+    if ann is None or not hmac.compare_digest(ann.token_hash, digest):
+        return None
+    return ann
