@@ -38,6 +38,39 @@ class LoginRequired(Exception):
     pass
 
 
+def authenticate(engine: Engine, request: Request) -> Who | None:
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return store.who_for_token(engine, auth[7:].strip())
+    key = request.cookies.get(COOKIE)
+    return store.who_for_session(engine, key) if key else None
+
+
+def check_csrf(who: Who, supplied: str | None) -> None:
+    if who.csrf is None:  # Bearer: nothing the browser would attach on its own
+        return
+    if not supplied or not hmac.compare_digest(supplied, who.csrf):
+        raise HTTPException(403, "Missing or wrong CSRF token; reload the page and try again.")
+
+
+def api_user(request: Request) -> Who:
+    """Dependency of every API route; runs before body validation, so 401 comes first."""
+    who = authenticate(request.app.state.engine, request)
+    if who is None:
+        raise HTTPException(
+            401,
+            "A valid token is required: send 'Authorization: Bearer TOKEN' or log in.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if request.method not in ("GET", "HEAD"):
+        check_csrf(who, request.headers.get(CSRF_HEADER))
+    return who
+
+
+Api = Annotated[Who, Depends(api_user)]
+Payload = Annotated[dict[str, Any], Body()]
+
+
 def form_payload(kind: str, form: Any) -> dict[str, Any]:
     """HTML form fields -> the JSON payload ``labels.from_display`` takes."""
     payload: dict[str, Any] = {"reason": form.get("reason", ""), "active_ms": form.get("active_ms")}
@@ -94,33 +127,8 @@ def create_app(db: str | Engine | None = None, *, secure_cookies: bool = False) 
         html = templates.get_template(name).render(nonce=request.state.nonce, **ctx)
         return HTMLResponse(html, status_code=status)
 
-    def authenticate(request: Request) -> Who | None:
-        auth = request.headers.get("authorization", "")
-        if auth[:7].lower() == "bearer ":
-            return store.who_for_token(engine, auth[7:].strip())
-        key = request.cookies.get(COOKIE)
-        return store.who_for_session(engine, key) if key else None
-
-    def check_csrf(who: Who, supplied: str | None) -> None:
-        if who.csrf is None:  # Bearer: nothing the browser would attach on its own
-            return
-        if not supplied or not hmac.compare_digest(supplied, who.csrf):
-            raise HTTPException(403, "Missing or wrong CSRF token; reload the page and try again.")
-
-    def api_user(request: Request) -> Who:
-        who = authenticate(request)
-        if who is None:
-            raise HTTPException(
-                401,
-                "A valid token is required: send 'Authorization: Bearer TOKEN' or log in.",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if request.method not in ("GET", "HEAD"):
-            check_csrf(who, request.headers.get(CSRF_HEADER))
-        return who
-
     async def page_user(request: Request) -> Who:
-        who = await run_in_threadpool(authenticate, request)
+        who = await run_in_threadpool(authenticate, engine, request)
         if who is None:
             raise LoginRequired
         return who
@@ -170,7 +178,7 @@ def create_app(db: str | Engine | None = None, *, secure_cookies: bool = False) 
                 "id": p.id,
                 "name": p.name,
                 "kind": p.kind,
-                "progress": store.progress(engine, p.id, who.id),
+                "progress": store.progress(engine, p.id, who.id, project_wide=True),
             }
             for p in store.list_projects(engine)
         ]
@@ -249,9 +257,6 @@ def create_app(db: str | Engine | None = None, *, secure_cookies: bool = False) 
         return render(request, "admin.html", who=who, stats=stats)
 
     # ------------------------------------------------------------------ JSON API
-
-    Api = Annotated[Who, Depends(api_user)]  # runs before body validation: 401 comes first
-    Payload = Annotated[dict[str, Any], Body()]
 
     @app.get("/api/me")
     def api_me(who: Api) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Engine, and_, delete, func, select
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
 from rlfoundry.feedback.db import Assignment, Item, Project, utcnow, write_session
@@ -68,15 +68,22 @@ def choose_item(
 
 def expected_gold(n_assigned: int, regular_left: int, gold_left: int, gold_every: int) -> int:
     """How many gold items :func:`choose_item` will mix into the next ``regular_left``
-    regular assignments (so progress totals do not jump when a gold item appears)."""
-    gold = 0
-    while regular_left > 0:
-        n_assigned += 1
-        if gold < gold_left and gold_every > 0 and n_assigned % gold_every == 0:
-            gold += 1
-        else:
-            regular_left -= 1
-    return gold
+    regular assignments (so progress totals do not jump when a gold item appears).
+
+    Positions ``n + 1 ... n + R + G`` will be handed out and every multiple of
+    ``gold_every`` among them is gold while gold lasts (the last position is a multiple
+    only once gold has run out), so G is the least fixed point of
+    ``G = min(gold_left, #multiples of gold_every in (n, n + R + G])``, reached from 0.
+    """
+    if regular_left <= 0 or gold_left <= 0 or gold_every <= 0:
+        return 0
+    g = 0
+    while True:
+        last = n_assigned + regular_left + g
+        nxt = min(gold_left, last // gold_every - n_assigned // gold_every)
+        if nxt == g:
+            return g
+        g = nxt
 
 
 def _open_assignment(s: Session, project_id: int, annotator_id: int) -> Assignment | None:
@@ -105,32 +112,26 @@ def assign_in_session(
     if current is not None:
         return current
     now = utcnow()
-    s.execute(
-        delete(Assignment).where(
+    stale = s.execute(
+        select(Assignment.id, Assignment.item_id).where(
             Assignment.project_id == project.id,
             Assignment.done_at.is_(None),
             Assignment.assigned_at < now - lease,
         )
-    )
+    ).all()
+    for assignment_id, item_id in stale:  # reclaim abandoned work for other annotators
+        s.execute(delete(Assignment).where(Assignment.id == assignment_id))
+        s.execute(update(Item).where(Item.id == item_id).values(n_assigned=Item.n_assigned - 1))
     mine = select(Assignment.item_id).where(
         Assignment.project_id == project.id, Assignment.annotator_id == annotator_id
     )
     seen = set(s.scalars(mine))
-    taken = (
-        select(Assignment.item_id, func.count().label("n"))
-        .where(Assignment.project_id == project.id)
-        .group_by(Assignment.item_id)
-        .subquery()
-    )
-    n_taken = func.coalesce(taken.c.n, 0)
-    base = (
-        select(Item.id, n_taken, Item.is_gold)
-        .outerjoin(taken, taken.c.item_id == Item.id)
-        .where(Item.project_id == project.id, Item.id.not_in(mine))
+    base = select(Item.id, Item.n_assigned, Item.is_gold).where(
+        Item.project_id == project.id, Item.id.not_in(mine)
     )
     regular = s.execute(
-        base.where(and_(Item.is_gold.is_(False), n_taken < project.overlap))
-        .order_by(n_taken.desc(), Item.id)
+        base.where(Item.is_gold.is_(False), Item.n_assigned < project.overlap)
+        .order_by(Item.n_assigned.desc(), Item.id)
         .limit(CANDIDATES)
     ).all()
     gold = s.execute(base.where(Item.is_gold.is_(True)).limit(CANDIDATES)).all()
@@ -146,6 +147,7 @@ def assign_in_session(
     if item_id is None:
         return None
     n = s.scalar(select(Item.n_responses).where(Item.id == item_id))
+    s.execute(update(Item).where(Item.id == item_id).values(n_assigned=Item.n_assigned + 1))
     order = list(range(n or 0))
     rng.shuffle(order)  # left/right position must not leak which model wrote what
     a = Assignment(

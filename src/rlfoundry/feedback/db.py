@@ -26,6 +26,7 @@ from sqlalchemy import (
     DateTime,
     Engine,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -74,7 +75,10 @@ class Project(Base):
 
 class Item(Base):
     __tablename__ = "items"
-    __table_args__ = (UniqueConstraint("project_id", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("project_id", "external_id"),
+        Index("ix_items_open", "project_id", "is_gold", "n_assigned"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
     external_id: Mapped[str] = mapped_column(String(200))
@@ -82,6 +86,10 @@ class Item(Base):
     n_responses: Mapped[int] = mapped_column(Integer)
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     gold_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Assignments held on the item (done or open). Kept equal to the count of its rows in
+    # `assignments` by assign.py, inside the same write transactions, so that finding
+    # open items is an index range scan instead of a GROUP BY over every assignment.
+    n_assigned: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     project: Mapped[Project] = relationship(back_populates="items")
     responses: Mapped[list[Response]] = relationship(order_by="Response.idx")

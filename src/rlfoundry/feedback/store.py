@@ -255,8 +255,8 @@ def import_items(engine: Engine, project_name: str, items: list[ParsedItem], sou
                     errors.append(f"line {it.line}: {err}")
         if errors:
             raise_bad_lines(source, errors)
-        for it in items:
-            item = Item(
+        rows = [
+            Item(
                 project_id=project.id,
                 external_id=it.external_id,
                 prompt=it.prompt,
@@ -264,12 +264,15 @@ def import_items(engine: Engine, project_name: str, items: list[ParsedItem], sou
                 is_gold=it.is_gold,
                 gold_json=json.dumps(it.gold) if it.is_gold else None,
             )
-            s.add(item)
-            s.flush()
-            s.add_all(
-                Response(item_id=item.id, idx=k, text=t, model=m)
-                for k, (t, m) in enumerate(zip(it.responses, it.models))
-            )
+            for it in items
+        ]
+        s.add_all(rows)
+        s.flush()  # one batched INSERT ... RETURNING for the ids
+        s.add_all(
+            Response(item_id=row.id, idx=k, text=t, model=m)
+            for row, it in zip(rows, items)
+            for k, (t, m) in enumerate(zip(it.responses, it.models))
+        )
     return len(items)
 
 
@@ -459,8 +462,12 @@ def update_judgment(engine: Engine, who: Who, judgment_id: int, payload: dict) -
 # ---------------------------------------------------------------- progress and stats
 
 
-def progress(engine: Engine, project_id: int, annotator_id: int) -> dict[str, int]:
-    """``done`` by this annotator and ``total`` = done + what they can still be given."""
+def progress(
+    engine: Engine, project_id: int, annotator_id: int, *, project_wide: bool = False
+) -> dict[str, int]:
+    """``done`` by this annotator and ``total`` = done + what they can still be given
+    (gold items included, as they will be mixed in). ``project_wide`` adds the project's
+    judgments of regular items and its target (items x overlap)."""
     with read_session(engine) as s:
         p = s.get(Project, project_id)
         done = s.scalar(
@@ -478,20 +485,12 @@ def progress(engine: Engine, project_id: int, annotator_id: int) -> dict[str, in
                 Assignment.done_at.is_(None),
             )
         )
-        taken = (
-            select(Assignment.item_id, func.count().label("n"))
-            .where(Assignment.project_id == project_id)
-            .group_by(Assignment.item_id)
-            .subquery()
-        )
         available = s.scalar(
-            select(func.count(Item.id))
-            .outerjoin(taken, taken.c.item_id == Item.id)
-            .where(
+            select(func.count(Item.id)).where(
                 Item.project_id == project_id,
                 Item.is_gold.is_(False),
+                Item.n_assigned < p.overlap,
                 Item.id.not_in(mine),
-                func.coalesce(taken.c.n, 0) < p.overlap,
             )
         )
         n_assigned = s.scalar(
@@ -504,24 +503,25 @@ def progress(engine: Engine, project_id: int, annotator_id: int) -> dict[str, in
                 Item.project_id == project_id, Item.is_gold.is_(True), Item.id.not_in(mine)
             )
         )
-        n_regular = s.scalar(
-            select(func.count(Item.id)).where(
-                Item.project_id == project_id, Item.is_gold.is_(False)
+        wide = {}
+        if project_wide:
+            n_regular = s.scalar(
+                select(func.count(Item.id)).where(
+                    Item.project_id == project_id, Item.is_gold.is_(False)
+                )
             )
-        )
-        n_judged = s.scalar(
-            select(func.count(Judgment.id))
-            .join(Item, Item.id == Judgment.item_id)
-            .where(Judgment.project_id == project_id, Item.is_gold.is_(False))
-        )
+            n_judged = s.scalar(
+                select(func.count(Judgment.id))
+                .join(Item, Item.id == Judgment.item_id)
+                .where(Judgment.project_id == project_id, Item.is_gold.is_(False))
+            )
+            wide = {
+                "project_judgments": n_judged or 0,
+                "project_target": (n_regular or 0) * p.overlap,
+            }
     done, open_, available = done or 0, open_ or 0, available or 0
     gold = expected_gold(n_assigned or 0, available, gold_left or 0, p.gold_every)
-    return {
-        "done": done,
-        "total": done + open_ + available + gold,
-        "project_judgments": n_judged or 0,
-        "project_target": (n_regular or 0) * p.overlap,
-    }
+    return {"done": done, "total": done + open_ + available + gold, **wide}
 
 
 def _median(xs: list[float]) -> float | None:
