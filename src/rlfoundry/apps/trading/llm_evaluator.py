@@ -1,0 +1,358 @@
+"""An LLM that reviews the trading agent's orders (seed 000: "use LLM to evaluate the
+input from environment and output of actions").
+
+Before an order fills, :meth:`LLMEvaluator.review` shows a language model the market
+state the agent saw (recent bars, indicators, position), optional news, and the
+proposed action, and asks for a JSON verdict ``{"score": -1..1, "risk": 0..1, "veto":
+bool, "reason": str}``. The env uses it in one of two switchable ways:
+
+- ``mode="filter"``: a veto (or ``risk >= veto_risk``) turns the order into HOLD;
+- ``mode="shaping"``: ``coef * score - risk_coef * risk`` is added to the reward;
+- ``mode="both"``.
+
+Only orders that would trade are reviewed (HOLD cannot be vetoed into anything safer).
+
+No look-ahead: the prompt holds bars up to the decision bar ``t`` and news dated
+strictly before bar ``t+1``, the bar whose open fills the order. Responses are cached
+on disk under the SHA-256 of (backend, prompt), so a backtest or a replayed training
+run asks each question once and stays deterministic.
+
+Backends: an OpenAI-compatible ``/v1/chat/completions`` endpoint (``endpoint=URL``,
+standard library HTTP, ``OPENAI_API_KEY`` sent if set), or a local transformers model
+directory (``model_dir=PATH``, greedy decoding).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from rlfoundry.errors import RLFoundryError
+
+if TYPE_CHECKING:
+    from rlfoundry.apps.trading.env import TradingEnv
+
+SYSTEM_PROMPT = (
+    "You are the risk officer of a trading desk. You review one proposed order from an "
+    "automated trading agent, using only the information given. Reply with one JSON "
+    'object and nothing else: {"score": <number from -1 (bad order) to 1 (good order)>, '
+    '"risk": <number from 0 (safe) to 1 (reckless)>, "veto": <true to block the order>, '
+    '"reason": "<one short sentence>"}.'
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The evaluator's answer about one proposed order."""
+
+    score: float
+    """How good the order looks, in [-1, 1] (0 when the answer could not be parsed)."""
+    risk: float
+    """How risky it looks, in [0, 1]."""
+    veto: bool
+    """True if the order should be blocked."""
+    reason: str
+    """The model's one-line explanation (or the raw text when unparsed)."""
+    parsed: bool
+    """False if the reply held no usable verdict; the neutral verdict is used then."""
+
+
+def parse_verdict(text: str) -> Verdict:
+    """Read a verdict from a model reply: the first JSON object, else ``key: value`` pairs.
+
+    Missing fields default to the neutral verdict (score 0, risk 0, no veto).
+    """
+    data: dict[str, Any] = {}
+    match = re.search(r"\{.*?\}", text, re.S)
+    if match:
+        try:
+            data = json.loads(match.group(0))
+        except json.JSONDecodeError:
+            data = {}
+    if not isinstance(data, dict) or not data:
+        data = {}
+        for key in ("score", "risk"):
+            m = re.search(rf"{key}\W{{0,3}}(-?\d+(?:\.\d+)?)", text, re.I)
+            if m:
+                data[key] = float(m.group(1))
+        m = re.search(r"veto\W{0,3}(true|false|yes|no)", text, re.I)
+        if m:
+            data["veto"] = m.group(1).lower() in ("true", "yes")
+    parsed = any(k in data for k in ("score", "risk", "veto"))
+
+    def num(key: str, lo: float, hi: float) -> float:
+        try:
+            return min(hi, max(lo, float(data.get(key, 0.0))))
+        except (TypeError, ValueError):
+            return 0.0
+
+    veto = data.get("veto", False)
+    veto = veto.strip().lower() in ("true", "yes") if isinstance(veto, str) else bool(veto)
+    reason = str(data.get("reason", "" if parsed else text.strip()[:200]))
+    return Verdict(num("score", -1.0, 1.0), num("risk", 0.0, 1.0), veto, reason, parsed)
+
+
+# ---------------------------------------------------------------------- backends
+class OpenAIEndpoint:
+    """Chat completions from an OpenAI-compatible server (vLLM, llama.cpp, Ollama, OpenAI)."""
+
+    def __init__(
+        self, url: str, model: str = "default", timeout: float = 60.0, max_tokens: int = 96
+    ) -> None:
+        url = url.rstrip("/")
+        if not url.endswith("/chat/completions"):
+            url = url + ("/chat/completions" if url.endswith("/v1") else "/v1/chat/completions")
+        self.url, self.model, self.timeout, self.max_tokens = url, model, timeout, max_tokens
+
+    @property
+    def identity(self) -> str:
+        return f"openai:{self.url}:{self.model}:{self.max_tokens}"
+
+    def complete(self, system: str, prompt: str) -> str:
+        body = {
+            "model": self.model,
+            "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": prompt},
+            ],
+            "temperature": 0.0,
+            "max_tokens": self.max_tokens,
+        }
+        headers = {"Content-Type": "application/json"}
+        if os.environ.get("OPENAI_API_KEY"):
+            headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
+        req = urllib.request.Request(self.url, json.dumps(body).encode(), headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                reply = json.loads(resp.read().decode())
+        except (urllib.error.URLError, TimeoutError, OSError) as err:
+            raise RLFoundryError(
+                f"LLM endpoint {self.url} did not answer ({err}); start the server or fix --llm-endpoint."
+            ) from None
+        try:
+            return str(reply["choices"][0]["message"]["content"])
+        except (KeyError, IndexError, TypeError):
+            raise RLFoundryError(
+                f"LLM endpoint {self.url} sent a reply without choices[0].message.content; "
+                "is it OpenAI-compatible?"
+            ) from None
+
+
+class LocalModel:
+    """A causal language model from a local transformers directory, greedy decoding."""
+
+    def __init__(self, model_dir: str | Path, max_new_tokens: int = 96) -> None:
+        self.model_dir = Path(model_dir)
+        if not (self.model_dir / "config.json").is_file():
+            raise RLFoundryError(
+                f"'{model_dir}' is not a transformers model directory (no config.json); "
+                "pass a saved model or use an endpoint."
+            )
+        self.max_new_tokens = max_new_tokens
+        self._model: Any = None
+        self._tok: Any = None
+
+    @property
+    def identity(self) -> str:
+        return f"local:{self.model_dir.resolve()}:{self.max_new_tokens}"
+
+    def _load(self) -> None:
+        try:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError:
+            raise RLFoundryError(
+                "A local LLM needs transformers; install it with `pip install rlfoundry[llm]`."
+            ) from None
+        self._tok = AutoTokenizer.from_pretrained(self.model_dir)
+        self._model = AutoModelForCausalLM.from_pretrained(self.model_dir).eval()
+
+    def complete(self, system: str, prompt: str) -> str:
+        import torch
+
+        if self._model is None:
+            self._load()
+        tok = self._tok
+        if getattr(tok, "chat_template", None):
+            text = tok.apply_chat_template(
+                [{"role": "system", "content": system}, {"role": "user", "content": prompt}],
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+        else:
+            text = f"{system}\n\n{prompt}\n\nAnswer: "
+        ids = tok(text, return_tensors="pt")
+        with torch.no_grad():
+            out = self._model.generate(
+                **ids,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id or tok.eos_token_id,
+            )
+        return tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+# ---------------------------------------------------------------------- evaluator
+def load_news(news: str | Path | pd.DataFrame | None) -> pd.DataFrame | None:
+    """News items as a frame with a sorted ``date`` index and a ``text`` column.
+
+    A CSV needs a ``date`` column and a ``text`` (or ``headline``) column.
+    """
+    if news is None:
+        return None
+    df = news.copy() if isinstance(news, pd.DataFrame) else None
+    if df is None:
+        path = Path(news)  # type: ignore[arg-type]
+        if not path.is_file():
+            raise RLFoundryError(f"News file '{news}' does not exist; pass a CSV with date,text.")
+        df = pd.read_csv(path)
+    cols = {c.lower(): c for c in df.columns}
+    text_col = cols.get("text") or cols.get("headline")
+    if "date" not in cols or text_col is None:
+        raise RLFoundryError("News needs a 'date' column and a 'text' (or 'headline') column.")
+    out = pd.DataFrame({"text": df[text_col].astype(str).to_numpy()})
+    out.index = pd.DatetimeIndex(pd.to_datetime(df[cols["date"]]), name="date")
+    return out.sort_index()
+
+
+class LLMEvaluator:
+    """Reviews proposed orders with an LLM; see the module docstring."""
+
+    def __init__(
+        self,
+        backend: OpenAIEndpoint | LocalModel,
+        mode: str = "filter",
+        coef: float = 0.1,
+        risk_coef: float = 0.0,
+        veto_risk: float | None = None,
+        news: str | Path | pd.DataFrame | None = None,
+        history_bars: int = 10,
+        news_items: int = 5,
+        cache_dir: str | Path | None = None,
+        asset: str | None = None,
+    ) -> None:
+        if mode not in ("filter", "shaping", "both"):
+            raise RLFoundryError(f"LLM mode '{mode}' is unknown; use filter, shaping or both.")
+        self.backend = backend
+        self.mode = mode
+        self.coef, self.risk_coef, self.veto_risk = coef, risk_coef, veto_risk
+        self.news = load_news(news)
+        self.history_bars, self.news_items = history_bars, news_items
+        default_cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache / "rlfoundry" / "llm_eval"
+        self.asset = asset
+        self.stats = {"reviews": 0, "cache_hits": 0, "vetoes": 0, "unparsed": 0}
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> LLMEvaluator:
+        """Build from a dict (the env's ``llm=`` kwarg or YAML): ``endpoint`` + ``model``,
+        or ``model_dir``, plus any keyword of :class:`LLMEvaluator`."""
+        cfg = dict(cfg)
+        endpoint, model_dir = cfg.pop("endpoint", None), cfg.pop("model_dir", None)
+        model = cfg.pop("model", "default")
+        max_tokens = int(cfg.pop("max_tokens", 96))
+        if endpoint:
+            backend: OpenAIEndpoint | LocalModel = OpenAIEndpoint(
+                endpoint, model, max_tokens=max_tokens
+            )
+        elif model_dir:
+            backend = LocalModel(model_dir, max_new_tokens=max_tokens)
+        else:
+            raise RLFoundryError(
+                "The LLM evaluator needs endpoint=URL (OpenAI-compatible) or model_dir=PATH."
+            )
+        try:
+            return cls(backend, **cfg)
+        except TypeError as err:
+            raise RLFoundryError(f"Unknown LLM evaluator option: {err}.") from None
+
+    @property
+    def filter(self) -> bool:
+        return self.mode in ("filter", "both")
+
+    def shaping_reward(self, verdict: Verdict) -> float:
+        if self.mode not in ("shaping", "both"):
+            return 0.0
+        return self.coef * verdict.score - self.risk_coef * verdict.risk
+
+    # ------------------------------------------------------------------ prompt
+    def build_prompt(self, env: TradingEnv, action: int) -> str:
+        """The user message for ``action`` at the env's current decision bar.
+
+        Holds bars up to bar ``t`` and news dated before bar ``t+1``; nothing later.
+        """
+        t = env.t
+        bars = env.history(self.history_bars)
+        feats = env.features(1).iloc[-1]
+        date_t = bars.index[-1]
+        lines = [
+            f"Asset: {self.asset or env.data_name}.",
+            f"The agent decides after the close of the bar dated {_fmt(date_t)}; "
+            "its order fills at the open of the next bar.",
+            "",
+            "Recent bars (date, open, high, low, close, volume):",
+        ]
+        for ts, row in bars.iterrows():
+            lines.append(
+                f"{_fmt(ts)}, {row.open:.5g}, {row.high:.5g}, {row.low:.5g}, {row.close:.5g}, {row.volume:.4g}"
+            )
+        close = env.history(21)["close"].to_numpy()
+        ret20 = close[-1] / close[0] - 1.0 if len(close) > 1 else 0.0
+        lines += [
+            "",
+            f"Indicators at {_fmt(date_t)}: RSI(14)={50 * (feats['rsi'] + 1):.1f}, "
+            f"Bollinger %b={feats['bb'] + 0.5:.2f}, MACD histogram (vol-scaled)={feats['macd']:.2f}, "
+            f"20-bar return={ret20:+.2%}.",
+            f"Current position: {env.exposure():+.0%} of a portfolio worth {env.value(t):,.2f} "
+            f"(cash {env.cash:,.2f}).",
+        ]
+        if self.news is not None:
+            decision = env.bars.index[t + 1]
+            items = self.news[self.news.index < decision].tail(self.news_items)
+            lines += ["", "News published before the order:"]
+            lines += [f"- {_fmt(ts)}: {txt}" for ts, txt in items["text"].items()] or ["- (none)"]
+        target = env.target_exposure(action)
+        what = "keep the position" if target is None else f"move to {target:+.0%} exposure"
+        lines += ["", f"Proposed action: {env.action_name(action)} ({what})."]
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ review
+    def cache_key(self, prompt: str) -> str:
+        payload = json.dumps([self.backend.identity, SYSTEM_PROMPT, prompt])
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def ask(self, prompt: str) -> str:
+        """The model's reply to ``prompt``, from the disk cache when it was asked before."""
+        key = self.cache_key(prompt)
+        path = self.cache_dir / key[:2] / f"{key}.json"
+        if path.is_file():
+            self.stats["cache_hits"] += 1
+            return json.loads(path.read_text())["response"]
+        reply = self.backend.complete(SYSTEM_PROMPT, prompt)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps({"backend": self.backend.identity, "response": reply}))
+        tmp.replace(path)
+        return reply
+
+    def review(self, env: TradingEnv, action: int) -> Verdict:
+        """The verdict on ``action`` at the env's current bar (veto includes ``veto_risk``)."""
+        verdict = parse_verdict(self.ask(self.build_prompt(env, action)))
+        if self.veto_risk is not None and verdict.risk >= self.veto_risk and not verdict.veto:
+            verdict = Verdict(verdict.score, verdict.risk, True, verdict.reason, verdict.parsed)
+        self.stats["reviews"] += 1
+        self.stats["vetoes"] += int(verdict.veto)
+        self.stats["unparsed"] += int(not verdict.parsed)
+        return verdict
+
+
+def _fmt(ts: pd.Timestamp) -> str:
+    return str(ts.date()) if ts == ts.normalize() else ts.strftime("%Y-%m-%d %H:%M")
