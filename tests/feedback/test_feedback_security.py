@@ -217,3 +217,16 @@ def test_serve_binds_to_loopback_unless_told_otherwise(monkeypatch, tmp_path):
     assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 8000
     assert main(["feedback", "serve", "--db", db, "--host", "0.0.0.0", "--port", "9"]) == 0
     assert calls[-1]["host"] == "0.0.0.0"
+
+
+def test_admin_page_shows_agreement_to_admins_only(client, setup):
+    judge(client, setup["ann"], "A")
+    judge(client, setup["bob"], "A")
+    login(client, setup["bob"])
+    assert client.get("/admin").status_code == 403
+    client.cookies.clear()
+    login(client, setup["boss"])
+    html = client.get("/admin").text
+    assert "0 / 2 items complete" in html or "1 / 2 items complete" in html
+    assert "Krippendorff" in html and "Cohen's kappa per pair" in html
+    assert "built-in method" not in html

@@ -179,7 +179,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
             f"{st['items_complete']}/{st['items']} items complete, {st['judgments']} judgments; "
             f"percent agreement {fmt(ag['percent_agreement'])}, "
             f"Krippendorff's alpha ({ag['alpha_level']}) {fmt(ag['krippendorff_alpha'])} "
-            f"over {ag['units']} units"
+            f"over {ag['units']} units",
+            soft_wrap=True,
         )
         table = Table("annotator", "done", "vs majority", "gold acc.", "median active s")
         for name, a in st["annotators"].items():

@@ -42,6 +42,7 @@ h2 { font-size:16px; margin:24px 0 8px; }
 .bar { width:160px; height:8px; background:#3a4356; border-radius:4px; overflow:hidden; }
 .bar > span { display:block; height:100%; background:#6ea0ff; }
 details.guide { margin-bottom:14px; }
+details.guide .text { margin-top:6px; }
 details.guide summary { cursor:pointer; font-weight:600; }
 .choices { display:flex; flex-wrap:wrap; gap:10px; margin:16px 0 10px; }
 .choices label { display:flex; align-items:center; gap:8px; padding:9px 14px; border:1px solid var(--line);
@@ -135,10 +136,9 @@ TASK = """{% extends "base.html" %}
     <span>{{ progress.done }} / {{ progress.total }} done</span></span>
 {% endblock %}
 {% block main %}
-<details class="guide card" {% if progress.done < 3 %}open{% endif %}>
+<details class="guide card" open>
   <summary>Guidelines</summary>
   <div class="text">{{ project.guidelines or default_guidelines[project.kind] }}</div>
-  <p class="muted">Shortcuts: {{ shortcuts[project.kind] | safe }}</p>
 </details>
 <div class="card prompt"><div class="label">Prompt</div><div class="text" id="prompt">{{ prompt }}</div></div>
 {% if error %}<p class="error" role="alert">{{ error }}</p>{% endif %}
@@ -177,7 +177,7 @@ TASK = """{% extends "base.html" %}
 <label class="label" for="reason">Reason (optional)</label>
 <textarea name="reason" id="reason" rows="2" placeholder="Why? (optional)"></textarea>
 <div class="row"><button class="primary" type="submit" id="submit">Submit <kbd>Enter</kbd></button>
-  <span class="muted">item {{ progress.done + 1 }}</span></div>
+  <span class="muted">Shortcuts: {{ shortcuts[project.kind] | safe }}</span></div>
 </form>
 {% endblock %}
 {% block script %}
@@ -258,7 +258,7 @@ ADMIN = """{% extends "base.html" %}
 <h1>Agreement and progress</h1>
 {% for st in stats %}
 <h2>{{ st.project }} <span class="muted">({{ st.kind }}, overlap {{ st.overlap }})</span></h2>
-<p>{{ st.items_complete }} / {{ st.items }} items complete, {{ st.judgments }} judgments,
+<p>{{ st.items_complete }} / {{ st["items"] }} items complete, {{ st.judgments }} judgments,
    {{ st.gold_items }} gold items.
    Percent agreement <b>{{ fmt(st.agreement.percent_agreement) }}</b>,
    Krippendorff's alpha ({{ st.agreement.alpha_level }}) <b>{{ fmt(st.agreement.krippendorff_alpha) }}</b>
@@ -307,7 +307,8 @@ DEFAULT_GUIDELINES = {
 
 SHORTCUTS = {
     "compare": "<kbd>1</kbd> A better, <kbd>2</kbd> B better, <kbd>3</kbd> tie, "
-    "<kbd>4</kbd> both bad, <kbd>Enter</kbd> submit.",
+    "<kbd>4</kbd> both bad, <kbd>Enter</kbd> submit (also from the reason box; "
+    "<kbd>Shift</kbd>+<kbd>Enter</kbd> for a new line).",
     "rank": "press <kbd>1</kbd>..<kbd>K</kbd> for responses A..K from best to worst, "
     "<kbd>Backspace</kbd> undo, <kbd>Enter</kbd> submit.",
     "rate": "<kbd>1</kbd>-<kbd>5</kbd> rate the highlighted response and move to the next, "
