@@ -120,9 +120,9 @@ def _clean(df: pd.DataFrame, name: str) -> pd.DataFrame:
     out = out.dropna()
     if (out[["open", "high", "low", "close"]] <= 0).to_numpy().any():
         raise RLFoundryError(f"Data '{name}' has prices <= 0; prices must be positive.")
-    if len(out) < WARMUP + 50:
+    if len(out) < WARMUP + 10:
         raise RLFoundryError(
-            f"Data '{name}' has {len(out)} bars; at least {WARMUP + 50} are needed (features use {WARMUP} bars of history)."
+            f"Data '{name}' has {len(out)} bars; at least {WARMUP + 10} are needed (features use {WARMUP} bars of history)."
         )
     return out
 

@@ -114,7 +114,8 @@ class TradingEnv(gym.Env):
         self.render_mode = render_mode
 
         n_feat = len(FEATURES) * self.window + 2
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (n_feat,), np.float32)
+        # Features are clipped to [-5, 5] in data.py; exposure and cash fractions to [-10, 10].
+        self.observation_space = gym.spaces.Box(-10.0, 10.0, (n_feat,), np.float32)
         self.action_space = gym.spaces.Discrete(3 if self.sizes is None else len(self.sizes))
 
         self.llm = None
@@ -173,7 +174,7 @@ class TradingEnv(gym.Env):
         win = self._feats[self.t - self.window + 1 : self.t + 1].reshape(-1)
         v = self.value()
         extra = np.array([self.exposure(), self.cash / v if v > 0 else 0.0], dtype=np.float32)
-        return np.concatenate([np.nan_to_num(win), extra]).astype(np.float32)
+        return np.concatenate([np.nan_to_num(win), np.clip(extra, -10.0, 10.0)]).astype(np.float32)
 
     # ------------------------------------------------------------------ gym API
     def reset(
