@@ -81,7 +81,7 @@ def parse_verdict(text: str) -> Verdict:
     if not isinstance(data, dict) or not data:
         data = {}
         for key in ("score", "risk"):
-            m = re.search(rf"{key}\W{{0,3}}(-?\d+(?:\.\d+)?)", text, re.I)
+            m = re.search(rf"{key}\W{{0,3}}?\s*[:=]?\s*(-?\d+(?:\.\d+)?)", text, re.I)
             if m:
                 data[key] = float(m.group(1))
         m = re.search(r"veto\W{0,3}(true|false|yes|no)", text, re.I)
