@@ -28,6 +28,7 @@ from rlfoundry.errors import RLFoundryError
 EXTRA_COMMANDS: list[tuple[str, str]] = [
     ("rlfoundry.quickstart", "register"),
     ("rlfoundry.feedback.cli", "register"),
+    ("rlfoundry.apps.cli", "register"),
 ]
 
 

@@ -1,0 +1,122 @@
+"""Driving app: the seed-002 reward term by term, metrics, video, CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("highway_env", reason="the driving app needs highway-env")
+
+from rlfoundry.apps.driving.evaluate import (  # noqa: E402
+    compare,
+    evaluate_driving,
+    idle_policy,
+    random_policy,
+    record_episode,
+)
+from rlfoundry.evaluation import make_env  # noqa: E402
+
+LANE_LEFT, IDLE, LANE_RIGHT, FASTER, SLOWER = range(5)
+
+
+def _speed_term(speed: float) -> float:
+    return float(np.clip((speed - 20.0) / 10.0, 0.0, 1.0))
+
+
+def test_reward_terms_by_hand():
+    env = make_env("rlfoundry/Highway-v0", lane_change_cost=0.25, brake_penalty=0.5)
+    env.reset(seed=1)
+    # IDLE at a steady speed: only the speed term.
+    _, rew, _, _, info = env.step(IDLE)
+    assert not info["braking"] and not info["lane_change"]
+    assert rew == pytest.approx(_speed_term(info["speed"]))
+    assert info["distance"] > 15.0  # metres in one 1-second step at >= 20 m/s
+    # SLOWER sheds ~4.3 m/s in one second: abrupt braking (threshold 3 m/s^2).
+    _, rew, _, _, info = env.step(SLOWER)
+    assert info["decel"] > 3.0 and info["braking"]
+    assert rew == pytest.approx(_speed_term(info["speed"]) - 0.5)
+    # A lane change pays its cost.
+    _, rew, _, _, info = env.step(LANE_LEFT)
+    assert info["lane_change"]
+    assert rew == pytest.approx(_speed_term(info["speed"]) - 0.25 - 0.5 * info["braking"])
+
+
+def test_collision_is_penalised_and_terminates():
+    env = make_env("rlfoundry/Highway-v0", collision_penalty=7.0)
+    policy = random_policy(env, seed=0)
+    for ep in range(20):
+        obs, _ = env.reset(seed=ep)
+        done = False
+        while not done:
+            obs, rew, terminated, truncated, info = env.step(policy(obs))
+            done = terminated or truncated
+        if info["crashed"]:
+            assert terminated and not info["braking"]
+            expected = _speed_term(info["speed"]) - 7.0 - 0.05 * info["lane_change"]
+            assert rew == pytest.approx(expected)
+            return
+    pytest.fail("random driving never crashed in 20 episodes")
+
+
+def test_observations_and_determinism():
+    def roll(seed: int) -> np.ndarray:
+        env = make_env("rlfoundry/Highway-v0")
+        obs, _ = env.reset(seed=seed)
+        out = [obs]
+        for act in [IDLE, FASTER, LANE_LEFT, IDLE, SLOWER, LANE_RIGHT]:
+            obs, *_ = env.step(act)
+            out.append(obs)
+        return np.stack(out)
+
+    a = roll(4)
+    assert a.dtype == np.float32 and a.shape == (7, 25)
+    np.testing.assert_array_equal(a, roll(4))
+    env = make_env("rlfoundry/Merge-v0")
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+
+
+def test_evaluation_metrics_and_baselines():
+    env = make_env("rlfoundry/Highway-v0")
+    idle = evaluate_driving(idle_policy(env), env, episodes=2, seed=0)
+    assert idle["braking_events"] == 0.0 and idle["lane_changes"] == 0.0
+    assert 0.0 <= idle["collision_rate"] <= 1.0 and idle["mean_speed"] > 15.0
+    assert idle["distance"] == pytest.approx(idle["mean_speed"] * idle["mean_length"], rel=0.1)
+    table = compare({}, episodes=2, seed=0)
+    assert list(table) == ["random", "always IDLE"]
+    assert table["always IDLE"]["collision_rate"]["mean"] == idle["collision_rate"]
+
+
+def test_video_has_every_simulation_frame(tmp_path: Path):
+    import imageio.v3 as iio
+
+    env = make_env("rlfoundry/Highway-v0")
+    info = record_episode(idle_policy(env), "rlfoundry/Highway-v0", tmp_path / "ep.gif", seed=3)
+    frames = iio.imread(tmp_path / "ep.gif")
+    # 5 simulation frames per 1-second decision, plus the first one.
+    assert info["frames"] == 5 * info["steps"] + 1
+    assert frames.shape[0] > 1 and frames.mean() > 20  # drawn, not black
+
+
+def test_drive_eval_cli(tmp_path: Path, capsys):
+    from rlfoundry.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(
+        [
+            "drive",
+            "eval",
+            "--episodes",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--video",
+            str(tmp_path / "v.gif"),
+        ]
+    )
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "| always IDLE | 1 |" in out and "video:" in out
+    assert (tmp_path / "driving_eval.md").is_file() and (tmp_path / "v.gif").is_file()
