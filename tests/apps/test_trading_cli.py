@@ -51,3 +51,35 @@ def test_trade_cli_errors_are_one_sentence(tmp_path: Path, capsys):
     assert "not a run directory" in capsys.readouterr().err
     assert main(["trade", "report", "--policy", "nope", "--out", str(tmp_path)]) == 2
     assert "Unknown policy" in capsys.readouterr().err
+
+
+def test_stitch_chains_out_of_sample_segments():
+    import numpy as np
+
+    from rlfoundry.apps.trading.backtest import Backtest
+    from rlfoundry.apps.trading.cli import stitch
+
+    a = Backtest(
+        "x",
+        ["d0", "d1", "d2"],
+        np.array([100.0, 110.0, 121.0]),
+        np.ones(2),
+        np.array([100.0, 0.0]),
+        np.array([1.0, 0.0]),
+        252,
+    )
+    b = Backtest(
+        "x",
+        ["d2", "d3"],
+        np.array([100.0, 90.0]),
+        np.zeros(1),
+        np.array([50.0]),
+        np.array([2.0]),
+        252,
+    )
+    s = stitch([a, b])
+    # b's -10% applies to the 121 that a ended with; its flows scale by 121 / 100.
+    np.testing.assert_allclose(s.equity, [100.0, 110.0, 121.0, 108.9])
+    np.testing.assert_allclose(s.traded, [100.0, 0.0, 60.5])
+    np.testing.assert_allclose(s.costs, [1.0, 0.0, 2.42])
+    assert s.dates == ["d0", "d1", "d2", "d3"]
