@@ -143,17 +143,26 @@ def test_cookie_writes_need_the_csrf_token(client, setup):
     assert len(client.get("/api/judgments").json()) == 1  # GET with the cookie is fine
 
 
-def test_html_in_prompts_and_responses_is_escaped(client, setup):
+def test_html_in_prompts_and_responses_is_escaped(client, setup, engine, tmp_path):
+    rows = [
+        {"id": "x", "prompt": XSS_PROMPT, "responses": [XSS_RESPONSE, "</div><script>1</script>"]}
+    ]
+    load(engine, tmp_path, "xss", "compare", rows, overlap=1, gold_every=0)
     login(client, setup["ann"])
-    html = client.get("/p/1").text
+    html = client.get("/p/2").text
     assert "<script>alert" not in html and "<img src=x" not in html and "<b>bold" not in html
     assert "&lt;script&gt;alert(&#39;p&#39;)&lt;/script&gt;" in html
     assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in html
     assert "&lt;/div&gt;&lt;script&gt;1&lt;/script&gt;" in html
     # the only scripts are ours, and the CSP only runs scripts with this response's nonce
-    csp = client.get("/p/1").headers["content-security-policy"]
+    csp = client.get("/p/2").headers["content-security-policy"]
     assert "script-src 'nonce-" in csp and "unsafe-inline" not in csp
     assert all("nonce=" in tag for tag in re.findall(r"<script[^>]*>", html))
+    # the JSON API returns the text as data, never as markup
+    task = client.post(
+        "/api/projects/2/next", headers={"X-CSRF-Token": login(client, setup["ann"])}
+    ).json()
+    assert task["prompt"] == XSS_PROMPT
 
 
 def test_malformed_import_lines_are_reported_and_nothing_is_committed(engine, tmp_path):

@@ -190,17 +190,12 @@ def create_app(db: str | Engine | None = None, *, secure_cookies: bool = False) 
         return render(request, "home.html", who=who, projects=projects)
 
     def _task_context(project_id: int, who: Who) -> dict[str, Any] | None:
-        project = next((p for p in store.list_projects(engine) if p.id == project_id), None)
+        project = store.project_by_id(engine, project_id)
         if project is None:
             return None
-        a = next_assignment(engine, project_id, who.id)
-        ctx: dict[str, Any] = {
-            "project": project,
-            "progress": store.progress(engine, project_id, who.id),
-        }
-        if a is not None:
-            ctx.update(store.assignment_view(engine, a.id))
-        return ctx
+        a = next_assignment(engine, project_id, who.id, project=project)
+        view = store.task_view(engine, project, who.id, None if a is None else a.id)
+        return {"project": project, **view}
 
     async def _show_task(request: Request, who: Who, project_id: int, error: str | None = None):
         ctx = await run_in_threadpool(_task_context, project_id, who)
@@ -226,10 +221,10 @@ def create_app(db: str | Engine | None = None, *, secure_cookies: bool = False) 
             assignment_id = int(form.get("assignment_id", ""))
         except ValueError:
             raise HTTPException(422, "assignment_id must be a number") from None
-        projects = await run_in_threadpool(store.list_projects, engine)
-        kind = next((p.kind for p in projects if p.id == project_id), None)
-        if kind is None:
+        project = await run_in_threadpool(store.project_by_id, engine, project_id)
+        if project is None:
             raise HTTPException(404, "No such project.")
+        kind = project.kind
         try:
             payload = form_payload(kind, form)
             await run_in_threadpool(store.submit, engine, who, assignment_id, payload)

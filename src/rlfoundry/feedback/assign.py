@@ -13,8 +13,9 @@ Rules (the pure part is :func:`choose_item`):
 * an annotator with an open assignment gets it again (reloading the page does not hand
   out a new item); an open assignment older than the lease is reclaimed for others.
 
-:func:`next_assignment` applies these rules inside one write transaction, so two
-concurrent requests cannot both take the last slot of an item.
+:func:`next_assignment` claims a slot with a conditional UPDATE inside a short write
+transaction (serialized on SQLite by ``BEGIN IMMEDIATE``), so two concurrent requests
+cannot both take the last slot of an item.
 """
 
 from __future__ import annotations
@@ -23,15 +24,24 @@ import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from rlfoundry.feedback.db import Assignment, Item, Project, utcnow, write_session
+from rlfoundry.feedback.db import (
+    Assignment,
+    Item,
+    Project,
+    read_session,
+    utcnow,
+    write_session,
+)
 
 LEASE = timedelta(minutes=30)
 CANDIDATES = 64  # items the database hands to choose_item per call
+SPREAD = 8  # optimistic claims pick among this many best items (fewer lost races)
 
 
 @dataclass(frozen=True)
@@ -49,10 +59,13 @@ def choose_item(
     n_assigned: int,
     gold_every: int,
     rng: random.Random,
+    spread: int = 1,
 ) -> int | None:
     """The item to assign next, or ``None`` when this annotator has nothing left to do.
 
     ``n_assigned``: assignments this annotator already holds in the project (gold too).
+    ``spread``: pick at random among this many best regular items instead of the very
+    best, so that concurrent requests do not all race for the same slot.
     """
     regular = [
         c for c in candidates if not c.is_gold and c.item_id not in seen and c.taken < overlap
@@ -62,8 +75,8 @@ def choose_item(
     gold = [c for c in candidates if c.is_gold and c.item_id not in seen]
     if gold and gold_every > 0 and (n_assigned + 1) % gold_every == 0:
         return rng.choice(gold).item_id
-    best = max(regular, key=lambda c: (c.taken, -c.item_id))
-    return best.item_id
+    regular.sort(key=lambda c: (-c.taken, c.item_id))
+    return rng.choice(regular[: max(1, spread)]).item_id
 
 
 def expected_gold(n_assigned: int, regular_left: int, gold_left: int, gold_every: int) -> int:
@@ -99,34 +112,30 @@ def _open_assignment(s: Session, project_id: int, annotator_id: int) -> Assignme
     )
 
 
-def assign_in_session(
-    s: Session,
-    project: Project,
-    annotator_id: int,
-    *,
-    rng: random.Random,
-    lease: timedelta = LEASE,
-) -> Assignment | None:
-    """Body of :func:`next_assignment`; ``s`` must hold the write lock."""
-    current = _open_assignment(s, project.id, annotator_id)
-    if current is not None:
-        return current
-    now = utcnow()
+def _reclaim_stale(s: Session, project_id: int, now: datetime, lease: timedelta) -> int:
+    """Delete open assignments older than the lease, freeing their slots."""
     stale = s.execute(
         select(Assignment.id, Assignment.item_id).where(
-            Assignment.project_id == project.id,
+            Assignment.project_id == project_id,
             Assignment.done_at.is_(None),
             Assignment.assigned_at < now - lease,
         )
     ).all()
-    for assignment_id, item_id in stale:  # reclaim abandoned work for other annotators
+    for assignment_id, item_id in stale:
         s.execute(delete(Assignment).where(Assignment.id == assignment_id))
         s.execute(update(Item).where(Item.id == item_id).values(n_assigned=Item.n_assigned - 1))
+    return len(stale)
+
+
+def _candidates(
+    s: Session, project: Project, annotator_id: int
+) -> tuple[set[int], list[Candidate], dict[int, int]]:
+    """(items this annotator holds, candidate items, {item: number of responses})."""
     mine = select(Assignment.item_id).where(
         Assignment.project_id == project.id, Assignment.annotator_id == annotator_id
     )
     seen = set(s.scalars(mine))
-    base = select(Item.id, Item.n_assigned, Item.is_gold).where(
+    base = select(Item.id, Item.n_assigned, Item.is_gold, Item.n_responses).where(
         Item.project_id == project.id, Item.id.not_in(mine)
     )
     regular = s.execute(
@@ -135,31 +144,92 @@ def assign_in_session(
         .limit(CANDIDATES)
     ).all()
     gold = s.execute(base.where(Item.is_gold.is_(True)).limit(CANDIDATES)).all()
-    cands = [Candidate(i, n, g) for i, n, g in [*regular, *gold]]
+    rows = [*regular, *gold]
+    return seen, [Candidate(i, n, g) for i, n, g, _ in rows], {i: k for i, _, _, k in rows}
+
+
+def _claim(
+    s: Session,
+    project: Project,
+    annotator_id: int,
+    item_id: int,
+    n_responses: int,
+    *,
+    is_gold: bool,
+    rng: random.Random,
+) -> Assignment | None:
+    """Take one slot of ``item_id`` if it still has one; ``None`` if someone was faster.
+
+    The conditional UPDATE is the overlap guard: it only succeeds while
+    ``n_assigned < overlap``, and it runs in the same transaction as the INSERT, so
+    the counter and the rows cannot drift apart. The INSERT can still hit a unique
+    constraint (a concurrent request of the same annotator); the savepoint undoes both.
+    """
+    cond = [Item.id == item_id, Item.project_id == project.id]
+    if not is_gold:  # gold items have no overlap cap
+        cond.append(Item.n_assigned < project.overlap)
+    order = list(range(n_responses))
+    rng.shuffle(order)  # left/right position must not leak which model wrote what
+    try:
+        with s.begin_nested():
+            res = s.execute(update(Item).where(*cond).values(n_assigned=Item.n_assigned + 1))
+            if res.rowcount != 1:
+                return None
+            a = Assignment(
+                project_id=project.id,
+                item_id=item_id,
+                annotator_id=annotator_id,
+                order_json=json.dumps(order),
+                assigned_at=utcnow(),
+            )
+            s.add(a)
+            s.flush()
+    except IntegrityError:
+        return None
+    return a
+
+
+def _decide(
+    s: Session,
+    project: Project,
+    annotator_id: int,
+    rng: random.Random,
+    exclude: set[int],
+    spread: int = 1,
+) -> tuple[int | None, bool, int]:
+    seen, cands, n_resp = _candidates(s, project, annotator_id)
     item_id = choose_item(
-        cands,
+        [c for c in cands if c.item_id not in exclude],
         seen=seen,
         overlap=project.overlap,
         n_assigned=len(seen),
         gold_every=project.gold_every,
         rng=rng,
+        spread=spread,
     )
     if item_id is None:
+        return None, False, 0
+    is_gold = next(c.is_gold for c in cands if c.item_id == item_id)
+    return item_id, is_gold, n_resp[item_id]
+
+
+def assign_in_session(
+    s: Session,
+    project: Project,
+    annotator_id: int,
+    *,
+    rng: random.Random,
+    lease: timedelta = LEASE,
+) -> Assignment | None:
+    """The whole decision inside one transaction that holds the write lock."""
+    current = _open_assignment(s, project.id, annotator_id)
+    if current is not None:
+        return current
+    _reclaim_stale(s, project.id, utcnow(), lease)
+    item_id, is_gold, n = _decide(s, project, annotator_id, rng, set())
+    if item_id is None:
         return None
-    n = s.scalar(select(Item.n_responses).where(Item.id == item_id))
-    s.execute(update(Item).where(Item.id == item_id).values(n_assigned=Item.n_assigned + 1))
-    order = list(range(n or 0))
-    rng.shuffle(order)  # left/right position must not leak which model wrote what
-    a = Assignment(
-        project_id=project.id,
-        item_id=item_id,
-        annotator_id=annotator_id,
-        order_json=json.dumps(order),
-        assigned_at=now,
-    )
-    s.add(a)
-    s.flush()
-    return a
+    return _claim(s, project, annotator_id, item_id, n, is_gold=is_gold, rng=rng)
 
 
 def next_assignment(
@@ -169,19 +239,51 @@ def next_assignment(
     *,
     rng: random.Random | None = None,
     lease: timedelta = LEASE,
+    attempts: int = 4,
+    project: Project | None = None,
 ) -> Assignment | None:
-    """Open (or return the already open) assignment of an annotator, transactionally.
+    """Open (or return the already open) assignment of an annotator.
 
-    On SQLite the transaction starts with ``BEGIN IMMEDIATE``; on other databases the
-    project row is locked with ``SELECT ... FOR UPDATE``. Either way assignment
-    decisions within a project happen one at a time.
+    Optimistic first: choose an item in a read transaction (readers run in parallel),
+    then claim it in a short write transaction with the conditional UPDATE of
+    :func:`_claim`; if another request took the slot meanwhile, choose again. After
+    ``attempts`` lost races the decision is made entirely under the write lock
+    (``BEGIN IMMEDIATE`` on SQLite, ``SELECT ... FOR UPDATE`` of the project row
+    elsewhere). Either way no item gets more than ``overlap`` assignments.
+    ``project``: the already loaded project row, to save a query.
     """
     rng = rng or random.Random()
-    with write_session(engine) as s:
-        project = s.scalar(select(Project).where(Project.id == project_id).with_for_update())
+    if project is None:
+        with read_session(engine) as s:
+            project = s.get(Project, project_id)
         if project is None:
             return None
-        a = assign_in_session(s, project, annotator_id, rng=rng, lease=lease)
+    lost: set[int] = set()
+    for _ in range(attempts):
+        now = utcnow()
+        with read_session(engine) as s:
+            current = _open_assignment(s, project.id, annotator_id)
+            if current is not None:
+                return current
+            has_stale = s.scalar(
+                select(Assignment.id)
+                .where(
+                    Assignment.project_id == project.id,
+                    Assignment.done_at.is_(None),
+                    Assignment.assigned_at < now - lease,
+                )
+                .limit(1)
+            )
+            item_id, is_gold, n = _decide(s, project, annotator_id, rng, lost, SPREAD)
+        if has_stale:
+            break  # reclaiming changes the candidates: decide under the lock
+        if item_id is None:
+            return None
+        with write_session(engine) as s:
+            a = _claim(s, project, annotator_id, item_id, n, is_gold=is_gold, rng=rng)
         if a is not None:
-            _ = a.item  # loaded before the session closes
-        return a
+            return a
+        lost.add(item_id)
+    with write_session(engine) as s:
+        locked = s.scalar(select(Project).where(Project.id == project_id).with_for_update())
+        return assign_in_session(s, locked, annotator_id, rng=rng, lease=lease)
