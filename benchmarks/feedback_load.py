@@ -102,6 +102,15 @@ def start_server(db_url: str, port: int, log_path: Path) -> subprocess.Popen:
     raise RuntimeError("server did not answer /healthz within 60 s")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop_server(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
@@ -303,7 +312,11 @@ def run(
         proc = start_server(f"sqlite:///{db}", port, Path(tmp) / "server.log")
         try:
             bound = listening_addresses(port)
+            load_before = os.getloadavg()[0]
+            server_cpu0, client_cpu0 = cpu_seconds(proc.pid), time.process_time()
             st, elapsed = asyncio.run(drive(port, tokens, seconds))
+            server_cpu = cpu_seconds(proc.pid) - server_cpu0
+            client_cpu = time.process_time() - client_cpu0
             result = verify(db, port, tokens, st, overlap)
         finally:
             stop_server(proc)
@@ -324,6 +337,10 @@ def run(
         bound=sorted(bound),
         overlap=overlap,
         mean_latency_ms=round(statistics.fmean([x for v in lat.values() for x in v]) * 1000, 1),
+        server_cpu_s=round(server_cpu, 1),
+        client_cpu_s=round(client_cpu, 1),
+        server_cpu_ms_per_request=round(1000 * server_cpu / max(1, st.requests), 2),
+        load_avg_before=round(load_before, 2),
     )
     return result
 
@@ -343,12 +360,22 @@ def results_section(r: dict) -> str:
             f"({cpu} CPUs, {platform.python_implementation()} {platform.python_version()}), "
             "so the figures are a floor, not a capacity.",
             "",
+            "Latency is time from request to response as the client sees it; with 50 "
+            "clients and no think time it is mostly queueing (Little's law: 50 / req/s).",
+            "",
             "| requests | req/s | judgments | judgments/s | p50 ms | p95 ms | next p50/p95 ms | submit p50/p95 ms |",
             "|---|---|---|---|---|---|---|---|",
             f"| {r['requests']} | {r['req_per_s']} | {r['judgments']} | {r['judgments_per_s']} "
             f"| {r['all_p50_ms']} | {r['all_p95_ms']} "
             f"| {r['p50_ms'].get('next')} / {r['p95_ms'].get('next')} "
             f"| {r['p50_ms'].get('submit')} / {r['p95_ms'].get('submit')} |",
+            "",
+            f"CPU: the server used {r['server_cpu_s']} s "
+            f"({r['server_cpu_ms_per_request']} ms per request), the load generator "
+            f"{r['client_cpu_s']} s, of {cpu} CPUs x {r['seconds']} s; the 1-minute load "
+            f"average before the run was {r['load_avg_before']} (other work on the machine). "
+            "Zero think time: every annotator submits as fast as the server answers, which "
+            "is about a hundred times the rate of a person reading two responses.",
             "",
             f"Invariants (no lost, duplicated or cross-assigned judgment; overlap <= "
             f"{r['overlap']}; duplicate submits 409; other annotators' assignments 404; "

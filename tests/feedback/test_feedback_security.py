@@ -70,6 +70,10 @@ def test_pages_redirect_to_login_and_bad_tokens_do_not_log_in(client, setup, eng
     assert r.status_code == 303 and r.headers["location"] == "/login"
     r = client.post("/login", data={"token": "wrong"}, follow_redirects=False)
     assert r.status_code == 401 and "rlf_session" not in r.cookies
+    r = client.post(  # login CSRF: a cross-site form logging the victim in as someone else
+        "/login", data={"token": setup["ann"]}, headers={"Sec-Fetch-Site": "cross-site"}
+    )
+    assert r.status_code == 403 and "rlf_session" not in r.cookies
     client.cookies.set("rlf_session", "forged")
     assert client.get("/", follow_redirects=False).status_code == 303
     with read_session(engine) as s:

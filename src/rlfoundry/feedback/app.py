@@ -145,6 +145,10 @@ def create_app(db: str | Engine | None = None, *, secure_cookies: bool = False) 
 
     @app.post("/login")
     async def login(request: Request):
+        # Login CSRF (logging a victim into the attacker's account) needs no cookie, so
+        # SameSite does not stop it; browsers label cross-site form posts, refuse those.
+        if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            raise HTTPException(403, "Log in from the app's own login page.")
         form = await request.form()
         result = await run_in_threadpool(store.login, engine, str(form.get("token", "")).strip())
         if result is None:

@@ -236,7 +236,13 @@ def make_engine(url: str | None = None, *, create: bool = True) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     if create:
-        Base.metadata.create_all(engine)
+        try:
+            Base.metadata.create_all(engine)
+        except Exception as err:  # unreachable server, bad credentials, unwritable file
+            raise RLFoundryError(
+                f"Cannot use feedback database '{engine.url!r}' ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:200]}); check --db and that the database is reachable."
+            ) from None
     return engine
 
 
