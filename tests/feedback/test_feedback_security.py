@@ -232,14 +232,23 @@ def test_serve_binds_to_loopback_unless_told_otherwise(monkeypatch, tmp_path):
     assert calls[-1]["host"] == "0.0.0.0"
 
 
-def test_admin_page_shows_agreement_to_admins_only(client, setup):
-    judge(client, setup["ann"], "A")
-    judge(client, setup["bob"], "A")
+def test_admin_page_shows_agreement_to_admins_only(client, setup, engine, tmp_path):
+    one = [{"id": "o", "prompt": "one", "responses": ["a", "b"]}]
+    load(engine, tmp_path, "one", "compare", one, overlap=2, gold_every=0)
+    for name in ("ann", "bob"):  # both judge the only item: one shared unit
+        task = client.post("/api/projects/2/next", headers=bearer(setup[name])).json()
+        r = client.post(
+            f"/api/assignments/{task['assignment_id']}/judgment",
+            headers=bearer(setup[name]),
+            json={"choice": "tie"},
+        )
+        assert r.status_code == 201
     login(client, setup["bob"])
     assert client.get("/admin").status_code == 403
     client.cookies.clear()
     login(client, setup["boss"])
     html = client.get("/admin").text
-    assert "0 / 2 items complete" in html or "1 / 2 items complete" in html
-    assert "Krippendorff" in html and "Cohen's kappa per pair" in html
+    assert "1 / 1 items complete, 2 judgments" in html
+    assert "Percent agreement <b>1.000</b>" in html
+    assert "Cohen's kappa per pair" in html and "<td>ann / bob</td>" in html
     assert "built-in method" not in html
