@@ -326,6 +326,7 @@ def run(
     result.update(
         annotators=annotators,
         seconds=round(elapsed, 2),
+        seconds_requested=seconds,
         requests=st.requests,
         req_per_s=round(st.requests / elapsed, 1),
         judgments_per_s=round(len(st.sent) / elapsed, 1),
@@ -374,8 +375,9 @@ def results_section(r: dict) -> str:
             f"({r['server_cpu_ms_per_request']} ms per request), the load generator "
             f"{r['client_cpu_s']} s, of {cpu} CPUs x {r['seconds']} s; the 1-minute load "
             f"average before the run was {r['load_avg_before']} (other work on the machine). "
-            "Zero think time: every annotator submits as fast as the server answers, which "
-            "is about a hundred times the rate of a person reading two responses.",
+            "Zero think time: each simulated annotator submitted a judgment every "
+            f"{r['annotators'] / max(r['judgments_per_s'], 1e-9):.1f} s on average, where a "
+            "person reading two responses needs tens of seconds.",
             "",
             f"Invariants (no lost, duplicated or cross-assigned judgment; overlap <= "
             f"{r['overlap']}; duplicate submits 409; other annotators' assignments 404; "
@@ -384,7 +386,7 @@ def results_section(r: dict) -> str:
             f"{' (pool exhausted)' if r['exhausted'] else ''}.",
             "",
             f"Reproduce: `python benchmarks/feedback_load.py --annotators {r['annotators']} "
-            f"--seconds {round(r['seconds'])}`.",
+            f"--seconds {r['seconds_requested']:g}`.",
             MARK_END,
         ]
     )
