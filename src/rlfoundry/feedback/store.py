@@ -53,11 +53,11 @@ MAX_ERRORS_SHOWN = 10
 
 
 class NotFound(RLFoundryError):
-    status = 404
+    """Not there, or not the caller's (the app answers 404 either way)."""
 
 
 class Conflict(RLFoundryError):
-    status = 409
+    """Already judged (the app answers 409)."""
 
 
 # ---------------------------------------------------------------- projects and items
