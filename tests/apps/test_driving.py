@@ -22,7 +22,7 @@ LANE_LEFT, IDLE, LANE_RIGHT, FASTER, SLOWER = range(5)
 
 
 def _speed_term(speed: float) -> float:
-    return float(np.clip((speed - 20.0) / 10.0, 0.0, 1.0))
+    return float(np.clip(speed / 30.0, 0.0, 1.0))
 
 
 def test_reward_terms_by_hand():

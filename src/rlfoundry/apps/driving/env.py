@@ -9,7 +9,9 @@ so :class:`DrivingReward` replaces it with (per policy step of ``dt`` seconds)::
           - brake_penalty * [(v_prev - v) / dt > brake_threshold]   # abrupt braking
           - lane_change_cost * [action is LANE_LEFT or LANE_RIGHT]
 
-``v`` is the ego vehicle's speed (m/s) at the end of the step. A collision's own speed
+``v`` is the ego vehicle's speed (m/s) at the end of the step; by default ``v_lo = 0``
+and ``v_hi`` is the top target speed, so the speed term is the fraction of the best
+possible progress made this step (see :data:`SPEED_RANGE`). A collision's own speed
 drop is not counted as braking. The default ``brake_threshold`` of 3 m/s^2 (about 0.3 g,
 beyond comfortable braking) flags every SLOWER meta-action (which sheds ~4.3 m/s in one
 second in highway-fast) and every emergency stop, but not IDLE or lane changes.
@@ -31,10 +33,13 @@ import numpy as np
 from rlfoundry.errors import EnvError
 
 #: Speeds (m/s) mapped to a speed reward of 0 and 1, per base scenario.
+#: The low end is 0, so the speed term is progress (distance per step) and every step
+#: survived earns something: with highway-env's own (20, 30) range, crawling at 20 m/s
+#: earned nothing and a fast crash paid better than driving safely to the end.
 SPEED_RANGE: dict[str, tuple[float, float]] = {
-    "highway-fast-v0": (20.0, 30.0),
-    "highway-v0": (20.0, 30.0),
-    "merge-v0": (20.0, 30.0),
+    "highway-fast-v0": (0.0, 30.0),
+    "highway-v0": (0.0, 30.0),
+    "merge-v0": (0.0, 30.0),
     "roundabout-v0": (0.0, 16.0),
 }
 
@@ -50,7 +55,7 @@ class DrivingReward(gym.Wrapper):
         brake_penalty: float = 0.5,
         brake_threshold: float = 3.0,
         lane_change_cost: float = 0.05,
-        speed_range: tuple[float, float] = (20.0, 30.0),
+        speed_range: tuple[float, float] = (0.0, 30.0),
     ) -> None:
         super().__init__(env)
         self.speed_weight = float(speed_weight)
