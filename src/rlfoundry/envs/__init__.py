@@ -1,0 +1,45 @@
+"""rlfoundry's environments, registered with Gymnasium on ``import rlfoundry.envs``.
+
+- ``rlfoundry/GridWorld-v0``: :class:`GridWorld` on its default 7x7 layout, deterministic.
+- ``rlfoundry/GridWorldSlippery-v0``: the same with ``slip=0.2``.
+- the application envs of :mod:`rlfoundry.apps` (trading, driving), registered by importing it.
+
+Both GridWorld ids cut episodes at 100 steps, the limit the exact solvers in
+:mod:`rlfoundry.mdp` count.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from rlfoundry.apps import APP_ENVS
+from rlfoundry.envs.gridworld import ACTION_NAMES, DEFAULT_LAYOUT, GridWorld, parse_layout
+
+GRIDWORLD_ENVS: list[str] = ["rlfoundry/GridWorld-v0", "rlfoundry/GridWorldSlippery-v0"]
+
+#: Every env id rlfoundry registers, for ``rlfoundry list``.
+BUILTIN_ENVS: list[str] = GRIDWORLD_ENVS + APP_ENVS
+
+__all__ = [
+    "ACTION_NAMES",
+    "BUILTIN_ENVS",
+    "DEFAULT_LAYOUT",
+    "GRIDWORLD_ENVS",
+    "GridWorld",
+    "parse_layout",
+]
+
+
+def _register() -> None:
+    # Idempotent: re-importing (or a reload in a notebook) must not warn about overrides.
+    for env_id, kwargs in zip(GRIDWORLD_ENVS, ({}, {"slip": 0.2})):
+        if env_id not in gym.registry:
+            gym.register(
+                env_id,
+                entry_point="rlfoundry.envs.gridworld:GridWorld",
+                kwargs=kwargs,
+                max_episode_steps=100,
+            )
+
+
+_register()
