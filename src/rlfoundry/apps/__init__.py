@@ -31,8 +31,8 @@ def _register() -> None:
     )
     for name, base in (
         ("Highway", "highway-fast-v0"),
-        ("Merge", "merge-v0"),
-        ("Roundabout", "roundabout-v0"),
+        ("Merge", "merge-v1"),
+        ("Roundabout", "roundabout-v1"),
     ):
         gym.register(
             f"rlfoundry/{name}-v0",

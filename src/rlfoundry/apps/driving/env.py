@@ -39,8 +39,8 @@ from rlfoundry.errors import EnvError
 SPEED_RANGE: dict[str, tuple[float, float]] = {
     "highway-fast-v0": (0.0, 30.0),
     "highway-v0": (0.0, 30.0),
-    "merge-v0": (0.0, 30.0),
-    "roundabout-v0": (0.0, 16.0),
+    "merge-v1": (0.0, 30.0),
+    "roundabout-v1": (0.0, 16.0),
 }
 
 
