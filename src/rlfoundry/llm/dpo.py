@@ -1,0 +1,231 @@
+"""Direct Preference Optimization (Rafailov et al. 2023, arXiv:2305.18290).
+
+    rlfoundry llm dpo --set model=runs/sft --task sentiment --out runs/dpo
+    rlfoundry llm dpo --set model=runs/sft --data pairs.jsonl
+
+DPO fits the policy to preference pairs without a reward model or sampling: with
+`pi` the policy, `ref` a FROZEN copy of the starting model and sequence log-probs
+summed over the completion tokens,
+
+    z = beta * ((log pi(y_c|x) - log ref(y_c|x)) - (log pi(y_r|x) - log ref(y_r|x)))
+    L = -mean(log sigmoid(z))                        (core.dpo_loss, eq. 7)
+
+`beta * (log pi - log ref)` is the implicit reward of a completion. Held-out metrics:
+the implicit reward margin (chosen minus rejected; 0 at the start, since pi = ref),
+its accuracy (share of pairs with a positive margin), and the policy's own log-prob
+margin `log pi(y_c|x) - log pi(y_r|x)`, which starts at the reference's value and
+should rise.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlfoundry.core import dpo_loss, masked_sum
+from rlfoundry.errors import ConfigError
+from rlfoundry.llm import rl_common as rc
+from rlfoundry.llm.reward_model import load_pairs, lr_lambda
+from rlfoundry.run import Run, generator_state, seed_everything, set_generator_state
+
+STAGE = "dpo"
+CURVE_KEY = "eval_reward_margin"
+
+
+@dataclass
+class Config:
+    model: str = ""
+    """Starting policy and reference: a model directory (e.g. `rlfoundry llm sft` output),
+    or 'tiny' for the untrained built-in nano model (tests only)."""
+    task: str = "sentiment"
+    """Built-in preference task whose pairs are used when `data` is empty."""
+    data: str = ""
+    """JSONL file of pairs with fields prompt, chosen, rejected (TRL's format); empty =
+    the built-in task's pairs."""
+    eval_data: str = ""
+    """JSONL file of held-out pairs; empty = hold out `eval_fraction` of the data."""
+    eval_fraction: float = 0.1
+    """Share of the pairs held out when `eval_data` is empty."""
+    beta: float = 0.1
+    """Strength of the implicit KL constraint to the reference (DPO's beta)."""
+    label_smoothing: float = 0.0
+    """Assumed probability that a label is flipped (conservative DPO); 0 = plain DPO."""
+    steps: int = 100
+    """Optimizer steps."""
+    batch_size: int = 16
+    """Pairs per optimizer step."""
+    micro_batch_size: int = 16
+    """Pairs per forward/backward pass; `batch_size` must be a multiple of it."""
+    lr: float = 1e-4
+    """AdamW learning rate (cosine decay to 10% after a linear warm-up)."""
+    warmup_steps: int = 5
+    """Linear learning-rate warm-up steps."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_len: int = 128
+    """Longest prompt + completion in tokens."""
+    eval_every: int = 25
+    """Steps between held-out evaluations."""
+    seed: int = 0
+    """Seed of the data split and the batch order."""
+    torch_threads: int = 1
+    """CPU threads for torch."""
+
+    def validate(self) -> None:
+        rc.check_divisible(
+            "batch_size % micro_batch_size",
+            self.batch_size,
+            self.micro_batch_size,
+            "set batch_size to a multiple of micro_batch_size",
+        )
+        if self.beta <= 0:
+            raise ConfigError(f"beta must be positive, got {self.beta}.")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise ConfigError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}.")
+        if self.steps < 1:
+            raise ConfigError(f"steps must be at least 1, got {self.steps}.")
+
+
+def check(cfg: Config) -> None:
+    """Fail before training on a missing model or malformed pairs."""
+    rc.check_model_path(cfg.model)
+    load_pairs(cfg)  # type: ignore[arg-type]
+
+
+def sequence_logps(model: Any, tok: Any, batch: list[dict], max_len: int) -> tuple[Tensor, Tensor]:
+    """Summed completion log-probs of chosen `[b]` and rejected `[b]`, one forward pass."""
+    from rlfoundry.llm.models import policy_logprobs
+
+    prompts = [p["prompt"] for p in batch]
+    ids, attn, cmask = rc.encode_pairs(
+        tok,
+        prompts + prompts,
+        [p["chosen"] for p in batch] + [p["rejected"] for p in batch],
+        max_len,
+    )
+    logp = policy_logprobs(model, ids, attn, cmask)  # [2b, L]
+    seq = masked_sum(logp, cmask, dim=-1)  # [2b]
+    return seq[: len(batch)], seq[len(batch) :]
+
+
+@torch.no_grad()
+def evaluate(model: Any, tok: Any, pairs: list[dict], ref: Tensor, cfg: Config) -> dict:
+    """Held-out implicit-reward margin and accuracy, and the policy's log-prob margin.
+
+    `ref` `[N, 2]` holds the reference's chosen/rejected log-probs of `pairs`.
+    """
+    model.eval()
+    pol = torch.cat(
+        [
+            torch.stack(sequence_logps(model, tok, pairs[i : i + 64], cfg.max_len), -1)
+            for i in range(0, len(pairs), 64)
+        ]
+    )
+    model.train()
+    loss, r_c, r_r = dpo_loss(pol[:, 0], pol[:, 1], ref[:, 0], ref[:, 1], cfg.beta)
+    return {
+        "eval_loss": float(loss),
+        "eval_reward_margin": float((r_c - r_r).mean()),
+        "eval_reward_accuracy": float((r_c > r_r).float().mean()),
+        "eval_logp_margin": float((pol[:, 0] - pol[:, 1]).mean()),
+    }
+
+
+@torch.no_grad()
+def _ref_logps(ref_model: Any, tok: Any, pairs: list[dict], max_len: int) -> Tensor:
+    return torch.cat(
+        [
+            torch.stack(sequence_logps(ref_model, tok, pairs[i : i + 64], max_len), -1)
+            for i in range(0, len(pairs), 64)
+        ]
+    )
+
+
+def train(cfg: Config, run: Run) -> dict[str, Any]:
+    from rlfoundry.llm.models import load_model, load_tokenizer
+
+    seed_everything(cfg.seed)
+    train_pairs, held = load_pairs(cfg)  # type: ignore[arg-type]
+    path = rc.model_dir(cfg.model)
+    tok = load_tokenizer(path)
+    model = load_model(path)
+    model.train()
+    ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps, cfg.steps))
+    rng = np.random.default_rng(cfg.seed)
+    order, cursor, step = rng.permutation(len(train_pairs)), 0, 0
+    held_ref = _ref_logps(ref_model, tok, held, cfg.max_len)  # [N, 2], fixed
+    start = evaluate(model, tok, held, held_ref, cfg)
+
+    ckpt = run.load_checkpoint()
+    if ckpt is not None:
+        step, tensors, state = ckpt
+        rc.restore(tensors, {"model": model}, opt, state["opt_groups"])
+        sched.load_state_dict(state["sched"])
+        set_generator_state(rng, state["rng"])
+        order, cursor = np.asarray(state["order"]), state["cursor"]
+    else:
+        run.log(0, **start)
+
+    n_micro = cfg.batch_size // cfg.micro_batch_size
+    while step < cfg.steps:
+        idx = []
+        while len(idx) < cfg.batch_size:
+            if cursor >= len(order):
+                order, cursor = rng.permutation(len(train_pairs)), 0
+            take = min(cfg.batch_size - len(idx), len(order) - cursor)
+            idx.extend(order[cursor : cursor + take].tolist())
+            cursor += take
+        batch = [train_pairs[i] for i in idx]
+        opt.zero_grad(set_to_none=True)
+        loss_sum, margin_sum, acc_sum = 0.0, 0.0, 0.0
+        for m in range(n_micro):
+            mb = batch[m * cfg.micro_batch_size : (m + 1) * cfg.micro_batch_size]
+            with torch.no_grad():
+                ref_c, ref_r = sequence_logps(ref_model, tok, mb, cfg.max_len)
+            pol_c, pol_r = sequence_logps(model, tok, mb, cfg.max_len)
+            loss, r_c, r_r = dpo_loss(pol_c, pol_r, ref_c, ref_r, cfg.beta, cfg.label_smoothing)
+            (loss / n_micro).backward()  # mean of equal-size micro-batch means = batch mean
+            loss_sum += float(loss.detach()) / n_micro
+            margin_sum += float((r_c - r_r).mean()) / n_micro
+            acc_sum += float((r_c > r_r).float().mean()) / n_micro
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        metrics = {"loss": loss_sum, "reward_margin": margin_sum, "reward_accuracy": acc_sum}
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            metrics.update(evaluate(model, tok, held, held_ref, cfg))
+        run.log(step, **metrics)
+        run.progress(step, loss=loss_sum, margin=margin_sum)
+        if run.checkpoint_due(step) or step == cfg.steps:
+            run.save_checkpoint(
+                step,
+                rc.state_tensors({"model": model}, opt),
+                {
+                    "opt_groups": rc.optimizer_meta(opt),
+                    "sched": sched.state_dict(),
+                    "rng": generator_state(rng),
+                    "order": order.tolist(),
+                    "cursor": cursor,
+                    "start": start,
+                },
+            )
+        if run.should_stop(step):
+            return {"status": "interrupted", "step": step}
+
+    rc.save_model(model, tok, run.path)
+    final = evaluate(model, tok, held, held_ref, cfg)
+    return {
+        "status": "finished",
+        "step": step,
+        "eval_pairs": len(held),
+        "logp_margin_before": start["eval_logp_margin"],
+        **final,
+    }

@@ -1,0 +1,455 @@
+"""Group Relative Policy Optimization (Shao et al. 2024, DeepSeekMath, arXiv:2402.03300).
+
+    rlfoundry llm grpo --set model=runs/sft --task arithmetic --out runs/grpo
+    rlfoundry llm grpo --set model=runs/sft --set reward=task,0.1*mymod:brevity
+
+For each prompt, sample G completions from the current policy and score them. A
+completion's advantage is its reward relative to its group (core.group_relative_
+advantages):
+
+    A_i = (r_i - mean(r_1..r_G)) / (std(r_1..r_G) + eps)
+
+and every token of completion i carries A_i. The loss is PPO's clipped surrogate per
+token plus, when beta > 0, the k3 estimate of KL(pi || ref) per token (Shao et al.
+eq. 3), both aggregated over the tokens of the whole optimizer batch ("token-mean",
+DAPO's choice; TRL's default) unless loss_agg says otherwise:
+
+    ratio_t = pi(y_t|x, y_<t) / pi_old(y_t|x, y_<t)
+    L = agg_t[-min(ratio_t A_i, clip(ratio_t, 1-eps, 1+eps_high) A_i) + beta k3_t]
+
+pi_old is the sampling policy: its log-probs come from the generation pass itself,
+so no extra forward pass is spent on them (the training forward reproduces them, which
+tests/llm/test_grpo*.py check). Dr. GRPO (Liu et al. 2025) is
+`scale_std=False, loss_agg="seq-mean-token-sum-norm"`: no std division (which favours
+too-easy and too-hard prompts) and no per-sequence length normalisation.
+
+Data parallel: under `torchrun` / `accelerate launch` each process samples its share
+of the prompts (whole groups), and gradients are summed over processes; the loss is
+normalised by global token counts, so N processes x B/N equal 1 process x B.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlfoundry.core import (
+    AGG_MODES,
+    aggregate_loss,
+    clipped_surrogate,
+    group_relative_advantages,
+    kl_k3,
+    masked_mean,
+)
+from rlfoundry.errors import ConfigError
+from rlfoundry.llm import rl_common as rc
+from rlfoundry.run import Run, generator_state, seed_everything, set_generator_state
+
+STAGE = "grpo"
+CURVE_KEY = "reward"
+
+
+@dataclass
+class Config:
+    model: str = ""
+    """Starting policy (and KL reference): a model directory, e.g. the output of
+    `rlfoundry llm sft`."""
+    task: str = "arithmetic"
+    """Built-in task giving the prompts, the 'task' reward and the held-out evaluation."""
+    prompts: str = ""
+    """JSONL file of training prompts (field `prompt`); empty = the task's prompts."""
+    reward: list[str] = field(default_factory=lambda: ["task"])
+    """Reward sources, summed: 'task', 'module:function', 'rm:DIR', 'judge:DIR',
+    'judge:http://HOST/v1', each optionally 'WEIGHT*SOURCE' (see llm/rewards.py)."""
+    judge_template: str = ""
+    """Prompt template of a judge reward with {prompt} and {completion}; empty = default."""
+    judge_model: str = "default"
+    """Model name sent to an HTTP judge endpoint."""
+    steps: int = 100
+    """Rollout + update iterations."""
+    batch_size: int = 64
+    """Completions per rollout over all processes (prompts x group_size)."""
+    group_size: int = 8
+    """Completions sampled per prompt (G); batch_size must be a multiple of it."""
+    mini_batch_size: int = 0
+    """Completions per optimizer step; 0 = batch_size (one step per rollout per epoch)."""
+    micro_batch_size: int = 0
+    """Completions per forward/backward pass in each process (gradient accumulation);
+    0 = mini_batch_size / processes."""
+    epochs: int = 1
+    """Passes over each rollout (GRPO's mu); >1 makes the later passes off-policy."""
+    max_new_tokens: int = 16
+    """Completion length budget in tokens."""
+    temperature: float = 1.0
+    """Sampling temperature (the log-probs of the loss use the same temperature)."""
+    lr: float = 1e-4
+    """AdamW learning rate (constant after a linear warm-up)."""
+    warmup_steps: int = 5
+    """Linear learning-rate warm-up steps."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip; 0 disables."""
+    clip_eps: float = 0.2
+    """PPO clip range of the probability ratio (lower side, and upper unless clip_eps_high)."""
+    clip_eps_high: float = 0.0
+    """Upper clip range (DAPO clip-higher); 0 = same as clip_eps."""
+    beta: float = 0.0
+    """Weight of the k3 KL(pi || ref) term in the loss; 0 = no KL and no reference model."""
+    scale_std: bool = True
+    """Divide group-centred rewards by the group std; False = Dr. GRPO."""
+    loss_agg: str = "token-mean"
+    """Token loss aggregation: token-mean | seq-mean-token-mean | seq-mean-token-sum |
+    seq-mean-token-sum-norm (Dr. GRPO, divides by max_new_tokens)."""
+    mask_truncated: bool = False
+    """Drop completions with no EOS within max_new_tokens from the loss (DAPO overlong
+    filtering)."""
+    eval_every: int = 25
+    """Steps between held-out greedy evaluations (0 = only at the end)."""
+    eval_size: int = 200
+    """Held-out prompts per evaluation."""
+    seed: int = 0
+    """Seed of sampling and prompt order."""
+    torch_threads: int = 1
+    """CPU threads for torch."""
+
+    def validate(self) -> None:
+        rc.check_divisible(
+            "batch_size % group_size",
+            self.batch_size,
+            self.group_size,
+            "set batch_size to a multiple of group_size (batch = prompts x group_size)",
+        )
+        if self.group_size < 2:
+            raise ConfigError(
+                f"group_size must be at least 2 for a group baseline, got {self.group_size}."
+            )
+        mini = self.mini_batch_size or self.batch_size
+        rc.check_divisible(
+            "batch_size % mini_batch_size",
+            self.batch_size,
+            mini,
+            "set mini_batch_size to a divisor of batch_size (or 0)",
+        )
+        if self.micro_batch_size:
+            rc.check_divisible(
+                "mini_batch_size % micro_batch_size",
+                mini,
+                self.micro_batch_size,
+                "set micro_batch_size to a divisor of mini_batch_size (or 0)",
+            )
+        if self.loss_agg not in AGG_MODES:
+            raise ConfigError(
+                f"loss_agg must be one of {', '.join(AGG_MODES)}, got {self.loss_agg!r}."
+            )
+        for name in ("steps", "epochs", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be positive, got {self.temperature}.")
+        if self.beta < 0:
+            raise ConfigError(f"beta must be >= 0, got {self.beta}.")
+
+
+def check_world(cfg: Config, d: rc.Dist) -> None:
+    """Sizes that depend on the number of processes: whole groups and micro-batches per rank."""
+    mini = cfg.mini_batch_size or cfg.batch_size
+    rc.check_divisible(
+        f"batch_size / group_size over {d.world} processes",
+        cfg.batch_size // cfg.group_size,
+        d.world,
+        "make the number of prompts per rollout (batch_size / group_size) a multiple of the "
+        "number of processes",
+    )
+    micro = cfg.micro_batch_size or mini // d.world
+    rc.check_divisible(
+        f"mini_batch_size % (micro_batch_size * {d.world} processes)",
+        mini,
+        micro * d.world,
+        "set mini_batch_size to a multiple of micro_batch_size x processes",
+    )
+
+
+# ---------------------------------------------------------------------- rollouts
+
+
+@dataclass
+class Rollout:
+    """One batch of sampled completions, prompt-major (the G completions of a prompt adjacent)."""
+
+    prompts: list[str]
+    completions: list[str]
+    input_ids: Tensor  # [B, P + T]  left-padded prompt, then the completion
+    attention_mask: Tensor  # [B, P + T]
+    completion_mask: Tensor  # [B, T]  1 on completion tokens up to and including EOS
+    old_logp: Tensor  # [B, T]  log-probs of the sampled tokens at sampling time
+    truncated: Tensor  # [B]  bool: no EOS within max_new_tokens
+    rew: Tensor | None = None  # [B]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prompt_len(self) -> int:
+        return self.input_ids.shape[1] - self.completion_mask.shape[1]
+
+
+@torch.no_grad()
+def rollout(
+    model: Any,
+    tok: Any,
+    prompts: list[str],
+    group_size: int,
+    max_new_tokens: int,
+    temperature: float,
+    generator: torch.Generator | None = None,
+) -> Rollout:
+    """Sample `group_size` completions for each prompt with the policy's KV-cache sampler."""
+    from rlfoundry.llm.generation import generate
+
+    rep = [p for p in prompts for _ in range(group_size)]
+    out = generate(
+        model,
+        tok,
+        rep,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        generator=generator,
+    )
+    return Rollout(
+        prompts=rep,
+        completions=out.texts,
+        input_ids=out.input_ids,
+        attention_mask=out.attention_mask,
+        completion_mask=out.completion_mask,
+        old_logp=out.logp,
+        truncated=out.truncated,
+    )
+
+
+def completion_logprobs(model: Any, ro: Rollout, rows: slice, temperature: float) -> Tensor:
+    """Log-probs `[b, T]` of the sampled completion tokens under `model` (with grad)."""
+    from rlfoundry.llm.models import policy_logprobs
+
+    cm = torch.zeros_like(ro.attention_mask[rows], dtype=torch.bool)
+    cm[:, ro.prompt_len :] = ro.completion_mask[rows]
+    logp = policy_logprobs(
+        model, ro.input_ids[rows], ro.attention_mask[rows], cm, temperature=temperature
+    )
+    return logp[:, ro.prompt_len :]
+
+
+# ---------------------------------------------------------------------- the update
+
+
+def policy_update(
+    model: Any,
+    opt: torch.optim.Optimizer,
+    ro: Rollout,
+    adv: Tensor,
+    cfg: Any,
+    d: rc.Dist,
+    ref_logp: Tensor | None = None,
+) -> dict[str, float]:
+    """`cfg.epochs` passes of clipped-surrogate (+ beta k3) steps over one local rollout.
+
+    `adv` `[b]` (one per completion, broadcast over its tokens). Every loss term is
+    divided by the number of valid tokens (token-mean) or sequences (seq-*) of the
+    whole optimizer mini-batch summed over processes, so micro-batch sizes and the
+    number of processes do not change the gradient.
+    """
+    b_local = ro.input_ids.shape[0]
+    mini_local = (cfg.mini_batch_size or cfg.batch_size) // d.world
+    micro = cfg.micro_batch_size or mini_local
+    mask = ro.completion_mask.clone()
+    if cfg.mask_truncated:
+        mask &= ~ro.truncated[:, None]
+    max_len = cfg.max_new_tokens if cfg.loss_agg == "seq-mean-token-sum-norm" else None
+    stats: dict[str, list[float]] = {"loss": [], "ratio": [], "clip_fraction": [], "kl": []}
+    stats["ratio_first"] = []
+    eps_high = cfg.clip_eps_high or None
+    for epoch in range(cfg.epochs):
+        for m0 in range(0, b_local, mini_local):
+            mini_rows = slice(m0, m0 + mini_local)
+            n_tok = rc.all_reduce_sum(mask[mini_rows].sum().double(), d)
+            n_seq = mini_local * d.world
+            opt.zero_grad(set_to_none=True)
+            for u0 in range(m0, m0 + mini_local, micro):
+                rows = slice(u0, u0 + micro)
+                logp = completion_logprobs(model, ro, rows, cfg.temperature)  # [u, T]
+                mk = mask[rows]
+                if cfg.loss_agg == "token-mean":
+                    kw: dict[str, Any] = {"num_tokens": n_tok}
+                    scale = 1.0
+                else:
+                    kw = {"max_len": max_len} if max_len is not None else {}
+                    scale = (rows.stop - rows.start) / n_seq  # seq-mean over the mini-batch
+                loss, info = clipped_surrogate(
+                    logp,
+                    ro.old_logp[rows],
+                    adv[rows, None],
+                    cfg.clip_eps,
+                    mk,
+                    cfg.loss_agg,
+                    eps_high,
+                    **kw,
+                )
+                loss = loss * scale
+                if ref_logp is not None and cfg.beta > 0:
+                    kl_tok = kl_k3(logp, ref_logp[rows])
+                    loss = loss + cfg.beta * scale * aggregate_loss(kl_tok, mk, cfg.loss_agg, **kw)
+                    stats["kl"].append(float(masked_mean(kl_tok.detach(), mk)))
+                loss.backward()
+                stats["loss"].append(float(loss.detach()))
+                stats["ratio"].append(float(info["ratio"]))
+                stats["clip_fraction"].append(float(info["clip_fraction"]))
+                if epoch == 0 and m0 == 0 and u0 == 0:
+                    stats["ratio_first"].append(float(info["ratio"]))
+            rc.sync_gradients(model, d)
+            if cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            opt.step()
+    out = {k: float(np.mean(v)) for k, v in stats.items() if v and k != "loss"}
+    out["loss"] = float(np.sum(stats["loss"])) / max(1, cfg.epochs * (b_local // mini_local))
+    return out
+
+
+# ---------------------------------------------------------------------- training
+
+
+def check(cfg: Config) -> None:
+    """Fail before training: model path, prompts file fields, reward sources."""
+    rc.check_model_path(cfg.model)
+    load_prompts(cfg)
+
+
+def load_prompts(cfg: Any) -> list[str]:
+    from rlfoundry.llm.tasks import get_task, load_jsonl
+
+    if cfg.prompts:
+        return [r["prompt"] for r in load_jsonl(cfg.prompts, ["prompt"])]
+    return list(get_task(cfg.task).train_prompts(seed=cfg.seed))
+
+
+def build_reward(cfg: Any):
+    from rlfoundry.llm.tasks import get_task
+
+    from rlfoundry.llm.rewards import parse_reward
+
+    return parse_reward(
+        cfg.reward,
+        task=get_task(cfg.task),
+        judge_template=cfg.judge_template or None,
+        judge_model=cfg.judge_model,
+    )
+
+
+def evaluate(model: Any, tok: Any, cfg: Any) -> dict[str, float]:
+    """Held-out greedy exact-match accuracy of the task (rank 0's view)."""
+    from rlfoundry.llm.tasks import evaluate_accuracy, get_task
+
+    return {"eval_accuracy": evaluate_accuracy(model, tok, get_task(cfg.task), n=cfg.eval_size)}
+
+
+def train(
+    cfg: Config,
+    run: Run,
+    advantages: Callable[[Tensor, int], Tensor] | None = None,
+    shape_reward: Callable[..., Tensor] | None = None,
+) -> dict[str, Any]:
+    """The GRPO loop; `advantages(rew, G)` and `shape_reward` let RLOO reuse it."""
+    from rlfoundry.llm.models import load_model, load_tokenizer
+
+    d = rc.init_distributed()
+    check_world(cfg, d)
+    seed_everything(cfg.seed)
+    reward_fn = build_reward(cfg)
+    prompts = load_prompts(cfg)
+    path = rc.model_dir(cfg.model)
+    tok = load_tokenizer(path)
+    model = load_model(path)
+    model.train()
+    ref = copy.deepcopy(model).eval().requires_grad_(False) if cfg.beta > 0 else None
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps))
+    )
+    # one prompt-order stream shared by all ranks (each takes its slice), one sampling
+    # stream per rank
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + d.rank)
+    step = 0
+    ckpt = run.load_checkpoint()
+    if ckpt is not None:
+        step, tensors, state = ckpt
+        rc.restore(tensors, {"model": model}, opt, state["opt_groups"])
+        sched.load_state_dict(state["sched"])
+        set_generator_state(rng, state["rng"])
+        gen.set_state(tensors["gen_state"].to(torch.uint8))
+    advantages = advantages or (lambda r, g: group_relative_advantages(r, g, cfg.scale_std))
+    n_prompts = cfg.batch_size // cfg.group_size
+    per_rank = n_prompts // d.world
+    if step == 0 and cfg.eval_every > 0 and d.main:
+        run.log(0, **evaluate(model, tok, cfg))
+
+    while step < cfg.steps:
+        t0 = time.perf_counter()
+        idx = rng.choice(len(prompts), size=n_prompts, replace=len(prompts) < n_prompts)
+        mine = [prompts[i] for i in idx[d.rank * per_rank : (d.rank + 1) * per_rank]]
+        model.eval()  # no dropout while sampling: the sampling log-probs are pi_old's
+        ro = rollout(model, tok, mine, cfg.group_size, cfg.max_new_tokens, cfg.temperature, gen)
+        model.train()
+        t_gen = time.perf_counter() - t0
+        rew = torch.tensor(reward_fn(ro.prompts, ro.completions), dtype=torch.float32)
+        ref_logp = None
+        if ref is not None:
+            with torch.no_grad():
+                ref_logp = completion_logprobs(ref, ro, slice(None), cfg.temperature)
+        score = rew if shape_reward is None else shape_reward(rew, ro, ref_logp)
+        adv = advantages(score, cfg.group_size)
+        # GRPO puts the KL in the loss; a reward shaper (RLOO) has already put it in the reward
+        upd = policy_update(model, opt, ro, adv, cfg, d, ref_logp if shape_reward is None else None)
+        sched.step()
+        step += 1
+        n_tok = float(ro.completion_mask.sum())
+        g = rew.view(-1, cfg.group_size)
+        local = torch.tensor([rew.sum(), rew.numel(), n_tok, float(ro.truncated.sum())])
+        tot = rc.all_reduce_sum(local, d)
+        metrics = {
+            "reward": float(tot[0] / tot[1]),
+            "completion_len": float(tot[2] / tot[1]),
+            "truncated": float(tot[3] / tot[1]),
+            "frac_zero_std": float((g.std(dim=1) == 0).float().mean()),
+            "lr": sched.get_last_lr()[0],
+            "gen_seconds": t_gen,
+            "step_seconds": time.perf_counter() - t0,
+            **upd,
+            **reward_fn.means(),
+        }
+        if cfg.eval_every > 0 and step % cfg.eval_every == 0 and d.main:
+            metrics.update(evaluate(model, tok, cfg))
+        run.log(step, **metrics)
+        run.progress(step, reward=metrics["reward"])
+        if run.checkpoint_due(step) or step == cfg.steps:
+            tensors = rc.state_tensors({"model": model}, opt)
+            tensors["gen_state"] = gen.get_state()
+            state = {
+                "opt_groups": rc.optimizer_meta(opt),
+                "sched": sched.state_dict(),
+                "rng": generator_state(rng),
+            }
+            # every rank saves: each keeps its own sampling stream (rank > 0 in DIR/.rankN)
+            run.save_checkpoint(step, tensors, state)
+        if run.should_stop(step):
+            return {"status": "interrupted", "step": step}
+
+    result: dict[str, Any] = {"status": "finished", "step": step}
+    if d.main:
+        rc.save_model(model, tok, run.path)
+        result.update(evaluate(model, tok, cfg))
+    return result

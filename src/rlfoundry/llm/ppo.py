@@ -1,0 +1,371 @@
+"""PPO on tokens (Ziegler et al. 2019, arXiv:1909.08593; Ouyang et al. 2022, InstructGPT).
+
+    rlfoundry llm ppo --set model=runs/sft --set reward=rm:runs/rm --out runs/ppo
+
+Every completion token is an action; the state is the prompt plus the tokens so far.
+The sequence reward r(x, y) arrives at the LAST completion token; every token pays a
+KL penalty to the frozen starting model (k1, Ziegler et al. eq. 2):
+
+    rew_t = -kl_coef * (log pi_old(y_t) - log ref(y_t))  +  [t = last] * r(x, y)
+
+A value network (a copy of the starting model's body plus `models.ValueHead`) gives
+V(s_t); per-token advantages and returns come from GAE (core.gae, time-first: the
+tokens of a completion are the steps of an episode that terminates at its last
+token), then the clipped surrogate and value loss (core.clipped_surrogate,
+core.value_loss) are minimised for `epochs` passes over mini-batches.
+
+kl_coef is fixed, or adaptive when `kl_target > 0` (Ziegler et al. 2019, sec. 2.2):
+
+    e = clip(KL / kl_target - 1, -0.2, 0.2);   kl_coef <- kl_coef * (1 + e * n / kl_horizon)
+
+with KL the mean summed-k1 of the rollout and n its number of completions.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlfoundry.core import (
+    clipped_surrogate,
+    gae,
+    kl_k1,
+    masked_mean,
+    masked_sum,
+    normalize_advantages,
+    value_loss,
+)
+from rlfoundry.errors import ConfigError
+from rlfoundry.llm import grpo
+from rlfoundry.llm import rl_common as rc
+from rlfoundry.run import Run, generator_state, seed_everything, set_generator_state
+
+STAGE = "ppo"
+CURVE_KEY = "reward"
+
+
+@dataclass
+class Config:
+    model: str = ""
+    """Starting policy, KL reference and value-network body: a model directory, e.g. the
+    output of `rlfoundry llm sft`."""
+    task: str = "arithmetic"
+    """Built-in task giving the prompts, the 'task' reward and the held-out evaluation."""
+    prompts: str = ""
+    """JSONL file of training prompts (field `prompt`); empty = the task's prompts."""
+    reward: list[str] = field(default_factory=lambda: ["task"])
+    """Reward sources, summed: 'task', 'module:function', 'rm:DIR', 'judge:DIR',
+    'judge:http://HOST/v1', each optionally 'WEIGHT*SOURCE' (see llm/rewards.py)."""
+    judge_template: str = ""
+    """Prompt template of a judge reward with {prompt} and {completion}; empty = default."""
+    judge_model: str = "default"
+    """Model name sent to an HTTP judge endpoint."""
+    steps: int = 100
+    """Rollout + update iterations."""
+    batch_size: int = 32
+    """Completions per rollout over all processes."""
+    mini_batch_size: int = 0
+    """Completions per optimizer step; 0 = batch_size / 4 (4 mini-batches)."""
+    micro_batch_size: int = 0
+    """Completions per forward/backward pass in each process; 0 = mini_batch_size /
+    processes."""
+    epochs: int = 4
+    """PPO passes over each rollout."""
+    max_new_tokens: int = 16
+    """Completion length budget in tokens."""
+    temperature: float = 1.0
+    """Sampling temperature (the loss's log-probs use the same temperature)."""
+    lr: float = 5e-5
+    """AdamW learning rate of policy and value network (constant after warm-up)."""
+    warmup_steps: int = 5
+    """Linear learning-rate warm-up steps."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip (policy and value separately); 0 disables."""
+    clip_eps: float = 0.2
+    """PPO clip range of the probability ratio."""
+    vf_coef: float = 0.5
+    """Weight of the value loss."""
+    vf_clip: float = 0.0
+    """Value clip range around the rollout's values; 0 = no value clipping."""
+    gamma: float = 1.0
+    """Discount over tokens."""
+    lam: float = 0.95
+    """GAE lambda."""
+    kl_coef: float = 0.05
+    """KL penalty coefficient per token in the reward (initial value if adaptive)."""
+    kl_target: float = 0.0
+    """Target sequence KL of the adaptive controller; 0 = fixed kl_coef."""
+    kl_horizon: int = 10_000
+    """Horizon (completions) of the adaptive KL controller."""
+    whiten_advantages: bool = True
+    """Normalise advantages over the rollout's tokens (mean 0, std 1)."""
+    mask_truncated: bool = False
+    """Drop completions with no EOS within max_new_tokens from the loss."""
+    eval_every: int = 25
+    """Steps between held-out greedy evaluations (0 = only at the end)."""
+    eval_size: int = 200
+    """Held-out prompts per evaluation."""
+    seed: int = 0
+    """Seed of sampling, prompt order and the value head."""
+    torch_threads: int = 1
+    """CPU threads for torch."""
+
+    def validate(self) -> None:
+        mini = self.mini_batch_size or max(1, self.batch_size // 4)
+        rc.check_divisible(
+            "batch_size % mini_batch_size",
+            self.batch_size,
+            mini,
+            "set mini_batch_size to a divisor of batch_size (or 0 for batch_size / 4)",
+        )
+        if self.micro_batch_size:
+            rc.check_divisible(
+                "mini_batch_size % micro_batch_size",
+                mini,
+                self.micro_batch_size,
+                "set micro_batch_size to a divisor of mini_batch_size (or 0)",
+            )
+        for name in ("steps", "epochs", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be positive, got {self.temperature}.")
+
+
+def check(cfg: Config) -> None:
+    rc.check_model_path(cfg.model)
+    grpo.load_prompts(cfg)
+
+
+def mini_size(cfg: Config) -> int:
+    return cfg.mini_batch_size or max(1, cfg.batch_size // 4)
+
+
+def adaptive_kl(coef: float, kl: float, target: float, n: int, horizon: int) -> float:
+    """One update of Ziegler et al.'s proportional KL controller (see module docstring)."""
+    err = float(np.clip(kl / target - 1.0, -0.2, 0.2))
+    return coef * (1.0 + err * n / horizon)
+
+
+class ValueModel(torch.nn.Module):
+    """V(s_t) for every position: a transformer body plus a scalar head."""
+
+    def __init__(self, body: torch.nn.Module, hidden: int) -> None:
+        super().__init__()
+        from rlfoundry.llm.models import ValueHead
+
+        self.body = body
+        self.head = ValueHead(hidden)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        pos = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        h = self.body(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=pos
+        ).last_hidden_state
+        return self.head(h).float()  # [B, L]
+
+
+def completion_values(vm: ValueModel, ro: grpo.Rollout, rows: slice) -> Tensor:
+    """V of the state before each completion token: the hidden state one position
+    earlier, where the token's logits are read too. `[b, T]`."""
+    v = vm(ro.input_ids[rows], ro.attention_mask[rows])  # [b, P+T]
+    return v[:, ro.prompt_len - 1 : -1]
+
+
+def token_rewards(score: Tensor, kl_tok: Tensor, mask: Tensor, kl_coef: float) -> Tensor:
+    """`[B, T]`: -kl_coef * k1 on every completion token, plus the score on the last."""
+    rew = torch.where(mask, -kl_coef * kl_tok, 0.0)
+    last = mask.long().cumsum(-1).argmax(-1)  # index of the last valid token
+    rew[torch.arange(rew.shape[0]), last] += score
+    return rew
+
+
+def advantages_and_returns(
+    rew: Tensor, val: Tensor, mask: Tensor, gamma: float, lam: float
+) -> tuple[Tensor, Tensor]:
+    """Per-token GAE `[B, T]`: each completion is an episode ending at its last token."""
+    val = torch.where(mask, val, 0.0)
+    next_val = torch.cat([val[:, 1:], torch.zeros_like(val[:, :1])], dim=1)
+    last = mask.long().cumsum(-1).argmax(-1)
+    term = torch.zeros_like(mask)
+    term[torch.arange(mask.shape[0]), last] = True
+    term |= ~mask  # padding after the end: every step its own empty episode
+    adv, ret = gae(
+        rew.T, val.T, next_val.T, term.T, torch.zeros_like(term.T), gamma, lam
+    )  # time-first [T, B]
+    return adv.T, ret.T
+
+
+def train(cfg: Config, run: Run) -> dict[str, Any]:
+    from rlfoundry.llm.models import load_model, load_tokenizer
+
+    d = rc.init_distributed()
+    mini = mini_size(cfg)
+    rc.check_divisible(
+        f"batch_size over {d.world} processes",
+        cfg.batch_size,
+        d.world,
+        "make batch_size a multiple of the number of processes",
+    )
+    micro = cfg.micro_batch_size or mini // d.world
+    rc.check_divisible(
+        f"mini_batch_size % (micro_batch_size * {d.world} processes)",
+        mini,
+        micro * d.world,
+        "set mini_batch_size to a multiple of micro_batch_size x processes",
+    )
+    seed_everything(cfg.seed)
+    reward_fn = grpo.build_reward(cfg)
+    prompts = grpo.load_prompts(cfg)
+    path = rc.model_dir(cfg.model)
+    tok = load_tokenizer(path)
+    policy = load_model(path)
+    ref = copy.deepcopy(policy).eval().requires_grad_(False)
+    vm = ValueModel(copy.deepcopy(policy.base_model), policy.config.hidden_size)
+    params = list(policy.parameters()) + list(vm.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps))
+    )
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + d.rank)
+    kl_coef, step = cfg.kl_coef, 0
+    ckpt = run.load_checkpoint()
+    if ckpt is not None:
+        step, tensors, state = ckpt
+        rc.restore(tensors, {"policy": policy, "value": vm}, opt, state["opt_groups"])
+        sched.load_state_dict(state["sched"])
+        set_generator_state(rng, state["rng"])
+        gen.set_state(tensors["gen_state"].to(torch.uint8))
+        kl_coef = state["kl_coef"]
+    if step == 0 and cfg.eval_every > 0 and d.main:
+        run.log(0, **grpo.evaluate(policy, tok, cfg))
+    b_local = cfg.batch_size // d.world
+    mini_local = mini // d.world
+
+    while step < cfg.steps:
+        t0 = time.perf_counter()
+        idx = rng.choice(len(prompts), size=cfg.batch_size, replace=len(prompts) < cfg.batch_size)
+        mine = [prompts[i] for i in idx[d.rank * b_local : (d.rank + 1) * b_local]]
+        policy.eval()
+        ro = grpo.rollout(policy, tok, mine, 1, cfg.max_new_tokens, cfg.temperature, gen)
+        policy.train()
+        score = torch.tensor(reward_fn(ro.prompts, ro.completions), dtype=torch.float32)
+        mask = ro.completion_mask.clone()
+        if cfg.mask_truncated:
+            mask &= ~ro.truncated[:, None]
+        with torch.no_grad():
+            ref_logp = grpo.completion_logprobs(ref, ro, slice(None), cfg.temperature)
+            old_val = completion_values(vm, ro, slice(None))
+            kl_tok = kl_k1(ro.old_logp, ref_logp)  # [B, T]
+            rew_tok = token_rewards(score, kl_tok, ro.completion_mask, kl_coef)
+            adv, ret = advantages_and_returns(
+                rew_tok, old_val, ro.completion_mask, cfg.gamma, cfg.lam
+            )
+            if cfg.whiten_advantages:
+                adv = normalize_advantages(adv, mask)
+        stats: dict[str, list[float]] = {
+            "pg_loss": [],
+            "vf_loss": [],
+            "ratio": [],
+            "clip_fraction": [],
+        }
+        for _ in range(cfg.epochs):
+            perm = torch.randperm(b_local, generator=gen)
+            for m0 in range(0, b_local, mini_local):
+                mrows = perm[m0 : m0 + mini_local]
+                n_tok = rc.all_reduce_sum(mask[mrows].sum().double(), d).clamp(min=1)
+                opt.zero_grad(set_to_none=True)
+                for u0 in range(0, mini_local, micro):
+                    rows = mrows[u0 : u0 + micro]
+                    sub = _subset(ro, rows)
+                    mk = mask[rows]
+                    logp = grpo.completion_logprobs(policy, sub, slice(None), cfg.temperature)
+                    pg, info = clipped_surrogate(
+                        logp, ro.old_logp[rows], adv[rows], cfg.clip_eps, mk, num_tokens=n_tok
+                    )
+                    val = completion_values(vm, sub, slice(None))
+                    # value_loss is a mean over this micro-batch's tokens; reweight it to a
+                    # share of the mini-batch's token mean so accumulation is split-invariant.
+                    vf = value_loss(val, ret[rows], old_val[rows], cfg.vf_clip or None, mk) * (
+                        mk.sum() / n_tok
+                    )
+                    (pg + cfg.vf_coef * vf).backward()
+                    stats["pg_loss"].append(float(pg.detach()))
+                    stats["vf_loss"].append(float(vf.detach()))
+                    stats["ratio"].append(float(info["ratio"]))
+                    stats["clip_fraction"].append(float(info["clip_fraction"]))
+                rc.sync_gradients(policy, d)
+                rc.sync_gradients(vm, d)
+                if cfg.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(vm.parameters(), cfg.max_grad_norm)
+                opt.step()
+        sched.step()
+        step += 1
+        kl_seq = masked_sum(kl_tok, ro.completion_mask, dim=-1)  # [B]
+        local = torch.tensor([score.sum(), score.numel(), kl_seq.sum()])
+        tot = rc.all_reduce_sum(local, d)
+        mean_kl = float(tot[2] / tot[1])
+        if cfg.kl_target > 0:
+            kl_coef = adaptive_kl(kl_coef, mean_kl, cfg.kl_target, int(tot[1]), cfg.kl_horizon)
+        n_opt = cfg.epochs * (b_local // mini_local)  # optimizer steps this rollout
+        metrics = {
+            "reward": float(tot[0] / tot[1]),
+            "kl": mean_kl,
+            "kl_coef": kl_coef,
+            "completion_len": float(ro.completion_mask.sum(-1).float().mean()),
+            "value_mean": float(masked_mean(old_val, ro.completion_mask)),
+            "pg_loss": float(np.sum(stats["pg_loss"])) / n_opt,
+            "vf_loss": float(np.sum(stats["vf_loss"])) / n_opt,
+            "ratio": float(np.mean(stats["ratio"])),
+            "clip_fraction": float(np.mean(stats["clip_fraction"])),
+            "step_seconds": time.perf_counter() - t0,
+            **reward_fn.means(),
+        }
+        if cfg.eval_every > 0 and step % cfg.eval_every == 0 and d.main:
+            metrics.update(grpo.evaluate(policy, tok, cfg))
+        run.log(step, **metrics)
+        run.progress(step, reward=metrics["reward"], kl=mean_kl)
+        if run.checkpoint_due(step) or step == cfg.steps:
+            tensors = rc.state_tensors({"policy": policy, "value": vm}, opt)
+            tensors["gen_state"] = gen.get_state()
+            run.save_checkpoint(
+                step,
+                tensors,
+                {
+                    "opt_groups": rc.optimizer_meta(opt),
+                    "sched": sched.state_dict(),
+                    "rng": generator_state(rng),
+                    "kl_coef": kl_coef,
+                },
+            )
+        if run.should_stop(step):
+            return {"status": "interrupted", "step": step}
+
+    result: dict[str, Any] = {"status": "finished", "step": step}
+    if d.main:
+        rc.save_model(policy, tok, run.path)
+        result.update(grpo.evaluate(policy, tok, cfg))
+    return result
+
+
+def _subset(ro: grpo.Rollout, rows: Tensor) -> grpo.Rollout:
+    """The rows `rows` of a rollout (for shuffled mini-batches)."""
+    return grpo.Rollout(
+        prompts=[ro.prompts[i] for i in rows.tolist()],
+        completions=[ro.completions[i] for i in rows.tolist()],
+        input_ids=ro.input_ids[rows],
+        attention_mask=ro.attention_mask[rows],
+        completion_mask=ro.completion_mask[rows],
+        old_logp=ro.old_logp[rows],
+        truncated=ro.truncated[rows],
+    )

@@ -1,0 +1,370 @@
+"""What the preference and RL stages (reward-model, DPO, PPO, GRPO, RLOO) share.
+
+Not math (that lives in `rlfoundry.core`) but plumbing: the run directory of a stage,
+model + optimizer state in the Run checkpoint for exact resume, tokenising
+(prompt, completion) pairs with a completion mask, data-parallel helpers, and the
+input checks that must fail before any training starts.
+
+Run directory of a stage `DIR`:
+
+    DIR/config.yaml        {"stage": NAME, **config}
+    DIR/metrics.csv, tb/   Run.log rows
+    DIR/checkpoint.safetensors  model + optimizer tensors, data-order RNG, torch RNG
+    DIR/model/             save_pretrained (safetensors) + tokenizer: load it anywhere
+    DIR/summary.json       final metrics
+    DIR/learning_curve.png the stage's main metric against steps
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rlfoundry.config import atomic_write_text, load_yaml, save_yaml, to_dict
+from rlfoundry.errors import ConfigError, RLFoundryError
+from rlfoundry.run import CHECKPOINT, Run
+
+# ---------------------------------------------------------------------- data parallel
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a `torchrun` / `accelerate launch` job (1 process: rank 0 of 1)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Dist:
+    """Join the process group that `torchrun` / `accelerate launch` describe in the env.
+
+    gloo on CPU, nccl on GPU. Returns `Dist()` when not launched that way.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size())
+
+
+def all_reduce_sum(x: Tensor, d: Dist) -> Tensor:
+    """Sum of `x` over all processes (a copy; `x` itself is untouched)."""
+    if d.world == 1:
+        return x
+    import torch.distributed as dist
+
+    y = x.clone()
+    dist.all_reduce(y)
+    return y
+
+
+def sync_gradients(model: torch.nn.Module, d: Dist) -> None:
+    """Sum gradients over processes.
+
+    Every loss here is already divided by GLOBAL counts (tokens or sequences of the
+    whole optimizer batch over all ranks), so the sum, not DDP's mean, is the gradient
+    of the full-batch loss: 2 processes x B/2 give the update of 1 process x B.
+    """
+    if d.world == 1:
+        return
+    import torch.distributed as dist
+
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    i = 0
+    for g in grads:
+        g.copy_(flat[i : i + g.numel()].view_as(g))
+        i += g.numel()
+
+
+def broadcast_object(obj: Any, d: Dist) -> Any:
+    if d.world == 1:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+# ---------------------------------------------------------------------- input checks
+
+
+def check_divisible(what: str, total: int, parts: int, fix: str) -> None:
+    """Raise ConfigError unless `parts` divides `total` (one sentence: cause + fix)."""
+    if parts <= 0 or total <= 0 or total % parts != 0:
+        raise ConfigError(f"{what}: {total} is not a positive multiple of {parts}; {fix}.")
+
+
+def check_model_path(name: str, field: str = "model") -> None:
+    """A model given as a path must exist (built-in names such as 'tiny' pass)."""
+    if not name:
+        raise ConfigError(
+            f"No starting model: set {field} to a model directory (e.g. the output of "
+            "`rlfoundry llm sft`)."
+        )
+    looks_like_path = os.sep in name or name.startswith(".") or Path(name).exists()
+    if looks_like_path and not Path(name).exists():
+        raise RLFoundryError(
+            f"Model path '{name}' does not exist; set {field} to a model directory "
+            "(a run directory of an rlfoundry llm command or a saved transformers model)."
+        )
+
+
+def model_dir(name: str) -> str:
+    """A run directory (holding `model/`) or a model directory -> what `load_model` takes."""
+    p = Path(name)
+    if (p / "model" / "config.json").is_file():
+        return str(p / "model")
+    return name
+
+
+# ---------------------------------------------------------------------- tokenising
+
+
+def encode_pairs(
+    tok: Any,
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    max_len: int,
+    add_eos: bool = True,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Tokenise prompt and completion separately, concatenate, right-pad.
+
+    Separate encoding keeps the prompt/completion boundary exact (encoding the joined
+    text can merge tokens across it). EOS is appended to each completion when
+    `add_eos`, and it is part of the completion mask: the model must learn to stop.
+    Prompts are truncated from the left, completions from the right, to `max_len`.
+
+    Returns `input_ids [B, L]`, `attention_mask [B, L]`, `completion_mask [B, L]`.
+    """
+    from rlfoundry.llm.models import encode_prompt
+
+    rows, cmasks = [], []
+    for p, c in zip(prompts, completions):
+        pi = encode_prompt(tok, p)
+        ci = tok.encode(c, add_special_tokens=False)
+        if add_eos and tok.eos_token_id is not None:
+            ci = ci + [tok.eos_token_id]
+        ci = ci[: max(1, max_len - 1)]
+        pi = pi[-(max_len - len(ci)) :] if len(pi) + len(ci) > max_len else pi
+        rows.append(pi + ci)
+        cmasks.append([0] * len(pi) + [1] * len(ci))
+    width = max(len(r) for r in rows)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    attn = torch.zeros((len(rows), width), dtype=torch.long)
+    cmask = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, (r, m) in enumerate(zip(rows, cmasks)):
+        ids[i, : len(r)] = torch.tensor(r)
+        attn[i, : len(r)] = 1
+        cmask[i, : len(r)] = torch.tensor(m, dtype=torch.bool)
+    return ids, attn, cmask
+
+
+# ---------------------------------------------------------------------- run directory
+
+
+def open_stage(
+    stage: str,
+    cfg: Any,
+    out: str | os.PathLike,
+    total_steps: int,
+    resume: bool = False,
+    progress: bool = True,
+    stop_at_step: int | None = None,
+    d: Dist | None = None,
+) -> Run:
+    """Create (or reopen with `resume`) the run directory of `stage`; return its Run.
+
+    Only rank 0 writes; other ranks get a Run in a scratch sub-directory so the loop
+    can call `run.log` everywhere without branching.
+    """
+    from rlfoundry import __version__
+
+    d = d or Dist()
+    out = Path(out)
+    if d.main:
+        if resume:
+            if not (out / CHECKPOINT).exists():
+                raise RLFoundryError(
+                    f"Cannot resume: '{out}' has no {CHECKPOINT}; start a new run instead."
+                )
+        elif (out / "config.yaml").exists():
+            raise RLFoundryError(
+                f"'{out}' already holds a run; resume it with --resume or choose another --out."
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            save_yaml(
+                out / "config.yaml",
+                {"stage": stage, **to_dict(cfg), "rlfoundry_version": __version__},
+            )
+        return Run(out, total_steps, resume=resume, progress=progress, stop_at_step=stop_at_step)
+    scratch = out / f".rank{d.rank}"
+    return Run(
+        scratch,
+        total_steps,
+        resume=resume,
+        progress=False,
+        tensorboard=False,
+        stop_at_step=stop_at_step,
+    )
+
+
+def saved_config(out: str | os.PathLike, stage: str) -> dict[str, Any]:
+    """The config of a run directory to resume, checking it belongs to `stage`."""
+    path = Path(out) / "config.yaml"
+    if not path.exists():
+        raise RLFoundryError(f"Cannot resume: '{path}' does not exist; pass the run directory.")
+    data = load_yaml(path)
+    if data.get("stage") != stage:
+        raise RLFoundryError(
+            f"'{out}' is a {data.get('stage')!r} run, not {stage!r}; resume it with its own command."
+        )
+    return {k: v for k, v in data.items() if k not in ("stage", "rlfoundry_version")}
+
+
+def save_model(model: Any, tok: Any, out: str | os.PathLike) -> Path:
+    """`DIR/model`: the weights as safetensors plus the tokenizer, loadable by transformers."""
+    path = Path(out) / "model"
+    model.save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return path
+
+
+def write_summary(
+    out: str | os.PathLike, summary: dict[str, Any], curve_key: str, title: str
+) -> None:
+    """summary.json and learning_curve.png (`curve_key` against steps)."""
+    from rlfoundry.plotting import plot_runs
+
+    out = Path(out)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    with contextlib.suppress(RLFoundryError, ValueError):
+        plot_runs([out], out / "learning_curve.png", key=curve_key, labels=[title], title=title)
+
+
+# ---------------------------------------------------------------------- checkpoints
+
+
+def state_tensors(modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer | None) -> dict:
+    """Parameters and buffers of each module plus the optimizer state, as flat tensors."""
+    out: dict[str, Tensor] = {}
+    for prefix, m in modules.items():
+        for k, v in _unique_state(m).items():
+            out[f"{prefix}/{k}"] = v
+    if opt is not None:
+        for i, s in opt.state_dict()["state"].items():
+            for k, v in s.items():
+                out[f"opt/{i}/{k}"] = v if isinstance(v, Tensor) else torch.tensor(v)
+    return out
+
+
+def _unique_state(m: torch.nn.Module) -> dict[str, Tensor]:
+    """Parameters (tied ones once: safetensors refuses shared storage) and buffers."""
+    state = {k: p.detach() for k, p in m.named_parameters()}  # dedups tied weights
+    state.update({k: b for k, b in m.named_buffers()})
+    return state
+
+
+def optimizer_meta(opt: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """The optimizer's param groups (lr, betas, ...) as JSON-safe values."""
+    groups = opt.state_dict()["param_groups"]
+    return json.loads(
+        json.dumps(groups, default=lambda v: list(v) if isinstance(v, tuple) else str(v))
+    )
+
+
+def restore(
+    tensors: dict[str, Tensor],
+    modules: dict[str, torch.nn.Module],
+    opt: torch.optim.Optimizer | None,
+    groups: list[dict[str, Any]] | None,
+) -> None:
+    """Load what `state_tensors` wrote back into the modules and the optimizer."""
+    for prefix, m in modules.items():
+        sd = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + "/")}
+        expected = _unique_state(m)
+        if set(sd) != set(expected):
+            raise RLFoundryError(
+                f"The checkpoint's {prefix} does not match the model ({len(set(sd) ^ set(expected))} "
+                "differing tensors); resume with the config the run was started with."
+            )
+        with torch.no_grad():
+            for k, t in expected.items():
+                t.copy_(sd[k])
+    if opt is None:
+        return
+    state: dict[int, dict[str, Tensor]] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt/"):
+            _, i, name = k.split("/", 2)
+            state.setdefault(int(i), {})[name] = v
+    sd = opt.state_dict()
+    for g, saved in zip(sd["param_groups"], groups or []):
+        for key, val in saved.items():
+            if key != "params":
+                g[key] = tuple(val) if isinstance(g.get(key), tuple) else val
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+# ---------------------------------------------------------------------- entry point
+
+
+def run_stage(
+    module: Any,
+    out: str | os.PathLike,
+    config: str | os.PathLike | dict | None = None,
+    overrides: dict[str, Any] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    stop_at_step: int | None = None,
+) -> dict[str, Any]:
+    """Build `module.Config`, check the inputs, train, and write the run directory.
+
+    Config precedence, lowest first: dataclass defaults, `config` (a YAML path or a
+    mapping), `overrides`. With `resume`, the saved config of `out` is used and the
+    run continues from its checkpoint. `module.check(cfg)`, when defined, runs before
+    anything is written: a missing model path or a dataset missing a field fails in
+    seconds, not after the run directory exists.
+    """
+    from rlfoundry.config import build_config
+
+    if resume:
+        cfg = build_config(module.Config, saved_config(out, module.STAGE))
+    else:
+        file_cfg = config if isinstance(config, dict) else (load_yaml(config) if config else {})
+        file_cfg = {k: v for k, v in file_cfg.items() if k not in ("stage", "rlfoundry_version")}
+        cfg = build_config(module.Config, file_cfg, overrides)
+    check = getattr(module, "check", None)
+    if check is not None:
+        check(cfg)
+    d = init_distributed()
+    torch.set_num_threads(getattr(cfg, "torch_threads", 1) or 1)
+    with open_stage(module.STAGE, cfg, out, cfg.steps, resume, progress, stop_at_step, d) as run:
+        result = module.train(cfg, run)
+        wall = run.elapsed()
+    summary = {"stage": module.STAGE, "run_dir": str(out), "wall_seconds": round(wall, 3), **result}
+    if result.get("status") == "interrupted":
+        summary["resume_command"] = f"rlfoundry llm {module.STAGE} --resume {out}"
+    elif d.main:
+        write_summary(out, summary, module.CURVE_KEY, f"{module.STAGE}")
+    return summary
