@@ -59,8 +59,8 @@ class Config:
     """Optimizer steps."""
     batch_size: int = 16
     """Pairs per optimizer step."""
-    micro_batch_size: int = 16
-    """Pairs per forward/backward pass; `batch_size` must be a multiple of it."""
+    micro_batch_size: int = 0
+    """Pairs per forward/backward pass (0 = batch_size); `batch_size` must be a multiple of it."""
     lr: float = 1e-4
     """AdamW learning rate (cosine decay to 10% after a linear warm-up)."""
     warmup_steps: int = 5
@@ -80,7 +80,7 @@ class Config:
         rc.check_divisible(
             "batch_size % micro_batch_size",
             self.batch_size,
-            self.micro_batch_size,
+            self.micro_batch_size or self.batch_size,
             "set batch_size to a multiple of micro_batch_size",
         )
         if self.beta <= 0:
@@ -166,14 +166,14 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
     ckpt = run.load_checkpoint()
     if ckpt is not None:
         step, tensors, state = ckpt
-        rc.restore(tensors, {"model": model}, opt, state["opt_groups"])
-        sched.load_state_dict(state["sched"])
+        rc.load_training_state(tensors, state, {"model": model}, opt, sched)
         set_generator_state(rng, state["rng"])
         order, cursor = np.asarray(state["order"]), state["cursor"]
     else:
         run.log(0, **start)
 
-    n_micro = cfg.batch_size // cfg.micro_batch_size
+    micro = cfg.micro_batch_size or cfg.batch_size
+    n_micro = cfg.batch_size // micro
     while step < cfg.steps:
         idx = []
         while len(idx) < cfg.batch_size:
@@ -186,7 +186,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         opt.zero_grad(set_to_none=True)
         loss_sum, margin_sum, acc_sum = 0.0, 0.0, 0.0
         for m in range(n_micro):
-            mb = batch[m * cfg.micro_batch_size : (m + 1) * cfg.micro_batch_size]
+            mb = batch[m * micro : (m + 1) * micro]
             with torch.no_grad():
                 ref_c, ref_r = sequence_logps(ref_model, tok, mb, cfg.max_len)
             pol_c, pol_r = sequence_logps(model, tok, mb, cfg.max_len)
@@ -205,12 +205,12 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         run.log(step, **metrics)
         run.progress(step, loss=loss_sum, margin=margin_sum)
         if run.checkpoint_due(step) or step == cfg.steps:
+            tensors, state = rc.training_state({"model": model}, opt, sched)
             run.save_checkpoint(
                 step,
-                rc.state_tensors({"model": model}, opt),
+                tensors,
                 {
-                    "opt_groups": rc.optimizer_meta(opt),
-                    "sched": sched.state_dict(),
+                    **state,
                     "rng": generator_state(rng),
                     "order": order.tolist(),
                     "cursor": cursor,

@@ -326,6 +326,7 @@ def check(cfg: Config) -> None:
     """Fail before training: model path, prompts file fields, reward sources."""
     rc.check_model_path(cfg.model)
     load_prompts(cfg)
+    build_reward(cfg)  # imports the functions, finds the model dirs, checks templates
 
 
 def load_prompts(cfg: Any) -> list[str]:
@@ -387,8 +388,7 @@ def train(
     ckpt = run.load_checkpoint()
     if ckpt is not None:
         step, tensors, state = ckpt
-        rc.restore(tensors, {"model": model}, opt, state["opt_groups"])
-        sched.load_state_dict(state["sched"])
+        rc.load_training_state(tensors, state, {"model": model}, opt, sched)
         set_generator_state(rng, state["rng"])
         gen.set_state(tensors["gen_state"].to(torch.uint8))
     advantages = advantages or (lambda r, g: group_relative_advantages(r, g, cfg.scale_std))
@@ -436,13 +436,9 @@ def train(
         run.log(step, **metrics)
         run.progress(step, reward=metrics["reward"])
         if run.checkpoint_due(step) or step == cfg.steps:
-            tensors = rc.state_tensors({"model": model}, opt)
+            tensors, state = rc.training_state({"model": model}, opt, sched)
             tensors["gen_state"] = gen.get_state()
-            state = {
-                "opt_groups": rc.optimizer_meta(opt),
-                "sched": sched.state_dict(),
-                "rng": generator_state(rng),
-            }
+            state["rng"] = generator_state(rng)
             # every rank saves: each keeps its own sampling stream (rank > 0 in DIR/.rankN)
             run.save_checkpoint(step, tensors, state)
         if run.should_stop(step):

@@ -141,8 +141,7 @@ class Config:
 
 
 def check(cfg: Config) -> None:
-    rc.check_model_path(cfg.model)
-    grpo.load_prompts(cfg)
+    grpo.check(cfg)  # model path, prompts, reward sources
 
 
 def mini_size(cfg: Config) -> int:
@@ -241,8 +240,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
     ckpt = run.load_checkpoint()
     if ckpt is not None:
         step, tensors, state = ckpt
-        rc.restore(tensors, {"policy": policy, "value": vm}, opt, state["opt_groups"])
-        sched.load_state_dict(state["sched"])
+        rc.load_training_state(tensors, state, {"policy": policy, "value": vm}, opt, sched)
         set_generator_state(rng, state["rng"])
         gen.set_state(tensors["gen_state"].to(torch.uint8))
         kl_coef = state["kl_coef"]
@@ -336,18 +334,10 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         run.log(step, **metrics)
         run.progress(step, reward=metrics["reward"], kl=mean_kl)
         if run.checkpoint_due(step) or step == cfg.steps:
-            tensors = rc.state_tensors({"policy": policy, "value": vm}, opt)
+            tensors, state = rc.training_state({"policy": policy, "value": vm}, opt, sched)
             tensors["gen_state"] = gen.get_state()
-            run.save_checkpoint(
-                step,
-                tensors,
-                {
-                    "opt_groups": rc.optimizer_meta(opt),
-                    "sched": sched.state_dict(),
-                    "rng": generator_state(rng),
-                    "kl_coef": kl_coef,
-                },
-            )
+            state.update(rng=generator_state(rng), kl_coef=kl_coef)
+            run.save_checkpoint(step, tensors, state)
         if run.should_stop(step):
             return {"status": "interrupted", "step": step}
 

@@ -54,8 +54,8 @@ class Config:
     """Optimizer steps."""
     batch_size: int = 32
     """Pairs per optimizer step."""
-    micro_batch_size: int = 32
-    """Pairs per forward/backward pass; `batch_size` must be a multiple of it
+    micro_batch_size: int = 0
+    """Pairs per forward/backward pass (0 = batch_size); `batch_size` must be a multiple of it
     (gradient accumulation)."""
     lr: float = 1e-3
     """AdamW learning rate (cosine decay to 10% after a linear warm-up)."""
@@ -76,7 +76,7 @@ class Config:
         rc.check_divisible(
             "batch_size % micro_batch_size",
             self.batch_size,
-            self.micro_batch_size,
+            self.micro_batch_size or self.batch_size,
             "set batch_size to a multiple of micro_batch_size",
         )
         if not 0 < self.eval_fraction < 1:
@@ -235,25 +235,25 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
     ckpt = run.load_checkpoint()
     if ckpt is not None:
         step, tensors, state = ckpt
-        rc.restore(tensors, {"model": model}, opt, state["opt_groups"])
-        sched.load_state_dict(state["sched"])
+        rc.load_training_state(tensors, state, {"model": model}, opt, sched)
         set_generator_state(rng, state["rng"])
         order, cursor = np.asarray(state["order"]), state["cursor"]
 
     def save(step: int) -> None:
+        tensors, state = rc.training_state({"model": model}, opt, sched)
         run.save_checkpoint(
             step,
-            rc.state_tensors({"model": model}, opt),
+            tensors,
             {
-                "opt_groups": rc.optimizer_meta(opt),
-                "sched": sched.state_dict(),
+                **state,
                 "rng": generator_state(rng),
                 "order": order.tolist(),
                 "cursor": cursor,
             },
         )
 
-    n_micro = cfg.batch_size // cfg.micro_batch_size
+    micro = cfg.micro_batch_size or cfg.batch_size
+    n_micro = cfg.batch_size // micro
     while step < cfg.steps:
         idx = []
         while len(idx) < cfg.batch_size:
@@ -266,7 +266,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         opt.zero_grad(set_to_none=True)
         loss_sum, acc_sum = 0.0, 0.0
         for m in range(n_micro):
-            mb = batch[m * cfg.micro_batch_size : (m + 1) * cfg.micro_batch_size]
+            mb = batch[m * micro : (m + 1) * micro]
             r_c, r_r = _batch_rewards(model, tok, mb, cfg.max_len)
             # mean over the micro-batch, scaled so the sum over micro-batches is the
             # mean over the whole batch: the same gradient for any split.

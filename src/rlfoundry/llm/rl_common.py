@@ -264,66 +264,35 @@ def write_summary(
 # ---------------------------------------------------------------------- checkpoints
 
 
-def state_tensors(modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer | None) -> dict:
-    """Parameters and buffers of each module plus the optimizer state, as flat tensors."""
-    out: dict[str, Tensor] = {}
+def training_state(
+    modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer, sched: Any
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Tensors and JSON state of the modules, the optimizer and the LR schedule
+    (`rlfoundry.torch_state`), ready for `Run.save_checkpoint`."""
+    from rlfoundry import torch_state as ts
+
+    tensors: dict[str, Tensor] = {}
     for prefix, m in modules.items():
-        for k, v in _unique_state(m).items():
-            out[f"{prefix}/{k}"] = v
-    if opt is not None:
-        for i, s in opt.state_dict()["state"].items():
-            for k, v in s.items():
-                out[f"opt/{i}/{k}"] = v if isinstance(v, Tensor) else torch.tensor(v)
-    return out
+        tensors.update(ts.module_state(prefix, m))
+    opt_t, opt_s = ts.optimizer_state("opt", opt)
+    sch_t, sch_s = ts.scheduler_state("sched", sched)
+    return {**tensors, **opt_t, **sch_t}, {"opt": opt_s, "sched": sch_s}
 
 
-def _unique_state(m: torch.nn.Module) -> dict[str, Tensor]:
-    """Parameters (tied ones once: safetensors refuses shared storage) and buffers."""
-    state = {k: p.detach() for k, p in m.named_parameters()}  # dedups tied weights
-    state.update({k: b for k, b in m.named_buffers()})
-    return state
-
-
-def optimizer_meta(opt: torch.optim.Optimizer) -> list[dict[str, Any]]:
-    """The optimizer's param groups (lr, betas, ...) as JSON-safe values."""
-    groups = opt.state_dict()["param_groups"]
-    return json.loads(
-        json.dumps(groups, default=lambda v: list(v) if isinstance(v, tuple) else str(v))
-    )
-
-
-def restore(
+def load_training_state(
     tensors: dict[str, Tensor],
+    state: dict[str, Any],
     modules: dict[str, torch.nn.Module],
-    opt: torch.optim.Optimizer | None,
-    groups: list[dict[str, Any]] | None,
+    opt: torch.optim.Optimizer,
+    sched: Any,
 ) -> None:
-    """Load what `state_tensors` wrote back into the modules and the optimizer."""
+    """Inverse of `training_state`: bit-exact parameters, Adam moments and LR."""
+    from rlfoundry import torch_state as ts
+
     for prefix, m in modules.items():
-        sd = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + "/")}
-        expected = _unique_state(m)
-        if set(sd) != set(expected):
-            raise RLFoundryError(
-                f"The checkpoint's {prefix} does not match the model ({len(set(sd) ^ set(expected))} "
-                "differing tensors); resume with the config the run was started with."
-            )
-        with torch.no_grad():
-            for k, t in expected.items():
-                t.copy_(sd[k])
-    if opt is None:
-        return
-    state: dict[int, dict[str, Tensor]] = {}
-    for k, v in tensors.items():
-        if k.startswith("opt/"):
-            _, i, name = k.split("/", 2)
-            state.setdefault(int(i), {})[name] = v
-    sd = opt.state_dict()
-    for g, saved in zip(sd["param_groups"], groups or []):
-        for key, val in saved.items():
-            if key != "params":
-                g[key] = tuple(val) if isinstance(g.get(key), tuple) else val
-    sd["state"] = state
-    opt.load_state_dict(sd)
+        ts.load_module_state(prefix, m, tensors)
+    ts.load_optimizer_state("opt", opt, tensors, state["opt"])
+    ts.load_scheduler_state("sched", sched, tensors, state["sched"])
 
 
 # ---------------------------------------------------------------------- entry point

@@ -29,7 +29,6 @@ from torch import Tensor
 
 from rlfoundry.core import kl_k1, leave_one_out_advantages, masked_sum
 from rlfoundry.llm import grpo
-from rlfoundry.llm.rl_common import check_model_path
 from rlfoundry.run import Run
 
 STAGE = "rloo"
@@ -47,8 +46,7 @@ class Config(grpo.Config):
 
 
 def check(cfg: Config) -> None:
-    check_model_path(cfg.model)
-    grpo.load_prompts(cfg)
+    grpo.check(cfg)
 
 
 def shaped_reward(beta: float):

@@ -1,0 +1,146 @@
+"""Every preference/RL stage on a tiny budget: the run-directory contract, exact resume,
+bad input rejected before training, and a failing reward that leaves the checkpoint
+intact."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+pytest.importorskip("rlfoundry.llm.generation", reason="rlfoundry.llm.generation not written yet")
+
+from rlfoundry.errors import ConfigError, RLFoundryError  # noqa: E402
+from rlfoundry.llm import dpo, grpo, ppo, reward_model, rloo  # noqa: E402
+from rlfoundry.llm import rl_common as rc  # noqa: E402
+from rlfoundry.run import load_checkpoint_file  # noqa: E402
+
+torch.set_num_threads(1)
+
+TINY_RL = {"model": "tiny", "eval_every": 0, "eval_size": 8, "max_new_tokens": 6}
+
+
+def _contract(out, curve=True):
+    for name in ("config.yaml", "metrics.csv", "checkpoint.safetensors", "summary.json"):
+        assert (out / name).is_file(), name
+    assert (out / "model" / "config.json").is_file()
+    assert list((out / "model").glob("*.safetensors"))
+    assert list((out / "tb").iterdir())
+    if curve:
+        assert (out / "learning_curve.png").is_file()
+    return json.loads((out / "summary.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "module,overrides",
+    [
+        (grpo, {**TINY_RL, "steps": 2, "batch_size": 16, "group_size": 4, "beta": 0.05}),
+        (rloo, {**TINY_RL, "steps": 2, "batch_size": 16, "group_size": 4}),
+        (ppo, {**TINY_RL, "steps": 2, "batch_size": 8, "epochs": 2, "kl_target": 0.5}),
+        (reward_model, {"steps": 3, "batch_size": 8, "micro_batch_size": 4, "eval_every": 2}),
+        (dpo, {"model": "tiny", "steps": 3, "batch_size": 8, "eval_every": 2}),
+    ],
+    ids=lambda x: getattr(x, "STAGE", ""),
+)
+def test_stage_writes_the_run_directory(tmp_path, module, overrides):
+    out = tmp_path / module.STAGE
+    summary = rc.run_stage(module, out, overrides=overrides, progress=False)
+    assert summary["status"] == "finished"
+    saved = _contract(out)
+    assert saved["stage"] == module.STAGE
+    with pytest.raises(RLFoundryError, match="already holds a run"):
+        rc.run_stage(module, out, overrides=overrides, progress=False)
+
+
+def _params(out, prefix="model/"):
+    tensors, _ = load_checkpoint_file(out / "checkpoint.safetensors")
+    return {k: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+@pytest.mark.parametrize("module", [grpo, reward_model], ids=lambda m: m.STAGE)
+def test_resume_is_exact(tmp_path, module):
+    if module is grpo:
+        ov = {**TINY_RL, "steps": 4, "batch_size": 16, "group_size": 4}
+    else:
+        ov = {"steps": 4, "batch_size": 8, "eval_every": 2}
+    rc.run_stage(module, tmp_path / "straight", overrides=ov, progress=False)
+    s = rc.run_stage(module, tmp_path / "cut", overrides=ov, progress=False, stop_at_step=2)
+    assert s["status"] == "interrupted" and "--resume" in s["resume_command"]
+    rc.run_stage(module, tmp_path / "cut", resume=True, progress=False)
+    a, b = _params(tmp_path / "straight"), _params(tmp_path / "cut")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    rows = (tmp_path / "cut" / "metrics.csv").read_text().strip().splitlines()
+    straight = (tmp_path / "straight" / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == len(straight)
+
+
+def test_bad_inputs_fail_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="batch_size % micro_batch_size"):
+        rc.run_stage(
+            reward_model, tmp_path / "a", overrides={"batch_size": 10, "micro_batch_size": 4}
+        )
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        '{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "a", "chosen": "b"}\n'
+    )
+    with pytest.raises(RLFoundryError, match="line 2") as err:
+        rc.run_stage(dpo, tmp_path / "b", overrides={"model": "tiny", "data": str(pairs)})
+    assert "rejected" in str(err.value)
+    with pytest.raises(RLFoundryError, match="does not exist"):
+        rc.run_stage(dpo, tmp_path / "c", overrides={"model": str(tmp_path / "missing")})
+    with pytest.raises(RLFoundryError, match="does not exist"):
+        rc.run_stage(reward_model, tmp_path / "d", overrides={"data": str(tmp_path / "x.jsonl")})
+    with pytest.raises(ConfigError, match="Unknown config key 'stepz'"):
+        rc.run_stage(ppo, tmp_path / "e", overrides={"model": "tiny", "stepz": 3})
+    with pytest.raises(RLFoundryError, match="Cannot import reward module"):
+        rc.run_stage(grpo, tmp_path / "f", overrides={**TINY_RL, "reward": "nosuchmod:fn"})
+    for name in "abcdef":
+        assert not (tmp_path / name / "config.yaml").exists()
+
+
+_CALLS = {"n": 0}
+
+
+def nan_after_two_batches(prompts, completions):
+    """Finite for the first two batches, then NaN for the second completion."""
+    _CALLS["n"] += 1
+    out = [0.5] * len(prompts)
+    if _CALLS["n"] > 2:
+        out[1] = float("nan")
+    return out
+
+
+def test_failing_reward_names_itself_and_keeps_the_checkpoint(tmp_path):
+    _CALLS["n"] = 0
+    out = tmp_path / "run"
+    ov = {
+        **TINY_RL,
+        "steps": 5,
+        "batch_size": 8,
+        "group_size": 4,
+        "reward": f"{__name__}:nan_after_two_batches",
+    }
+    # checkpoint at every step (interval 0) so one exists when the reward breaks
+    import rlfoundry.run as run_mod
+
+    orig = run_mod.Run.__init__
+
+    def eager(self, *a, **kw):
+        orig(self, *a, **kw)
+        self.checkpoint_interval_s = 0.0
+
+    run_mod.Run.__init__ = eager
+    try:
+        with pytest.raises(RLFoundryError) as err:
+            rc.run_stage(grpo, out, overrides=ov, progress=False)
+    finally:
+        run_mod.Run.__init__ = orig
+    msg = str(err.value)
+    assert "nan_after_two_batches" in msg and "nan" in msg and "completion" in msg
+    tensors = load_file(out / "checkpoint.safetensors")  # still readable, from step 2
+    _, state = load_checkpoint_file(out / "checkpoint.safetensors")
+    assert state["step"] == 2 and any(k.startswith("model/") for k in tensors)
