@@ -144,3 +144,54 @@ def test_failing_reward_names_itself_and_keeps_the_checkpoint(tmp_path):
     tensors = load_file(out / "checkpoint.safetensors")  # still readable, from step 2
     _, state = load_checkpoint_file(out / "checkpoint.safetensors")
     assert state["step"] == 2 and any(k.startswith("model/") for k in tensors)
+
+
+def test_reward_model_and_local_judge_as_reward_sources(tmp_path):
+    from rlfoundry.llm.models import load_model, load_tokenizer
+
+    from rlfoundry.llm.reward_model import load_reward_model, score_texts, sequence_rewards
+    from rlfoundry.llm.rewards import parse_reward
+
+    rm_dir = tmp_path / "rm"
+    rc.run_stage(reward_model, rm_dir, overrides={"steps": 2, "batch_size": 8}, progress=False)
+    reward = parse_reward(f"rm:{rm_dir}")
+    vals = reward(["The movie was", "The movie was"], [" great.", " awful."])
+    assert len(vals) == 2 and all(isinstance(v, float) for v in vals)
+
+    # the score is read at the last real token (the EOS), also when pad == eos and the
+    # batch is padded: a row scores the same alone and next to a longer one
+    model, tok = load_reward_model(rm_dir)
+    tok.pad_token = tok.eos_token
+    alone = score_texts(model, tok, ["ab"], ["c"])
+    padded = score_texts(model, tok, ["ab", "a much longer prompt"], ["c", "and completion"])
+    assert torch.allclose(alone, padded[:1], atol=1e-5)
+    ids, attn, _ = rc.encode_pairs(tok, ["ab"], ["c"], 16)
+    assert ids[0, int(attn[0].sum()) - 1] == tok.eos_token_id
+    assert torch.allclose(sequence_rewards(model, ids, attn), alone, atol=1e-5)
+
+    # a local judge: any causal LM directory, scores in [0, 1]
+    judge_dir = tmp_path / "judge"
+    torch.manual_seed(0)
+    load_model("tiny").save_pretrained(judge_dir)
+    load_tokenizer("tiny").save_pretrained(judge_dir)
+    scores = parse_reward(f"0.5*judge:{judge_dir}")(["q1", "q2"], ["a", "bb"])
+    assert all(0.0 <= s <= 0.5 for s in scores)
+
+    # GRPO trains on the reward model's score plus a weighted task reward
+    out = tmp_path / "grpo"
+    s = rc.run_stage(
+        grpo,
+        out,
+        overrides={
+            **TINY_RL,
+            "task": "sentiment",
+            "steps": 1,
+            "batch_size": 8,
+            "group_size": 4,
+            "reward": f"rm:{rm_dir},0.5*task",
+        },
+        progress=False,
+    )
+    assert s["status"] == "finished"
+    header = (out / "metrics.csv").read_text().splitlines()[0]
+    assert f"reward/rm:{rm_dir}" in header

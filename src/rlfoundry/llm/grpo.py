@@ -114,7 +114,7 @@ class Config:
     eval_every: int = 25
     """Steps between held-out greedy evaluations (0 = only at the end)."""
     eval_size: int = 200
-    """Held-out prompts per evaluation."""
+    """Held-out prompts per evaluation; 0 = no evaluation."""
     seed: int = 0
     """Seed of sampling and prompt order."""
     torch_threads: int = 1
@@ -351,9 +351,11 @@ def build_reward(cfg: Any):
 
 
 def evaluate(model: Any, tok: Any, cfg: Any) -> dict[str, float]:
-    """Held-out greedy exact-match accuracy of the task (rank 0's view)."""
+    """Held-out greedy exact-match accuracy of the task (rank 0's view); {} if eval_size is 0."""
     from rlfoundry.llm.tasks import evaluate_accuracy, get_task
 
+    if cfg.eval_size <= 0:
+        return {}
     return {"eval_accuracy": evaluate_accuracy(model, tok, get_task(cfg.task), n=cfg.eval_size)}
 
 
@@ -394,8 +396,8 @@ def train(
     advantages = advantages or (lambda r, g: group_relative_advantages(r, g, cfg.scale_std))
     n_prompts = cfg.batch_size // cfg.group_size
     per_rank = n_prompts // d.world
-    if step == 0 and cfg.eval_every > 0 and d.main:
-        run.log(0, **evaluate(model, tok, cfg))
+    if step == 0 and cfg.eval_every > 0 and d.main and (start := evaluate(model, tok, cfg)):
+        run.log(0, **start)
 
     while step < cfg.steps:
         t0 = time.perf_counter()

@@ -112,7 +112,7 @@ class Config:
     eval_every: int = 25
     """Steps between held-out greedy evaluations (0 = only at the end)."""
     eval_size: int = 200
-    """Held-out prompts per evaluation."""
+    """Held-out prompts per evaluation; 0 = no evaluation."""
     seed: int = 0
     """Seed of sampling, prompt order and the value head."""
     torch_threads: int = 1
@@ -244,8 +244,8 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         set_generator_state(rng, state["rng"])
         gen.set_state(tensors["gen_state"].to(torch.uint8))
         kl_coef = state["kl_coef"]
-    if step == 0 and cfg.eval_every > 0 and d.main:
-        run.log(0, **grpo.evaluate(policy, tok, cfg))
+    if step == 0 and cfg.eval_every > 0 and d.main and (start := grpo.evaluate(policy, tok, cfg)):
+        run.log(0, **start)
     b_local = cfg.batch_size // d.world
     mini_local = mini // d.world
 
