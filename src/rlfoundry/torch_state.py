@@ -129,4 +129,6 @@ def load_scheduler_state(
 
 
 def _first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    """The error on one line, shortened (torch's state-dict errors span many lines)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 240 else text[:237] + "..."

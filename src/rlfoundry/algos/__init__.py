@@ -28,6 +28,8 @@ ALGOS: dict[str, tuple[str, str]] = {
     "sarsa": ("rlfoundry.algos.sarsa", "tabular SARSA (on-policy TD control)"),
     "expected_sarsa": ("rlfoundry.algos.expected_sarsa", "tabular Expected SARSA"),
     "dyna_q": ("rlfoundry.algos.dyna_q", "Dyna-Q: Q-learning plus planning with a learned model"),
+    "dqn": ("rlfoundry.algos.dqn", "DQN / Double DQN: replay memory and a target network"),
+    "vpg": ("rlfoundry.algos.vpg", "VPG / REINFORCE: the policy gradient of seed 003"),
     "ppo": ("rlfoundry.algos.ppo", "PPO: clipped-surrogate actor-critic, Discrete or Box actions"),
     "a2c": ("rlfoundry.algos.a2c", "A2C: synchronous advantage actor-critic (one step per segment)"),
 }
