@@ -158,3 +158,19 @@ def test_normalizer_state_round_trip():
     np.testing.assert_array_equal(rew.ret, rew2.ret)
     assert rew2.rms.mean.shape == ()
     assert np.abs(obs(np.array([[1e6, 1e6]]))).max() == 5.0
+
+
+def test_async_vector_env_replays_and_reports_final_obs():
+    kwargs = {"max_episode_steps": 4}
+    a = VecActionLog(make_vec_env("Pendulum-v1", 2, seed=1, async_=True, env_kwargs=kwargs), 1)
+    a.reset()
+    acts = [np.full((2, 1), 0.1 * i, dtype=np.float32) for i in range(6)]
+    for act in acts:
+        obs_a, _, _, trunc, info = a.step(act)
+        if trunc.any():
+            assert info["_final_obs"].all() and np.stack(info["final_obs"]).shape == (2, 3)
+    b = VecActionLog(make_vec_env("Pendulum-v1", 2, seed=1, env_kwargs=kwargs), 1)
+    obs_b, _ = b.restore(a.state_arrays()["replay/actions"])  # sync replays async's log
+    np.testing.assert_array_equal(obs_a, obs_b)
+    a.close()
+    b.close()
