@@ -1,0 +1,223 @@
+"""Fast batched sampling with the model's KV cache: rollouts for RL and evaluation.
+
+    out = generate(model, tok, ["12+7=", "3+30="], max_new_tokens=8, temperature=1.0)
+    out.texts             # ["19", "33"]   (decoded up to, not including, EOS)
+    out.completion_ids    # [B, T]  sampled tokens, pad after EOS
+    out.completion_mask   # [B, T]  True up to AND including EOS (also when pad == eos)
+    out.logp              # [B, T]  log pi(token) at sampling time, 0 outside the mask
+    out.input_ids         # [B, P+T] left-padded prompt + completion: the training input
+    out.attention_mask    # [B, P+T]
+
+Sampling is the bottleneck of every on-policy RL step, so the loop is kept lean
+(`sample`): one prefill over the left-padded prompts computing logits for the last
+position only, then one cached forward per new token. Outputs are preallocated, the
+finished-rows bookkeeping stays on the device, and the only host sync is the
+"all rows finished?" check every `check_every` steps. `model.generate` spends extra
+time per token in its logits processors, stopping criteria and cache bookkeeping;
+`benchmarks/llm_generation.py` measures the difference.
+
+The log-probs are those of the temperature-scaled distribution before top-k/top-p
+truncation: exactly what `models.policy_logprobs(..., temperature)` recomputes in the
+training forward pass, so the first PPO/GRPO ratio is 1. With top-k/top-p < full,
+the sampled token is drawn from the truncated distribution; the ratio then refers to
+the untruncated policy, the usual convention (TRL, OpenRLHF).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rlfoundry.llm.models import encode_prompt, position_ids
+
+
+@dataclass
+class Generation:
+    """Result of `generate` / `sample`; see the module docstring for each field."""
+
+    input_ids: Tensor  # [B, P+T]
+    attention_mask: Tensor  # [B, P+T]
+    completion_ids: Tensor  # [B, T]
+    completion_mask: Tensor  # [B, T] bool
+    logp: Tensor  # [B, T] float32
+    truncated: Tensor  # [B] bool: no EOS within max_new_tokens
+    texts: list[str]
+
+    @property
+    def prompt_len(self) -> int:
+        return self.input_ids.shape[1] - self.completion_ids.shape[1]
+
+
+def left_pad(
+    tok: Any, prompts: Sequence[str], device: torch.device | str = "cpu"
+) -> tuple[Tensor, Tensor]:
+    """Encode prompts and left-pad them: `input_ids [B, P]`, `attention_mask [B, P]`.
+
+    Left padding puts every prompt's last token in the last column, so all rows
+    generate in lockstep from the same column.
+    """
+    rows = [encode_prompt(tok, p) for p in prompts]
+    width = max(1, max(len(r) for r in rows))
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    attn = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            ids[i, width - len(r) :] = torch.tensor(r)
+            attn[i, width - len(r) :] = 1
+    return ids.to(device), attn.to(device)
+
+
+def sample_tokens(
+    logits: Tensor,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Next tokens `[B]` and their log-probs `[B]` from last-position logits `[B, V]`.
+
+    temperature 0 = greedy (log-probs then at temperature 1). The log-prob is taken
+    from the temperature-scaled distribution before top-k/top-p filtering.
+    """
+    logits = logits.float()
+    if temperature <= 0:
+        tok = logits.argmax(-1)
+        return tok, torch.log_softmax(logits, -1).gather(-1, tok[:, None]).squeeze(-1)
+    if temperature != 1.0:
+        logits = logits / temperature
+    logp_all = torch.log_softmax(logits, -1)
+    filtered = logp_all
+    if top_k and 0 < top_k < logits.shape[-1]:
+        kth = torch.topk(filtered, top_k, dim=-1).values[:, -1:]
+        filtered = filtered.masked_fill(filtered < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_lp, idx = torch.sort(filtered, dim=-1, descending=True)
+        cum = sorted_lp.exp().cumsum(-1)
+        drop = cum - sorted_lp.exp() > top_p  # keep the smallest prefix reaching top_p
+        sorted_lp = sorted_lp.masked_fill(drop, float("-inf"))
+        filtered = torch.full_like(filtered, float("-inf")).scatter(-1, idx, sorted_lp)
+    probs = filtered.exp()
+    tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return tok, logp_all.gather(-1, tok[:, None]).squeeze(-1)
+
+
+@torch.no_grad()
+def sample(
+    model: Any,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    max_new_tokens: int,
+    eos_token_id: int | None,
+    pad_token_id: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    check_every: int = 4,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The KV-cache loop on left-padded token ids.
+
+    Returns `completion_ids [B, T]`, `completion_mask [B, T]` (bool, EOS included) and
+    `logp [B, T]`, with T <= max_new_tokens (the loop stops once every row has
+    emitted EOS, checked every `check_every` steps).
+    """
+    B, P = input_ids.shape
+    dev = input_ids.device
+    # preallocated: the attention mask of prompt + all new tokens, and the outputs
+    attn = torch.ones(B, P + max_new_tokens, dtype=attention_mask.dtype, device=dev)
+    attn[:, :P] = attention_mask
+    tokens = torch.full((B, max_new_tokens), pad_token_id, dtype=torch.long, device=dev)
+    logps = torch.zeros(B, max_new_tokens, dtype=torch.float32, device=dev)
+    alive = torch.ones(B, max_new_tokens, dtype=torch.bool, device=dev)
+    done = torch.zeros(B, dtype=torch.bool, device=dev)
+    pos = position_ids(attention_mask)
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=pos,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    cache, logits = out.past_key_values, out.logits[:, -1]
+    next_pos = pos[:, -1:] + 1  # [B, 1]
+    eos = -1 if eos_token_id is None else eos_token_id
+    T = max_new_tokens
+    for t in range(max_new_tokens):
+        tok, lp = sample_tokens(logits, temperature, top_k, top_p, generator)
+        alive[:, t] = ~done
+        tokens[:, t] = tok.masked_fill(done, pad_token_id)
+        logps[:, t] = lp.masked_fill(done, 0.0)
+        done = done | (tok == eos)
+        if t + 1 == max_new_tokens or ((t + 1) % check_every == 0 and bool(done.all())):
+            T = t + 1
+            break
+        out = model(
+            input_ids=tokens[:, t : t + 1],
+            attention_mask=attn[:, : P + t + 1],
+            position_ids=next_pos,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        cache, logits = out.past_key_values, out.logits[:, -1]
+        next_pos = next_pos + 1
+    return tokens[:, :T], alive[:, :T], logps[:, :T]
+
+
+@torch.no_grad()
+def generate(
+    model: Any,
+    tok: Any,
+    prompts: Sequence[str],
+    max_new_tokens: int = 32,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    check_every: int = 4,
+) -> Generation:
+    """Sample one completion per prompt (repeat prompts for groups); see the module."""
+    if not prompts:
+        raise ValueError("generate() needs at least one prompt.")
+    dev = next(model.parameters()).device
+    ids, attn = left_pad(tok, prompts, dev)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    comp, cmask, logp = sample(
+        model,
+        ids,
+        attn,
+        max_new_tokens,
+        tok.eos_token_id,
+        pad,
+        temperature,
+        top_k,
+        top_p,
+        generator,
+        check_every,
+    )
+    eos = tok.eos_token_id
+    lengths = cmask.sum(-1)  # [B]
+    ended = torch.zeros_like(lengths, dtype=torch.bool)
+    if eos is not None and comp.shape[1] > 0:
+        last = comp.gather(1, (lengths - 1).clamp(min=0)[:, None]).squeeze(1)
+        ended = (lengths > 0) & (last == eos)
+    n_text = (lengths - ended.long()).tolist()  # tokens before the EOS
+    rows = comp.tolist()
+    texts = tok.batch_decode(
+        [r[:n] for r, n in zip(rows, n_text)],
+        skip_special_tokens=True,
+        clean_up_tokenization_spaces=False,
+    )
+    return Generation(
+        input_ids=torch.cat([ids, comp], 1),
+        attention_mask=torch.cat([attn, cmask.to(attn.dtype)], 1),
+        completion_ids=comp,
+        completion_mask=cmask,
+        logp=logp,
+        truncated=~ended,
+        texts=texts,
+    )

@@ -1,0 +1,479 @@
+"""Built-in language-model tasks, generated deterministically from a seed, and JSONL import.
+
+    task = get_task("arithmetic")                 # or "arithmetic:digits=3,ops=+-"
+    task.prompts("train", n=1000, seed=0)         # ["17+25=", ...]
+    task.reference("17+25=")                      # "42"
+    task.reward("17+25=", "42")                   # 1.0
+    task.pairs("train", n=500, seed=0)            # [{prompt, chosen, rejected}, ...]
+    evaluate_accuracy(model, tok, task, n=200)    # greedy held-out exact match
+
+Every task has `name`, `max_new_tokens`, `prompts(split, n, seed)`,
+`train_prompts(seed, n)`, `reference(prompt)`, `reward(prompt, completion) -> float`,
+`is_correct(prompt, completion) -> bool` (what `evaluate_accuracy` counts),
+`sft_examples(split, n, seed)` (prompt, reference completion) and
+`corpus(split, n, seed)` (plain documents for pre-training); `sentiment` also has
+`pairs`. Completions are the text the model wrote before its EOS.
+
+Splits are decided by a hash of the prompt, not by the seed: a held-out ("test")
+prompt can never be drawn for training, whatever seeds or sizes are asked for.
+
+Tasks:
+
+- `arithmetic`: "17+25=" -> "42", exact match. `digits` (max operand digits) and
+  `ops` (any of "+-*") set the difficulty.
+- `sentiment`: review openings ("The pasta was") to be continued positively. Reward =
+  VADER compound score of the completion (Hutto & Gilbert 2014; the lexicon ships in
+  the vaderSentiment wheel, so it works offline). Preference pairs: two templated
+  continuations, the one with the higher compound score is `chosen`.
+- `format`: "17+25=" -> "<answer>42</answer>". The reward counts tags (0.125 per
+  `<answer>` and per `</answer>`) plus 1 for a correct answer in the first pair:
+  partial format credit of the kind popular GRPO recipes use. It is hackable on
+  purpose: empty tags "<answer></answer>" earn 0.25 with no answer at all, and tags
+  repeated until the length limit earn more than one correct, well-formed answer
+  (8 pairs = 2.0 > 1.25). Without a KL penalty towards the SFT model, RL finds that;
+  `strict=True` closes it (exactly one pair, nothing else, digits inside).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlfoundry.errors import RLFoundryError
+
+SPLITS = ("train", "test")
+
+
+def held_out(key: str, fraction: float) -> bool:
+    """True for the `fraction` of keys (prompts) that belong to the held-out split.
+
+    A stable hash (not Python's salted `hash`), so the split is the same in every
+    process and every version.
+    """
+    h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+    return h / 2**64 < fraction
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise RLFoundryError(f"Unknown split '{split}'; use one of {', '.join(SPLITS)}.")
+
+
+def _cut_at_eos(text: str, eos: str | None = "<eos>") -> str:
+    if eos and eos in text:
+        text = text.split(eos, 1)[0]
+    return text.strip()
+
+
+# ---------------------------------------------------------------------- arithmetic
+
+_EXPR = re.compile(r"^\s*(-?\d+)\s*([+\-*])\s*(-?\d+)\s*=\s*$")
+
+
+@dataclass
+class ArithmeticTask:
+    """`a OP b=` -> the exact result; reward 1.0 for an exact match, else 0.0."""
+
+    digits: int = 2
+    """Maximum digits of each operand (operands are uniform in [0, 10**digits))."""
+    ops: str = "+"
+    """Operations to draw from, any of '+-*'."""
+    test_fraction: float = 0.1
+    """Share of all problems held out (by prompt hash)."""
+    name: str = "arithmetic"
+
+    def __post_init__(self) -> None:
+        self.digits = int(self.digits)
+        if not 1 <= self.digits <= 6:
+            raise RLFoundryError(f"arithmetic digits must be 1..6, got {self.digits}.")
+        if not self.ops or set(self.ops) - set("+-*"):
+            raise RLFoundryError(f"arithmetic ops must be made of '+-*', got '{self.ops}'.")
+
+    @property
+    def max_new_tokens(self) -> int:
+        width = 2 * self.digits if "*" in self.ops else self.digits + 1
+        return width + 2  # a sign and the EOS
+
+    @property
+    def space(self) -> int:
+        return (10**self.digits) ** 2 * len(self.ops)
+
+    def _problem(self, i: int) -> str:
+        n = 10**self.digits
+        op = self.ops[i % len(self.ops)]
+        i //= len(self.ops)
+        return f"{i // n}{op}{i % n}="
+
+    def prompts(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[str]:
+        """`n` distinct prompts of `split` in a seeded order (all of them if fewer exist)."""
+        _check_split(split)
+        want_test = split == "test"
+        rng = np.random.default_rng(seed)
+        n = n if n is not None else 10_000
+        out: list[str] = []
+        if self.space <= 400_000:  # enumerate, shuffle, filter: exact and complete
+            for i in rng.permutation(self.space):
+                p = self._problem(int(i))
+                if held_out(p, self.test_fraction) == want_test:
+                    out.append(p)
+                    if len(out) >= n:
+                        break
+            return out
+        seen: set[str] = set()
+        while len(out) < n:  # rejection sampling in a space too large to enumerate
+            for i in rng.integers(0, self.space, size=4 * n):
+                p = self._problem(int(i))
+                if p not in seen and held_out(p, self.test_fraction) == want_test:
+                    seen.add(p)
+                    out.append(p)
+                    if len(out) >= n:
+                        break
+        return out
+
+    def train_prompts(self, seed: int = 0, n: int | None = None) -> list[str]:
+        return self.prompts("train", n, seed)
+
+    def reference(self, prompt: str) -> str:
+        m = _EXPR.match(prompt)
+        if m is None:
+            raise RLFoundryError(
+                f"Arithmetic prompt {prompt!r} is not of the form 'A+B=' (ops + - *); "
+                "fix the prompt or use another task."
+            )
+        a, op, b = int(m.group(1)), m.group(2), int(m.group(3))
+        return str(a + b if op == "+" else a - b if op == "-" else a * b)
+
+    def is_correct(self, prompt: str, completion: str) -> bool:
+        return _cut_at_eos(completion) == self.reference(prompt)
+
+    def reward(self, prompt: str, completion: str) -> float:
+        return float(self.is_correct(prompt, completion))
+
+    def sft_examples(
+        self, split: str = "train", n: int | None = None, seed: int = 0
+    ) -> list[tuple[str, str]]:
+        return [(p, self.reference(p)) for p in self.prompts(split, n, seed)]
+
+    def corpus(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[str]:
+        """Worked equations "17+25=42", one per document."""
+        return [p + c for p, c in self.sft_examples(split, n, seed)]
+
+
+# ---------------------------------------------------------------------- sentiment
+
+_OPENERS = [
+    "The {} was",
+    "I thought the {} was",
+    "Honestly, the {} is",
+    "My experience with the {} was",
+    "Overall, the {} felt",
+    "To be fair, the {} seemed",
+    "In my opinion the {} is",
+    "We all agreed the {} was",
+]
+_NOUNS = [
+    "movie", "food", "service", "hotel", "room", "book", "phone", "pasta", "coffee",
+    "concert", "staff", "screen", "battery", "plot", "ending", "music", "show", "game",
+    "camera", "price", "view", "trip", "soup", "class", "app", "keyboard", "flight",
+    "pizza", "album", "museum",
+]  # fmt: skip
+_POSITIVE = [
+    "great", "wonderful", "excellent", "amazing", "lovely", "fantastic", "good", "enjoyable",
+    "delightful", "brilliant", "perfect", "fun", "beautiful", "superb", "pleasant",
+]  # fmt: skip
+_NEGATIVE = [
+    "terrible", "awful", "boring", "horrible", "bad", "disappointing", "dull", "poor",
+    "annoying", "ugly", "painful", "sad", "awkward", "weak", "stupid",
+]  # fmt: skip
+_NEUTRAL = ["okay", "ordinary", "long", "short", "loud", "quiet", "new", "old", "small", "big"]
+_MODIFIERS = ["", "really ", "very ", "quite ", "not ", "a bit ", "so ", "truly "]
+_ENDINGS = [".", "!", " and I loved it.", " and I hated it.", ", to be honest.", " overall."]
+
+
+@dataclass
+class SentimentTask:
+    """Continue a review opening; reward = VADER compound score of the continuation."""
+
+    test_fraction: float = 0.2
+    """Share of prompts held out (by prompt hash)."""
+    min_gap: float = 0.3
+    """Minimum compound-score gap between `chosen` and `rejected` in `pairs`."""
+    max_new_tokens: int = 12
+    name: str = "sentiment"
+    _analyzer: Any = field(default=None, repr=False, compare=False)
+
+    def _vader(self) -> Any:
+        if self._analyzer is None:
+            from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+            self._analyzer = SentimentIntensityAnalyzer()
+        return self._analyzer
+
+    def all_prompts(self) -> list[str]:
+        return [o.format(n) for o in _OPENERS for n in _NOUNS]
+
+    def prompts(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[str]:
+        """Distinct prompts of `split` in a seeded order; `n` larger than the split repeats it."""
+        _check_split(split)
+        pool = [
+            p for p in self.all_prompts() if held_out(p, self.test_fraction) == (split == "test")
+        ]
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(pool))
+        n = len(pool) if n is None else n
+        return [pool[order[i % len(pool)]] for i in range(n)]
+
+    def train_prompts(self, seed: int = 0, n: int | None = None) -> list[str]:
+        return self.prompts("train", n, seed)
+
+    @staticmethod
+    def continuation(rng: np.random.Generator, mood: str | None = None) -> str:
+        """One templated continuation " really great!" (mood: positive/negative/neutral)."""
+        mood = mood or ("positive", "negative", "neutral")[int(rng.integers(3))]
+        words = {"positive": _POSITIVE, "negative": _NEGATIVE, "neutral": _NEUTRAL}[mood]
+        mod = _MODIFIERS[int(rng.integers(len(_MODIFIERS)))]
+        end = _ENDINGS[int(rng.integers(len(_ENDINGS)))]
+        return f" {mod}{words[int(rng.integers(len(words)))]}{end}"
+
+    def reference(self, prompt: str) -> str:
+        """A positive continuation, fixed per prompt."""
+        rng = np.random.default_rng(int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16))
+        return f" {_POSITIVE[int(rng.integers(len(_POSITIVE)))]}!"
+
+    def score(self, text: str) -> float:
+        return float(self._vader().polarity_scores(text)["compound"])
+
+    def reward(self, prompt: str, completion: str) -> float:
+        return self.score(_cut_at_eos(completion))
+
+    def is_correct(self, prompt: str, completion: str) -> bool:
+        """Positive by VADER's usual threshold (compound >= 0.05)."""
+        return self.reward(prompt, completion) >= 0.05
+
+    def pairs(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[dict]:
+        """`n` (default 2000) `{prompt, chosen, rejected}`; chosen has the higher VADER score
+        by at least `min_gap`."""
+        prompts = self.prompts(split, None, seed)
+        rng = np.random.default_rng(seed + 7919)
+        n = 2000 if n is None else n
+        out: list[dict] = []
+        while len(out) < n:
+            p = prompts[int(rng.integers(len(prompts)))]
+            a, b = self.continuation(rng), self.continuation(rng)
+            sa, sb = self.score(a), self.score(b)
+            if abs(sa - sb) < self.min_gap:
+                continue
+            chosen, rejected = (a, b) if sa > sb else (b, a)
+            out.append({"prompt": p, "chosen": chosen, "rejected": rejected})
+        return out
+
+    def sft_examples(
+        self, split: str = "train", n: int | None = None, seed: int = 0
+    ) -> list[tuple[str, str]]:
+        """Prompts with positive continuations (SFT towards the preferred behaviour)."""
+        rng = np.random.default_rng(seed + 1)
+        return [(p, self.continuation(rng, "positive")) for p in self.prompts(split, n, seed)]
+
+    def corpus(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[str]:
+        """Reviews of every mood: pre-training sees the language, not the preference."""
+        rng = np.random.default_rng(seed + 2)
+        n = 4000 if n is None else n
+        return [p + self.continuation(rng) for p in self.prompts(split, n, seed)]
+
+
+# ---------------------------------------------------------------------- format
+
+_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
+_STRICT = re.compile(r"^<answer>(-?\d+)</answer>$")
+
+
+@dataclass
+class FormatTask:
+    """`17+25=` -> `<answer>42</answer>`; a tag-counting format reward (hackable, see module)."""
+
+    digits: int = 2
+    """Operand digits of the arithmetic inside the tags."""
+    strict: bool = False
+    """True: reward 1 only for exactly `<answer>N</answer>` with N correct (no hack)."""
+    check_answer: bool = True
+    """Add 1 for a correct answer inside the first pair of tags (non-strict mode)."""
+    tag_credit: float = 0.125
+    """Reward per `<answer>` and per `</answer>` found (non-strict mode)."""
+    test_fraction: float = 0.1
+    max_new_tokens: int = 24
+    name: str = "format"
+
+    def __post_init__(self) -> None:
+        self._arith = ArithmeticTask(digits=self.digits, test_fraction=self.test_fraction)
+
+    def prompts(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[str]:
+        return self._arith.prompts(split, n, seed)
+
+    def train_prompts(self, seed: int = 0, n: int | None = None) -> list[str]:
+        return self.prompts("train", n, seed)
+
+    def reference(self, prompt: str) -> str:
+        return f"<answer>{self._arith.reference(prompt)}</answer>"
+
+    def is_correct(self, prompt: str, completion: str) -> bool:
+        m = _STRICT.match(_cut_at_eos(completion))
+        return m is not None and m.group(1) == self._arith.reference(prompt)
+
+    def reward(self, prompt: str, completion: str) -> float:
+        text = _cut_at_eos(completion)
+        if self.strict:
+            return float(self.is_correct(prompt, text))
+        r = self.tag_credit * (text.count("<answer>") + text.count("</answer>"))
+        m = _TAG.search(text)
+        if self.check_answer and m and m.group(1).strip() == self._arith.reference(prompt):
+            r += 1.0
+        return r
+
+    def sft_examples(
+        self, split: str = "train", n: int | None = None, seed: int = 0
+    ) -> list[tuple[str, str]]:
+        return [(p, self.reference(p)) for p in self.prompts(split, n, seed)]
+
+    def corpus(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[str]:
+        return [p + c for p, c in self.sft_examples(split, n, seed)]
+
+
+# ---------------------------------------------------------------------- registry
+
+TASKS: dict[str, Callable[..., Any]] = {
+    "arithmetic": ArithmeticTask,
+    "sentiment": SentimentTask,
+    "format": FormatTask,
+}
+
+
+def get_task(spec: str | Any) -> Any:
+    """A built-in task by name, with optional settings: "arithmetic:digits=3,ops=+-".
+
+    A task object (anything with `prompts` and `reward`) is returned unchanged.
+    """
+    if not isinstance(spec, str):
+        return spec
+    name, _, args = spec.partition(":")
+    if name not in TASKS:
+        raise RLFoundryError(f"Unknown task '{name}'; built-in tasks: {', '.join(TASKS)}.")
+    kwargs: dict[str, Any] = {}
+    for item in filter(None, (a.strip() for a in args.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise RLFoundryError(f"Task setting '{item}' in '{spec}' is not key=value.")
+        kwargs[key] = _parse_value(value)
+    try:
+        return TASKS[name](**kwargs)
+    except TypeError as err:
+        raise RLFoundryError(f"Bad setting for task '{name}' in '{spec}': {err}.") from None
+
+
+def _parse_value(value: str) -> Any:
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    for typ in (int, float):
+        try:
+            return typ(value)
+        except ValueError:
+            pass
+    return value
+
+
+def builtin_corpus() -> list[str]:
+    """Text of every built-in task (both splits): what the built-in tokenizer is trained on."""
+    texts: list[str] = []
+    for d in (1, 2, 3):
+        a = ArithmeticTask(digits=d, ops="+-*")
+        for split in SPLITS:
+            texts += a.corpus(split, 3000)
+    s = SentimentTask()
+    texts += s.all_prompts()
+    rng = np.random.default_rng(0)
+    for mood in ("positive", "negative", "neutral"):
+        texts += [s.continuation(rng, mood) for _ in range(600)]
+    texts += FormatTask().corpus("train", 500)
+    return texts
+
+
+# ---------------------------------------------------------------------- evaluation
+
+
+def evaluate_accuracy(
+    model: Any,
+    tok: Any,
+    task: Any,
+    n: int = 200,
+    split: str = "test",
+    seed: int = 0,
+    batch_size: int = 100,
+    max_new_tokens: int | None = None,
+) -> float:
+    """Share of `n` held-out prompts whose greedy completion `task.is_correct` accepts."""
+    from rlfoundry.llm.generation import generate
+
+    task = get_task(task)
+    prompts = task.prompts(split, n, seed)
+    max_new = max_new_tokens or task.max_new_tokens
+    was_training = model.training
+    model.eval()
+    hits = 0
+    for i in range(0, len(prompts), batch_size):
+        chunk = prompts[i : i + batch_size]
+        out = generate(model, tok, chunk, max_new_tokens=max_new, temperature=0.0)
+        hits += sum(task.is_correct(p, c) for p, c in zip(chunk, out.texts))
+    model.train(was_training)
+    return hits / max(1, len(prompts))
+
+
+# ---------------------------------------------------------------------- user data
+
+
+def load_jsonl(path: str | os.PathLike, required_fields: Sequence[str] = ()) -> list[dict]:
+    """Rows of a JSONL file; each must be an object holding string `required_fields`.
+
+    Blank lines are skipped. A missing file, a line that is not JSON, or a row without a
+    required field raises one RLFoundryError naming the file, the line and the fix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RLFoundryError(f"Data file '{path}' does not exist; check the path.")
+    rows: list[dict] = []
+    need = ", ".join(required_fields)
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise RLFoundryError(
+                    f"'{path}' line {lineno} is not valid JSON ({err.msg}); "
+                    "write one JSON object per line."
+                ) from None
+            if not isinstance(row, dict):
+                raise RLFoundryError(
+                    f"'{path}' line {lineno} is not a JSON object; each line needs {need}."
+                )
+            for key in required_fields:
+                if key not in row:
+                    raise RLFoundryError(
+                        f"'{path}' line {lineno} has no field '{key}'; every line needs {need}."
+                    )
+                if not isinstance(row[key], str):
+                    raise RLFoundryError(
+                        f"'{path}' line {lineno}: field '{key}' is "
+                        f"{type(row[key]).__name__}, not a string; store it as text."
+                    )
+            rows.append(row)
+    if not rows:
+        raise RLFoundryError(f"Data file '{path}' holds no rows; add one JSON object per line.")
+    return rows
