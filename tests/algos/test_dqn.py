@@ -123,11 +123,15 @@ def test_replay_buffer_is_a_ring():
         buf.add(np.array([i]), i % 2, float(i), np.array([i + 1]), i == 4)
     assert buf.size == 3 and buf.pos == 2
     assert sorted(buf.rew.tolist()) == [2.0, 3.0, 4.0]  # the two oldest were overwritten
-    obs, act, rew, next_obs, term = buf.sample(64, np.random.default_rng(0))
+    obs, act, rew, next_obs, term = (x[0] for x in buf.sample(64, np.random.default_rng(0)))
     assert obs.shape == (64, 1) and act.dtype == torch.int64
     torch.testing.assert_close(next_obs, obs + 1)
     assert set(rew.tolist()) <= {2.0, 3.0, 4.0}
     assert term.tolist() == [r == 4.0 for r in rew.tolist()]
+    # n minibatches at once are the same draws as n calls
+    many = buf.sample(8, np.random.default_rng(1), n=3)[2]
+    rng = np.random.default_rng(1)
+    assert torch.equal(many, torch.stack([buf.sample(8, rng)[2][0] for _ in range(3)]))
 
 
 def test_target_update_hard_and_soft():

@@ -201,9 +201,13 @@ class ReplayBuffer:
         self.pos = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
-        """A uniform minibatch ``(obs [B, D], act [B], rew [B], next_obs [B, D], terminated [B])``."""
-        idx = rng.integers(0, self.size, size=batch_size)
+    def sample(
+        self, batch_size: int, rng: np.random.Generator, n: int = 1
+    ) -> tuple[torch.Tensor, ...]:
+        """``n`` uniform minibatches at once: ``(obs [n, B, D], act [n, B], rew [n, B],
+        next_obs [n, B, D], terminated [n, B])``. One gather per training phase instead of
+        one per gradient step; the indices are the same draws as n calls of size B."""
+        idx = rng.integers(0, self.size, size=(n, batch_size))
         return (
             torch.from_numpy(self.obs[idx]),
             torch.from_numpy(self.act[idx]),
@@ -398,8 +402,8 @@ def train(cfg: Config, run: Run) -> None:
         # ---- gradient steps on minibatches from the memory
         if vec_steps % cfg.train_freq == 0 and step > cfg.learning_starts:
             n_grad = since_train if cfg.gradient_steps == -1 else cfg.gradient_steps
-            for _ in range(n_grad):
-                b_obs, b_act, b_rew, b_next, b_term = buffer.sample(cfg.batch_size, rng)
+            batches = buffer.sample(cfg.batch_size, rng, n_grad)
+            for b_obs, b_act, b_rew, b_next, b_term in zip(*batches):
                 y = td_target(q_net, target_net, b_rew, b_next, b_term, cfg.gamma, cfg.double_q)
                 q_sa = q_net(b_obs).gather(1, b_act[:, None]).squeeze(1)  # [B]
                 loss = F.smooth_l1_loss(q_sa, y)  # Huber, as in Mnih et al.'s error clipping
