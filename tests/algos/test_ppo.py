@@ -186,3 +186,46 @@ def test_ppo_solves_pendulum(tmp_path):
     Deterministic evaluation over 20 unseen episodes must average >= -200."""
     s = train("ppo", env="Pendulum-v1", seed=0, out=tmp_path / "r", progress=False)
     assert s["eval_mean_return"] >= -200, s
+
+
+@pytest.mark.parametrize("scale", [1e-3, 10.0])
+def test_clip_grad_norm_matches_torch(scale):
+    torch.manual_seed(0)
+    a = ppo.Agent(spaces.Box(-1, 1, (3,)), spaces.Box(-1, 1, (2,)))
+    b = ppo.Agent(spaces.Box(-1, 1, (3,)), spaces.Box(-1, 1, (2,)))
+    b.load_state_dict(a.state_dict())
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        pa.grad = torch.randn_like(pa) * scale
+        pb.grad = pa.grad.clone()
+    n1 = ppo.clip_grad_norm(list(a.parameters()), 0.5)
+    n2 = torch.nn.utils.clip_grad_norm_(b.parameters(), 0.5)
+    torch.testing.assert_close(n1, n2)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad)
+
+
+def test_target_kl_stops_the_update_early(tmp_path):
+    """epochs x minibatches = 2 x 4 = 8 planned steps per update; with a tiny target_kl
+    the update stops at the first minibatch whose KL from the rollout policy exceeds
+    1.5 * target_kl, i.e. after one step (the first minibatch has KL ~ 0)."""
+    import csv
+
+    def steps(target_kl):
+        out = tmp_path / str(target_kl)
+        over = _tiny(num_steps=64, batch_size=64, update_epochs=2)
+        if target_kl is not None:
+            over["target_kl"] = target_kl
+        train(
+            "ppo",
+            env="CartPole-v1",
+            steps=512,
+            out=out,
+            progress=False,
+            evaluate_after=False,
+            overrides=over,
+        )
+        with open(out / "metrics.csv") as f:
+            return [float(r["grad_steps"]) for r in csv.DictReader(f) if r["grad_steps"]]
+
+    assert steps(None) == [8.0, 8.0]
+    assert all(n < 8 for n in steps(1e-7))

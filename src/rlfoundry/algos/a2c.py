@@ -28,12 +28,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import nn
 
 from rlfoundry.algos.ppo import (
     Agent,
     Rollout,
     check_env,  # noqa: F401  (part of the module contract)
+    clip_grad_norm,
     explained_variance,
     load_agent,
     make_policy,
@@ -120,16 +120,17 @@ def train(cfg: Config, run: Run) -> None:
     agent = Agent(
         rollout.obs_space, rollout.act_space, cfg.hidden, cfg.activation, cfg.log_std_init
     )
+    params = list(agent.parameters())
     if cfg.optimizer == "rmsprop":
         opt: torch.optim.Optimizer = torch.optim.RMSprop(
-            agent.parameters(),
+            params,
             lr=cfg.learning_rate,
             alpha=cfg.rms_alpha,
             eps=cfg.rms_eps,
             foreach=True,
         )
     else:
-        opt = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=1e-5, fused=True)
+        opt = torch.optim.Adam(params, lr=cfg.learning_rate, eps=1e-5, fused=True)
     iteration, step = restore(run, agent, opt, rollout)
 
     num_iterations = max(1, cfg.total_steps // (cfg.num_envs * cfg.num_steps))
@@ -155,7 +156,7 @@ def train(cfg: Config, run: Run) -> None:
             loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
+            clip_grad_norm(params, cfg.max_grad_norm)
             opt.step()
             iteration += 1
 

@@ -421,6 +421,20 @@ def restore(
     return int(state["iteration"]), step
 
 
+def clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Scale all gradients together so their global L2 norm is at most ``max_norm``
+    (``nn.utils.clip_grad_norm_``'s result; returns the norm before clipping).
+
+    The same math in three foreach kernels: for a dozen small tensors the built-in's
+    Python-side grouping costs more than the arithmetic (measured 2.5x slower here,
+    ~15% of a CartPole PPO update).
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    torch._foreach_mul_(grads, torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+    return norm
+
+
 def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> float:
     """1 - Var[target - pred] / Var[target]: 1 is a perfect critic, <= 0 no better than a constant."""
     var = target.var()
@@ -434,7 +448,8 @@ def train(cfg: Config, run: Run) -> None:
         rollout.obs_space, rollout.act_space, cfg.hidden, cfg.activation, cfg.log_std_init
     )
     # fused: one kernel for all parameters; ~4x faster than the per-tensor loop here.
-    opt = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=1e-5, fused=True)
+    params = list(agent.parameters())
+    opt = torch.optim.Adam(params, lr=cfg.learning_rate, eps=1e-5, fused=True)
     iteration, step = restore(run, agent, opt, rollout)
 
     seg = cfg.num_envs * cfg.num_steps
@@ -480,7 +495,7 @@ def train(cfg: Config, run: Run) -> None:
                         loss = loss - cfg.ent_coef * ent.mean()
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
-                    nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
+                    clip_grad_norm(params, cfg.max_grad_norm)
                     opt.step()
                     for k, v in (
                         ("policy_loss", pg_loss),
@@ -499,6 +514,7 @@ def train(cfg: Config, run: Run) -> None:
                 step,
                 **{k: torch.stack(v).mean() for k, v in stats.items() if v},
                 entropy=entropy,
+                grad_steps=len(stats["policy_loss"]),  # fewer than planned: target_kl stop
                 explained_variance=explained_variance(b_val, b_ret),
                 lr=lr,
                 clip_coef=clip,
