@@ -50,7 +50,9 @@ class Config:
     eval_data: str = ""
     """JSONL file of held-out pairs; empty = hold out `eval_fraction` of the data."""
     eval_fraction: float = 0.1
-    """Share of the pairs held out when `eval_data` is empty."""
+    """Share of the `data` pairs held out when `eval_data` is empty."""
+    eval_pairs: int = 200
+    """Held-out pairs drawn from a built-in task's test prompts."""
     beta: float = 0.1
     """Strength of the implicit KL constraint to the reference (DPO's beta)."""
     label_smoothing: float = 0.0

@@ -31,6 +31,7 @@ normalised by global token counts, so N processes x B/N equal 1 process x B.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,8 +86,8 @@ class Config:
     0 = mini_batch_size / processes."""
     epochs: int = 1
     """Passes over each rollout (GRPO's mu); >1 makes the later passes off-policy."""
-    max_new_tokens: int = 16
-    """Completion length budget in tokens."""
+    max_new_tokens: int = 0
+    """Completion length budget in tokens; 0 = the task's (arithmetic: answer digits + 2)."""
     temperature: float = 1.0
     """Sampling temperature (the log-probs of the loss use the same temperature)."""
     lr: float = 1e-4
@@ -149,7 +150,7 @@ class Config:
             raise ConfigError(
                 f"loss_agg must be one of {', '.join(AGG_MODES)}, got {self.loss_agg!r}."
             )
-        for name in ("steps", "epochs", "max_new_tokens"):
+        for name in ("steps", "epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
         if self.temperature <= 0:
@@ -337,10 +338,18 @@ def load_prompts(cfg: Any) -> list[str]:
     return list(get_task(cfg.task).train_prompts(seed=cfg.seed))
 
 
-def build_reward(cfg: Any):
+def with_task_budget(cfg: Any) -> Any:
+    """`cfg` with `max_new_tokens` 0 replaced by the task's completion budget."""
     from rlfoundry.llm.tasks import get_task
 
+    if cfg.max_new_tokens > 0:
+        return cfg
+    return dataclasses.replace(cfg, max_new_tokens=int(get_task(cfg.task).max_new_tokens))
+
+
+def build_reward(cfg: Any):
     from rlfoundry.llm.rewards import parse_reward
+    from rlfoundry.llm.tasks import get_task
 
     return parse_reward(
         cfg.reward,
@@ -356,7 +365,10 @@ def evaluate(model: Any, tok: Any, cfg: Any) -> dict[str, float]:
 
     if cfg.eval_size <= 0:
         return {}
-    return {"eval_accuracy": evaluate_accuracy(model, tok, get_task(cfg.task), n=cfg.eval_size)}
+    acc = evaluate_accuracy(
+        model, tok, get_task(cfg.task), n=cfg.eval_size, max_new_tokens=cfg.max_new_tokens or None
+    )
+    return {"eval_accuracy": acc}
 
 
 def train(
@@ -370,6 +382,7 @@ def train(
 
     d = rc.init_distributed()
     check_world(cfg, d)
+    cfg = with_task_budget(cfg)
     seed_everything(cfg.seed)
     reward_fn = build_reward(cfg)
     prompts = load_prompts(cfg)

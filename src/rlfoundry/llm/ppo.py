@@ -77,8 +77,8 @@ class Config:
     processes."""
     epochs: int = 4
     """PPO passes over each rollout."""
-    max_new_tokens: int = 16
-    """Completion length budget in tokens."""
+    max_new_tokens: int = 0
+    """Completion length budget in tokens; 0 = the task's (arithmetic: answer digits + 2)."""
     temperature: float = 1.0
     """Sampling temperature (the loss's log-probs use the same temperature)."""
     lr: float = 5e-5
@@ -133,7 +133,7 @@ class Config:
                 self.micro_batch_size,
                 "set micro_batch_size to a divisor of mini_batch_size (or 0)",
             )
-        for name in ("steps", "epochs", "max_new_tokens"):
+        for name in ("steps", "epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
         if self.temperature <= 0:
@@ -221,6 +221,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         micro * d.world,
         "set mini_batch_size to a multiple of micro_batch_size x processes",
     )
+    cfg = grpo.with_task_budget(cfg)
     seed_everything(cfg.seed)
     reward_fn = grpo.build_reward(cfg)
     prompts = grpo.load_prompts(cfg)

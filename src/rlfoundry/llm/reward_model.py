@@ -49,7 +49,9 @@ class Config:
     eval_data: str = ""
     """JSONL file of held-out pairs; empty = hold out `eval_fraction` of the data."""
     eval_fraction: float = 0.1
-    """Share of the pairs held out for the accuracy metric when `eval_data` is empty."""
+    """Share of the `data` pairs held out for the accuracy metric when `eval_data` is empty."""
+    eval_pairs: int = 200
+    """Held-out pairs drawn from a built-in task's test prompts."""
     steps: int = 200
     """Optimizer steps."""
     batch_size: int = 32
@@ -90,8 +92,9 @@ class Config:
 
 def build_reward_model(name: str) -> tuple[Any, Any]:
     """A sequence-classification model with one output from a causal LM (or 'tiny')."""
-    from rlfoundry.llm.models import load_tokenizer, tiny_config
     from transformers import AutoModelForSequenceClassification
+
+    from rlfoundry.llm.models import load_tokenizer, tiny_config
 
     if name == "tiny":
         tok = load_tokenizer("tiny")
@@ -108,8 +111,9 @@ def build_reward_model(name: str) -> tuple[Any, Any]:
 
 def load_reward_model(path: str | Path) -> tuple[Any, Any]:
     """The trained reward model and tokenizer saved in `DIR/model` (or `DIR`)."""
-    from rlfoundry.llm.models import load_tokenizer
     from transformers import AutoModelForSequenceClassification
+
+    from rlfoundry.llm.models import load_tokenizer
 
     path = rc.model_dir(str(path))
     model = AutoModelForSequenceClassification.from_pretrained(path).eval()
@@ -152,14 +156,27 @@ def score_texts(
 
 
 def load_pairs(cfg: Config) -> tuple[list[dict], list[dict]]:
-    """(train, held-out) lists of `{prompt, chosen, rejected}`, checked before training."""
+    """(train, held-out) lists of `{prompt, chosen, rejected}`, checked before training.
+
+    A built-in task gives its train-split pairs and, held out, pairs on its test-split
+    prompts (prompts never seen in training). A JSONL file is split by `eval_fraction`
+    unless `eval_data` gives the held-out pairs.
+    """
     from rlfoundry.llm.tasks import get_task, load_jsonl
 
     fields = ["prompt", "chosen", "rejected"]
-    if cfg.data:
-        pairs = load_jsonl(cfg.data, fields)
-    else:
-        pairs = list(get_task(cfg.task).pairs(seed=cfg.seed))
+    if not cfg.data:
+        task = get_task(cfg.task)
+        if not hasattr(task, "pairs"):
+            raise RLFoundryError(
+                f"Task '{cfg.task}' has no preference pairs; use task=sentiment or give data=FILE.jsonl."
+            )
+        held = load_jsonl(cfg.eval_data, fields) if cfg.eval_data else None
+        return (
+            list(task.pairs("train", seed=cfg.seed)),
+            held or list(task.pairs("test", n=cfg.eval_pairs, seed=cfg.seed + 1)),
+        )
+    pairs = load_jsonl(cfg.data, fields)
     if cfg.eval_data:
         return pairs, load_jsonl(cfg.eval_data, fields)
     rng = np.random.default_rng(cfg.seed + 1)

@@ -114,25 +114,21 @@ def check_divisible(what: str, total: int, parts: int, fix: str) -> None:
 
 def check_model_path(name: str, field: str = "model") -> None:
     """A model given as a path must exist (built-in names such as 'tiny' pass)."""
+    from rlfoundry.llm.models import resolve_model_dir
+
     if not name:
         raise ConfigError(
             f"No starting model: set {field} to a model directory (e.g. the output of "
             "`rlfoundry llm sft`)."
         )
-    looks_like_path = os.sep in name or name.startswith(".") or Path(name).exists()
-    if looks_like_path and not Path(name).exists():
-        raise RLFoundryError(
-            f"Model path '{name}' does not exist; set {field} to a model directory "
-            "(a run directory of an rlfoundry llm command or a saved transformers model)."
-        )
+    resolve_model_dir(name)  # raises for a path that does not exist
 
 
 def model_dir(name: str) -> str:
     """A run directory (holding `model/`) or a model directory -> what `load_model` takes."""
-    p = Path(name)
-    if (p / "model" / "config.json").is_file():
-        return str(p / "model")
-    return name
+    from rlfoundry.llm.models import resolve_model_dir
+
+    return str(resolve_model_dir(name) or name)
 
 
 # ---------------------------------------------------------------------- tokenising
@@ -242,11 +238,13 @@ def saved_config(out: str | os.PathLike, stage: str) -> dict[str, Any]:
 
 
 def save_model(model: Any, tok: Any, out: str | os.PathLike) -> Path:
-    """`DIR/model`: the weights as safetensors plus the tokenizer, loadable by transformers."""
-    path = Path(out) / "model"
-    model.save_pretrained(path, safe_serialization=True)
-    tok.save_pretrained(path)
-    return path
+    """`DIR/model`: safetensors weights (LoRA merged) + tokenizer, loadable by transformers."""
+    from transformers.utils import logging as hf_logging
+
+    from rlfoundry.llm.models import save_model as save
+
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar in the run's output
+    return save(model, tok, Path(out) / "model")
 
 
 def write_summary(
