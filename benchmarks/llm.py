@@ -83,10 +83,11 @@ def run_rlfoundry(model_dir: str, args: argparse.Namespace, out: Path) -> dict[s
 
 def run_trl(model_dir: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from datasets import Dataset
-    from rlfoundry.llm.models import load_tokenizer
-    from rlfoundry.llm.tasks import get_task
     from transformers import AutoModelForCausalLM, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
+
+    from rlfoundry.llm.models import load_tokenizer
+    from rlfoundry.llm.tasks import get_task
 
     task = get_task(args.task)
     tok = load_tokenizer(model_dir)
@@ -280,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         print("ratio rlfoundry/TRL", json.dumps(res["ratio"]))
         import transformers
         import trl
+
         from rlfoundry.llm.models import load_model
 
         n_params = sum(p.numel() for p in load_model(model_dir).parameters())

@@ -33,7 +33,9 @@ def test_every_digit_is_its_own_token():
         digits = [p for p in pieces if any(ch.isdigit() for ch in p)]
         assert all(len(p) == 1 for p in digits), pieces
     # the same digit is always the same id, whatever surrounds it
-    assert tok.encode("7", add_special_tokens=False) == tok.encode("77", add_special_tokens=False)[:1]
+    assert (
+        tok.encode("7", add_special_tokens=False) == tok.encode("77", add_special_tokens=False)[:1]
+    )
     assert len(tok.encode("1234+567=", add_special_tokens=False)) == 9
 
 
@@ -183,7 +185,9 @@ def test_arithmetic_reward_and_reference_by_hand():
         t.reward("what is 2+2?", "4")
 
 
-@pytest.mark.parametrize("spec", ["arithmetic", "arithmetic:digits=1", "arithmetic:digits=4,ops=+-"])
+@pytest.mark.parametrize(
+    "spec", ["arithmetic", "arithmetic:digits=1", "arithmetic:digits=4,ops=+-"]
+)
 def test_arithmetic_splits_are_disjoint_and_deterministic(spec):
     t = get_task(spec)
     n = 300 if t.digits > 1 else 1000

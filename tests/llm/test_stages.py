@@ -148,7 +148,6 @@ def test_failing_reward_names_itself_and_keeps_the_checkpoint(tmp_path):
 
 def test_reward_model_and_local_judge_as_reward_sources(tmp_path):
     from rlfoundry.llm.models import load_model, load_tokenizer
-
     from rlfoundry.llm.reward_model import load_reward_model, score_texts, sequence_rewards
     from rlfoundry.llm.rewards import parse_reward
 
