@@ -162,6 +162,27 @@ def _offline(offline: bool | None) -> bool:
     )
 
 
+def _from_hub(cls: Any, name: str, offline: bool | None, what: str, **kwargs: Any) -> Any:
+    """`cls.from_pretrained(name)`: from the local HF cache's snapshot directory when the
+    repo is cached (no network at all), else a download unless offline."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(name, "config.json")
+    except ValueError:  # not a valid repo id
+        cached = None
+    try:
+        if isinstance(cached, str):
+            return cls.from_pretrained(os.path.dirname(cached), **kwargs)
+        if _offline(offline):
+            raise OSError("not in the local cache")
+        return cls.from_pretrained(name, **kwargs)
+    except (OSError, ValueError) as err:
+        raise RLFoundryError(
+            f"{what} '{name}' not found locally and no hub access; {BUILTIN_HINT}."
+        ) from err
+
+
 def load_model(
     name_or_dir: str | os.PathLike = "tiny",
     *,
@@ -197,14 +218,7 @@ def load_model(
         elif path is not None:
             model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
         else:
-            try:
-                model = AutoModelForCausalLM.from_pretrained(
-                    name, local_files_only=_offline(offline), **kwargs
-                )
-            except (OSError, ValueError) as err:
-                raise RLFoundryError(
-                    f"Model '{name}' not found locally and no hub access; {BUILTIN_HINT}."
-                ) from err
+            model = _from_hub(AutoModelForCausalLM, name, offline, "Model", **kwargs)
     if lora_rank > 0:
         model = add_lora(model, lora_rank, lora_alpha, lora_target_modules, lora_dropout)
     return model
@@ -269,12 +283,7 @@ def load_tokenizer(name_or_dir: str | os.PathLike = "tiny", offline: bool | None
     if path is not None:
         tok = AutoTokenizer.from_pretrained(str(path))
     else:
-        try:
-            tok = AutoTokenizer.from_pretrained(name, local_files_only=_offline(offline))
-        except (OSError, ValueError) as err:
-            raise RLFoundryError(
-                f"Tokenizer '{name}' not found locally and no hub access; {BUILTIN_HINT}."
-            ) from err
+        tok = _from_hub(AutoTokenizer, name, offline, "Tokenizer")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
