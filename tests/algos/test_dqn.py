@@ -149,6 +149,25 @@ def test_epsilon_schedule():
     assert dqn.epsilon_at(cfg, 100) == dqn.epsilon_at(cfg, 999) == 0.05
 
 
+@pytest.mark.parametrize("gradient_steps,expected", [(-1, 25 * 4), (3, 25 * 3)])
+def test_gradient_steps_per_rollout(tmp_path, gradient_steps, expected):
+    """train_freq 4, learning_starts 100, 200 steps: rollouts end at steps 104, ..., 200
+    (25 of them) with training; -1 means one gradient step per env step of the rollout,
+    not every step since learning_starts (SB3)."""
+    cfg = {**TINY, "learning_starts": 100, "gradient_steps": gradient_steps}
+    api.train(
+        "dqn",
+        env="CartPole-v1",
+        steps=200,
+        out=tmp_path / "g",
+        progress=False,
+        overrides=cfg,
+        evaluate_after=False,
+    )
+    _, state = load_checkpoint_file(tmp_path / "g" / CHECKPOINT)
+    assert state["n_updates"] == expected
+
+
 # --------------------------------------------------------------------------- resume
 
 

@@ -89,7 +89,8 @@ class Config:
     train_freq: int = 4
     """Do gradient steps after every train_freq vector steps (train_freq * num_envs env steps)."""
     gradient_steps: int = 1
-    """Gradient steps each time training happens; -1 means as many as env steps since the last."""
+    """Gradient steps each time training happens; -1 means one per env step of the rollout
+    (train_freq * num_envs)."""
     target_update_interval: int = 1_000
     """Env steps between target updates theta^- <- tau * theta + (1 - tau) * theta^- (SB3: 10,000)."""
     tau: float = 1.0
@@ -300,7 +301,6 @@ def train(cfg: Config, run: Run) -> None:
     loss_sum, q_sum, n_logged, last_log = torch.zeros(()), torch.zeros(()), 0, 0
     step = 0  # env steps over all copies
     vec_steps = 0  # calls of the N envs together (train_freq counts these)
-    since_train = 0  # env steps since the last training phase (gradient_steps = -1)
     n_updates = 0
     episodes = 0
     ep_ret = np.zeros(N)
@@ -316,7 +316,7 @@ def train(cfg: Config, run: Run) -> None:
         load_optimizer_state("opt", optimizer, tensors, state["opt"])
         buffer.load(tensors, state["buffer_pos"], state["buffer_size"])
         set_generator_state(rng, state["rng"])
-        vec_steps, since_train = state["vec_steps"], state["since_train"]
+        vec_steps = state["vec_steps"]
         n_updates, episodes = state["n_updates"], state["episodes"]
         ep_ret[:], ep_len[:] = state["ep_ret"], state["ep_len"]
         last_log, n_logged = state["last_log"], state["n_logged"]
@@ -347,7 +347,6 @@ def train(cfg: Config, run: Run) -> None:
                 "buffer_pos": buffer.pos,
                 "buffer_size": buffer.size,
                 "vec_steps": vec_steps,
-                "since_train": since_train,
                 "n_updates": n_updates,
                 "episodes": episodes,
                 "ep_ret": ep_ret.tolist(),
@@ -393,7 +392,6 @@ def train(cfg: Config, run: Run) -> None:
         obs_t = torch.from_numpy(obs)
         step += N
         vec_steps += 1
-        since_train += N
 
         # ---- target network (counted in env steps, as SB3 does)
         if vec_steps % max(cfg.target_update_interval // N, 1) == 0:
@@ -401,7 +399,8 @@ def train(cfg: Config, run: Run) -> None:
 
         # ---- gradient steps on minibatches from the memory
         if vec_steps % cfg.train_freq == 0 and step > cfg.learning_starts:
-            n_grad = since_train if cfg.gradient_steps == -1 else cfg.gradient_steps
+            # -1: one gradient step per env step of this rollout (SB3's meaning)
+            n_grad = cfg.train_freq * N if cfg.gradient_steps == -1 else cfg.gradient_steps
             batches = buffer.sample(cfg.batch_size, rng, n_grad)
             for b_obs, b_act, b_rew, b_next, b_term in zip(*batches):
                 y = td_target(q_net, target_net, b_rew, b_next, b_term, cfg.gamma, cfg.double_q)
@@ -416,7 +415,6 @@ def train(cfg: Config, run: Run) -> None:
                 q_sum += q_sa.detach().mean()
                 n_logged += 1
             n_updates += n_grad
-            since_train = 0
 
         if step - last_log >= cfg.log_every:
             now = time.perf_counter()
