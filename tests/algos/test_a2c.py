@@ -67,7 +67,8 @@ def test_cli_train_eval_and_gif(tmp_path, env_id):
 
 @pytest.mark.slow
 def test_a2c_solves_cartpole(tmp_path):
-    """Tuned config (rl-zoo's: 8 envs x 5 steps, RMSprop 7e-4), 500k steps, seed 0:
-    the first seed tried. Deterministic evaluation over 20 unseen episodes >= 475."""
-    s = train("a2c", env="CartPole-v1", seed=0, out=tmp_path / "r", progress=False)
+    """Tuned config (rl-zoo's: 8 envs x 5 steps, RMSprop 7e-4) on a budget of 200k steps
+    instead of the zoo's 500k (the returns reach 500 by ~150k), seed 0: the first seed
+    tried. Deterministic evaluation over 20 unseen episodes must average >= 475."""
+    s = train("a2c", env="CartPole-v1", steps=200_000, seed=0, out=tmp_path / "r", progress=False)
     assert s["eval_mean_return"] >= 475, s
