@@ -67,8 +67,10 @@ def run_rlfoundry(model_dir: str, args: argparse.Namespace, out: Path) -> dict[s
     }
     run_stage(grpo, out, overrides=overrides, progress=False)
     m = read_metrics(out)
-    step_s = m["step_seconds"][~np.isnan(m["step_seconds"])]
-    wall = float(step_s.sum())
+    ok = ~np.isnan(m["step_seconds"])
+    # first step's start to last step's end, logging and checkpoints between steps included
+    el = m["elapsed_seconds"][ok]
+    wall = float(el[-1] - el[0] + m["step_seconds"][ok][0])
     tokens = float(np.nansum(m["completion_len"]) * args.batch)
     first, last = _window_means([float(r) for r in m["reward"] if not np.isnan(r)])
     return {

@@ -443,6 +443,7 @@ def train(
             "lr": sched.get_last_lr()[0],
             "gen_seconds": t_gen,
             "step_seconds": time.perf_counter() - t0,
+            "elapsed_seconds": run.elapsed(),
             **upd,
             **reward_fn.means(),
         }

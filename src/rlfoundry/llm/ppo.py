@@ -328,6 +328,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
             "ratio": float(np.mean(stats["ratio"])),
             "clip_fraction": float(np.mean(stats["clip_fraction"])),
             "step_seconds": time.perf_counter() - t0,
+            "elapsed_seconds": run.elapsed(),
             **reward_fn.means(),
         }
         if cfg.eval_every > 0 and step % cfg.eval_every == 0 and d.main:
