@@ -73,7 +73,7 @@ class Config:
     rms_alpha: float = 0.99
     """RMSprop smoothing constant."""
     rms_eps: float = 1e-5
-    """RMSprop epsilon (PyTorch's default 1e-8 is unstable here; SB3 uses 1e-5)."""
+    """RMSprop epsilon (PyTorch's default is 1e-8; SB3 uses 1e-5)."""
     gamma: float = 0.99
     """Discount factor."""
     gae_lambda: float = 1.0
