@@ -29,6 +29,7 @@ EXTRA_COMMANDS: list[tuple[str, str]] = [
     ("rlfoundry.quickstart", "register"),
     ("rlfoundry.feedback.cli", "register"),
     ("rlfoundry.apps.cli", "register"),
+    ("rlfoundry.llm.cli", "register"),
 ]
 
 

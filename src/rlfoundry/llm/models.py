@@ -17,7 +17,9 @@ when `offline` (or HF_HUB_OFFLINE) is set; otherwise transformers may download i
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +164,21 @@ def _offline(offline: bool | None) -> bool:
     )
 
 
+@contextlib.contextmanager
+def quiet_progress() -> Iterator[None]:
+    """No transformers progress bars ("Loading weights", "Writing model shards") inside:
+    a tiny model loads in milliseconds, and the bars would drown the run's own."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def _from_hub(cls: Any, name: str, offline: bool | None, what: str, **kwargs: Any) -> Any:
     """`cls.from_pretrained(name)`: from the local HF cache's snapshot directory when the
     repo is cached (no network at all), else a download unless offline."""
@@ -200,10 +217,18 @@ def load_model(
     (default: attention and MLP projections); only the adapter trains, and
     `merge_lora` folds it back before saving.
     """
-    from transformers import AutoModelForCausalLM
-
     name = str(name_or_dir)
     builtin = parse_builtin(name)
+    with quiet_progress():
+        model = _load(name, builtin, dtype, offline)
+    if lora_rank > 0:
+        model = add_lora(model, lora_rank, lora_alpha, lora_target_modules, lora_dropout)
+    return model
+
+
+def _load(name: str, builtin: tuple[str, str] | None, dtype: Any, offline: bool | None) -> Any:
+    from transformers import AutoModelForCausalLM
+
     if builtin is not None:
         model = AutoModelForCausalLM.from_config(tiny_config(builtin[0], builtin[1]))
         if dtype is not None:
@@ -219,8 +244,6 @@ def load_model(
             model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
         else:
             model = _from_hub(AutoModelForCausalLM, name, offline, "Model", **kwargs)
-    if lora_rank > 0:
-        model = add_lora(model, lora_rank, lora_alpha, lora_target_modules, lora_dropout)
     return model
 
 
@@ -292,7 +315,8 @@ def load_tokenizer(name_or_dir: str | os.PathLike = "tiny", offline: bool | None
 def save_model(model: Any, tok: Any, path: str | os.PathLike) -> Path:
     """`save_pretrained` of the (LoRA-merged) model as safetensors plus the tokenizer."""
     path = Path(path)
-    merge_lora(model).save_pretrained(path, safe_serialization=True)
+    with quiet_progress():
+        merge_lora(model).save_pretrained(path, safe_serialization=True)
     tok.save_pretrained(path)
     return path
 

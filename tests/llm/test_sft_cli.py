@@ -1,0 +1,134 @@
+"""Pre-training and SFT on a tiny budget: the run-directory contract, exact resume, the
+completion-only loss, bad input rejected before training, and CLI smoke runs of
+`rlfoundry llm pretrain|sft|generate|eval`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from rlfoundry.cli import main
+from rlfoundry.errors import RLFoundryError
+from rlfoundry.llm import pretrain, sft
+from rlfoundry.llm.models import load_model, load_tokenizer
+from rlfoundry.run import load_checkpoint_file
+
+torch.set_num_threads(1)
+
+TINY = {"steps": 3, "batch_size": 8, "eval_every": 2, "eval_size": 8}
+
+
+def _contract(out):
+    for name in ("config.yaml", "metrics.csv", "checkpoint.safetensors", "summary.json"):
+        assert (out / name).is_file(), name
+    assert (out / "learning_curve.png").is_file()
+    assert (out / "model" / "config.json").is_file()
+    assert list((out / "model").glob("*.safetensors"))
+    assert list((out / "tb").iterdir())
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_completion_only_loss_by_hand():
+    tok = load_tokenizer("tiny")
+    rows = sft.encode_examples(tok, [("12+7=", "19"), ("", "1+1=2")], max_len=32)
+    assert rows[0] == (tok.encode("12+7="), tok.encode("19") + [tok.eos_token_id])
+    assert rows[1][0] == [] and rows[1][1][-1] == tok.eos_token_id
+    ids, attn, cmask = sft.collate(rows, tok.pad_token_id)
+    assert cmask[0].tolist() == [False] * 5 + [True] * 3 + [False] * 0
+    assert cmask[1, :6].all() and attn[1].sum() == 6
+    torch.manual_seed(0)
+    model = load_model("tiny").eval()
+    with torch.no_grad():
+        s, n = sft.nll(model, ids[:1], attn[:1], cmask[:1])
+        logp = torch.log_softmax(model(ids[:1]).logits[0], -1)
+    want = -sum(float(logp[t - 1, ids[0, t]]) for t in (5, 6, 7))
+    assert int(n) == 3 and float(s) == pytest.approx(want, abs=1e-4)
+    # truncation keeps the end of the prompt and the start of the completion
+    ((p, c),) = sft.encode_examples(tok, [("123456789+1=", "123456")], max_len=8)
+    assert len(p) + len(c) == 8 and c == tok.encode("123456") + [tok.eos_token_id]
+    assert p == tok.encode("123456789+1=")[-1:]
+
+
+@pytest.mark.parametrize("module", [pretrain, sft], ids=lambda m: m.STAGE)
+def test_stage_writes_the_run_directory_and_resumes_exactly(tmp_path, module):
+    straight = tmp_path / "straight"
+    s = module.run(straight, progress=False, **{**TINY, "steps": 4})
+    assert s["status"] == "finished"
+    summary = _contract(straight)
+    assert summary["stage"] == module.STAGE
+    assert 0.0 <= summary["eval_accuracy"] <= 1.0 and summary["eval_loss"] > 0
+    cut = tmp_path / "cut"
+    s = module.run(cut, progress=False, stop_at_step=2, **{**TINY, "steps": 4})
+    assert s["status"] == "interrupted" and "--resume" in s["resume_command"]
+    module.run(cut, resume=True, progress=False)
+    a, _ = load_checkpoint_file(straight / "checkpoint.safetensors")
+    b, _ = load_checkpoint_file(cut / "checkpoint.safetensors")
+    for k in a:
+        if k.startswith("model/"):
+            assert torch.equal(a[k], b[k]), k
+    lines = lambda d: (d / "metrics.csv").read_text().splitlines()  # noqa: E731
+    assert lines(straight) == lines(cut)
+    with pytest.raises(RLFoundryError, match="already holds a run"):
+        module.run(straight, progress=False, **TINY)
+
+
+def test_sft_with_lora_on_a_jsonl_dataset(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"prompt": f"{i}+1=", "completion": str(i + 1)}) + "\n" for i in range(30)
+        )
+    )
+    out = tmp_path / "lora"
+    s = sft.run(out, progress=False, data=str(data), task="", lora_rank=4, **TINY)
+    assert s["status"] == "finished" and "eval_loss" in s and "eval_accuracy" not in s
+    merged = load_model(out)  # saved merged: a plain transformers model
+    assert not any("lora" in n for n, _ in merged.named_parameters())
+
+
+def test_bad_inputs_fail_before_anything_is_written(tmp_path):
+    bad = tmp_path / "d.jsonl"
+    bad.write_text('{"prompt": "1+1=", "completion": "2"}\n{"prompt": "2+2="}\n')
+    with pytest.raises(RLFoundryError, match="line 2 has no field 'completion'"):
+        sft.run(tmp_path / "a", progress=False, data=str(bad))
+    with pytest.raises(RLFoundryError, match="does not exist"):
+        sft.run(tmp_path / "b", progress=False, model=str(tmp_path / "no-model"))
+    with pytest.raises(RLFoundryError, match="Unknown task 'poetry'"):
+        pretrain.run(tmp_path / "c", progress=False, task="poetry")
+    with pytest.raises(RLFoundryError, match="Unknown config key"):
+        sft.run(tmp_path / "d", progress=False, stepz=3)
+    with pytest.raises(RLFoundryError, match="steps must be at least 1"):
+        sft.run(tmp_path / "e", progress=False, steps=0)
+    for name in "abcde":
+        assert not (tmp_path / name).exists()
+
+
+def test_cli_sft_generate_eval(tmp_path, capsys):
+    out = tmp_path / "sft"
+    args = ["llm", "sft", "--task", "arithmetic", "--model", "tiny:nano", "--steps", "3"]
+    rc = main([*args, "--out", str(out), "--set", "batch_size=8", "--set", "eval_size=8"])
+    assert rc == 0
+    _contract(out)
+    capsys.readouterr()
+    assert (
+        main(["llm", "generate", str(out), "--prompt", "12+7=", "--prompt", "3+4=", "--json"]) == 0
+    )
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["prompt"] for r in rows] == ["12+7=", "3+4="]
+    gen = ["llm", "generate", str(out), "--prompt", "1+1=", "-n", "3", "--temperature", "1"]
+    assert main([*gen, "--json"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    assert main(["llm", "eval", str(out), "--task", "arithmetic", "-n", "10"]) == 0
+    assert "held-out exact-match accuracy" in capsys.readouterr().out
+    assert main(["llm", "eval", str(out), "--n", "10", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["n"] == 10 and 0 <= res["accuracy"] <= 1
+    # errors: one line on stderr, exit code 2, nothing written
+    assert main(["llm", "generate", str(tmp_path / "nope"), "--prompt", "1"]) != 0
+    assert "does not exist" in capsys.readouterr().err
+    assert (
+        main(["llm", "sft", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) != 0
+    )
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "x").exists()
