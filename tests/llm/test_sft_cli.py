@@ -74,6 +74,26 @@ def test_stage_writes_the_run_directory_and_resumes_exactly(tmp_path, module):
         module.run(straight, progress=False, **TINY)
 
 
+def test_sft_stops_at_the_target_accuracy(tmp_path, monkeypatch):
+    import rlfoundry.llm.tasks as tasks
+
+    calls = []
+
+    def fake(model, tok, task, n=200, split="test", **kw):
+        calls.append(split)
+        return 0.5 if split == "train" and len(calls) >= 2 else 0.0
+
+    monkeypatch.setattr(tasks, "evaluate_accuracy", fake)
+    s = sft.run(
+        tmp_path / "r",
+        progress=False,
+        **{**TINY, "steps": 10, "eval_every": 0, "check_every": 2, "target_accuracy": 0.4},
+    )
+    assert s["step"] == 4 and s["reached_target_accuracy"] is True
+    assert calls[:2] == ["train", "train"]  # the stop never looks at held-out prompts
+    _contract(tmp_path / "r")
+
+
 def test_sft_with_lora_on_a_jsonl_dataset(tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text(

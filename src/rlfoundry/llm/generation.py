@@ -179,19 +179,24 @@ def generate(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
     check_every: int = 4,
+    stop_at_eos: bool = True,
 ) -> Generation:
-    """Sample one completion per prompt (repeat prompts for groups); see the module."""
+    """Sample one completion per prompt (repeat prompts for groups); see the module.
+
+    `stop_at_eos=False` generates exactly `max_new_tokens` per row (EOS is then an
+    ordinary token)."""
     if not prompts:
         raise ValueError("generate() needs at least one prompt.")
     dev = next(model.parameters()).device
     ids, attn = left_pad(tok, prompts, dev)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    eos = tok.eos_token_id if stop_at_eos else None
     comp, cmask, logp = sample(
         model,
         ids,
         attn,
         max_new_tokens,
-        tok.eos_token_id,
+        eos,
         pad,
         temperature,
         top_k,
@@ -199,7 +204,6 @@ def generate(
         generator,
         check_every,
     )
-    eos = tok.eos_token_id
     lengths = cmask.sum(-1)  # [B]
     ended = torch.zeros_like(lengths, dtype=torch.bool)
     if eos is not None and comp.shape[1] > 0:

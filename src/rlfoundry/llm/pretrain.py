@@ -43,7 +43,7 @@ class Config:
     measure accuracy; '' = no task (then give corpus)."""
     corpus: str = ""
     """JSONL of {text} documents to train on instead of the task's corpus."""
-    steps: int = 600
+    steps: int = 500
     """Optimizer steps."""
     batch_size: int = 64
     """Documents per step."""

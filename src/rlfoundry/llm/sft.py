@@ -54,11 +54,11 @@ class Config:
     eval_data: str = ""
     """JSONL of held-out {prompt, completion} for the eval loss; empty = the task's
     held-out split (or 5% of `data`)."""
-    steps: int = 300
-    """Optimizer steps."""
+    steps: int = 1000
+    """Optimizer steps (at most: see target_accuracy)."""
     batch_size: int = 64
     """Examples per step."""
-    lr: float = 3e-3
+    lr: float = 2e-3
     """Peak AdamW learning rate (linear warm-up, then cosine decay to lr * min_lr_ratio)."""
     min_lr_ratio: float = 0.1
     """Final learning rate as a fraction of lr."""
@@ -80,6 +80,14 @@ class Config:
     """Steps between held-out evaluations (0 = only at the end)."""
     eval_size: int = 200
     """Held-out prompts for greedy accuracy and examples for the eval loss; 0 = none."""
+    target_accuracy: float = 0.3
+    """Stop once greedy accuracy on `eval_size` TRAINING prompts reaches this, checked
+    every `check_every` steps; 0 = train all `steps`. The default recipe stops a
+    partially trained model on purpose: RL then has room to lift it, and the stop does
+    not depend on when a seed's run goes through the sudden jump in accuracy that
+    arithmetic shows. Training prompts, so the held-out split stays unseen."""
+    check_every: int = 25
+    """Steps between target_accuracy checks."""
     seed: int = 0
     """Seed of initialisation (built-in sizes) and data order."""
     torch_threads: int = 1
@@ -214,6 +222,7 @@ def evaluate(model: Any, tok: Any, cfg: Any, held: list) -> dict[str, float]:
 def fit(cfg: Any, run: Run, train_rows: list, held_rows: list, model: Any, tok: Any) -> dict:
     """The shared SFT / pre-training loop over encoded (prompt, target) rows."""
     from rlfoundry.llm.models import save_model
+    from rlfoundry.llm.tasks import evaluate_accuracy
 
     if not train_rows:
         raise ConfigError("No training examples; give data or a task with a train split.")
@@ -234,6 +243,8 @@ def fit(cfg: Any, run: Run, train_rows: list, held_rows: list, model: Any, tok: 
         order, cursor = np.asarray(state["order"]), state["cursor"]
 
     losses: list[float] = []
+    target = getattr(cfg, "target_accuracy", 0.0)  # pre-training has none
+    reached = False
     while step < cfg.steps:
         idx = []
         while len(idx) < cfg.batch_size:  # epochs of a seeded permutation
@@ -255,12 +266,18 @@ def fit(cfg: Any, run: Run, train_rows: list, held_rows: list, model: Any, tok: 
         metrics = {"loss": losses[-1], "grad_norm": float(gnorm), "lr": sched.get_last_lr()[0]}
         if cfg.eval_every > 0 and step % cfg.eval_every == 0 and step < cfg.steps:
             metrics.update(evaluate(model, tok, cfg, held_rows))
+        if target > 0 and cfg.task and step % cfg.check_every == 0 and step < cfg.steps:
+            acc = evaluate_accuracy(model, tok, cfg.task, n=cfg.eval_size, split="train")
+            metrics["train_accuracy"] = acc
+            reached = acc >= target
         run.log(step, **metrics)
         run.progress(step, loss=losses[-1])
-        if run.checkpoint_due(step) or step == cfg.steps:
+        if run.checkpoint_due(step) or step == cfg.steps or reached:
             tensors, state = rc.training_state({"model": model}, opt, sched)
             state.update(rng=generator_state(rng), order=order.tolist(), cursor=int(cursor))
             run.save_checkpoint(step, tensors, state)
+        if reached:
+            break
         if run.should_stop(step) and step < cfg.steps:
             return {"status": "interrupted", "step": step}
 
@@ -270,6 +287,8 @@ def fit(cfg: Any, run: Run, train_rows: list, held_rows: list, model: Any, tok: 
     save_model(model, tok, run.path / "model")
     tail = losses[-20:]
     result = {"status": "finished", "step": step, **final}
+    if target > 0:
+        result["reached_target_accuracy"] = reached
     if tail:
         result["train_loss"] = float(np.mean(tail))
     return result
