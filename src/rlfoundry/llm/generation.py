@@ -101,8 +101,10 @@ def sample_tokens(
         drop = cum - sorted_lp.exp() > top_p  # keep the smallest prefix reaching top_p
         sorted_lp = sorted_lp.masked_fill(drop, float("-inf"))
         filtered = torch.full_like(filtered, float("-inf")).scatter(-1, idx, sorted_lp)
-    probs = filtered.exp()
-    tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    # exponential race (the Gumbel-max trick in another form): argmax p_i / E_i with
+    # E_i ~ Exp(1) is a sample of p; several times cheaper than torch.multinomial on CPU
+    race = torch.empty_like(filtered).exponential_(1.0, generator=generator)
+    tok = (filtered.exp() / race).argmax(-1)
     return tok, logp_all.gather(-1, tok[:, None]).squeeze(-1)
 
 
@@ -135,6 +137,11 @@ def sample(
     logps = torch.zeros(B, max_new_tokens, dtype=torch.float32, device=dev)
     alive = torch.ones(B, max_new_tokens, dtype=torch.bool, device=dev)
     done = torch.zeros(B, dtype=torch.bool, device=dev)
+    # Decode steps get the padding mask ready-made in 4D ([B, 1, 1, keys], True = attend;
+    # one query row has no causal part): transformers uses a 4D mask as is instead of
+    # rebuilding it from the 2D one at every step. Only sdpa takes a boolean mask.
+    impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    step_mask = attn.bool()[:, None, None, :] if impl == "sdpa" else attn
     pos = position_ids(attention_mask)
     out = model(
         input_ids=input_ids,
@@ -158,7 +165,7 @@ def sample(
             break
         out = model(
             input_ids=tokens[:, t : t + 1],
-            attention_mask=attn[:, : P + t + 1],
+            attention_mask=step_mask[..., : P + t + 1],
             position_ids=next_pos,
             past_key_values=cache,
             use_cache=True,
