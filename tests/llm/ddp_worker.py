@@ -13,12 +13,12 @@ import sys
 from types import SimpleNamespace
 
 import torch
-from rlfoundry.llm.models import load_model, load_tokenizer
 from safetensors.torch import save_file
 
 from rlfoundry.core import group_relative_advantages
 from rlfoundry.llm import grpo
 from rlfoundry.llm import rl_common as rc
+from rlfoundry.llm.models import load_model, load_tokenizer
 
 torch.set_num_threads(1)
 

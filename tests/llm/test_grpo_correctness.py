@@ -17,11 +17,11 @@ import pytest
 pytest.importorskip("rlfoundry.llm.generation", reason="rlfoundry.llm.generation not written yet")
 import torch
 import torch.nn.functional as F
-from rlfoundry.llm.models import load_model, load_tokenizer
 
 from rlfoundry.errors import ConfigError, RLFoundryError
 from rlfoundry.llm import grpo
 from rlfoundry.llm import rl_common as rc
+from rlfoundry.llm.models import load_model, load_tokenizer
 
 torch.set_num_threads(1)
 
