@@ -15,7 +15,7 @@ install() {
         python -m pip install -q --upgrade pip
         # torch first and pinned: a looser pin would pull a multi-GB CUDA build.
         python -m pip install -q torch==2.13.0
-        python -m pip install -q -e ".[dev,llm,feedback,bench]"
+        python -m pip install -q -e ".[dev,llm,feedback,bench,apps,beyond]"
         touch .venv/.installed
     fi
 }
