@@ -84,25 +84,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_solve(args: argparse.Namespace) -> int:
     from rlfoundry.evaluation import make_env
-    from rlfoundry.mdp import evaluate_policy_exact, value_iteration
+    from rlfoundry.mdp import (
+        DEFAULT_SOLVE_GAMMA,
+        evaluate_policy_exact,
+        finite_horizon_optimal,
+        value_iteration,
+    )
 
     env = make_env(args.env)
+    gamma = DEFAULT_SOLVE_GAMMA if args.gamma is None else args.gamma
     if not hasattr(env.unwrapped, "P"):
         raise RLFoundryError(
             f"'{args.env}' exposes no transition table (unwrapped.P), so it cannot be solved exactly; "
             "use a tabular env such as FrozenLake-v1, Taxi-v4, CliffWalking-v1 or rlfoundry/GridWorld-v0."
         )
-    sol = value_iteration(env, gamma=args.gamma)
+    sol = value_iteration(env, gamma=gamma)
     ret = evaluate_policy_exact(env, sol.policy)
     horizon = env.spec.max_episode_steps if env.spec else None
     result = {
         "env": args.env,
-        "gamma": args.gamma,
+        "gamma": gamma,
         "optimal_return": ret,
         "horizon": horizon,
         "iterations": sol.iterations,
         "states": int(sol.V.shape[0]),
     }
+    if horizon:  # the best non-stationary (time-dependent) policy can do a little better
+        result["nonstationary_optimal_return"] = finite_horizon_optimal(env, horizon).ret
     if args.json:
         print(json.dumps(result))
     else:
@@ -190,7 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("solve", help="exact optimum of a tabular env by value iteration")
     p.add_argument("env")
-    p.add_argument("--gamma", type=float, default=1.0, help="discount used to solve (default 1.0)")
+    p.add_argument(
+        "--gamma",
+        type=float,
+        default=None,
+        help="discount used to solve for the policy (default 0.999; its return is then "
+        "judged undiscounted under the time limit)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.set_defaults(func=cmd_solve)
 

@@ -268,3 +268,17 @@ def test_finite_horizon_optimum_bounds_stationary_and_matches_by_hand():
     det = gym.make("rlfoundry/GridWorld-v0")
     assert finite_horizon_optimal(det).ret == pytest.approx(optimal_return(det))
     assert finite_horizon_optimal(det, horizon=5).ret == pytest.approx(-0.2)  # G is 6 steps away
+
+
+def test_cli_solve_prints_stationary_and_nonstationary_optima(capsys):
+    import json
+
+    from rlfoundry.cli import main
+
+    assert main(["solve", "FrozenLake-v1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["gamma"] == 0.999 and out["horizon"] == 100
+    assert abs(out["optimal_return"] - 0.7402) < 1e-3
+    assert abs(out["nonstationary_optimal_return"] - 0.7442) < 1e-3
+    assert main(["solve", "CartPole-v1"]) != 0
+    assert "transition table" in capsys.readouterr().err
