@@ -1,0 +1,441 @@
+"""rlfoundry against Stable-Baselines3 on classic control, same machine, same settings.
+
+    python benchmarks/classic.py --quick             # CartPole PPO + DQN, 1 seed, a few minutes
+    python benchmarks/classic.py --seeds 3           # CartPole PPO + DQN, seeds 0..2
+    python benchmarks/classic.py --lunar --acrobot   # also PPO LunarLander-v3, DQN Acrobot-v1
+    python benchmarks/classic.py --only rlfoundry --tasks dqn-cartpole --seeds 5 --no-write
+
+For each task and seed the two libraries run one after the other in this process,
+alternating (rlfoundry, SB3, rlfoundry, SB3, ...), both with one torch thread. rlfoundry
+runs the shipped tuned config of (algo, env) with its defaults (CSV + TensorBoard
+logging, a checkpoint every 60 s); SB3 gets the same hyperparameters translated to its
+names (:func:`sb3_kwargs`). The remaining differences are listed in ``benchmarks/README.md``.
+
+Same evaluation protocol for both: every ``eval_every`` env steps (at the first point
+after it where the library can be interrupted: an update boundary), the deterministic
+policy plays ``eval_episodes`` episodes seeded 10_000 + i with
+:func:`rlfoundry.evaluation.evaluate`; training stops once the mean return reaches the
+threshold. The time of these evaluations (and, for rlfoundry, of the checkpoint written
+to evaluate from) is subtracted, so "time to threshold" is training time only. The final
+policy is then evaluated on 20 other episodes (seeds 20_000 + i).
+
+Each library first does one short unrecorded warm-up run per task (one-off first-call
+costs of several seconds would otherwise go to whoever runs first). Writes the section between ``<!-- classic -->`` markers of ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlfoundry.api import resolve_config
+from rlfoundry.evaluation import evaluate, make_env
+from rlfoundry.run import Run, seed_everything
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+EVAL_SEED, FINAL_SEED, FINAL_EPISODES = 10_000, 20_000, 20
+
+
+@dataclass
+class Task:
+    algo: str
+    env_id: str
+    threshold: float
+    eval_every: int
+    max_steps: int | None = None  # None: the tuned config's total_steps
+
+
+TASKS = {
+    "ppo-cartpole": Task("ppo", "CartPole-v1", 475.0, 5_000),
+    "dqn-cartpole": Task("dqn", "CartPole-v1", 475.0, 5_000),
+    "ppo-lunar": Task("ppo", "LunarLander-v3", 200.0, 25_000, 1_000_000),
+    "dqn-acrobot": Task("dqn", "Acrobot-v1", -100.0, 5_000),
+}
+
+
+# --------------------------------------------------------------------------- rlfoundry side
+
+
+class EvalRun(Run):
+    """A Run that evaluates the policy each time ``eval_every`` steps have passed and asks
+    the loop to stop once the threshold is reached. It relies only on the algorithm
+    contract: the loop asks ``checkpoint_due`` and then saves, and returns after saving
+    when ``stop_requested`` is set; the policy comes from ``load_policy`` on the file."""
+
+    def __init__(self, path: Path, module: Any, cfg: Any, task: Task, episodes: int) -> None:
+        super().__init__(path, cfg.total_steps, progress=False)
+        self.module, self.cfg, self.task, self.episodes = module, cfg, task, episodes
+        self.next_eval = task.eval_every
+        self.pending = False
+        self.overhead = 0.0
+        self.t0 = time.perf_counter()
+        self.curve: list[tuple[int, float, float]] = []  # (step, eval mean, train seconds)
+        self.reached: tuple[int, float] | None = None
+        self.env = make_env(cfg.env_id, **getattr(cfg, "env_kwargs", {}))
+
+    def train_seconds(self) -> float:
+        return time.perf_counter() - self.t0 - self.overhead
+
+    def checkpoint_due(self, step: int) -> bool:
+        if step >= self.next_eval:
+            self.pending = True
+            return True
+        return super().checkpoint_due(step)
+
+    def save_checkpoint(self, step: int, tensors: dict, state: dict | None = None) -> Path:
+        if not self.pending:
+            return super().save_checkpoint(step, tensors, state)
+        t = time.perf_counter()
+        train_s = t - self.t0 - self.overhead
+        path = super().save_checkpoint(step, tensors, state)
+        self.pending = False
+        while self.next_eval <= step:
+            self.next_eval += self.task.eval_every
+        policy = self.module.load_policy(self.path, self.cfg)
+        mean = evaluate(policy, self.env, self.episodes, EVAL_SEED)["eval_mean_return"]
+        self.curve.append((step, mean, train_s))
+        if mean >= self.task.threshold and self.reached is None:
+            self.reached = (step, train_s)
+            self.stop_requested = True
+        self.overhead += time.perf_counter() - t
+        return path
+
+
+def run_rlfoundry(task: Task, seed: int, episodes: int) -> dict[str, Any]:
+    overrides = {"total_steps": task.max_steps} if task.max_steps else None
+    module, cfg = resolve_config(task.algo, env=task.env_id, seed=seed, overrides=overrides)
+    torch.set_num_threads(1)
+    seed_everything(cfg.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = EvalRun(Path(tmp), module, cfg, task, episodes)
+        with run:
+            module.train(cfg, run)
+        train_s = run.train_seconds()
+        policy = module.load_policy(tmp, cfg)
+        final = evaluate(policy, run.env, FINAL_EPISODES, FINAL_SEED)["eval_mean_return"]
+        run.env.close()
+    return _result(run.step, train_s, run.reached, run.curve, final, cfg.total_steps)
+
+
+# --------------------------------------------------------------------------- SB3 side
+
+
+def sb3_kwargs(algo: str, cfg: Any) -> dict[str, Any]:
+    """The SB3 constructor arguments that mean what rlfoundry's ``cfg`` means."""
+    if algo == "dqn":
+        return {
+            "learning_rate": cfg.lr,
+            "buffer_size": cfg.buffer_size,
+            "learning_starts": cfg.learning_starts,
+            "batch_size": cfg.batch_size,
+            "tau": cfg.tau,
+            "gamma": cfg.gamma,
+            "train_freq": cfg.train_freq,
+            "gradient_steps": cfg.gradient_steps,
+            "target_update_interval": cfg.target_update_interval,
+            "exploration_fraction": cfg.exploration_fraction,
+            "exploration_initial_eps": cfg.epsilon_start,
+            "exploration_final_eps": cfg.epsilon_end,
+            "max_grad_norm": cfg.max_grad_norm,
+            "policy_kwargs": {"net_arch": list(cfg.hidden)},  # ReLU: SB3's DQN default
+        }
+    if algo == "ppo":
+        lr, clip = cfg.learning_rate, cfg.clip_coef
+        act = torch.nn.Tanh if cfg.activation == "tanh" else torch.nn.ReLU
+        return {
+            "learning_rate": (lambda p: lr * p) if cfg.anneal_lr else lr,
+            "n_steps": cfg.num_steps,
+            "batch_size": cfg.batch_size,
+            "n_epochs": cfg.update_epochs,
+            "gamma": cfg.gamma,
+            "gae_lambda": cfg.gae_lambda,
+            "clip_range": (lambda p: clip * p) if cfg.anneal_clip else clip,
+            "clip_range_vf": clip if cfg.clip_vloss else None,
+            "normalize_advantage": cfg.norm_adv,
+            "ent_coef": cfg.ent_coef,
+            "vf_coef": cfg.vf_coef,
+            "max_grad_norm": cfg.max_grad_norm,
+            "target_kl": cfg.target_kl,
+            "policy_kwargs": {
+                "net_arch": {"pi": list(cfg.hidden), "vf": list(cfg.hidden)},
+                "activation_fn": act,
+                "log_std_init": cfg.log_std_init,
+            },
+        }
+    raise ValueError(f"no SB3 translation for {algo}")
+
+
+def run_sb3(task: Task, seed: int, episodes: int) -> dict[str, Any]:
+    from stable_baselines3 import DQN, PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    overrides = {"total_steps": task.max_steps} if task.max_steps else None
+    _, cfg = resolve_config(task.algo, env=task.env_id, seed=seed, overrides=overrides)
+    torch.set_num_threads(1)
+    seed_everything(seed)
+    eval_env = make_env(cfg.env_id, **getattr(cfg, "env_kwargs", {}))
+
+    class EvalCallback(BaseCallback):
+        """Same protocol as :class:`EvalRun`, at the start of each rollout (right after an
+        update: the point where rlfoundry's loops check ``checkpoint_due``)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.next_eval, self.overhead = task.eval_every, 0.0
+            self.curve: list[tuple[int, float, float]] = []
+            self.reached: tuple[int, float] | None = None
+            self.t0 = time.perf_counter()
+            self.stop = False
+
+        def _on_rollout_start(self) -> None:
+            step = self.num_timesteps
+            if step < self.next_eval or self.stop:
+                return
+            t = time.perf_counter()
+            train_s = t - self.t0 - self.overhead
+            while self.next_eval <= step:
+                self.next_eval += task.eval_every
+            mean = evaluate(_sb3_policy(self.model), eval_env, episodes, EVAL_SEED)[
+                "eval_mean_return"
+            ]
+            self.curve.append((step, mean, train_s))
+            if mean >= task.threshold:
+                self.reached, self.stop = (step, train_s), True
+            self.overhead += time.perf_counter() - t
+
+        def _on_step(self) -> bool:
+            return not self.stop
+
+    cb = EvalCallback()  # the clock starts here: env and model construction count
+    if task.algo == "dqn":
+        env = make_vec_env(cfg.env_id, n_envs=cfg.num_envs, seed=seed, env_kwargs=cfg.env_kwargs)
+        model = DQN("MlpPolicy", env, seed=seed, device="cpu", **sb3_kwargs("dqn", cfg))
+    else:
+        env = make_vec_env(cfg.env_id, n_envs=cfg.num_envs, seed=seed, env_kwargs=cfg.env_kwargs)
+        if cfg.norm_obs or cfg.norm_reward:
+            env = VecNormalize(
+                env,
+                norm_obs=cfg.norm_obs,
+                norm_reward=cfg.norm_reward,
+                clip_obs=cfg.clip_obs,
+                clip_reward=cfg.clip_reward,
+                gamma=cfg.gamma,
+            )
+        model = PPO("MlpPolicy", env, seed=seed, device="cpu", **sb3_kwargs("ppo", cfg))
+    model.learn(total_timesteps=cfg.total_steps, callback=cb)
+    train_s = time.perf_counter() - cb.t0 - cb.overhead
+    final = evaluate(_sb3_policy(model), eval_env, FINAL_EPISODES, FINAL_SEED)["eval_mean_return"]
+    env.close()
+    eval_env.close()
+    return _result(model.num_timesteps, train_s, cb.reached, cb.curve, final, cfg.total_steps)
+
+
+def _sb3_policy(model: Any):
+    venv = model.get_env()
+    norm = getattr(venv, "normalize_obs", None) if hasattr(venv, "obs_rms") else None
+
+    def policy(obs: Any) -> Any:
+        x = norm(obs) if norm is not None else obs
+        return model.predict(x, deterministic=True)[0]
+
+    return policy
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _result(steps, train_s, reached, curve, final, total) -> dict[str, Any]:
+    return {
+        "steps": int(steps),
+        "train_seconds": round(train_s, 2),
+        "sps": round(steps / max(train_s, 1e-9), 1),
+        "reached_step": reached[0] if reached else None,
+        "seconds_to_threshold": round(reached[1], 2) if reached else None,
+        "final_eval": final,
+        "total_steps": int(total),
+        "curve": [(s, round(m, 1), round(t, 2)) for s, m, t in curve],
+    }
+
+
+def _count(res: dict[str, list[dict]], lib: str) -> str:
+    if lib not in res:
+        return "-"
+    return str(sum(x["reached_step"] is not None for x in res[lib]))
+
+
+def _median(xs: list[float]) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
+def _fmt(x: float | None, spec: str = ".1f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def machine() -> str:
+    cpu = platform.processor() or "?"
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        m = re.search(r"model name\s*:\s*(.+)", text)
+        cpu = m.group(1).strip() if m else cpu
+        n = text.count("processor\t:")
+    except OSError:
+        n = 0
+    return f"{cpu}, {n} logical CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def report(results: dict[str, dict[str, list[dict]]], args: argparse.Namespace, load: str) -> str:
+    import stable_baselines3
+
+    lines = [
+        "<!-- classic -->",
+        "## rlfoundry vs Stable-Baselines3 on classic control (`benchmarks/classic.py`)",
+        "",
+        f"{datetime.now():%Y-%m-%d %H:%M}; {machine()}; torch {torch.__version__}, "
+        f"stable-baselines3 {stable_baselines3.__version__}; both single-threaded "
+        f"(`torch.set_num_threads(1)`), run alternately in one process; load average "
+        f"before the run {load} (the machine is shared, so absolute times are noisy; the "
+        "ratios come from interleaved runs).",
+        "",
+        f"Protocol: deterministic eval of {args.eval_episodes} episodes every K env steps "
+        "(same episode seeds for both), stop at the threshold; times exclude the "
+        f"evaluations. Final = deterministic mean return over {FINAL_EPISODES} fresh "
+        "episodes of the policy at the stop. Time to threshold: median over the seeds "
+        "that reached it. Ratio = rlfoundry / SB3 (< 1: rlfoundry faster).",
+        "",
+        "| task | threshold | K | seeds | reached rlf / SB3 | time to threshold rlf / SB3 (s) | ratio | env steps/s rlf / SB3 | ratio | steps to threshold rlf / SB3 | final return rlf / SB3 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, res in results.items():
+        task = TASKS[name]
+        r, s = res.get("rlfoundry", []), res.get("sb3", [])
+        tr = _median([x["seconds_to_threshold"] for x in r if x["reached_step"] is not None])
+        ts = _median([x["seconds_to_threshold"] for x in s if x["reached_step"] is not None])
+        vr, vs = _median([x["sps"] for x in r]), _median([x["sps"] for x in s])
+        nr = _median([x["reached_step"] for x in r if x["reached_step"] is not None])
+        ns = _median([x["reached_step"] for x in s if x["reached_step"] is not None])
+        fr = _median([x["final_eval"] for x in r])
+        fs = _median([x["final_eval"] for x in s])
+        lines.append(
+            f"| {task.algo.upper()} {task.env_id} | {task.threshold:g} | {task.eval_every} "
+            f"| {max(len(r), len(s))} "
+            f"| {_count(res, 'rlfoundry')} / {_count(res, 'sb3')} "
+            f"| {_fmt(tr)} / {_fmt(ts)} | {_fmt(tr / ts if tr and ts else None, '.2f')} "
+            f"| {_fmt(vr, '.0f')} / {_fmt(vs, '.0f')} | {_fmt(vr / vs if vr and vs else None, '.2f')} "
+            f"| {_fmt(nr, '.0f')} / {_fmt(ns, '.0f')} | {_fmt(fr)} / {_fmt(fs)} |"
+        )
+    lines += [
+        "",
+        "Per seed (time to threshold s @ env steps, or `-` if not reached; final return):",
+        "",
+    ]
+    for name, res in results.items():
+        for lib, rows in res.items():
+            cells = [
+                f"s{i}: {_fmt(x['seconds_to_threshold'])} @ {x['reached_step'] or '-'}, final {x['final_eval']:.0f}"
+                for i, x in zip(args.seed_list, rows)
+            ]
+            lines.append(f"- {name} {lib}: " + "; ".join(cells))
+    cmd = " ".join(["python benchmarks/classic.py", *sys.argv[1:]])
+    lines += [
+        "",
+        f"Reproduce: `{cmd}`. Differences that remain: `benchmarks/README.md`.",
+        "<!-- /classic -->",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(section: str) -> None:
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    pattern = re.compile(r"<!-- classic -->.*?<!-- /classic -->\n?", re.S)
+    text = (
+        pattern.sub(lambda _: section, text)
+        if pattern.search(text)
+        else text.rstrip("\n") + "\n\n" + section
+    )
+    RESULTS.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="1 seed, 5 eval episodes, CartPole only")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument(
+        "--tasks", nargs="*", default=["ppo-cartpole", "dqn-cartpole"], choices=list(TASKS)
+    )
+    p.add_argument("--lunar", action="store_true", help="add PPO LunarLander-v3 (>= 200 within 1M)")
+    p.add_argument("--acrobot", action="store_true", help="add DQN Acrobot-v1 (>= -100)")
+    p.add_argument("--only", choices=["rlfoundry", "sb3"], help="run one library only")
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--no-write", action="store_true", help="print, do not update RESULTS.md")
+    p.add_argument("--json", type=Path, help="also write the raw results here")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.seeds, args.eval_episodes = 1, 5
+    tasks = (
+        list(args.tasks)
+        + (["ppo-lunar"] if args.lunar else [])
+        + (["dqn-acrobot"] if args.acrobot else [])
+    )
+    args.seed_list = list(range(args.first_seed, args.first_seed + args.seeds))
+    libs = {"rlfoundry": run_rlfoundry, "sb3": run_sb3}
+    if args.only:
+        libs = {args.only: libs[args.only]}
+    torch.set_num_threads(1)
+    try:
+        load = Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        load = "?"
+
+    # Warm-up, not recorded: the first run in a process pays one-off costs (lazy imports,
+    # first-call kernel setup) of several seconds, which would go to whoever runs first.
+    for name in tasks:
+        for lib in libs:
+            task = TASKS[name]
+            libs[lib](Task(task.algo, task.env_id, float("-inf"), 1, task.max_steps), 0, 1)
+
+    results: dict[str, dict[str, list[dict]]] = {t: {lib: [] for lib in libs} for t in tasks}
+    for seed in args.seed_list:
+        for name in tasks:
+            for lib in libs:  # rlfoundry, SB3, rlfoundry, SB3, ...
+                gc.collect()
+                res = libs[lib](TASKS[name], seed, args.eval_episodes)
+                results[name][lib].append(res)
+                print(
+                    json.dumps(
+                        {
+                            "task": name,
+                            "lib": lib,
+                            "seed": seed,
+                            **{k: v for k, v in res.items() if k != "curve"},
+                        }
+                    ),
+                    flush=True,
+                )
+    section = report(results, args, load)
+    print(section)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    if not args.no_write:
+        write_results(section)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
