@@ -121,9 +121,17 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from rlfoundry.feedback import store
-    from rlfoundry.feedback.generate import generate_items
+    from rlfoundry.feedback.generate import check_n_fits, generate_items, read_prompts
 
     engine = _engine(args)
+    read_prompts(args.prompts)  # a bad prompts file is reported before anything else
+    args.project = args.project or Path(args.prompts).stem
+    existing = {p.name: p for p in store.list_projects(engine)}
+    if args.project in existing:
+        kind = existing[args.project].kind
+    else:
+        kind = args.kind or ("compare" if args.n == 2 else "rank")
+    check_n_fits(kind, args.n)  # before the model is loaded and sampled
     items = generate_items(
         args.model,
         args.prompts,
@@ -135,11 +143,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
     )
-    kind = args.kind or ("compare" if args.n == 2 else "rank")
-    args.project = args.project or Path(args.prompts).stem
     _ensure_project(engine, args, kind)
     n = store.import_items(engine, args.project, items, Path(args.prompts))
-    print(f"generated {args.n} responses for {n} prompts into '{args.project}'")
+    print(f"generated {args.n} responses for {n} prompts into '{args.project}' ({kind})")
     return 0
 
 
@@ -291,12 +297,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("-n", type=int, default=2, help="responses per prompt (default 2)")
     p.add_argument("--project")
     p.add_argument("--kind", choices=["compare", "rank", "rate"])
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default=None)
+    p.add_argument("--max-new-tokens", type=int, default=128, help="response length limit")
+    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (default 1: off)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--batch-size", type=int, default=8, help="prompts sampled together")
+    p.add_argument("--device", default=None, help="torch device, e.g. cuda (default cpu)")
     _project_opts(p)
 
     p = add("add-annotator", "create an annotator and print its login token", cmd_add_annotator)

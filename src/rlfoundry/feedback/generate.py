@@ -46,6 +46,16 @@ def read_prompts(path: str | Path) -> list[tuple[str, str]]:
     return out
 
 
+def check_n_fits(kind: str, n: int) -> None:
+    """A compare project takes exactly 2 responses per item, a rank project at least 2."""
+    if n < 1:
+        raise RLFoundryError(f"-n must be at least 1, got {n}.")
+    if kind == "compare" and n != 2:
+        raise RLFoundryError(f"A compare project needs -n 2, got -n {n}; use --kind rank or rate.")
+    if kind == "rank" and n < 2:
+        raise RLFoundryError(f"A rank project needs -n 2 or more, got -n {n}; or use --kind rate.")
+
+
 def generate_items(
     model: str,
     prompts: str | Path,
@@ -58,17 +68,56 @@ def generate_items(
     batch_size: int = 8,
     device: str | None = None,
 ) -> list[ParsedItem]:
+    """``n`` sampled responses for every prompt of ``prompts``, as import items.
+
+    ``model``: a model directory (or an ``rlfoundry llm`` run directory holding
+    ``model/``), a built-in ``tiny:...`` name, or a hub name already in the local
+    cache. ``batch_size`` prompts (x ``n`` completions) are sampled per call of
+    ``rlfoundry.llm.generation.generate``; ``temperature`` 0 is greedy (then all ``n``
+    responses are equal). The model's name goes into each response's hidden
+    ``model`` field; annotators never see it.
+    """
     if n < 1:
         raise RLFoundryError(f"-n must be at least 1, got {n}.")
-    read_prompts(prompts)  # report a bad prompts file before loading anything
+    if batch_size < 1:
+        raise RLFoundryError(f"--batch-size must be at least 1, got {batch_size}.")
+    rows = read_prompts(prompts)  # report a bad prompts file before loading anything
     try:
-        from rlfoundry.llm import generation, models  # noqa: F401
+        import torch
+
+        from rlfoundry.llm.generation import generate
+        from rlfoundry.llm.models import load_model, load_tokenizer, resolve_model_dir
     except ImportError:
         raise RLFoundryError(
-            "`rlfoundry feedback generate` needs rlfoundry.llm, which is not available in this "
-            "installation; generate responses elsewhere and use `rlfoundry feedback import`."
+            "`rlfoundry feedback generate` needs rlfoundry.llm and its extra "
+            "(pip install 'rlfoundry[llm]'); or generate responses elsewhere and use "
+            "`rlfoundry feedback import`."
         ) from None
-    raise RLFoundryError(
-        "`rlfoundry feedback generate` needs rlfoundry.llm's sampling API, which this version "
-        "does not wire up yet; use `rlfoundry feedback import` instead."
-    )
+    local = resolve_model_dir(model)  # raises for a local path that does not exist
+    tok = load_tokenizer(local or model)
+    lm = load_model(local or model).eval()
+    if device:
+        lm = lm.to(device)
+    # the hidden model name: the run's name for an rlfoundry run directory (DIR/model)
+    name = (local.parent.name if local.name == "model" else local.name) if local else model
+    dev = next(lm.parameters()).device
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    seen: dict[str, int] = {}
+    items: list[ParsedItem] = []
+    for b0 in range(0, len(rows), batch_size):
+        batch = rows[b0 : b0 + batch_size]
+        out = generate(
+            lm,
+            tok,
+            [p for _, p in batch for _ in range(n)],
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            generator=gen,
+        )
+        for j, (pid, prompt) in enumerate(batch):
+            k = seen[pid] = seen.get(pid, 0) + 1  # repeated ids in the prompts file
+            ext = pid if k == 1 else f"{pid}-{k}"
+            texts = out.texts[j * n : (j + 1) * n]
+            items.append(ParsedItem(b0 + j + 1, ext, prompt, list(texts), [name] * n))
+    return items
