@@ -30,6 +30,7 @@ EXTRA_COMMANDS: list[tuple[str, str]] = [
     ("rlfoundry.feedback.cli", "register"),
     ("rlfoundry.apps.cli", "register"),
     ("rlfoundry.llm.cli", "register"),
+    ("rlfoundry.transfer", "register"),
 ]
 
 
