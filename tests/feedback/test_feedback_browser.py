@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 import warnings
-from pathlib import Path
 
 import pytest
 from fb_helpers import load
@@ -208,16 +207,25 @@ def test_annotator_compares_ranks_rates_and_the_export_trains(engine, tmp_path):
             stacklevel=1,
         )
         return
+    # the export trains a reward model through the CLI, as a user would run it: the
+    # five judgments are also the evaluation pairs (eval_data), so the held-out metric
+    # here says the model learnt this annotator's preferences (a tiny, seconds-long run)
     run_dir = tmp_path / "rm"
     proc = subprocess.run(
-        [sys.executable, "-m", "rlfoundry", "llm", "reward-model", "--pairs", str(out)]
-        + ["--out", str(run_dir)],
+        [sys.executable, "-m", "rlfoundry", "llm", "reward-model", "--data", str(out)]
+        + ["--out", str(run_dir), "--steps", "30", "--seed", "0", "--json", "--no-progress"]
+        + ["--set", "batch_size=5", "--set", "eval_every=10", "--set", f"eval_data={out}"],
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert any(Path(run_dir).iterdir())
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "finished" and summary["eval_pairs"] == 5, summary
+    assert summary["eval_accuracy"] >= 0.8, summary
+    assert (run_dir / "model" / "config.json").is_file()
+    assert (run_dir / "metrics.csv").is_file()
 
 
 def test_reward_model_stage_is_installed():
