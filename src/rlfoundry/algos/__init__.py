@@ -32,6 +32,7 @@ ALGOS: dict[str, tuple[str, str]] = {
     "vpg": ("rlfoundry.algos.vpg", "VPG / REINFORCE: the policy gradient of seed 003"),
     "ppo": ("rlfoundry.algos.ppo", "PPO: clipped-surrogate actor-critic, Discrete or Box actions"),
     "a2c": ("rlfoundry.algos.a2c", "A2C: synchronous advantage actor-critic (one step per segment)"),
+    "selfplay_ppo": ("rlfoundry.algos.selfplay_ppo", "self-play PPO with action masking on PettingZoo games"),
     "pets": ("rlfoundry.algos.pets", "PETS: ensemble dynamics model + CEM planning (model-based)"),
 }
 

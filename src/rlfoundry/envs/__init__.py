@@ -3,6 +3,11 @@
 - ``rlfoundry/GridWorld-v0``: :class:`GridWorld` on its default 7x7 layout, deterministic.
 - ``rlfoundry/GridWorldSlippery-v0``: the same with ``slip=0.2``.
 - the application envs of :mod:`rlfoundry.apps` (trading, driving), registered by importing it.
+- the two-player PettingZoo games of :mod:`rlfoundry.envs.games` (``pettingzoo/tictactoe_v3``,
+  ``pettingzoo/connect_four_v3``, ``pettingzoo/rps_v2``) as single-agent views against a
+  random opponent, for ``selfplay_ppo``.
+- the meta-RL task distributions of :mod:`rlfoundry.envs.meta` (``rlfoundry/MetaBandit-v0``,
+  ``rlfoundry/MetaMDP-v0``), for ``rl2``.
 
 Both GridWorld ids cut episodes at 100 steps, the limit the exact solvers in
 :mod:`rlfoundry.mdp` count.
@@ -13,12 +18,13 @@ from __future__ import annotations
 import gymnasium as gym
 
 from rlfoundry.apps import APP_ENVS
+from rlfoundry.envs import games, meta
 from rlfoundry.envs.gridworld import ACTION_NAMES, DEFAULT_LAYOUT, GridWorld, parse_layout
 
 GRIDWORLD_ENVS: list[str] = ["rlfoundry/GridWorld-v0", "rlfoundry/GridWorldSlippery-v0"]
 
 #: Every env id rlfoundry registers, for ``rlfoundry list``.
-BUILTIN_ENVS: list[str] = GRIDWORLD_ENVS + APP_ENVS
+BUILTIN_ENVS: list[str] = GRIDWORLD_ENVS + APP_ENVS + games.GAME_ENVS + meta.META_ENVS
 
 __all__ = [
     "ACTION_NAMES",
@@ -43,3 +49,5 @@ def _register() -> None:
 
 
 _register()
+games.register()
+meta.register()

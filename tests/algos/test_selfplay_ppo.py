@@ -1,0 +1,226 @@
+"""Self-play PPO on PettingZoo games: reference opponents, masking, resume, learning."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rlfoundry.algos import selfplay_ppo
+from rlfoundry.api import resolve_config, train
+from rlfoundry.cli import main
+from rlfoundry.envs import games
+from rlfoundry.errors import ConfigError, EnvError
+from rlfoundry.run import CHECKPOINT, load_checkpoint_file
+
+pytest.importorskip("pettingzoo")
+
+TTT = "pettingzoo/tictactoe_v3"
+C4 = "pettingzoo/connect_four_v3"
+RPS = "pettingzoo/rps_v2"
+
+
+def _board(me: list[int], opp: list[int]) -> tuple[int, ...]:
+    b = [0] * 9
+    for i in me:
+        b[i] = 1
+    for i in opp:
+        b[i] = 2
+    return tuple(b)
+
+
+# ---------------------------------------------------------------------------- minimax
+@pytest.mark.parametrize(
+    ("me", "opp", "value", "moves"),
+    [
+        ([], [], 0, tuple(range(9))),  # every opening move draws with best play
+        ([0, 1], [3, 4], 1, (2,)),  # win now; anything else loses to 5
+        ([0, 8], [3, 4], 0, (5,)),  # must block 3-4-5 (no win of its own)
+        ([4, 8], [0, 1, 3], -1, (2, 5, 6, 7)),  # O threatens 2 and 6: lost whatever X does
+    ],
+)
+def test_minimax_values_of_hand_positions(me, opp, value, moves):
+    v, best = games.ttt_values(_board(me, opp))
+    assert v == value
+    if value != -1:
+        assert best == moves
+    else:  # every move loses: all of them are "optimal"
+        assert set(best) == {i for i in range(9) if i not in me + opp}
+
+
+def test_minimax_from_a_real_observation_and_against_itself():
+    env = games.make_game(TTT)
+    env.reset(seed=0)
+    for a in (0, 4, 1):  # X: 0, 1; O: 4 -> O to move must block 2 (and then draws)
+        env.step(a)
+    obs = env.observe(env.agent_selection)
+    assert games.ttt_board(obs) == _board([4], [0, 1])
+    assert games.ttt_values(games.ttt_board(obs)) == (0, (2,))
+    assert games.tictactoe_minimax(obs, np.random.default_rng(0)) == 2
+    # perfect play draws; perfect play never loses to random from either seat
+    assert (
+        games.play(TTT, games.tictactoe_minimax, games.tictactoe_minimax, 20, 0, 0)["draw"] == 1.0
+    )
+    for seat in (0, 1):
+        r = games.play(TTT, games.tictactoe_minimax, games.random_opponent, 50, seat, 1)
+        assert r["loss"] == 0.0 and r["win"] > 0.6
+
+
+def test_alphabeta_takes_a_win_and_blocks_a_loss():
+    board = np.zeros(42, dtype=np.int64)
+    bottom = 5 * 7
+    board[bottom + 0 : bottom + 3] = 1  # three of ours in the bottom row, columns 0-2
+    board[bottom + 4 : bottom + 6] = -1
+    assert games.c4_negamax(board.copy(), 2, -np.inf, np.inf)[1] == 3
+    board = -board  # now the opponent has the three: column 3 must be blocked
+    board[bottom + 6] = 1
+    assert games.c4_negamax(board.copy(), 2, -np.inf, np.inf)[1] == 3
+    r = games.play(C4, games.connect_four_alphabeta(2), games.random_opponent, 3, 0, 0)
+    assert r["win"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("probs", "expected"),
+    [
+        ((1 / 3, 1 / 3, 1 / 3), 0.0),
+        ((1, 0, 0), 1.0),  # paper always wins
+        ((0.5, 0.5, 0.0), 0.5),  # paper: +0.5 vs rock, 0 vs paper
+        # rock: +0.5 (scissors) - 0.3 (paper) = 0.2; paper: 0.2 - 0.5; scissors: 0.3 - 0.2
+        ((0.2, 0.3, 0.5), 0.2),
+    ],
+)
+def test_rps_exploitability_by_hand(probs, expected):
+    assert games.rps_exploitability(np.array(probs)) == pytest.approx(expected, abs=1e-12)
+
+
+# ---------------------------------------------------------------------------- masking
+@settings(max_examples=50, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=9).flatmap(
+        lambda n: st.tuples(
+            st.lists(st.booleans(), min_size=n, max_size=n).filter(any),
+            st.lists(st.floats(-30, 30), min_size=n, max_size=n),
+        )
+    ),
+    st.integers(0, 2**31 - 1),
+)
+def test_masked_sampling_never_picks_an_illegal_action(mask_logits, seed):
+    mask, logits = mask_logits
+    m = torch.tensor(mask)[None].expand(64, -1)
+    lg = torch.tensor(logits, dtype=torch.float32)[None].expand(64, -1)
+    torch.manual_seed(seed)
+    masked = selfplay_ppo.masked_logits(lg, m)
+    act = selfplay_ppo.sample_masked(masked)
+    assert m[torch.arange(64), act].all()
+    probs = torch.softmax(masked, -1)
+    assert torch.all(probs[~m] == 0) and torch.allclose(probs.sum(-1), torch.ones(64))
+    assert torch.isfinite(selfplay_ppo.entropy_from_logits(masked)).all()
+    assert m[0, masked[0].argmax()]  # the greedy move is legal too
+
+
+def _tiny(**extra):
+    return {
+        "num_envs": 4,
+        "num_steps": 128,
+        "batch_size": 64,
+        "update_epochs": 2,
+        "eval_every": 2,
+        "eval_games": 5,
+        "search_games": 1,
+        "search_depth": 1,
+        **extra,
+    }
+
+
+def test_resume_is_exact(tmp_path):
+    """Stopped half-way and resumed == uninterrupted (networks, Adam, opponent pool, RNG)."""
+    kw = dict(env=TTT, steps=800, seed=3, progress=False, evaluate_after=False)
+    kw["overrides"] = _tiny(snapshot_every=1, pool_size=3)
+    train("selfplay_ppo", out=tmp_path / "a", **kw)
+    s = train("selfplay_ppo", out=tmp_path / "b", stop_at_step=400, **kw)
+    assert s["status"] == "interrupted"
+    s = train(resume=tmp_path / "b", progress=False, evaluate_after=False)
+    assert s["status"] == "finished"
+    ta, sa = load_checkpoint_file(tmp_path / "a" / CHECKPOINT)
+    tb, sb = load_checkpoint_file(tmp_path / "b" / CHECKPOINT)
+    assert ta.keys() == tb.keys() and sa["pool"] == sb["pool"] == 3
+    for k in ta:
+        assert torch.equal(ta[k], tb[k]), k
+    assert sa["step"] == sb["step"]
+
+
+def test_cli_train_and_eval_connect_four(tmp_path):
+    out = tmp_path / "run"
+    argv = [
+        "train",
+        "selfplay_ppo",
+        "--env",
+        C4,
+        "--steps",
+        "600",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    for k, v in _tiny(eval_episodes=3).items():
+        argv += ["--set", f"{k}={v}"]
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("win_vs_random_first", "loss_vs_search_second", "eval_mean_return"):
+        assert key in summary, key
+    assert summary["illegal_moves"] == 0
+    assert main(["eval", str(out), "--episodes", "2"]) == 0
+
+
+def test_rejects_non_game_envs(tmp_path):
+    with pytest.raises(ConfigError, match="two-player"):
+        resolve_config("selfplay_ppo", env="CartPole-v1")
+    import gymnasium as gym
+
+    with pytest.raises(EnvError, match="two-player"):
+        selfplay_ppo.check_env(gym.make("CartPole-v1"))
+
+
+def test_every_config_field_is_documented():
+    import dataclasses
+
+    from rlfoundry.config import field_docs
+
+    docs = field_docs(selfplay_ppo.Config)
+    assert [f.name for f in dataclasses.fields(selfplay_ppo.Config) if not docs.get(f.name)] == []
+
+
+# ---------------------------------------------------------------------------- learning
+@pytest.mark.slow
+def test_tictactoe_beats_random_playing_first(tmp_path):
+    """Ceiling vs random is 99.5% first; the seeded CI budget must reach 90%."""
+    s = train(
+        "selfplay_ppo",
+        env=TTT,
+        steps=45_000,
+        seed=0,
+        out=tmp_path / "ttt",
+        progress=False,
+        overrides={"eval_every": 0, "search_games": 5},
+    )
+    assert s["illegal_moves"] == 0
+    assert s["win_vs_random_first"] >= 0.9, s
+    assert s["loss_vs_random_first"] <= 0.05, s
+
+
+@pytest.mark.slow
+def test_rps_selfplay_approaches_the_uniform_nash(tmp_path):
+    s = train(
+        "selfplay_ppo",
+        env=RPS,
+        steps=20_000,
+        seed=0,
+        out=tmp_path / "rps",
+        progress=False,
+        overrides={"eval_every": 0},
+    )
+    assert s["exploitability"] < 0.1, s
