@@ -1,53 +1,70 @@
-"""Training through ``rlfoundry.api.train`` on the app envs with the shipped configs.
-
-These need the DQN implementation (``rlfoundry.algos.dqn``); they skip until it exists.
-"""
+"""rlfoundry's own DQN and PPO on the app envs, through ``rlfoundry train`` and the
+shipped configs: CLI smoke runs and the driving learning test."""
 
 from __future__ import annotations
 
-import importlib.util
+import json
 from pathlib import Path
 
 import pytest
 
 from rlfoundry.cli import main
 
-needs_dqn = pytest.mark.skipif(
-    importlib.util.find_spec("rlfoundry.algos.dqn") is None,
-    reason="rlfoundry.algos.dqn not built yet",
-)
+
+def _train_cli(algo: str, env: str, run: Path, steps: int, *sets: str) -> dict:
+    args = ["train", algo, "--env", env, "--steps", str(steps), "--out", str(run)]
+    for s in sets:
+        args += ["--set", s]
+    assert main([*args, "--no-progress"]) == 0
+    return json.loads((run / "summary.json").read_text())
 
 
-@needs_dqn
-def test_trade_backtest_of_a_trained_run(tmp_path: Path, capsys):
-    from rlfoundry.api import train
+def test_shipped_configs_load_and_fit_the_envs():
+    """The tuned configs name only real Config keys, and DQN/PPO accept the envs' spaces."""
+    from rlfoundry.api import _check_env, resolve_config
 
+    for algo in ("dqn", "ppo"):
+        for env_id, hidden in (
+            ("rlfoundry/Trading-v0", (64, 64)),
+            ("rlfoundry/Highway-v0", (256, 256)),
+        ):
+            if env_id == "rlfoundry/Highway-v0":
+                pytest.importorskip("highway_env")
+            module, cfg = resolve_config(algo, env=env_id)
+            assert tuple(cfg.hidden) == hidden and cfg.gamma == 0.9
+            _check_env(module, cfg)
+
+
+@pytest.mark.parametrize("algo", ["dqn", "ppo"])
+def test_trade_backtest_of_a_trained_run(tmp_path: Path, capsys, algo: str):
     run = tmp_path / "run"
-    train("dqn", env="rlfoundry/Trading-v0", steps=600, seed=0, out=run, progress=False)
+    # PPO's shipped segment is 2,048 steps; 128 keeps the smoke run small.
+    sets = ("num_steps=128", "eval_episodes=1") if algo == "ppo" else ("eval_episodes=1",)
+    summary = _train_cli(algo, "rlfoundry/Trading-v0", run, 400 if algo == "dqn" else 128, *sets)
+    assert summary["eval_mean_length"] == 252  # one trading year per evaluation episode
     assert main(["trade", "backtest", str(run), "--random-seeds", "2"]) == 0
     out = capsys.readouterr().out
-    assert "| dqn agent | 1 |" in out and "| buy_and_hold | 1 |" in out
+    assert f"| {algo} agent | 1 |" in out and "| buy_and_hold | 1 |" in out
     assert (run / "backtest_test" / "report.md").is_file()
 
 
-@needs_dqn
-@pytest.mark.slow
-def test_short_dqn_run_crashes_less_than_random(tmp_path: Path):
-    """~3 minutes on one core: 2,000 steps of DQN on highway-fast, 20 eval episodes."""
+@pytest.mark.parametrize("algo", ["dqn", "ppo"])
+def test_driving_train_eval_reports_driving_metrics(tmp_path: Path, capsys, algo: str):
+    """`rlfoundry train` and `rlfoundry eval` of a driving run report collision rate, speed,
+    distance and braking (the algorithms' extra_eval hook); `drive eval` records a GIF."""
     pytest.importorskip("highway_env")
-    from rlfoundry.api import train
-    from rlfoundry.apps.driving.evaluate import compare, load_run_policy
-
     run = tmp_path / "run"
-    train(
-        "dqn",
-        env="rlfoundry/Highway-v0",
-        steps=2000,
-        seed=0,
-        out=run,
-        progress=False,
-        evaluate_after=False,
-    )
-    policy, env_id, env_kwargs = load_run_policy(run)
-    table = compare({"dqn": [lambda env: policy]}, env_id, env_kwargs, episodes=20, seed=100_000)
-    assert table["dqn"]["collision_rate"]["mean"] < table["random"]["collision_rate"]["mean"]
+    sets = ["eval_episodes=1"]
+    sets += ["learning_starts=10"] if algo == "dqn" else ["num_envs=1", "num_steps=32"]
+    summary = _train_cli(algo, "rlfoundry/Highway-v0", run, 32, *sets)
+    keys = ("collision_rate", "mean_speed", "distance", "braking_events", "lane_changes")
+    assert all(f"eval_{k}" in summary for k in keys)
+    assert 0.0 <= summary["eval_collision_rate"] <= 1.0 and summary["eval_mean_speed"] > 0
+    assert main(["eval", str(run), "--episodes", "1"]) == 0
+    assert "eval_collision_rate" in capsys.readouterr().out
+    if algo == "dqn":
+        gif = tmp_path / "ep.gif"
+        argv = ["drive", "eval", str(run), "--episodes", "1", "--label", "dqn", "--video", str(gif)]
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert "| dqn | 1 |" in out and "| random | 1 |" in out and gif.is_file()

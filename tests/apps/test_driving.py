@@ -78,6 +78,32 @@ def test_observations_and_determinism():
     assert env.observation_space.contains(obs)
 
 
+def test_fast_observation_is_highway_envs_bit_for_bit():
+    """FastKinematics returns exactly KinematicObservation's float32 array, step by step."""
+    for env_id, episodes in (
+        ("rlfoundry/Highway-v0", 2),
+        ("rlfoundry/Merge-v0", 1),
+        ("rlfoundry/Roundabout-v0", 1),
+    ):
+        fast, slow = make_env(env_id), make_env(env_id, fast_obs=False)
+        rng = np.random.default_rng(0)
+        for ep in range(episodes):
+            a, _ = fast.reset(seed=ep)
+            b, _ = slow.reset(seed=ep)
+            assert type(fast.unwrapped.observation_type).__name__ == "FastKinematics"
+            assert type(slow.unwrapped.observation_type).__name__ == "KinematicObservation"
+            np.testing.assert_array_equal(a, b)
+            done = False
+            while not done:
+                act = int(rng.integers(5))
+                a, rew_a, term, trunc, _ = fast.step(act)
+                b, rew_b, *_ = slow.step(act)
+                assert a.dtype == b.dtype == np.float32
+                np.testing.assert_array_equal(a, b)
+                assert rew_a == rew_b
+                done = term or trunc
+
+
 def test_evaluation_metrics_and_baselines():
     env = make_env("rlfoundry/Highway-v0")
     idle = evaluate_driving(idle_policy(env), env, episodes=2, seed=0)

@@ -464,3 +464,11 @@ def load_policy(path: str | Path, cfg: Config) -> Callable[[Any], int]:
             return int(q_net(x).argmax(dim=1)) + act_start
 
     return policy
+
+
+def extra_eval(path: str | Path, cfg: Config, policy: Callable[[Any], int]) -> dict[str, Any]:
+    """App metrics for ``summary.json``: collision rate, mean speed, distance and braking
+    events on the driving envs ({} elsewhere; see :func:`rlfoundry.apps.extra_metrics`)."""
+    from rlfoundry.apps import extra_metrics
+
+    return extra_metrics(cfg.env_id, cfg.env_kwargs, policy, cfg.eval_episodes, cfg.seed + 10_000)

@@ -579,3 +579,11 @@ def load_agent(path: str | Path, cfg: Any) -> tuple[Agent, Any]:
 def load_policy(path: str | Path, cfg: Config) -> Any:
     """Deterministic policy (argmax / Gaussian mean, clipped) for ``rlfoundry eval``."""
     return load_agent(path, cfg)[1]
+
+
+def extra_eval(path: str | Path, cfg: Config, policy: Any) -> dict[str, Any]:
+    """App metrics for ``summary.json``: collision rate, mean speed, distance and braking
+    events on the driving envs ({} elsewhere; see :func:`rlfoundry.apps.extra_metrics`)."""
+    from rlfoundry.apps import extra_metrics
+
+    return extra_metrics(cfg.env_id, cfg.env_kwargs, policy, cfg.eval_episodes, cfg.seed + 10_000)

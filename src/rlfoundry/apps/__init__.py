@@ -10,7 +10,17 @@ Importing this package registers the envs with Gymnasium; ``rlfoundry.envs`` imp
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import gymnasium as gym
+
+#: The driving envs, whose evaluation adds collision rate, speed, distance and braking.
+DRIVING_ENVS: tuple[str, ...] = (
+    "rlfoundry/Highway-v0",
+    "rlfoundry/Merge-v0",
+    "rlfoundry/Roundabout-v0",
+)
 
 #: Env ids registered here, for ``rlfoundry list``.
 APP_ENVS: list[str] = [
@@ -40,6 +50,34 @@ def _register() -> None:
             kwargs={"base": base},
             disable_env_checker=True,
         )
+
+
+def extra_metrics(
+    env_id: str,
+    env_kwargs: dict[str, Any] | None,
+    policy: Callable[[Any], Any],
+    episodes: int,
+    seed: int,
+) -> dict[str, Any]:
+    """App-specific evaluation fields for ``summary.json`` ({} for any other env).
+
+    DQN's and PPO's ``extra_eval`` call this, so ``rlfoundry eval RUN_DIR`` of a driving
+    run reports ``eval_collision_rate``, ``eval_mean_speed`` (m/s), ``eval_distance``
+    (m per episode), ``eval_braking_events`` and ``eval_lane_changes`` (per episode),
+    measured on ``episodes`` episodes reset with ``seed + i``.
+    """
+    if env_id not in DRIVING_ENVS or episodes <= 0:
+        return {}
+    from rlfoundry.apps.driving.evaluate import evaluate_driving
+    from rlfoundry.evaluation import make_env
+
+    env = make_env(env_id, **(env_kwargs or {}))
+    try:
+        m = evaluate_driving(policy, env, episodes, seed)
+    finally:
+        env.close()
+    keys = ("collision_rate", "mean_speed", "distance", "braking_events", "lane_changes")
+    return {f"eval_{k}": m[k] for k in keys}
 
 
 _register()
