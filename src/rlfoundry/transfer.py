@@ -381,30 +381,38 @@ def run_lifelong(cfg: LifelongConfig) -> dict[str, Any]:
 # --------------------------------------------------------------------------- output
 
 
-def plot_transfer(finetune: dict | None, lifelong: dict | None, path: str | Path) -> Path:
-    """Fine-tune vs scratch curves (mean and min-max over seeds) and/or the lifelong
-    return-on-every-task curves of one sequence (mean over seeds)."""
+def plot_transfer(
+    finetune: dict | list[dict] | None,
+    lifelong: dict | None,
+    path: str | Path,
+    titles: list[str] | None = None,
+) -> Path:
+    """One panel per fine-tuning result (fine-tune vs scratch: mean and min-max over
+    seeds) and one for a lifelong result (return on every task along the sequence, mean
+    over seeds). ``titles`` name the fine-tuning panels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [p for p in (finetune, lifelong) if p is not None]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.2), squeeze=False)
+    finetunes = [] if finetune is None else finetune if isinstance(finetune, list) else [finetune]
+    n_panels = len(finetunes) + (lifelong is not None)
+    fig, axes = plt.subplots(1, n_panels, figsize=(6.2 * n_panels, 4.2), squeeze=False)
     ax_iter = iter(axes[0])
-    if finetune is not None:
+    for k, res in enumerate(finetunes):
         ax = next(ax_iter)
-        steps = np.asarray(finetune["steps"])
+        steps = np.asarray(res["steps"])
         for key, colour in (("finetune", "tab:blue"), ("scratch", "tab:orange")):
-            c = np.asarray(finetune["curves"][key])
+            c = np.asarray(res["curves"][key])
             label = "fine-tuned from source" if key == "finetune" else "from scratch"
             ax.plot(steps, c.mean(0), color=colour, label=f"{label} (mean)")
             ax.fill_between(steps, c.min(0), c.max(0), color=colour, alpha=0.2)
-        ax.axhline(finetune["threshold"], color="grey", ls="--", lw=1, label="threshold")
+        ax.axhline(res["threshold"], color="grey", ls="--", lw=1, label="threshold")
         ax.set_xlabel("target-task env steps")
         ax.set_ylabel("exact return of greedy policy")
-        n = len(finetune["per_seed"])
-        ax.set_title(f"transfer: {finetune['config']['algo']}, {n} seeds (band: min-max)")
+        n = len(res["per_seed"])
+        head = titles[k] if titles else f"transfer: {res['config']['algo']}"
+        ax.set_title(f"{head}, {n} seeds (band: min-max)", fontsize=10)
         ax.legend(loc="lower right", fontsize=8)
     if lifelong is not None:
         ax = next(ax_iter)
@@ -417,7 +425,7 @@ def plot_transfer(finetune: dict | None, lifelong: dict | None, path: str | Path
         for i in range(1, n):
             ax.axvline(i * per, color="grey", lw=0.8, ls=":")
         bwt = lifelong["backward_transfer_mean"]
-        ax.set_title(f"lifelong: tasks learned in order (BWT {bwt:.2f})")
+        ax.set_title(f"lifelong: tasks learned in order (BWT {bwt:.2f})", fontsize=10)
         ax.set_xlabel("env steps over the sequence")
         ax.set_ylabel("exact return (mean over seeds)")
         ax.legend(loc="lower left", fontsize=8)
