@@ -33,6 +33,8 @@ ALGOS: dict[str, tuple[str, str]] = {
     "ppo": ("rlfoundry.algos.ppo", "PPO: clipped-surrogate actor-critic, Discrete or Box actions"),
     "a2c": ("rlfoundry.algos.a2c", "A2C: synchronous advantage actor-critic (one step per segment)"),
     "selfplay_ppo": ("rlfoundry.algos.selfplay_ppo", "self-play PPO with action masking on PettingZoo games"),
+    "mappo": ("rlfoundry.algos.mappo", "MAPPO / IPPO: parameter-shared PPO for cooperative teams"),
+    "rl2": ("rlfoundry.algos.rl2", "RL^2: a GRU policy meta-trained by PPO on bandits / MDPs"),
     "pets": ("rlfoundry.algos.pets", "PETS: ensemble dynamics model + CEM planning (model-based)"),
 }
 

@@ -8,6 +8,8 @@
   random opponent, for ``selfplay_ppo``.
 - the meta-RL task distributions of :mod:`rlfoundry.envs.meta` (``rlfoundry/MetaBandit-v0``,
   ``rlfoundry/MetaMDP-v0``), for ``rl2``.
+- the cooperative tasks of :mod:`rlfoundry.envs.teams` (``mpe2/simple_spread_v3``) as one
+  env over the joint action, for ``mappo``.
 
 Both GridWorld ids cut episodes at 100 steps, the limit the exact solvers in
 :mod:`rlfoundry.mdp` count.
@@ -18,13 +20,15 @@ from __future__ import annotations
 import gymnasium as gym
 
 from rlfoundry.apps import APP_ENVS
-from rlfoundry.envs import games, meta
+from rlfoundry.envs import games, meta, teams
 from rlfoundry.envs.gridworld import ACTION_NAMES, DEFAULT_LAYOUT, GridWorld, parse_layout
 
 GRIDWORLD_ENVS: list[str] = ["rlfoundry/GridWorld-v0", "rlfoundry/GridWorldSlippery-v0"]
 
 #: Every env id rlfoundry registers, for ``rlfoundry list``.
-BUILTIN_ENVS: list[str] = GRIDWORLD_ENVS + APP_ENVS + games.GAME_ENVS + meta.META_ENVS
+BUILTIN_ENVS: list[str] = (
+    GRIDWORLD_ENVS + APP_ENVS + games.GAME_ENVS + meta.META_ENVS + teams.TEAM_ENVS
+)
 
 __all__ = [
     "ACTION_NAMES",
@@ -51,3 +55,4 @@ def _register() -> None:
 _register()
 games.register()
 meta.register()
+teams.register()
