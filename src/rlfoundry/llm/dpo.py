@@ -30,7 +30,8 @@ from torch import Tensor
 from rlfoundry.core import dpo_loss, masked_sum
 from rlfoundry.errors import ConfigError
 from rlfoundry.llm import rl_common as rc
-from rlfoundry.llm.reward_model import load_pairs, lr_lambda
+from rlfoundry.llm.reward_model import load_pairs
+from rlfoundry.llm.sft import lr_lambda
 from rlfoundry.run import Run, generator_state, seed_everything, set_generator_state
 
 STAGE = "dpo"
@@ -159,7 +160,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
     model.train()
     ref_model = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps, cfg.steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps, cfg.steps, 0.1))
     rng = np.random.default_rng(cfg.seed)
     order, cursor, step = rng.permutation(len(train_pairs)), 0, 0
     held_ref = _ref_logps(ref_model, tok, held, cfg.max_len)  # [N, 2], fixed

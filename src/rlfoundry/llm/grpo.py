@@ -51,6 +51,7 @@ from rlfoundry.core import (
 )
 from rlfoundry.errors import ConfigError
 from rlfoundry.llm import rl_common as rc
+from rlfoundry.llm.sft import lr_lambda
 from rlfoundry.run import Run, generator_state, seed_everything, set_generator_state
 
 STAGE = "grpo"
@@ -91,9 +92,12 @@ class Config:
     temperature: float = 1.0
     """Sampling temperature (the log-probs of the loss use the same temperature)."""
     lr: float = 1e-4
-    """AdamW learning rate (constant after a linear warm-up)."""
+    """Peak AdamW learning rate (after a linear warm-up)."""
     warmup_steps: int = 5
     """Linear learning-rate warm-up steps."""
+    min_lr_ratio: float = 1.0
+    """Final learning rate as a fraction of lr, reached by cosine decay at the last step;
+    1 = constant after warm-up."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
@@ -393,7 +397,7 @@ def train(
     ref = copy.deepcopy(model).eval().requires_grad_(False) if cfg.beta > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps))
+        opt, lr_lambda(cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
     )
     # one prompt-order stream shared by all ranks (each takes its slice), one sampling
     # stream per rank

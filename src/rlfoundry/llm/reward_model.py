@@ -18,7 +18,6 @@ sequence-classification model; `rewards.parse_reward("rm:DIR")` uses it as a rew
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from torch import Tensor
 from rlfoundry.core import bradley_terry_loss, pairwise_accuracy
 from rlfoundry.errors import ConfigError, RLFoundryError
 from rlfoundry.llm import rl_common as rc
+from rlfoundry.llm.sft import lr_lambda
 from rlfoundry.run import Run, generator_state, seed_everything, set_generator_state
 
 STAGE = "reward-model"
@@ -222,18 +222,6 @@ def evaluate(model: Any, tok: Any, pairs: list[dict], max_len: int, batch: int =
     }
 
 
-def lr_lambda(warmup: int, total: int):
-    """Linear warm-up then cosine decay to 10% of the peak."""
-
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        t = (step - warmup) / max(1, total - warmup)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-    return f
-
-
 # ---------------------------------------------------------------------- training
 
 
@@ -245,7 +233,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
     model, tok = build_reward_model(cfg.model)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps, cfg.steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps, cfg.steps, 0.1))
     rng = np.random.default_rng(cfg.seed)
     order, cursor, step = rng.permutation(len(train_pairs)), 0, 0
 
