@@ -170,20 +170,22 @@ def test_cli_train_eval_list_smoke(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_pets_swings_up_pendulum_in_800_steps(tmp_path):
-    """Shipped config, seed 0 (the first seed tried), 800 real steps: one random episode
-    and three planned ones. Random actions score about -1200 and PPO needs ~100k steps
-    for -200. Asserted: the mean of the last two training episodes >= -250 and the
-    MPC evaluation (2 unseen episodes) >= -250. Budget: ~1 CPU-minute unloaded."""
-    s = api.train(
+    """Shipped config, seed 0 (the first seed tried), 800 real steps: one random episode,
+    then three MPC episodes (no exploration noise, each from a fresh random start, so they
+    are evaluations of the current model + planner). Random actions score about -1200 and
+    PPO needs ~100k steps for -200. Asserted: every MPC episode >= -300 and the mean of
+    the last two >= -200 (measured: -235, -117, -129). Budget: ~40 CPU-seconds unloaded
+    (600 planned steps)."""
+    api.train(
         "pets",
         env="Pendulum-v1",
         steps=800,
         seed=0,
         out=tmp_path / "r",
         progress=False,
-        overrides={"eval_episodes": 2},
+        evaluate_after=False,
     )
     m = read_metrics(tmp_path / "r")
     ret = m["episode_return"][~np.isnan(m["episode_return"])]
-    assert len(ret) == 4 and ret[-2:].mean() >= -250, ret
-    assert s["eval_mean_return"] >= -250, s
+    assert len(ret) == 4 and ret[0] < -600, ret  # the random episode
+    assert ret[1:].min() >= -300 and ret[-2:].mean() >= -200, ret
