@@ -213,11 +213,15 @@ def test_tictactoe_beats_random_playing_first(tmp_path):
 
 
 @pytest.mark.slow
-def test_rps_selfplay_approaches_the_uniform_nash(tmp_path):
+def test_rps_selfplay_stays_near_the_uniform_nash(tmp_path):
+    """The shipped rps config (raw advantages, entropy 0.05) keeps the policy within 0.1
+    exploitability of the uniform Nash over 10k moves of self-play. It can fail: with
+    the board-game defaults (normalised advantages, entropy 0.01) the same run drifted
+    to an almost pure strategy (exploitability 0.9 at 20k moves)."""
     s = train(
         "selfplay_ppo",
         env=RPS,
-        steps=20_000,
+        steps=10_000,
         seed=0,
         out=tmp_path / "rps",
         progress=False,

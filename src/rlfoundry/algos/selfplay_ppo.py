@@ -99,6 +99,10 @@ class Config:
     """Passes over each iteration's learner moves."""
     batch_size: int = 256
     """Minibatch size."""
+    norm_adv: bool = True
+    """Normalise advantages within each minibatch. Off for rock-paper-scissors: near the
+    equilibrium the true advantages vanish, and normalising would blow their noise up
+    to unit scale and drown the entropy bonus that pulls towards the uniform Nash."""
     clip_coef: float = 0.2
     """Surrogate clipping epsilon."""
     ent_coef: float = 0.01
@@ -435,7 +439,10 @@ def train(cfg: Config, run: Run) -> None:
                     logp = torch.log_softmax(logits, -1).gather(-1, b["act"][idx, None]).squeeze(-1)
                     ent = entropy_from_logits(logits).mean()
                     pg_loss, info = clipped_surrogate(
-                        logp, b["logp"][idx], normalize_advantages(b["adv"][idx]), cfg.clip_coef
+                        logp,
+                        b["logp"][idx],
+                        normalize_advantages(b["adv"][idx]) if cfg.norm_adv else b["adv"][idx],
+                        cfg.clip_coef,
                     )
                     v_loss = value_loss(agent.value(b["obs"][idx]), b["ret"][idx])
                     loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
