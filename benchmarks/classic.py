@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -81,14 +81,17 @@ class EvalRun(Run):
         self.module, self.cfg, self.task, self.episodes = module, cfg, task, episodes
         self.next_eval = task.eval_every
         self.pending = False
-        self.overhead = 0.0
-        self.t0 = time.perf_counter()
+        self.overhead = self.overhead_cpu = 0.0
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
         self.curve: list[tuple[int, float, float]] = []  # (step, eval mean, train seconds)
-        self.reached: tuple[int, float] | None = None
+        self.reached: tuple[int, float, float] | None = None  # (step, wall s, CPU s)
         self.env = make_env(cfg.env_id, **getattr(cfg, "env_kwargs", {}))
 
     def train_seconds(self) -> float:
         return time.perf_counter() - self.t0 - self.overhead
+
+    def train_cpu_seconds(self) -> float:
+        return time.process_time() - self.c0 - self.overhead_cpu
 
     def checkpoint_due(self, step: int) -> bool:
         if step >= self.next_eval:
@@ -99,8 +102,8 @@ class EvalRun(Run):
     def save_checkpoint(self, step: int, tensors: dict, state: dict | None = None) -> Path:
         if not self.pending:
             return super().save_checkpoint(step, tensors, state)
-        t = time.perf_counter()
-        train_s = t - self.t0 - self.overhead
+        t, c = time.perf_counter(), time.process_time()
+        train_s, train_c = t - self.t0 - self.overhead, c - self.c0 - self.overhead_cpu
         path = super().save_checkpoint(step, tensors, state)
         self.pending = False
         while self.next_eval <= step:
@@ -109,9 +112,10 @@ class EvalRun(Run):
         mean = evaluate(policy, self.env, self.episodes, EVAL_SEED)["eval_mean_return"]
         self.curve.append((step, mean, train_s))
         if mean >= self.task.threshold and self.reached is None:
-            self.reached = (step, train_s)
+            self.reached = (step, train_s, train_c)
             self.stop_requested = True
         self.overhead += time.perf_counter() - t
+        self.overhead_cpu += time.process_time() - c
         return path
 
 
@@ -124,11 +128,11 @@ def run_rlfoundry(task: Task, seed: int, episodes: int) -> dict[str, Any]:
         run = EvalRun(Path(tmp), module, cfg, task, episodes)
         with run:
             module.train(cfg, run)
-        train_s = run.train_seconds()
+        train_s, train_c = run.train_seconds(), run.train_cpu_seconds()
         policy = module.load_policy(tmp, cfg)
         final = evaluate(policy, run.env, FINAL_EPISODES, FINAL_SEED)["eval_mean_return"]
         run.env.close()
-    return _result(run.step, train_s, run.reached, run.curve, final, cfg.total_steps)
+    return _result(run.step, train_s, train_c, run.reached, run.curve, final, cfg.total_steps)
 
 
 # --------------------------------------------------------------------------- SB3 side
@@ -197,18 +201,18 @@ def run_sb3(task: Task, seed: int, episodes: int) -> dict[str, Any]:
 
         def __init__(self) -> None:
             super().__init__()
-            self.next_eval, self.overhead = task.eval_every, 0.0
+            self.next_eval, self.overhead, self.overhead_cpu = task.eval_every, 0.0, 0.0
             self.curve: list[tuple[int, float, float]] = []
-            self.reached: tuple[int, float] | None = None
-            self.t0 = time.perf_counter()
+            self.reached: tuple[int, float, float] | None = None
+            self.t0, self.c0 = time.perf_counter(), time.process_time()
             self.stop = False
 
         def _on_rollout_start(self) -> None:
             step = self.num_timesteps
             if step < self.next_eval or self.stop:
                 return
-            t = time.perf_counter()
-            train_s = t - self.t0 - self.overhead
+            t, c = time.perf_counter(), time.process_time()
+            train_s, train_c = t - self.t0 - self.overhead, c - self.c0 - self.overhead_cpu
             while self.next_eval <= step:
                 self.next_eval += task.eval_every
             mean = evaluate(_sb3_policy(self.model), eval_env, episodes, EVAL_SEED)[
@@ -216,8 +220,9 @@ def run_sb3(task: Task, seed: int, episodes: int) -> dict[str, Any]:
             ]
             self.curve.append((step, mean, train_s))
             if mean >= task.threshold:
-                self.reached, self.stop = (step, train_s), True
+                self.reached, self.stop = (step, train_s, train_c), True
             self.overhead += time.perf_counter() - t
+            self.overhead_cpu += time.process_time() - c
 
         def _on_step(self) -> bool:
             return not self.stop
@@ -240,10 +245,13 @@ def run_sb3(task: Task, seed: int, episodes: int) -> dict[str, Any]:
         model = PPO("MlpPolicy", env, seed=seed, device="cpu", **sb3_kwargs("ppo", cfg))
     model.learn(total_timesteps=cfg.total_steps, callback=cb)
     train_s = time.perf_counter() - cb.t0 - cb.overhead
+    train_c = time.process_time() - cb.c0 - cb.overhead_cpu
     final = evaluate(_sb3_policy(model), eval_env, FINAL_EPISODES, FINAL_SEED)["eval_mean_return"]
     env.close()
     eval_env.close()
-    return _result(model.num_timesteps, train_s, cb.reached, cb.curve, final, cfg.total_steps)
+    return _result(
+        model.num_timesteps, train_s, train_c, cb.reached, cb.curve, final, cfg.total_steps
+    )
 
 
 def _sb3_policy(model: Any):
@@ -260,13 +268,16 @@ def _sb3_policy(model: Any):
 # --------------------------------------------------------------------------- report
 
 
-def _result(steps, train_s, reached, curve, final, total) -> dict[str, Any]:
+def _result(steps, train_s, train_c, reached, curve, final, total) -> dict[str, Any]:
     return {
         "steps": int(steps),
         "train_seconds": round(train_s, 2),
+        "train_cpu_seconds": round(train_c, 2),
         "sps": round(steps / max(train_s, 1e-9), 1),
+        "cpu_sps": round(steps / max(train_c, 1e-9), 1),
         "reached_step": reached[0] if reached else None,
         "seconds_to_threshold": round(reached[1], 2) if reached else None,
+        "cpu_seconds_to_threshold": round(reached[2], 2) if reached else None,
         "final_eval": final,
         "total_steps": int(total),
         "curve": [(s, round(m, 1), round(t, 2)) for s, m, t in curve],
@@ -306,11 +317,12 @@ def report(results: dict[str, dict[str, list[dict]]], args: argparse.Namespace, 
         "<!-- classic -->",
         "## rlfoundry vs Stable-Baselines3 on classic control (`benchmarks/classic.py`)",
         "",
-        f"{datetime.now():%Y-%m-%d %H:%M}; {machine()}; torch {torch.__version__}, "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}; torch {torch.__version__}, "
         f"stable-baselines3 {stable_baselines3.__version__}; both single-threaded "
-        f"(`torch.set_num_threads(1)`), run alternately in one process; load average "
-        f"before the run {load} (the machine is shared, so absolute times are noisy; the "
-        "ratios come from interleaved runs).",
+        f"(`torch.set_num_threads(1)`), run alternately in one process per seed; load "
+        f"average before the run {load}. The machine is shared: under its load wall "
+        "seconds mostly measure the other jobs, so the ratio to read is the one of "
+        "CPU seconds (`time.process_time()` of the process, same interleaving).",
         "",
         f"Protocol: deterministic eval of {args.eval_episodes} episodes every K env steps "
         "(same episode seeds for both), stop at the threshold; times exclude the "
@@ -318,43 +330,46 @@ def report(results: dict[str, dict[str, list[dict]]], args: argparse.Namespace, 
         "episodes of the policy at the stop. Time to threshold: median over the seeds "
         "that reached it. Ratio = rlfoundry / SB3 (< 1: rlfoundry faster).",
         "",
-        "| task | threshold | K | seeds | reached rlf / SB3 | time to threshold rlf / SB3 (s) | ratio | env steps/s rlf / SB3 | ratio | steps to threshold rlf / SB3 | final return rlf / SB3 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| task | threshold | K | seeds | reached rlf / SB3 | CPU s to threshold rlf / SB3 | ratio | wall s to threshold rlf / SB3 | ratio | env steps per CPU s rlf / SB3 | ratio | steps to threshold rlf / SB3 | final return rlf / SB3 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def med(rows: list[dict], key: str, reached_only: bool = True) -> float | None:
+        return _median([x[key] for x in rows if x["reached_step"] is not None or not reached_only])
+
+    def pair(a: float | None, b: float | None, spec: str = ".1f") -> str:
+        ratio = _fmt(a / b if a and b else None, ".2f")
+        return f"{_fmt(a, spec)} / {_fmt(b, spec)} | {ratio}"
+
     for name, res in results.items():
         task = TASKS[name]
         r, s = res.get("rlfoundry", []), res.get("sb3", [])
-        tr = _median([x["seconds_to_threshold"] for x in r if x["reached_step"] is not None])
-        ts = _median([x["seconds_to_threshold"] for x in s if x["reached_step"] is not None])
-        vr, vs = _median([x["sps"] for x in r]), _median([x["sps"] for x in s])
-        nr = _median([x["reached_step"] for x in r if x["reached_step"] is not None])
-        ns = _median([x["reached_step"] for x in s if x["reached_step"] is not None])
-        fr = _median([x["final_eval"] for x in r])
-        fs = _median([x["final_eval"] for x in s])
         lines.append(
             f"| {task.algo.upper()} {task.env_id} | {task.threshold:g} | {task.eval_every} "
-            f"| {max(len(r), len(s))} "
-            f"| {_count(res, 'rlfoundry')} / {_count(res, 'sb3')} "
-            f"| {_fmt(tr)} / {_fmt(ts)} | {_fmt(tr / ts if tr and ts else None, '.2f')} "
-            f"| {_fmt(vr, '.0f')} / {_fmt(vs, '.0f')} | {_fmt(vr / vs if vr and vs else None, '.2f')} "
-            f"| {_fmt(nr, '.0f')} / {_fmt(ns, '.0f')} | {_fmt(fr)} / {_fmt(fs)} |"
+            f"| {max(len(r), len(s))} | {_count(res, 'rlfoundry')} / {_count(res, 'sb3')} "
+            f"| {pair(med(r, 'cpu_seconds_to_threshold'), med(s, 'cpu_seconds_to_threshold'))} "
+            f"| {pair(med(r, 'seconds_to_threshold'), med(s, 'seconds_to_threshold'))} "
+            f"| {pair(med(r, 'cpu_sps', False), med(s, 'cpu_sps', False), '.0f')} "
+            f"| {_fmt(med(r, 'reached_step'), '.0f')} / {_fmt(med(s, 'reached_step'), '.0f')} "
+            f"| {_fmt(med(r, 'final_eval', False))} / {_fmt(med(s, 'final_eval', False))} |"
         )
     lines += [
         "",
-        "Per seed (time to threshold s @ env steps, or `-` if not reached; final return):",
+        "Per seed (CPU s to threshold @ env steps, or `-` if not reached; env steps per "
+        "CPU s over the whole run; final return):",
         "",
     ]
     for name, res in results.items():
         for lib, rows in res.items():
             cells = [
-                f"s{i}: {_fmt(x['seconds_to_threshold'])} @ {x['reached_step'] or '-'}, final {x['final_eval']:.0f}"
-                for i, x in zip(args.seed_list, rows)
+                f"s{x['seed']}: {_fmt(x['cpu_seconds_to_threshold'])} @ "
+                f"{x['reached_step'] or '-'}, {x['cpu_sps']:.0f}/s, final {x['final_eval']:.0f}"
+                for x in sorted(rows, key=lambda x: x["seed"])
             ]
             lines.append(f"- {name} {lib}: " + "; ".join(cells))
-    cmd = " ".join(["python benchmarks/classic.py", *sys.argv[1:]])
     lines += [
         "",
-        f"Reproduce: `{cmd}`. Differences that remain: `benchmarks/README.md`.",
+        f"Reproduce: `{args.command}`. Differences that remain: `benchmarks/README.md`.",
         "<!-- /classic -->",
     ]
     return "\n".join(lines) + "\n"
@@ -371,6 +386,13 @@ def write_results(section: str) -> None:
     RESULTS.write_text(text)
 
 
+def _loadavg() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except OSError:
+        return float("nan")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="1 seed, 5 eval episodes, CartPole only")
@@ -385,7 +407,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--no-write", action="store_true", help="print, do not update RESULTS.md")
     p.add_argument("--json", type=Path, help="also write the raw results here")
+    p.add_argument(
+        "--merge",
+        nargs="*",
+        type=Path,
+        help="no runs: report from these --json files (e.g. one process per seed)",
+    )
     args = p.parse_args(argv)
+    args.command = " ".join(["python benchmarks/classic.py", *sys.argv[1:]])
+    if args.merge:
+        merged: dict[str, dict[str, list[dict]]] = {}
+        for path in args.merge:
+            for name, res in json.loads(path.read_text()).items():
+                for lib, rows in res.items():
+                    merged.setdefault(name, {}).setdefault(lib, []).extend(rows)
+        args.eval_episodes = 10
+        loads = [x["load"] for res in merged.values() for rows in res.values() for x in rows]
+        section = report(merged, args, f"{min(loads):.1f}-{max(loads):.1f} (at each run's start)")
+        print(section)
+        if not args.no_write:
+            write_results(section)
+        return 0
     if args.quick:
         args.seeds, args.eval_episodes = 1, 5
     tasks = (
@@ -415,8 +457,12 @@ def main(argv: list[str] | None = None) -> int:
         for name in tasks:
             for lib in libs:  # rlfoundry, SB3, rlfoundry, SB3, ...
                 gc.collect()
+                load_now = _loadavg()
                 res = libs[lib](TASKS[name], seed, args.eval_episodes)
+                res["seed"], res["load"] = seed, load_now
                 results[name][lib].append(res)
+                if args.json:  # after every run: a long benchmark keeps what it did
+                    args.json.write_text(json.dumps(results, indent=1))
                 print(
                     json.dumps(
                         {

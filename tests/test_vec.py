@@ -174,3 +174,40 @@ def test_async_vector_env_replays_and_reports_final_obs():
     np.testing.assert_array_equal(obs_a, obs_b)
     a.close()
     b.close()
+
+
+def test_array_log_grows_in_one_array_and_copies_its_input():
+    from rlfoundry.replay import ArrayLog
+
+    log = ArrayLog(capacity=2)
+    assert log.array() is None
+    buf = np.zeros(3, dtype=np.float32)
+    for i in range(5):  # grows 2 -> 4 -> 8
+        buf[:] = i  # the caller reuses its array: the log must have copied it
+        log.append(buf)
+    arr = log.array()
+    assert len(log) == 5 and arr.shape == (5, 3) and arr.dtype == np.float32
+    np.testing.assert_array_equal(arr[:, 0], np.arange(5))
+    log.clear()
+    assert len(log) == 0 and log.array() is None
+
+
+def test_action_log_keeps_actions_in_one_int_array():
+    """The earlier list of per-step 0-d arrays cost ~100 bytes of Python object per step."""
+    from rlfoundry.evaluation import make_env
+    from rlfoundry.replay import ActionLog
+
+    env = ActionLog(make_env("CartPole-v1"), seed=3)
+    env.reset()
+    acts = np.random.default_rng(0).integers(0, 2, size=3000)
+    for a in acts:
+        _, _, term, trunc, _ = env.step(int(a))
+        if term or trunc:
+            env.reset()
+    logged = env.state_arrays()["replay/actions"]
+    assert logged.dtype == np.int64 and logged.shape == (3000,)
+    np.testing.assert_array_equal(logged, acts)
+    assert env.log._buf.nbytes <= 2 * 8 * 4096  # one buffer: 8 bytes per action (x2 slack)
+    obs, _ = ActionLog(make_env("CartPole-v1"), seed=3).restore(logged)
+    np.testing.assert_array_equal(obs, env.unwrapped.state.astype(np.float32))
+    env.close()

@@ -32,6 +32,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, Vecto
 
 from rlfoundry.errors import RLFoundryError
 from rlfoundry.evaluation import make_env
+from rlfoundry.replay import ArrayLog
 
 
 def make_vec_env(
@@ -84,28 +85,29 @@ class VecActionLog(gym.vector.VectorWrapper):
     def __init__(self, env: VectorEnv, seed: int) -> None:
         super().__init__(env)
         self.seed = int(seed)
-        self.actions: list[np.ndarray] = []  # one [N, ...] array per step
+        self.log = ArrayLog(capacity=256)  # [T, N, ...]: one array, not one object per step
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict]:
         kwargs.setdefault("seed", self.seed)
         return self.env.reset(**kwargs)
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
-        self.actions.append(np.array(actions, copy=True))
+        self.log.append(actions)
         return self.env.step(actions)
 
     def state_arrays(self, prefix: str = "replay/") -> dict[str, np.ndarray]:
         """The log as one ``[T, N, ...]`` array, for the checkpoint."""
-        if not self.actions:
+        arr = self.log.array()
+        if arr is None:
             shape = (0, self.num_envs, *(self.single_action_space.shape or ()))
             return {f"{prefix}actions": np.zeros(shape, dtype=self.single_action_space.dtype)}
-        return {f"{prefix}actions": np.stack(self.actions)}
+        return {f"{prefix}actions": arr}
 
     def restore(self, actions: np.ndarray | torch.Tensor) -> tuple[Any, dict]:
         """Reset with the original seed and replay ``actions`` ``[T, N, ...]``; return the
         observation and info after the last one (the state at the checkpoint)."""
         actions = actions.numpy() if isinstance(actions, torch.Tensor) else np.asarray(actions)
-        self.actions = []
+        self.log.clear()
         obs, info = self.reset()
         for act in actions:
             obs, _, _, _, info = self.step(act)

@@ -149,9 +149,11 @@ def test_cli_train_eval_smoke(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", "vpg", "--env", "CartPole-v1", "--steps", "500", "--out", str(out)]
     sets = [x for k, v in TINY.items() for x in ("--set", f"{k}={v}")]
-    assert main([*argv, *sets, "--set", "eval_episodes=2", "--no-progress"]) == 0
+    sets += ["--set", "eval_episodes=2", "--set", "render_video=true"]
+    assert main([*argv, *sets, "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["eval_episodes"] == 2
+    assert (out / "eval.gif").read_bytes()[:6] == b"GIF89a"  # --set render_video=true
     assert main(["eval", str(out), "--episodes", "2"]) == 0
     assert main(["list", "vpg"]) == 0
     assert "reward_to_go" in capsys.readouterr().out

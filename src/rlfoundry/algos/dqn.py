@@ -25,6 +25,7 @@ exploration schedule count environment steps; training starts once more than
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,10 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlfoundry.algos.ppo import clip_grad_norm
 from rlfoundry.core import double_q_target, q_learning_target
 from rlfoundry.errors import ConfigError, EnvError, RLFoundryError
 from rlfoundry.evaluation import make_env
-from rlfoundry.nets import mlp
+from rlfoundry.nets import mlp, mlp_forward, mlp_layers
 from rlfoundry.replay import ActionLog
 from rlfoundry.run import (
     CHECKPOINT,
@@ -107,6 +109,8 @@ class Config:
     """Clip the global gradient norm to this value (<= 0 disables clipping)."""
     log_every: int = 1_000
     """Env steps between rows of loss, q_mean, epsilon and sps (episode rows are per episode)."""
+    render_video: bool = False
+    """After training, write eval.gif of one greedy evaluation episode."""
 
     def validate(self) -> None:
         """Raise ConfigError for values DQN cannot use."""
@@ -242,8 +246,8 @@ class ReplayBuffer:
 
 
 def td_target(
-    q_net: nn.Module,
-    target_net: nn.Module,
+    q_net: Callable[[torch.Tensor], torch.Tensor],
+    target_net: Callable[[torch.Tensor], torch.Tensor],
     rew: torch.Tensor,
     next_obs: torch.Tensor,
     terminated: torch.Tensor,
@@ -364,6 +368,10 @@ def train(cfg: Config, run: Run) -> None:
     t_log = time.perf_counter()
     obs_t = torch.from_numpy(obs)
     params = list(q_net.parameters())
+    # q_net(x) and target_net(x) with the same kernels minus nn.Module.__call__ overhead
+    # (rlfoundry.nets.mlp_forward): one forward per env step, two or three per update.
+    q_fwd = functools.partial(mlp_forward, mlp_layers(q_net))
+    target_fwd = functools.partial(mlp_forward, mlp_layers(target_net))
     while step < cfg.total_steps:
         # ---- act: epsilon-greedy, one forward pass for all the copies
         eps = epsilon_at(cfg, step)
@@ -372,7 +380,7 @@ def train(cfg: Config, run: Run) -> None:
             act = rng.integers(0, n_act, size=N)
         else:
             with torch.inference_mode():
-                act = q_net(obs_t).argmax(dim=1).numpy()
+                act = q_fwd(obs_t).argmax(dim=1).numpy()
             if explore.any():
                 act = np.where(explore, rng.integers(0, n_act, size=N), act)
 
@@ -403,13 +411,15 @@ def train(cfg: Config, run: Run) -> None:
             n_grad = cfg.train_freq * N if cfg.gradient_steps == -1 else cfg.gradient_steps
             batches = buffer.sample(cfg.batch_size, rng, n_grad)
             for b_obs, b_act, b_rew, b_next, b_term in zip(*batches):
-                y = td_target(q_net, target_net, b_rew, b_next, b_term, cfg.gamma, cfg.double_q)
-                q_sa = q_net(b_obs).gather(1, b_act[:, None]).squeeze(1)  # [B]
+                y = td_target(q_fwd, target_fwd, b_rew, b_next, b_term, cfg.gamma, cfg.double_q)
+                q_sa = q_fwd(b_obs).gather(1, b_act[:, None]).squeeze(1)  # [B]
                 loss = F.smooth_l1_loss(q_sa, y)  # Huber, as in Mnih et al.'s error clipping
-                optimizer.zero_grad(set_to_none=True)
+                for p in params:  # optimizer.zero_grad(set_to_none=True), minus its overhead
+                    p.grad = None
                 loss.backward()
                 if cfg.max_grad_norm > 0:
-                    nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                    # nn.utils.clip_grad_norm_'s math in three foreach kernels (nets.py)
+                    clip_grad_norm(params, cfg.max_grad_norm)
                 optimizer.step()
                 loss_sum += loss.detach()
                 q_sum += q_sa.detach().mean()
@@ -436,6 +446,11 @@ def train(cfg: Config, run: Run) -> None:
     run.progress(step)
     for env in envs:
         env.close()
+    if cfg.render_video and not run.stop_requested:
+        from rlfoundry.video import record_gif
+
+        policy = load_policy(run.path, cfg)
+        record_gif(policy, cfg.env_id, run.path / "eval.gif", cfg.seed + 10_000, cfg.env_kwargs)
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -100,6 +100,8 @@ class Config:
     """Full-batch gradient steps on the value MSE after every policy step."""
     log_std_init: float = -0.5
     """Initial log standard deviation of the Gaussian policy (Box actions only)."""
+    render_video: bool = False
+    """After training, write eval.gif of one deterministic evaluation episode."""
 
     def validate(self) -> None:
         """Raise ConfigError for values VPG cannot use."""
@@ -355,6 +357,11 @@ def train(cfg: Config, run: Run) -> None:
     save(step)
     run.progress(step)
     env.close()
+    if cfg.render_video:
+        from rlfoundry.video import record_gif
+
+        policy = load_policy(run.path, cfg)
+        record_gif(policy, cfg.env_id, run.path / "eval.gif", cfg.seed + 10_000, cfg.env_kwargs)
 
 
 # --------------------------------------------------------------------------- evaluation
