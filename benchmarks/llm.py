@@ -13,10 +13,12 @@ runs N steps in this process, one after the other, on one CPU thread, offline
 (`report_to="none"`, `use_vllm=False`, no hub access).
 
 Reported: steps/s and completion tokens/s of the training loop (model loading and the
-final evaluation excluded), the mean training reward over the first and last fifth
+final evaluation excluded), by wall clock and by this process's CPU time (on a shared
+machine the CPU-time figure is the steadier one: other jobs stretch the wall clock,
+not the CPU seconds a trainer spends), the mean training reward over the first and last fifth
 of the steps, and the held-out greedy exact match of each final model (one shared
 evaluation function), with the ratios rlfoundry / TRL. The figures go to stdout and,
-unless --no-results, to the `llm-grpo` section of benchmarks/RESULTS.md.
+unless --no-results, to the `llm` section of benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-MARK_START = "<!-- llm-grpo -->"
-MARK_END = "<!-- /llm-grpo -->"
+MARK_START = "<!-- llm -->"
+MARK_END = "<!-- /llm -->"
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -48,6 +50,19 @@ def run_rlfoundry(model_dir: str, args: argparse.Namespace, out: Path) -> dict[s
     from rlfoundry.llm import grpo
     from rlfoundry.llm.rl_common import run_stage
     from rlfoundry.plotting import read_metrics
+    from rlfoundry.run import Run
+
+    # CPU clock from the first rollout's start to the last step's progress call
+    clock: dict[str, float] = {}
+    real_rollout, real_progress = grpo.rollout, Run.progress
+
+    def rollout(*a: Any, **k: Any) -> Any:
+        clock.setdefault("start", time.process_time())
+        return real_rollout(*a, **k)
+
+    def progress(self: Any, step: int, **k: Any) -> None:
+        clock["end"] = time.process_time()
+        real_progress(self, step, **k)
 
     overrides = {
         "model": model_dir,
@@ -65,7 +80,12 @@ def run_rlfoundry(model_dir: str, args: argparse.Namespace, out: Path) -> dict[s
         "eval_every": 0,
         "seed": args.seed,
     }
-    run_stage(grpo, out, overrides=overrides, progress=False)
+    grpo.rollout, Run.progress = rollout, progress
+    try:
+        run_stage(grpo, out, overrides=overrides, progress=False)
+    finally:
+        grpo.rollout, Run.progress = real_rollout, real_progress
+    cpu = clock["end"] - clock["start"]
     m = read_metrics(out)
     ok = ~np.isnan(m["step_seconds"])
     # first step's start to last step's end, logging and checkpoints between steps included
@@ -73,9 +93,15 @@ def run_rlfoundry(model_dir: str, args: argparse.Namespace, out: Path) -> dict[s
     wall = float(el[-1] - el[0] + m["step_seconds"][ok][0])
     tokens = float(np.nansum(m["completion_len"]) * args.batch)
     first, last = _window_means([float(r) for r in m["reward"] if not np.isnan(r)])
+    return _figures(wall, cpu, tokens, first, last, args, out)
+
+
+def _figures(wall, cpu, tokens, first, last, args, out) -> dict[str, Any]:
     return {
         "wall_s": wall,
+        "cpu_s": cpu,
         "steps_per_s": args.steps / wall,
+        "steps_per_cpu_s": args.steps / cpu,
         "tokens_per_s": tokens / wall,
         "reward_first": first,
         "reward_last": last,
@@ -132,29 +158,26 @@ def run_trl(model_dir: str, args: argparse.Namespace, out: Path) -> dict[str, An
         model=model, reward_funcs=reward, args=cfg, train_dataset=ds, processing_class=tok
     )
 
-    class Clock(TrainerCallback):
-        t0 = 0.0
+    clock: dict[str, float] = {}
 
-        def on_train_begin(self, *a: Any, **k: Any) -> None:
-            Clock.t0 = time.perf_counter()
+    class Clock(TrainerCallback):
+        def on_step_begin(self, *a: Any, **k: Any) -> None:
+            if "wall0" not in clock:
+                clock["wall0"], clock["cpu0"] = time.perf_counter(), time.process_time()
+
+        def on_step_end(self, *a: Any, **k: Any) -> None:
+            clock["wall1"], clock["cpu1"] = time.perf_counter(), time.process_time()
 
     trainer.add_callback(Clock())
     trainer.train()
-    wall = time.perf_counter() - Clock.t0
+    wall, cpu = clock["wall1"] - clock["wall0"], clock["cpu1"] - clock["cpu0"]
     logs = [h for h in trainer.state.log_history if "reward" in h]
     rewards = [float(h["reward"]) for h in logs]
     tokens = sum(float(h["completions/mean_length"]) * args.batch for h in logs)
     trainer.save_model(str(out / "model"))
     tok.save_pretrained(str(out / "model"))
     first, last = _window_means(rewards)
-    return {
-        "wall_s": wall,
-        "steps_per_s": args.steps / wall,
-        "tokens_per_s": tokens / wall,
-        "reward_first": first,
-        "reward_last": last,
-        "model_dir": str(out / "model"),
-    }
+    return _figures(wall, cpu, tokens, first, last, args, out)
 
 
 def held_out_accuracy(model_dir: str, task: str, n: int) -> float:
@@ -172,10 +195,11 @@ def build_sft_model(work: Path, task: str, seed: int) -> str:
     return str(pretrain_and_sft(task=task, out=work, seed=seed, progress=False))
 
 
-def write_results(section: str, path: Path = RESULTS) -> None:
+def write_results(section: str, path: Path | None = None) -> None:
     """Replace only our marked section; re-read right before writing (others edit the file)."""
     from rlfoundry.config import atomic_write_text
 
+    path = path or RESULTS
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     if MARK_START in text and MARK_END in text:
         head, rest = text.split(MARK_START, 1)
@@ -191,7 +215,8 @@ def section(res: dict[str, Any], args: argparse.Namespace, meta: dict[str, Any])
 
     def row(name: str, r: dict[str, Any]) -> str:
         return (
-            f"| {name} | {r['steps_per_s']:.2f} | {r['tokens_per_s']:.0f} | {r['wall_s']:.1f} "
+            f"| {name} | {r['steps_per_s']:.2f} | {r['steps_per_cpu_s']:.2f} "
+            f"| {r['tokens_per_s']:.0f} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} "
             f"| {r['reward_first']:.3f} | {r['reward_last']:.3f} | {r['accuracy']:.1%} |"
         )
 
@@ -206,21 +231,29 @@ def section(res: dict[str, Any], args: argparse.Namespace, meta: dict[str, Any])
             f"{args.batch // args.generations} prompts x {args.generations} generations, "
             f"{args.max_new_tokens} new tokens at most, temperature 1, lr {args.lr:g} "
             f"(warm-up {args.warmup}), clip 0.2, beta 0, token-mean loss, {args.steps} steps "
-            f"each. CPU, 1 thread, {meta['machine']}; load average before the run "
-            f"{meta['load']:.2f} (the machine is shared). TRL {meta['trl']}, "
+            f"each. {meta['date']}; CPU, 1 thread, {meta['machine']}; load average before the run "
+            f"{meta['load']:.2f}, after {meta['load_after']:.2f} (the machine is shared: "
+            f"other jobs stretch the wall clock, less the CPU time). TRL {meta['trl']}, "
             f"transformers {meta['transformers']}, torch {meta['torch']}.",
             "",
-            "| trainer | steps/s | completion tokens/s | train s | reward, first 20% | "
-            "reward, last 20% | held-out exact match after |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| trainer | steps/s (wall) | steps per CPU s | completion tokens/s (wall) "
+            "| train s (wall) | train CPU s | reward, first 20% | reward, last 20% "
+            "| held-out exact match after |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
             row("rlfoundry `llm grpo`", ours),
             row("TRL `GRPOTrainer`", trl),
             "",
-            f"Ratios rlfoundry / TRL: **{ratio['steps_per_s']:.2f}x steps/s**, "
+            f"Ratios rlfoundry / TRL: **{ratio['steps_per_s']:.2f}x steps/s** by wall clock, "
+            f"**{ratio['steps_per_cpu_s']:.2f}x steps per CPU second**, "
             f"{ratio['tokens_per_s']:.2f}x tokens/s; last-20% training reward "
             f"{ours['reward_last']:.3f} vs {trl['reward_last']:.3f}; held-out accuracy "
             f"{ours['accuracy']:.1%} vs {trl['accuracy']:.1%} (SFT start: "
             f"{res['accuracy_start']:.1%}, {args.eval_size} problems).",
+            "",
+            "Read the CPU-time ratio first when the load average is far above the number of "
+            "CPUs: the two trainers run one after the other, and whichever runs while other "
+            "jobs are busier gets less of the machine, which moves the wall-clock ratio but "
+            "not the CPU seconds each trainer spends per step.",
             "",
             "Where the time goes: rlfoundry samples with its own KV-cache loop and reuses the "
             "sampling log-probs as pi_old (no second forward pass); TRL calls "
@@ -228,7 +261,8 @@ def section(res: dict[str, Any], args: argparse.Namespace, meta: dict[str, Any])
             "model this small, per-step overhead dominates; the ratio shrinks as the model "
             "grows and the matrix multiplications dominate both.",
             "",
-            f"Reproduce: `python benchmarks/llm.py --steps {args.steps}`.",
+            f"Reproduce: `python benchmarks/llm.py --steps {args.steps}` (builds the SFT model "
+            "first with the pipeline's pre-training and SFT settings, seed 0).",
             MARK_END,
         ]
     )
@@ -246,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--eval-size", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--model-desc", default="given with --model", help="how --model was made (for RESULTS.md)"
+    )
     p.add_argument("--only", choices=["rlfoundry", "trl"], help="run one trainer only")
     p.add_argument("--no-results", action="store_true", help="do not touch RESULTS.md")
     p.add_argument("--json", help="also write the raw figures to this JSON file")
@@ -278,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         print(name, json.dumps({k: v for k, v in r.items() if k != "model_dir"}))
     if "rlfoundry" in res and "trl" in res:
         res["ratio"] = {
-            k: res["rlfoundry"][k] / res["trl"][k] for k in ("steps_per_s", "tokens_per_s")
+            k: res["rlfoundry"][k] / res["trl"][k]
+            for k in ("steps_per_s", "steps_per_cpu_s", "tokens_per_s")
         }
         print("ratio rlfoundry/TRL", json.dumps(res["ratio"]))
         import transformers
@@ -290,15 +328,18 @@ def main(argv: list[str] | None = None) -> int:
         meta = {
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
             "load": load,
+            "load_after": os.getloadavg()[0],
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "trl": trl.__version__,
             "transformers": transformers.__version__,
             "torch": torch.__version__,
             "model_desc": f"{n_params / 1e6:.2f}M parameters"
-            + (", pre-trained + SFT here" if args.model is None else f", {args.model}"),
+            + (", pre-trained + SFT here" if args.model is None else f", {args.model_desc}"),
         }
+        res["meta"] = meta
         if not args.no_results:
             write_results(section(res, args, meta))
-            print(f"wrote the llm-grpo section of {RESULTS}")
+            print(f"wrote the llm section of {RESULTS}")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
     return 0
