@@ -94,7 +94,7 @@ def rl2(run: Path, out: Path, tasks: int, seed: int) -> None:
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120)
     for i, (name, c) in enumerate(curves.items()):
         ax.plot(np.arange(1, len(c) + 1), c, color=f"C{i}", label=f"{name}: {c[-1]:.2f}")
-        print(f"{name:>26}: regret at t={len(c)}: {c[-1]:.3f}")
+        print(f"{name.replace('$^2$', '2'):>26}: regret at t={len(c)}: {c[-1]:.3f}")
     ax.set_xlabel("pull t")
     ax.set_ylabel("cumulative pseudo-regret")
     k = cfg.env_kwargs.get("arms", 5)

@@ -116,7 +116,8 @@ class Config:
                 raise ConfigError(f"Config key '{name}' must be at least 1; set a positive value.")
         if self.num_minibatches > self.num_envs:
             raise ConfigError(
-                "num_minibatches cannot exceed num_envs (a minibatch is whole trials)."
+                "num_minibatches cannot exceed num_envs (a minibatch is whole trials); "
+                "lower num_minibatches or raise num_envs."
             )
         if self.env_id not in KINDS:
             raise ConfigError(
