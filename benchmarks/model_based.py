@@ -138,6 +138,13 @@ def main(argv: list[str] | None = None) -> None:
             xs, ys = windowed(runs / f"{algo}-s{seed}", args.window)
             ax.plot(xs, ys, color=f"C{i}", alpha=0.9, lw=1.4,
                     label=f"{label}, {len(seeds)} seeds" if j == 0 else None)  # fmt: skip
+            if algo == "pets":  # few episodes: show each one too
+                from rlfoundry.plotting import read_metrics
+
+                m = read_metrics(runs / f"{algo}-s{seed}")
+                ok = ~np.isnan(m["episode_return"])
+                ax.scatter(m["step"][ok], m["episode_return"][ok], s=10, color=f"C{i}", alpha=0.35,
+                           label="PETS single episodes" if j == 0 else None)  # fmt: skip
             reach.append(first_reach(xs, ys, args.threshold))
             finals.append(ys[-1])
             s = summaries[(algo, seed)]
