@@ -56,7 +56,7 @@ def trading(args: argparse.Namespace) -> None:
         ]
         timings[algo] = round(time.perf_counter() - t0, 1)
         loaded = [run_policy_factory(r) for r in runs]
-        policies[f"{algo.upper()} agent"] = [m for m, _, _ in loaded]
+        policies[f"{algo.upper()} agent (rlfoundry)"] = [m for m, _, _ in loaded]
         env_kwargs = loaded[0][1]
     for period in args.periods:
         results = run_suite(policies, env_kwargs, period, random_seeds=len(args.seeds) or 3)
@@ -102,7 +102,7 @@ def driving(args: argparse.Namespace) -> None:
         ]
         timings[algo] = round(time.perf_counter() - t0, 1)
         loaded = [load_run_policy(r) for r in runs]
-        policies[f"{algo.upper()} agent"] = [lambda env, p=p: p for p, _, _ in loaded]
+        policies[f"{algo.upper()} agent (rlfoundry)"] = [lambda env, p=p: p for p, _, _ in loaded]
         first_policy = first_policy or loaded[0][0]
     t0 = time.perf_counter()
     table = compare(policies, args.env, {}, args.episodes, args.eval_seed)
