@@ -68,3 +68,34 @@ def test_driving_train_eval_reports_driving_metrics(tmp_path: Path, capsys, algo
         assert main(argv) == 0
         out = capsys.readouterr().out
         assert "| dqn | 1 |" in out and "| random | 1 |" in out and gif.is_file()
+
+
+@pytest.mark.slow
+def test_short_dqn_run_crashes_less_than_random(tmp_path: Path):
+    """About 2.5 CPU-minutes. rlfoundry's DQN with the shipped Highway-v0 config cut to
+    3,000 steps, epsilon decaying over the same first 1,200 steps as the full 8,000-step
+    run (so this is exactly that run's beginning), against the uniformly random policy on
+    the same 20 seeded traffic scenarios. Measured: 80 % collisions against 100 %."""
+    pytest.importorskip("highway_env")
+    from rlfoundry.api import train
+    from rlfoundry.apps.driving.evaluate import evaluate_driving, load_run_policy, random_policy
+    from rlfoundry.evaluation import make_env
+
+    run = tmp_path / "run"
+    train(
+        "dqn",
+        env="rlfoundry/Highway-v0",
+        steps=3000,
+        seed=0,
+        out=run,
+        overrides={"exploration_fraction": 0.4},
+        progress=False,
+        evaluate_after=False,
+    )
+    policy, env_id, env_kwargs = load_run_policy(run)
+    env = make_env(env_id, **env_kwargs)
+    agent = evaluate_driving(policy, env, episodes=20, seed=100_000)
+    rand = evaluate_driving(random_policy(env, seed=100_000), env, episodes=20, seed=100_000)
+    assert rand["collision_rate"] >= 0.9  # hard scenarios: random driving nearly always crashes
+    assert agent["collision_rate"] <= rand["collision_rate"] - 0.1
+    assert agent["distance"] > 1.5 * rand["distance"]  # it survives longer, not just slower
