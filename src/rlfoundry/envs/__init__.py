@@ -2,6 +2,8 @@
 
 - ``rlfoundry/GridWorld-v0``: :class:`GridWorld` on its default 7x7 layout, deterministic.
 - ``rlfoundry/GridWorldSlippery-v0``: the same with ``slip=0.2``.
+- ``rlfoundry/CartPole-v1``: Gymnasium's CartPole with a ``pole_length`` keyword
+  (:mod:`rlfoundry.envs.cartpole`), for transfer between pole lengths.
 - the application envs of :mod:`rlfoundry.apps` (trading, driving), registered by importing it.
 - the two-player PettingZoo games of :mod:`rlfoundry.envs.games` (``pettingzoo/tictactoe_v3``,
   ``pettingzoo/connect_four_v3``, ``pettingzoo/rps_v2``) as single-agent views against a
@@ -20,14 +22,19 @@ from __future__ import annotations
 import gymnasium as gym
 
 from rlfoundry.apps import APP_ENVS
-from rlfoundry.envs import games, meta, teams
+from rlfoundry.envs import cartpole, games, meta, teams
 from rlfoundry.envs.gridworld import ACTION_NAMES, DEFAULT_LAYOUT, GridWorld, parse_layout
 
 GRIDWORLD_ENVS: list[str] = ["rlfoundry/GridWorld-v0", "rlfoundry/GridWorldSlippery-v0"]
 
 #: Every env id rlfoundry registers, for ``rlfoundry list``.
 BUILTIN_ENVS: list[str] = (
-    GRIDWORLD_ENVS + APP_ENVS + games.GAME_ENVS + meta.META_ENVS + teams.TEAM_ENVS
+    GRIDWORLD_ENVS
+    + cartpole.CARTPOLE_ENVS
+    + APP_ENVS
+    + games.GAME_ENVS
+    + meta.META_ENVS
+    + teams.TEAM_ENVS
 )
 
 __all__ = [
@@ -53,6 +60,7 @@ def _register() -> None:
 
 
 _register()
+cartpole.register()
 games.register()
 meta.register()
 teams.register()
