@@ -96,6 +96,13 @@ class Config:
     """Surrogate clipping epsilon."""
     ent_coef: float = 0.01
     """Weight of the entropy bonus."""
+    anneal_ent: bool = False
+    """Decay ent_coef linearly to 0 over the iterations (explore while the policy is
+    random, commit at the end)."""
+    mean_reward_objective: bool = False
+    """Score each step by the mean reward of the action taken (the arm's probability,
+    mu(s, a) in an MDP) instead of the sampled reward, in GAE only: the expected trial
+    return is the same, its variance lower. The GRU still sees only sampled rewards."""
     vf_coef: float = 0.1
     """Weight of the value loss. Actor and critic share the GRU, and at 0.5 the value
     gradient was ~750x the policy gradient: the shared features only served the critic."""
@@ -153,12 +160,14 @@ def play_trials(
     agent: RecurrentAgent, tasks: Any, rng: np.random.Generator, greedy: bool = False
 ) -> dict[str, np.ndarray | torch.Tensor]:
     """One trial of each of ``tasks.n`` freshly drawn tasks: ``obs [T, n, D]``,
-    ``act/rew [T, n]`` and, per step, the regret against the best arm (bandits) or
-    nothing (MDPs: see :func:`evaluate`)."""
+    ``act/rew [T, n]``, the mean reward of each action taken ``rew_mean [T, n]`` and,
+    per step, the regret against the best arm (bandits) or nothing (MDPs: see
+    :func:`evaluate`)."""
     T, n = tasks.trial_len, tasks.n
     obs = torch.zeros(T, n, tasks.obs_dim)
     act = torch.zeros(T, n, dtype=torch.long)
     rew = torch.zeros(T, n)
+    rew_mean = torch.zeros(T, n)
     regret = np.zeros((T, n))
     x = torch.from_numpy(tasks.reset(rng))
     h = None
@@ -175,10 +184,11 @@ def play_trials(
             a_np = a.numpy()
             if isinstance(tasks, meta.BanditTasks):
                 regret[t] = tasks.regret(a_np)
+            rew_mean[t] = torch.from_numpy(tasks.expected_reward(a_np).astype(np.float32))
             nxt, r = tasks.step(a_np, rng)
             rew[t] = torch.from_numpy(r)
             x = torch.from_numpy(nxt)
-    return {"obs": obs, "act": act, "rew": rew, "regret": regret}
+    return {"obs": obs, "act": act, "rew": rew, "rew_mean": rew_mean, "regret": regret}
 
 
 def evaluate(
@@ -233,15 +243,15 @@ def train(cfg: Config, run: Run) -> None:
         frac = 1.0 - iteration / num_iterations
         lr = cfg.learning_rate * frac if cfg.anneal_lr else cfg.learning_rate
         opt.param_groups[0]["lr"] = lr
+        ent_coef = cfg.ent_coef * frac if cfg.anneal_ent else cfg.ent_coef
         b = play_trials(agent, tasks, rng)
         step += T * N
         with torch.no_grad():  # the whole-sequence pass the update replays
             logits, val, _ = agent(b["obs"])
             old_logp = torch.log_softmax(logits, -1).gather(-1, b["act"][..., None]).squeeze(-1)
         next_val = torch.cat([val[1:], torch.zeros(1, N)])
-        adv, ret = gae(
-            b["rew"], val, next_val, term, torch.zeros_like(term), cfg.gamma, cfg.gae_lambda
-        )
+        rew = b["rew_mean"] if cfg.mean_reward_objective else b["rew"]
+        adv, ret = gae(rew, val, next_val, term, torch.zeros_like(term), cfg.gamma, cfg.gae_lambda)
         stats: dict[str, list[torch.Tensor]] = {
             k: [] for k in ("policy_loss", "value_loss", "approx_kl", "clip_fraction", "entropy")
         }
@@ -257,7 +267,7 @@ def train(cfg: Config, run: Run) -> None:
                     logp, old_logp[:, idx], normalize_advantages(adv[:, idx]), cfg.clip_coef
                 )
                 v_loss = value_loss(v, ret[:, idx])
-                loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
+                loss = pg_loss + cfg.vf_coef * v_loss - ent_coef * ent
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 clip_grad_norm(params, cfg.max_grad_norm)
@@ -330,8 +340,9 @@ def load_policy(path: str | Path, cfg: Config) -> Any:
 
 
 def extra_eval(path: str | Path, cfg: Config, policy: Any) -> dict[str, Any]:
-    """Held-out regret of RL^2 (sampled and greedy actions) and, for bandits, of UCB1,
-    Thompson sampling, epsilon-greedy and random arms on the same tasks."""
+    """Held-out regret of RL^2 (sampled and greedy actions) and, on the same tasks, of
+    UCB1, Thompson sampling, epsilon-greedy and random arms (bandits) or the trial
+    return of Q-learning, PSRL and random actions (MDPs)."""
     agent = load_agent(path, cfg)
     seed = cfg.seed + 10_000
     out: dict[str, Any] = {}
@@ -343,6 +354,14 @@ def extra_eval(path: str | Path, cfg: Config, policy: Any) -> dict[str, Any]:
         for k in ("oracle_return", "random_return"):
             if k in ev:
                 out[k] = ev[k]
+    if KINDS[cfg.env_id] == "mdp":
+        from rlfoundry import mdp_learners
+
+        for name, fn in mdp_learners.BASELINES.items():
+            tasks = meta.make_tasks("mdp", cfg.eval_episodes, **cfg.env_kwargs)
+            tasks.reset(np.random.default_rng(seed))  # the MDPs RL^2 was scored on
+            rew = fn(tasks, np.random.default_rng(seed + 1))
+            out[f"{name}_trial_return"] = float(rew.sum(0).mean())
     if KINDS[cfg.env_id] == "bandit":
         from rlfoundry import bandits
 

@@ -59,6 +59,10 @@ class BanditTasks:
         self.t += 1
         return obs, rew
 
+    def expected_reward(self, act: np.ndarray) -> np.ndarray:
+        """Mean reward ``[n]`` of pulling ``act`` (the arm's success probability)."""
+        return self.means[np.arange(self.n), act]
+
     def regret(self, act: np.ndarray) -> np.ndarray:
         """Pseudo-regret of one step ``[n]``: best mean minus the pulled arm's mean."""
         return self.means.max(1) - self.means[np.arange(self.n), act]
@@ -94,6 +98,10 @@ class MDPTasks:
         obs[:, -2] = rew
         obs[:, -1] = done
         return obs
+
+    def expected_reward(self, act: np.ndarray) -> np.ndarray:
+        """Mean reward ``[n]`` of taking ``act`` in the current states, ``mu(s, a)``."""
+        return self.mu[np.arange(self.n), self.s, act]
 
     def step(self, act: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         rows = np.arange(self.n)
