@@ -171,7 +171,9 @@ def sb3_kwargs(algo: str, cfg: Any) -> dict[str, Any]:
             "clip_range_vf": clip if cfg.clip_vloss else None,
             "normalize_advantage": cfg.norm_adv,
             "ent_coef": cfg.ent_coef,
-            "vf_coef": cfg.vf_coef,
+            # SB3's value loss is MSE, rlfoundry's 0.5 * MSE (CleanRL's): same weight on
+            # the gradient when SB3's vf_coef is half of rlfoundry's.
+            "vf_coef": cfg.vf_coef / 2,
             "max_grad_norm": cfg.max_grad_norm,
             "target_kl": cfg.target_kl,
             "policy_kwargs": {

@@ -83,7 +83,8 @@ class Config:
     ent_coef: float = 0.0
     """Weight of the entropy bonus."""
     vf_coef: float = 0.5
-    """Weight of the value loss."""
+    """Weight of the value loss, which is 0.5 * MSE (CleanRL's convention): SB3's vf_coef c,
+    on a plain MSE, is the same gradient as rlfoundry's 2 * c."""
     max_grad_norm: float = 0.5
     """Global gradient-norm clip over actor and critic together."""
     norm_obs: bool = False
