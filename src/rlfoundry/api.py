@@ -5,6 +5,10 @@ shipped for (algo, env) in ``rlfoundry/configs/ALGO/ENV.yaml``, ``--config FILE`
 ``--set key=value``, then the explicit ``--env/--steps/--seed`` flags. Everything is
 validated (algorithm, env, keys, value types, env spaces) before any directory is
 written, and an existing run is never overwritten.
+
+``init_from=SRC`` (``--init-from``) starts a new run from the weights of the run in SRC
+(fine-tuning, see :meth:`rlfoundry.run.Run.warm_start`); SRC is written to the new run's
+config.yaml as ``init_from``, so ``--config THAT/config.yaml`` repeats the fine-tune.
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ from rlfoundry.config import atomic_write_text, build_config, load_yaml, save_ya
 from rlfoundry.errors import ConfigError, RLFoundryError
 from rlfoundry.evaluation import evaluate, make_env
 from rlfoundry.plotting import plot_runs
-from rlfoundry.run import CHECKPOINT, Run, seed_everything
+from rlfoundry.run import CHECKPOINT, Run, check_init_from, seed_everything
+
+#: Keys of a run's config.yaml that are not fields of the algorithm's Config.
+RUN_KEYS = ("algo", "rlfoundry_version", "init_from")
 
 
 def _safe_env_name(env_id: str) -> str:
@@ -51,7 +58,7 @@ def resolve_config(
     """Return ``(module, cfg)`` for ``algo`` with every source applied and validated."""
     module = get_algo(algo)
     file_cfg = config if isinstance(config, dict) else (load_yaml(config) if config else {})
-    file_cfg = {k: v for k, v in file_cfg.items() if k not in ("algo", "rlfoundry_version")}
+    file_cfg = {k: v for k, v in file_cfg.items() if k not in RUN_KEYS}
     flags = {
         k: v for k, v in (("env_id", env), ("total_steps", steps), ("seed", seed)) if v is not None
     }
@@ -89,14 +96,22 @@ def train(
     progress: bool = True,
     stop_at_step: int | None = None,
     evaluate_after: bool = True,
+    init_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train ``algo`` and write a run directory; return the summary dict.
 
     ``resume=DIR`` continues the run in DIR from its checkpoint with its saved config
     (the other arguments, if given, must not contradict it). ``stop_at_step`` behaves
-    like a Ctrl-C at that step (used by tests and ``--stop-at``).
+    like a Ctrl-C at that step (used by tests and ``--stop-at``). ``init_from=DIR``
+    starts the new run from the weights of the run in DIR (same algorithm; PPO, A2C and
+    DQN), or from the ``init_from`` of a ``config`` file when not given.
     """
     if resume is not None:
+        if init_from is not None:
+            raise ConfigError(
+                "--init-from starts a new run; drop it when resuming (a fine-tune run "
+                "resumes from its own checkpoint)."
+            )
         out = Path(resume)
         saved = out / "config.yaml"
         if not saved.exists():
@@ -110,6 +125,7 @@ def train(
                 f"Run '{out}' was trained with {saved_algo}, not {algo}; drop ALGO or fix --resume."
             )
         algo = saved_algo
+        init_from = data.get("init_from")
         module, cfg = resolve_config(algo, config=data)
         if not (out / CHECKPOINT).exists():
             raise RLFoundryError(
@@ -120,6 +136,10 @@ def train(
             raise ConfigError("No algorithm given; run `rlfoundry list` to see them.")
         module, cfg = resolve_config(algo, env, steps, seed, config, overrides)
         algo = algo.lower().replace("-", "_")
+        if init_from is None and config is not None:
+            init_from = (config if isinstance(config, dict) else load_yaml(config)).get("init_from")
+        if init_from is not None:
+            init_from = check_init_from(init_from, algo).resolve()
         _check_env(module, cfg)
         out = Path(out) if out is not None else default_out(algo, cfg)
         if (out / "config.yaml").exists():
@@ -127,9 +147,8 @@ def train(
                 f"'{out}' already holds a run; resume it with --resume {out} or choose another --out."
             )
         out.mkdir(parents=True, exist_ok=True)
-        save_yaml(
-            out / "config.yaml", {"algo": algo, **to_dict(cfg), "rlfoundry_version": __version__}
-        )
+        head = {"algo": algo, **({"init_from": str(init_from)} if init_from else {})}
+        save_yaml(out / "config.yaml", {**head, **to_dict(cfg), "rlfoundry_version": __version__})
 
     torch.set_num_threads(getattr(cfg, "torch_threads", 1) or 1)
     seed_everything(cfg.seed)
@@ -139,8 +158,15 @@ def train(
         resume=resume is not None,
         progress=progress,
         stop_at_step=stop_at_step,
+        init_from=init_from,
     ) as run:
-        module.train(cfg, run)
+        try:
+            module.train(cfg, run)
+        except ConfigError:
+            if init_from is not None and resume is None and not (out / CHECKPOINT).exists():
+                # The source did not fit (raised before any step): free --out for a retry.
+                (out / "config.yaml").unlink(missing_ok=True)
+            raise
         wall = run.elapsed()
         interrupted = run.interrupted
     summary: dict[str, Any] = {
@@ -150,6 +176,7 @@ def train(
         "steps": run.step,
         "wall_seconds": round(wall, 3),
         "run_dir": str(out),
+        **({"init_from": str(init_from)} if init_from else {}),
     }
     if interrupted:
         summary["status"] = "interrupted"

@@ -2,6 +2,7 @@
 
     rlfoundry train ALGO --env ENV_ID [--steps N] [--seed S] [--out DIR]
                          [--config FILE.yaml] [--set key=value ...] [--resume DIR]
+                         [--init-from SRC_RUN_DIR] [--render-video]
     rlfoundry eval DIR [--episodes N]
     rlfoundry solve ENV_ID [--gamma G]
     rlfoundry plot DIR [DIR ...] [--out FILE.png] [--key episode_return]
@@ -56,6 +57,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise RLFoundryError(
             "Give an algorithm (e.g. `rlfoundry train qlearning --env FrozenLake-v1`) or --resume DIR."
         )
+    overrides = parse_overrides(args.set)
+    if args.render_video:
+        _check_render_video(args)
+        overrides["render_video"] = "true"
     summary = train(
         algo=args.algo,
         env=args.env,
@@ -63,16 +68,35 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         out=args.out,
         config=args.config,
-        overrides=parse_overrides(args.set),
+        overrides=overrides,
         resume=args.resume,
         progress=not args.no_progress,
         stop_at_step=args.stop_at,
+        init_from=args.init_from,
     )
     _print_summary(summary)
     if summary.get("status") == "interrupted":
         print(f"Interrupted; continue with: {summary['resume_command']}", file=sys.stderr)
         return 130
     return 0
+
+
+def _check_render_video(args: argparse.Namespace) -> None:
+    """``--render-video`` is ``--set render_video=true``, for algorithms that have it."""
+    import dataclasses
+
+    from rlfoundry.algos import get_algo
+
+    if args.resume is not None:
+        raise RLFoundryError(
+            "--render-video sets up a new run; a resumed run keeps the render_video of its "
+            "config.yaml (drop --render-video, or record later with a new run)."
+        )
+    if "render_video" not in {f.name for f in dataclasses.fields(get_algo(args.algo).Config)}:
+        raise RLFoundryError(
+            f"--render-video is not available for {args.algo} (its config has no "
+            "render_video); drop the flag or use an algorithm such as ppo, a2c, dqn or vpg."
+        )
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -187,6 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", metavar="KEY=VALUE", help="override one config value (repeatable)"
     )
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+    p.add_argument(
+        "--init-from",
+        metavar="DIR",
+        help="start from the weights of the run in DIR (same algorithm: ppo, a2c, dqn)",
+    )
+    p.add_argument(
+        "--render-video",
+        action="store_true",
+        help="after training, write DIR/eval.gif of one evaluation episode "
+        "(= --set render_video=true)",
+    )
     p.add_argument("--stop-at", type=int, help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_train)

@@ -12,6 +12,11 @@ A run directory ``DIR`` holds
 Algorithms receive a :class:`Run` and call ``log``, ``progress``, ``checkpoint_due``,
 ``save_checkpoint`` / ``load_checkpoint`` and check ``stop_requested`` (set by Ctrl-C
 or SIGTERM) so an interrupted run saves its state and can be resumed exactly.
+
+A new run may start from another run's weights (``rlfoundry train ... --init-from SRC``,
+transfer by fine-tuning): the algorithm calls :meth:`Run.warm_start` with its networks
+where it would otherwise start from scratch; a resumed run ignores it and continues from
+its own checkpoint.
 """
 
 from __future__ import annotations
@@ -33,11 +38,16 @@ import numpy as np
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
+from torch import nn
 
-from rlfoundry.config import atomic_write_bytes, atomic_write_text
+from rlfoundry.config import atomic_write_bytes, atomic_write_text, load_yaml
+from rlfoundry.errors import ConfigError
 
 CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.csv"
+
+#: Algorithms whose fresh runs call :meth:`Run.warm_start` (``--init-from``).
+WARM_START_ALGOS = ("ppo", "a2c", "dqn")
 
 
 def rng_state() -> dict[str, Any]:
@@ -87,8 +97,11 @@ class Run:
         tensorboard: bool = True,
         checkpoint_interval_s: float = 60.0,
         stop_at_step: int | None = None,
+        init_from: str | os.PathLike | None = None,
     ) -> None:
         self.path = Path(path)
+        #: Run directory whose weights a fresh run starts from (:meth:`warm_start`).
+        self.init_from = Path(init_from) if init_from is not None else None
         self.path.mkdir(parents=True, exist_ok=True)
         self.total_steps = int(total_steps)
         self.resume = resume
@@ -280,6 +293,66 @@ class Run:
         tensors = {k: v for k, v in tensors.items() if not k.startswith("_rng/")}
         return int(state["step"]), tensors, state
 
+    def warm_start(
+        self, modules: dict[str, nn.Module], stats: dict[str, Any] | None = None
+    ) -> bool:
+        """Load ``modules`` (checkpoint prefix -> network) from ``init_from``'s checkpoint.
+
+        Does nothing and returns False for a resumed run or without ``init_from``. Call
+        it where a fresh run starts: after building the networks (their random init is
+        then overwritten, so the RNG stream stays that of a scratch run with the same
+        seed) and before the first env step. Only weights are taken: optimiser, step,
+        env and RNG state start fresh. ``stats`` maps a prefix (``"obs_rms/"``) to a
+        normaliser with ``load(tensors, prefix)``, or to None when this run has none; the
+        source must have those statistics exactly when this run does, else a network
+        trained on normalised inputs would see raw ones. Raises a one-sentence
+        :class:`ConfigError` (cause + fix) if the source has no checkpoint or a network
+        is missing or has other shapes.
+        """
+        if self.resume or self.init_from is None:
+            return False
+        src = self.init_from
+        found = load_checkpoint_file(src / CHECKPOINT)
+        if found is None:
+            raise ConfigError(
+                f"Cannot start from '{src}': it has no {CHECKPOINT}; train the source run "
+                "first (or pass its directory to --init-from)."
+            )
+        tensors = found[0]
+        for prefix, module in modules.items():
+            head = f"{prefix}/"
+            sd = {k[len(head) :]: v for k, v in tensors.items() if k.startswith(head)}
+            if not sd:
+                raise ConfigError(
+                    f"Cannot start from '{src}': its checkpoint has no '{prefix}' network; "
+                    "warm-start from a run of the same algorithm."
+                )
+            ours = module.state_dict()
+            diff = [
+                f"{k} is {list(sd[k].shape) if k in sd else 'missing'} there, {list(v.shape)} here"
+                for k, v in ours.items()
+                if k not in sd or sd[k].shape != v.shape
+            ] + [f"{k} is not in this network" for k in sd if k not in ours]
+            if diff:
+                raise ConfigError(
+                    f"Cannot start from '{src}': its '{prefix}' network does not fit this "
+                    f"one ({diff[0]}); fine-tune with the source's network sizes (hidden) "
+                    "on an env with the same observation and action spaces."
+                )
+            module.load_state_dict(sd, strict=True)
+        for prefix, norm in (stats or {}).items():
+            has = any(k.startswith(prefix) for k in tensors)
+            if has != (norm is not None):
+                which = "has" if has else "has no"
+                raise ConfigError(
+                    f"Cannot start from '{src}': it {which} '{prefix}' normaliser statistics "
+                    f"and this run {'has none' if has else 'does'}; set the normalisation "
+                    "options (e.g. norm_obs) as in the source's config.yaml."
+                )
+            if norm is not None:
+                norm.load(tensors, prefix)
+        return True
+
     # ------------------------------------------------------------------ end
     def close(self) -> None:
         if self._bar is not None:
@@ -311,6 +384,34 @@ def load_checkpoint_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     return st_load(data), json.loads(meta.get("state", "{}"))
+
+
+def check_init_from(path: str | os.PathLike, algo: str) -> Path:
+    """The source run directory of ``--init-from``, checked before anything is written:
+    a run of ``algo`` (one of :data:`WARM_START_ALGOS`) that saved a checkpoint."""
+    src = Path(path)
+    if algo not in WARM_START_ALGOS:
+        raise ConfigError(
+            f"--init-from works with {', '.join(WARM_START_ALGOS)}, not {algo}; "
+            "drop --init-from or train one of those."
+        )
+    if not (src / "config.yaml").is_file():
+        raise ConfigError(
+            f"Cannot start from '{src}': it is not a run directory (no config.yaml); "
+            "pass --init-from a directory made by `rlfoundry train`."
+        )
+    if not (src / CHECKPOINT).is_file():
+        raise ConfigError(
+            f"Cannot start from '{src}': it has no {CHECKPOINT} (the run never saved one); "
+            "train the source run first."
+        )
+    src_algo = load_yaml(src / "config.yaml").get("algo")
+    if src_algo != algo:
+        raise ConfigError(
+            f"Cannot start {algo} from '{src}': it was trained by {src_algo}, whose "
+            f"networks differ; warm-start from a {algo} run."
+        )
+    return src
 
 
 def _to_float(v: Any) -> float:

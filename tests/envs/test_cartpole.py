@@ -45,3 +45,11 @@ def test_pole_length_sets_half_length_and_moment_consistently():
 def test_bad_pole_length_is_one_clear_error():
     with pytest.raises(EnvError, match="pole_length must be a positive"):
         make_env("rlfoundry/CartPole-v1", pole_length=0.0)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_shipped_configs_equal_cartpoles(algo):
+    """configs/ALGO/rlfoundry_CartPole-v1.yaml is a copy of CartPole-v1.yaml: keep them equal."""
+    from rlfoundry.api import tuned_config
+
+    assert tuned_config(algo, "rlfoundry/CartPole-v1") == tuned_config(algo, "CartPole-v1") != {}

@@ -425,6 +425,8 @@ def restore(
     """
     ckpt = run.load_checkpoint() if run.resume else None
     if ckpt is None:
+        # --init-from: weights and obs statistics of another run; fresh optimiser.
+        run.warm_start({"agent": agent}, {"obs_rms/": rollout.obs_norm})
         rollout.reset()
         return 0, 0
     step, tensors, state = ckpt
