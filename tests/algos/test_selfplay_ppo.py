@@ -83,6 +83,49 @@ def test_alphabeta_takes_a_win_and_blocks_a_loss():
     assert r["win"] == 1.0
 
 
+def _random_c4_positions(n: int, seed: int) -> list[dict]:
+    """Observations of the player to move after 4-12 random plies (games still open)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < n:
+        env = games.make_game(C4)
+        env.reset(seed=0)
+        for _ in range(int(rng.integers(4, 13))):
+            obs, _, term, trunc, _ = env.last()
+            if term or trunc:
+                break
+            env.step(games.random_opponent(obs, rng))
+        else:
+            out.append(env.observe(env.agent_selection))
+        env.close()
+    return out
+
+
+def test_alphabeta_draws_uniformly_among_its_best_moves():
+    """The random root order still returns a best move (checked against a search of each
+    move without root pruning), and ties are broken both ways."""
+    player = games.connect_four_alphabeta(2)
+    ties_seen = 0
+    for obs in _random_c4_positions(8, seed=1):
+        board = games.c4_board(obs)
+        values = {}
+        for col in np.flatnonzero(obs["action_mask"]):
+            b = board.copy()
+            cell = games._c4_drop(b, int(col))
+            b[cell] = 1
+            if games._c4_wins(b, cell):
+                values[int(col)] = 1e6 + 2
+            else:
+                values[int(col)] = -games.c4_negamax(-b, 1, -np.inf, np.inf)[0]
+        best = {c for c, v in values.items() if v == max(values.values())}
+        picks = {player(obs, np.random.default_rng(s)) for s in range(40)}
+        assert picks <= best, (values, picks)
+        if len(best) > 1:
+            ties_seen += 1
+            assert len(picks) > 1, (best, picks)
+    assert ties_seen > 0  # the positions exercised the tie-break
+
+
 @pytest.mark.parametrize(
     ("probs", "expected"),
     [
@@ -151,6 +194,40 @@ def test_resume_is_exact(tmp_path):
     for k in ta:
         assert torch.equal(ta[k], tb[k]), k
     assert sa["step"] == sb["step"]
+
+
+def test_resume_is_exact_with_search_opponents_and_conv(tmp_path):
+    """Connect four with the search opponent in training (it draws from the run's RNG)
+    and the convolutional networks: resume is still exact, and the search games are
+    logged apart from the pool's."""
+    kw = dict(env=C4, steps=700, seed=5, progress=False, evaluate_after=False)
+    kw["overrides"] = _tiny(
+        snapshot_every=1,
+        pool_size=3,
+        search_opponent_frac=0.5,
+        conv_channels=[4],
+        hidden=[16],
+        eval_search_depths=[1],
+    )
+    train("selfplay_ppo", out=tmp_path / "a", **kw)
+    s = train("selfplay_ppo", out=tmp_path / "b", stop_at_step=350, **kw)
+    assert s["status"] == "interrupted"
+    train(resume=tmp_path / "b", progress=False, evaluate_after=False)
+    ta, sa = load_checkpoint_file(tmp_path / "a" / CHECKPOINT)
+    tb, sb = load_checkpoint_file(tmp_path / "b" / CHECKPOINT)
+    assert ta.keys() == tb.keys() and any("conv" in k for k in ta)
+    for k in ta:
+        assert torch.equal(ta[k], tb[k]), k
+    header = (tmp_path / "a" / "metrics.csv").read_text().splitlines()[0].split(",")
+    for key in ("return_vs_search", "return_vs_pool", "win_vs_depth1_first"):
+        assert key in header, key
+
+
+def test_search_opponent_needs_a_search_player():
+    with pytest.raises(ConfigError, match="search_opponent_frac"):
+        resolve_config("selfplay_ppo", env=RPS, overrides={"search_opponent_frac": 0.5})
+    with pytest.raises(ConfigError, match="search_opponent_frac"):
+        resolve_config("selfplay_ppo", env=C4, overrides={"search_opponent_frac": 1.5})
 
 
 def test_cli_train_and_eval_connect_four(tmp_path):

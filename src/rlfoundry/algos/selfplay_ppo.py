@@ -10,10 +10,12 @@ sampling and in the log-probabilities of the PPO ratio.
     for each iteration:
         play num_envs games at a time until num_steps learner moves are collected
         (every game played to its end):
-            with prob 1 - pool_prob: mirror self-play, both seats are the learner and
-                                      both trajectories are training data;
-            else:                     the learner (random seat) against a frozen past
-                                      snapshot from the pool (only its moves train)
+            with prob search_opponent_frac: the learner (random seat) against the
+                                      search player (optional, off by default);
+            else, with prob pool_prob: the learner (random seat) against a frozen past
+                                      snapshot from the pool (only its moves train);
+            else:                     mirror self-play, both seats are the learner and
+                                      both trajectories are training data
         adv, ret = GAE per player trajectory (a player's reward is what it received
                    between its move and its next turn: +1/-1/0 at the end of a game)
         PPO epochs on the learner moves (clipped surrogate, value loss, entropy)
@@ -23,6 +25,12 @@ Playing only the latest self is prone to cycles and forgetting (a policy forgets
 beat a weaker one it no longer meets); a pool of past selves (Bansal et al. 2018,
 "Emergent Complexity via Multi-Agent Competition"; OpenAI Five) keeps old opponents in
 the mix. The pool starts with the initial near-uniform policy, i.e. a random player.
+
+Self-play alone can stay blind to tactics its opponents never use: on connect four the
+defaults beat random but lost every game to a two-ply alpha-beta player, which wins
+whenever a three is left open. Games against that player (``search_opponent_frac``)
+punish every unblocked threat, the way a search-based teacher or scripted exploiters
+(Vinyals et al. 2019, AlphaStar's league) widen the opponent mix.
 
 Evaluation is against fixed opponents from :mod:`rlfoundry.envs.games`: a uniformly
 random player, an exact minimax (tic-tac-toe) or depth-limited alpha-beta (connect
@@ -53,7 +61,7 @@ from rlfoundry.core import (
 )
 from rlfoundry.envs import games
 from rlfoundry.errors import ConfigError, EnvError, RLFoundryError
-from rlfoundry.nets import mlp
+from rlfoundry.nets import layer_init, mlp
 from rlfoundry.run import (
     CHECKPOINT,
     Run,
@@ -115,6 +123,10 @@ class Config:
     """Hidden layer sizes of the actor and of the critic (separate networks)."""
     activation: Literal["tanh", "relu"] = "relu"
     """Hidden activation."""
+    conv_channels: tuple[int, ...] = ()
+    """Channels of 3x3 convolutions (same padding) over the board before the hidden
+    layers, in the actor and the critic; () is an MLP on the flat observation. Needs a
+    board observation (tic-tac-toe, connect four)."""
     pool_prob: float = 0.5
     """Share of games played against a frozen past snapshot (the rest: mirror self-play)."""
     snapshot_every: int = 5
@@ -129,6 +141,14 @@ class Config:
     """Games per seat against the search player (minimax / alpha-beta) in each evaluation."""
     search_depth: int = 4
     """Look-ahead (plies) of the connect-four alpha-beta player (tic-tac-toe's is exact)."""
+    eval_search_depths: tuple[int, ...] = ()
+    """More connect-four alpha-beta depths to evaluate against, search_games per seat each
+    (keys like win_vs_depth1_first); () for none."""
+    search_opponent_frac: float = 0.0
+    """Share of training games the learner (random seat) plays against the search player
+    (minimax / alpha-beta at a depth drawn from search_opponent_depths); 0: off."""
+    search_opponent_depths: tuple[int, ...] = (1, 2)
+    """Connect-four alpha-beta depths of the training search opponent, drawn uniformly."""
     torch_threads: int = 1
     """CPU threads for torch."""
 
@@ -139,8 +159,24 @@ class Config:
                 raise ConfigError(f"Config key '{name}' must be at least 1; set a positive value.")
         if not 0 <= self.pool_prob <= 1:
             raise ConfigError("pool_prob must be in [0, 1]; it is the share of games vs the pool.")
+        if not 0 <= self.search_opponent_frac <= 1:
+            raise ConfigError(
+                "search_opponent_frac must be in [0, 1]; it is the share of games vs search."
+            )
+        if self.search_opponent_frac > 0 and self.env_id == "pettingzoo/rps_v2":
+            raise ConfigError(
+                "rps_v2 has no search player; set search_opponent_frac=0 for rock-paper-scissors."
+            )
+        depths = (*self.search_opponent_depths, *self.eval_search_depths, self.search_depth)
+        if any(d < 1 for d in depths) or not self.search_opponent_depths:
+            raise ConfigError(
+                "Alpha-beta depths must be at least 1 and search_opponent_depths non-empty; "
+                "fix search_depth, eval_search_depths or search_opponent_depths."
+            )
         if self.snapshot_every < 1 or self.pool_size < 1:
             raise ConfigError("snapshot_every and pool_size must be at least 1; fix them.")
+        if self.conv_channels and self.env_id == "pettingzoo/rps_v2":
+            raise ConfigError("rps_v2 has no board; set conv_channels=[] for rock-paper-scissors.")
         if self.env_id not in games.GAME_ENVS:
             raise ConfigError(
                 f"selfplay_ppo plays two-player games; set env_id to one of "
@@ -160,14 +196,57 @@ def check_env(env: gym.Env) -> None:
 
 
 # ---------------------------------------------------------------------------- agent
-class MaskedAgent(nn.Module):
-    """Actor and critic MLPs; the actor's logits of illegal actions are set to -inf."""
+class BoardConv(nn.Module):
+    """3x3 convolutions over a ``[H, W, C]`` board that arrives flat ``[B, H*W*C]``, then
+    an MLP. Weight sharing across the board lets a pattern learnt in one place (an open
+    three) be recognised in every other."""
 
-    def __init__(self, d_obs: int, n_act: int, hidden: tuple[int, ...], activation: str) -> None:
+    def __init__(
+        self,
+        board: tuple[int, ...],
+        channels: tuple[int, ...],
+        out_dim: int,
+        hidden: tuple[int, ...],
+        act_fn: type[nn.Module],
+        out_gain: float,
+    ) -> None:
+        super().__init__()
+        self.board = tuple(board)
+        layers: list[nn.Module] = []
+        last = self.board[2]
+        for ch in channels:
+            layers += [layer_init(nn.Conv2d(last, int(ch), 3, padding=1)), act_fn()]
+            last = int(ch)
+        self.conv = nn.Sequential(*layers)
+        self.head = mlp(last * self.board[0] * self.board[1], out_dim, hidden, act_fn, out_gain)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.view(-1, *self.board).permute(0, 3, 1, 2)  # [B, C, H, W]
+        return self.head(self.conv(x).flatten(1))
+
+
+class MaskedAgent(nn.Module):
+    """Actor and critic networks (MLPs, or :class:`BoardConv` when ``conv_channels`` is
+    set); the actor's logits of illegal actions are set to -inf."""
+
+    def __init__(
+        self,
+        d_obs: int,
+        n_act: int,
+        hidden: tuple[int, ...],
+        activation: str,
+        conv_channels: tuple[int, ...] = (),
+        board: tuple[int, ...] | None = None,
+    ) -> None:
         super().__init__()
         act_fn = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
-        self.actor = mlp(d_obs, n_act, hidden, act_fn, out_gain=0.01)
-        self.critic = mlp(d_obs, 1, hidden, act_fn, out_gain=1.0)
+        if conv_channels:
+            assert board is not None and len(board) == 3, "conv needs an [H, W, C] board"
+            self.actor = BoardConv(board, conv_channels, n_act, hidden, act_fn, 0.01)
+            self.critic = BoardConv(board, conv_channels, 1, hidden, act_fn, 1.0)
+        else:
+            self.actor = mlp(d_obs, n_act, hidden, act_fn, out_gain=0.01)
+            self.critic = mlp(d_obs, 1, hidden, act_fn, out_gain=1.0)
 
     def logits(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Masked logits ``[B, A]``: -inf where ``mask`` is False."""
@@ -175,6 +254,11 @@ class MaskedAgent(nn.Module):
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(obs).squeeze(-1)  # [B]
+
+
+def board_shape(obs: Any) -> tuple[int, ...] | None:
+    """``[H, W, C]`` of a board game's observation, None for rock-paper-scissors."""
+    return tuple(np.shape(obs["observation"])) if isinstance(obs, dict) else None
 
 
 def masked_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -201,52 +285,63 @@ class Trajectory:
     final_obs: np.ndarray | None = None  # set when the game was truncated
 
 
+LEARNER = -1
+"""Controller code of the learner; codes >= 0 index the pool, codes <= -2 the search
+players (-2 - k plays at ``search_opponent_depths[k]``)."""
+
+
 class Selfplay:
     """Plays games of one PettingZoo AEC env between the learner and its opponents."""
 
     def __init__(self, cfg: Config, rng: np.random.Generator) -> None:
         self.cfg = cfg
         self.rng = rng
+        self.search = [games.search_opponent(cfg.env_id, d) for d in cfg.search_opponent_depths]
         self.envs = [games.make_game(cfg.env_id, **cfg.env_kwargs) for _ in range(cfg.num_envs)]
         env = self.envs[0]
         env.reset(seed=cfg.seed)
         agent = env.possible_agents[0]
         self.n_act = int(env.action_space(agent).n)
         self.d_obs = games.split_obs(env.observe(agent), self.n_act)[0].shape[0]
+        self.board = board_shape(env.observe(agent))
 
     def _new_game(self, i: int, pool_len: int) -> None:
         env = self.envs[i]
         env.reset(seed=int(self.rng.integers(2**31)))
-        if pool_len and self.rng.random() < self.cfg.pool_prob:
+        seat, opp = 0, LEARNER
+        # No draw when search_opponent_frac is 0: default runs keep their random stream.
+        if self.cfg.search_opponent_frac > 0 and self.rng.random() < self.cfg.search_opponent_frac:
+            seat = int(self.rng.integers(2))
+            opp = -2 - int(self.rng.integers(len(self.search)))
+        elif pool_len and self.rng.random() < self.cfg.pool_prob:
             seat = int(self.rng.integers(2))
             opp = int(self.rng.integers(pool_len))
-            self.controller[i] = {
-                a: (-1 if k == seat else opp) for k, a in enumerate(env.possible_agents)
-            }
-        else:
-            self.controller[i] = {a: -1 for a in env.possible_agents}  # -1: the learner
-        self.traj[i] = {a: Trajectory() for a, c in self.controller[i].items() if c == -1}
+        self.controller[i] = {
+            a: (LEARNER if k == seat else opp) for k, a in enumerate(env.possible_agents)
+        }
+        self.traj[i] = {a: Trajectory() for a, c in self.controller[i].items() if c == LEARNER}
 
     def collect(
         self, agent: MaskedAgent, pool: list[nn.Module]
-    ) -> tuple[list[Trajectory], int, list[float]]:
+    ) -> tuple[list[Trajectory], int, dict[str, list[float]]]:
         """Play until ``num_steps`` learner moves are collected and every game has ended.
 
         Returns the learner's trajectories (in order of completion), the number of moves
-        made (both seats) and the learner's returns in games against the pool.
+        made (both seats) and the learner's returns in games against the pool and
+        against the search player (keys "pool", "search").
         """
         N = len(self.envs)
         self.controller: list[dict[str, int]] = [{} for _ in range(N)]
         self.traj: list[dict[str, Trajectory]] = [{} for _ in range(N)]
         done_traj: list[Trajectory] = []
-        pool_returns: list[float] = []
+        returns: dict[str, list[float]] = {"pool": [], "search": []}
         learner_moves = moves = 0
         active = [True] * N
         for i in range(N):
             self._new_game(i, len(pool))
         while any(active):
             # Advance each game to a player who must move, closing finished games.
-            want: dict[int, list[tuple[int, str, np.ndarray, np.ndarray]]] = {}
+            want: dict[int, list[tuple[int, str, Any, np.ndarray, np.ndarray]]] = {}
             for i in range(N):
                 while active[i]:
                     env = self.envs[i]
@@ -255,7 +350,8 @@ class Selfplay:
                             if tr.act:
                                 done_traj.append(tr)
                             if len(self.traj[i]) == 1:
-                                pool_returns.append(float(sum(tr.rew)))
+                                vs_search = min(self.controller[i].values()) <= -2
+                                returns["search" if vs_search else "pool"].append(sum(tr.rew))
                         if learner_moves >= self.cfg.num_steps:
                             active[i] = False
                         else:
@@ -274,17 +370,20 @@ class Selfplay:
                         env.step(None)
                         continue
                     x, m = games.split_obs(obs, self.n_act)
-                    want.setdefault(self.controller[i][name], []).append((i, name, x, m))
+                    want.setdefault(self.controller[i][name], []).append((i, name, obs, x, m))
                     break
             # One batched forward per controller (learner or one snapshot).
             for ctrl, items in want.items():
-                x = torch.from_numpy(np.stack([it[2] for it in items]))
-                m = torch.from_numpy(np.stack([it[3] for it in items]))
-                with torch.inference_mode():
-                    net = agent.actor if ctrl == -1 else pool[ctrl]
-                    act = sample_masked(masked_logits(net(x), m)).tolist()
-                for (i, name, xi, mi), a in zip(items, act):
-                    if ctrl == -1:
+                if ctrl <= -2:  # the search player, one position at a time
+                    act = [self.search[-2 - ctrl](it[2], self.rng) for it in items]
+                else:
+                    x = torch.from_numpy(np.stack([it[3] for it in items]))
+                    m = torch.from_numpy(np.stack([it[4] for it in items]))
+                    with torch.inference_mode():
+                        net = agent.actor if ctrl == LEARNER else pool[ctrl]
+                        act = sample_masked(masked_logits(net(x), m)).tolist()
+                for (i, name, _, xi, mi), a in zip(items, act):
+                    if ctrl == LEARNER:
                         tr = self.traj[i][name]
                         tr.obs.append(xi)
                         tr.mask.append(mi)
@@ -293,7 +392,7 @@ class Selfplay:
                         learner_moves += 1
                     self.envs[i].step(a)
                     moves += 1
-        return done_traj, moves, pool_returns
+        return done_traj, moves, returns
 
     def close(self) -> None:
         for env in self.envs:
@@ -364,6 +463,9 @@ def evaluate_agent(
     vs = [("random", games.random_opponent, random_games)]
     if search is not None and search_games > 0:
         vs.append(("search", search, search_games))
+        if cfg.env_id == "pettingzoo/connect_four_v3":
+            for d in cfg.eval_search_depths:
+                vs.append((f"depth{d}", games.connect_four_alphabeta(d), search_games))
     for name, opp, n in vs:
         for seat, where in ((0, "first"), (1, "second")):
             r = games.play(cfg.env_id, me, opp, n, seat, seed, cfg.env_kwargs)
@@ -395,7 +497,9 @@ def train(cfg: Config, run: Run) -> None:
     cfg.validate()
     rng = np.random.default_rng(cfg.seed)
     play = Selfplay(cfg, rng)
-    agent = MaskedAgent(play.d_obs, play.n_act, cfg.hidden, cfg.activation)
+    agent = MaskedAgent(
+        play.d_obs, play.n_act, cfg.hidden, cfg.activation, cfg.conv_channels, play.board
+    )
     params = list(agent.parameters())
     opt = torch.optim.Adam(params, lr=cfg.learning_rate, eps=1e-5)
 
@@ -423,7 +527,7 @@ def train(cfg: Config, run: Run) -> None:
             frac = 1.0 - step / cfg.total_steps  # the game length varies: anneal by moves
             lr = cfg.learning_rate * frac if cfg.anneal_lr else cfg.learning_rate
             opt.param_groups[0]["lr"] = lr
-            trajs, moves, pool_returns = play.collect(agent, pool)
+            trajs, moves, returns = play.collect(agent, pool)
             step += moves
             b = flatten(trajs, agent, cfg.gamma, cfg.gae_lambda)
             B = b["obs"].shape[0]
@@ -465,8 +569,9 @@ def train(cfg: Config, run: Run) -> None:
                     del pool[1]  # keep the initial random-like player
             metrics = {k: torch.stack(v).mean() for k, v in stats.items()}
             metrics["explained_variance"] = explained_variance(b["val"], b["ret"])
-            if pool_returns:
-                metrics["return_vs_pool"] = float(np.mean(pool_returns))
+            for k, v in returns.items():
+                if v:
+                    metrics[f"return_vs_{k}"] = float(np.mean(v))
             last = step >= cfg.total_steps
             if last or (cfg.eval_every and iteration % cfg.eval_every == 0):
                 # A fixed seed per iteration and no draws from `rng`: evaluating does
@@ -506,8 +611,9 @@ def load_agent(path: str | Path, cfg: Config) -> tuple[MaskedAgent, int]:
     a = env.possible_agents[0]
     n_act = int(env.action_space(a).n)
     d_obs = games.split_obs(env.observe(a), n_act)[0].shape[0]
+    board = board_shape(env.observe(a))
     env.close()
-    agent = MaskedAgent(d_obs, n_act, cfg.hidden, cfg.activation)
+    agent = MaskedAgent(d_obs, n_act, cfg.hidden, cfg.activation, cfg.conv_channels, board)
     load_module_state("agent", agent, found[0])
     agent.eval()
     return agent, n_act

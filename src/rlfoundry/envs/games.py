@@ -177,13 +177,21 @@ def _c4_wins(board: np.ndarray, cell: int) -> bool:
     return bool((board[_C4_CELL_WINDOWS[cell]].sum(1) == 4 * board[cell]).any())
 
 
-def c4_negamax(board: np.ndarray, depth: int, alpha: float, beta: float) -> tuple[float, int]:
+def c4_negamax(
+    board: np.ndarray,
+    depth: int,
+    alpha: float,
+    beta: float,
+    order: tuple[int, ...] = _C4_ORDER,
+) -> tuple[float, int]:
     """Negamax with alpha-beta pruning for the player owning the 1s: ``(value, move)``.
 
     A win is worth 1e6 plus the remaining depth (a faster win is better); at depth 0 the
     value is :func:`c4_heuristic`. ``board`` is flat ``[42]`` and is restored on return.
+    ``order`` is the order of the columns tried at this node (deeper nodes try the centre
+    first); of equally good moves the first one tried is returned.
     """
-    moves = [c for c in _C4_ORDER if board[c] == 0]  # row 0 empty: column not full
+    moves = [c for c in order if board[c] == 0]  # row 0 empty: column not full
     if not moves:
         return 0.0, -1
     if depth == 0:
@@ -214,10 +222,19 @@ def c4_board(obs: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def connect_four_alphabeta(depth: int = 4) -> Opponent:
-    """A depth-limited alpha-beta connect-four player (deterministic)."""
+    """A depth-limited alpha-beta connect-four player: a uniformly random one of its
+    best moves (like :func:`tictactoe_minimax`).
+
+    The root's columns are tried in a random order and the first best one is kept:
+    alpha-beta only proves that later moves are no better, so the first of the tied
+    moves in a uniformly random order is a uniform draw among them. Without this the
+    player is deterministic, and so is every game against a greedy policy: N evaluation
+    games would be one game repeated N times.
+    """
 
     def policy(obs: Any, rng: np.random.Generator) -> int:
-        return int(c4_negamax(c4_board(obs), depth, -np.inf, np.inf)[1])
+        order = tuple(int(c) for c in rng.permutation(COLS))
+        return int(c4_negamax(c4_board(obs), depth, -np.inf, np.inf, order)[1])
 
     return policy
 
