@@ -126,7 +126,7 @@ def test_bad_sources_are_refused_before_training(tmp_path, source):
     (tmp_path / "nockpt" / "config.yaml").write_text("algo: ppo\n")
     with pytest.raises(ConfigError, match="has no checkpoint.safetensors"):
         _ppo(tmp_path, "r", init_from=tmp_path / "nockpt")
-    with pytest.raises(ConfigError, match="trained by ppo, whose networks differ"):
+    with pytest.raises(ConfigError, match="trained by ppo; warm-start from a dqn run"):
         train("dqn", env=ENV, out=tmp_path / "r", init_from=source)
     with pytest.raises(ConfigError, match="--init-from works with ppo, a2c, dqn, not vpg"):
         train("vpg", env=ENV, out=tmp_path / "r", init_from=source)

@@ -408,8 +408,8 @@ def check_init_from(path: str | os.PathLike, algo: str) -> Path:
     src_algo = load_yaml(src / "config.yaml").get("algo")
     if src_algo != algo:
         raise ConfigError(
-            f"Cannot start {algo} from '{src}': it was trained by {src_algo}, whose "
-            f"networks differ; warm-start from a {algo} run."
+            f"Cannot start {algo} from '{src}': it was trained by {src_algo}; "
+            f"warm-start from a {algo} run (or train this run with {src_algo})."
         )
     return src
 
