@@ -34,18 +34,21 @@ def mlp(
     hidden: Sequence[int] = (64, 64),
     activation: type[nn.Module] = nn.Tanh,
     out_gain: float = 1.0,
+    orthogonal: bool = True,
 ) -> nn.Sequential:
     """``in_dim -> hidden... -> out_dim`` MLP, orthogonally initialised.
 
     Hidden layers get gain sqrt(2), the output layer ``out_gain``; all biases are 0.
+    ``orthogonal=False`` keeps PyTorch's default init instead (``out_gain`` unused).
     No activation after the output layer.
     """
+    init = layer_init if orthogonal else (lambda layer, gain=1.0: layer)
     layers: list[nn.Module] = []
     last = int(in_dim)
     for h in hidden:
-        layers += [layer_init(nn.Linear(last, int(h))), activation()]
+        layers += [init(nn.Linear(last, int(h))), activation()]
         last = int(h)
-    layers.append(layer_init(nn.Linear(last, int(out_dim)), gain=out_gain))
+    layers.append(init(nn.Linear(last, int(out_dim)), gain=out_gain))
     return nn.Sequential(*layers)
 
 

@@ -77,7 +77,11 @@ class Config:
     num_envs: int = 1
     """Copies of the env stepped in lockstep, one batched forward pass choosing all their actions."""
     hidden: tuple[int, ...] = (64, 64)
-    """Hidden layer sizes of the Q-network (ReLU MLP, orthogonal init)."""
+    """Hidden layer sizes of the Q-network (ReLU MLP)."""
+    orthogonal_init: bool = False
+    """Orthogonal init (gain sqrt 2, zero biases) instead of PyTorch's default (Mnih et al.,
+    SB3 and CleanRL use the default). CartPole, zoo config, 5 seeds: default 5/5 reach 475
+    within 50k steps (median 35k), orthogonal 4/5 (benchmarks/RESULTS.md)."""
     lr: float = 1e-4
     """Adam learning rate."""
     buffer_size: int = 100_000
@@ -170,7 +174,7 @@ def obs_encoder(space: gym.Space) -> tuple[int, Callable[[Any], np.ndarray]]:
 
 
 def q_network(cfg: Config, obs_width: int, n_act: int) -> nn.Sequential:
-    return mlp(obs_width, n_act, cfg.hidden, activation=nn.ReLU)
+    return mlp(obs_width, n_act, cfg.hidden, nn.ReLU, orthogonal=cfg.orthogonal_init)
 
 
 # --------------------------------------------------------------------------- replay memory
@@ -312,6 +316,7 @@ def train(cfg: Config, run: Run) -> None:
 
     ckpt = run.load_checkpoint()  # after building the nets, so the global RNGs are as saved
     if ckpt is None:
+        run.warm_start({"q": q_net, "q_target": target_net})  # --init-from; fresh optimiser
         obs = np.stack([encode(env.reset()[0]) for env in envs])  # [N, D]
     else:
         step, tensors, state = ckpt
