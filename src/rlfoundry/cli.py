@@ -3,6 +3,7 @@
     rlfoundry train ALGO --env ENV_ID [--steps N] [--seed S] [--out DIR]
                          [--config FILE.yaml] [--set key=value ...] [--resume DIR]
                          [--init-from SRC_RUN_DIR] [--render-video]
+                         [--num-envs N] [--async-envs]
     rlfoundry eval DIR [--episodes N]
     rlfoundry solve ENV_ID [--gamma G]
     rlfoundry plot DIR [DIR ...] [--out FILE.png] [--key episode_return]
@@ -58,9 +59,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             "Give an algorithm (e.g. `rlfoundry train qlearning --env FrozenLake-v1`) or --resume DIR."
         )
     overrides = parse_overrides(args.set)
-    if args.render_video:
-        _check_render_video(args)
-        overrides["render_video"] = "true"
+    for flag, key, value in (
+        ("--render-video", "render_video", "true" if args.render_video else None),
+        ("--num-envs", "num_envs", args.num_envs),
+        ("--async-envs", "async_envs", "true" if args.async_envs else None),
+    ):
+        if value is not None:
+            _check_flag(args, flag, key)
+            overrides[key] = str(value)
     summary = train(
         algo=args.algo,
         env=args.env,
@@ -81,21 +87,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_render_video(args: argparse.Namespace) -> None:
-    """``--render-video`` is ``--set render_video=true``, for algorithms that have it."""
+def _check_flag(args: argparse.Namespace, flag: str, key: str) -> None:
+    """A shorthand flag is ``--set key=...``: for new runs of algorithms that have ``key``."""
     import dataclasses
 
     from rlfoundry.algos import get_algo
 
     if args.resume is not None:
         raise RLFoundryError(
-            "--render-video sets up a new run; a resumed run keeps the render_video of its "
-            "config.yaml (drop --render-video, or record later with a new run)."
+            f"{flag} sets up a new run; a resumed run keeps the {key} of its "
+            f"config.yaml (drop {flag}, or start a new run)."
         )
-    if "render_video" not in {f.name for f in dataclasses.fields(get_algo(args.algo).Config)}:
+    if key not in {f.name for f in dataclasses.fields(get_algo(args.algo).Config)}:
+        users = {"render_video": "ppo, a2c, dqn or vpg", "num_envs": "ppo, a2c or dqn"}
         raise RLFoundryError(
-            f"--render-video is not available for {args.algo} (its config has no "
-            "render_video); drop the flag or use an algorithm such as ppo, a2c, dqn or vpg."
+            f"{flag} is not available for {args.algo} (its config has no {key}); drop the "
+            f"flag or use an algorithm such as {users.get(key, 'ppo or a2c')}."
         )
 
 
@@ -221,6 +228,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="after training, write DIR/eval.gif of one evaluation episode "
         "(= --set render_video=true)",
+    )
+    p.add_argument(
+        "--num-envs",
+        type=int,
+        metavar="N",
+        help="parallel copies of the env in a Gymnasium vector env (= --set num_envs=N)",
+    )
+    p.add_argument(
+        "--async-envs",
+        action="store_true",
+        help="step the envs in subprocesses (AsyncVectorEnv; = --set async_envs=true)",
     )
     p.add_argument("--stop-at", type=int, help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -1,0 +1,33 @@
+"""`rlfoundry train` shorthand flags: --num-envs, --async-envs (and their refusals)."""
+
+from __future__ import annotations
+
+from rlfoundry.cli import main
+from rlfoundry.config import load_yaml
+
+
+def test_num_envs_flag_sets_the_vector_env_width(tmp_path):
+    out = tmp_path / "ppo"
+    argv = ["train", "ppo", "--env", "CartPole-v1", "--steps", "256", "--num-envs", "2"]
+    argv += ["--set", "num_steps=64", "--set", "eval_episodes=1", "--out", str(out)]
+    assert main(argv + ["--no-progress"]) == 0
+    cfg = load_yaml(out / "config.yaml")
+    assert cfg["num_envs"] == 2 and cfg["async_envs"] is False
+    assert int(cfg["total_steps"]) == 256
+
+
+def test_async_envs_flag_steps_the_envs_in_subprocesses(tmp_path):
+    out = tmp_path / "a2c"
+    argv = ["train", "a2c", "--env", "CartPole-v1", "--steps", "40", "--num-envs", "2"]
+    argv += ["--async-envs", "--set", "eval_episodes=1", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    cfg = load_yaml(out / "config.yaml")
+    assert cfg["num_envs"] == 2 and cfg["async_envs"] is True
+
+
+def test_flags_are_refused_for_algorithms_without_the_field(tmp_path, capsys):
+    argv = ["train", "qlearning", "--env", "FrozenLake-v1", "--out", str(tmp_path / "q")]
+    assert main(argv + ["--num-envs", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "--num-envs is not available for qlearning" in err and "ppo, a2c or dqn" in err
+    assert not (tmp_path / "q").exists()
