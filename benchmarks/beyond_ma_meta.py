@@ -2,13 +2,15 @@
 
     python benchmarks/beyond_ma_meta.py selfplay RUN_DIR          # docs/img/selfplay_tictactoe.png
     python benchmarks/beyond_ma_meta.py rl2 RUN_DIR               # docs/img/rl2_regret.png
+    python benchmarks/beyond_ma_meta.py rl2_mdp RUN_DIR           # docs/img/rl2_mdp.png
     python benchmarks/beyond_ma_meta.py mappo CENTRAL_DIR INDEP_DIR  # docs/img/mappo_spread.png
 
 Each RUN_DIR comes from ``rlfoundry train`` (the commands are in
 ``docs/beyond_multiagent_meta.md``). The script trains nothing: it reads metrics.csv,
 loads the checkpoint where it needs the policy (RL^2's regret curve on held-out tasks,
-against UCB1, Thompson sampling, epsilon-greedy and random arms on the same tasks), and
-prints the numbers it plots.
+against UCB1, Thompson sampling, epsilon-greedy and random arms on the same tasks; on
+random MDPs, its return per episode of a trial against Q-learning, PSRL, random actions
+and each MDP's optimal policy), and prints the numbers it plots.
 """
 
 from __future__ import annotations
@@ -116,6 +118,64 @@ def rl2(run: Path, out: Path, tasks: int, seed: int) -> None:
     print(f"wrote {out}")
 
 
+def rl2_mdp(run: Path, out: Path, tasks: int, seed: int) -> None:
+    from rlfoundry import mdp_learners
+    from rlfoundry.algos import rl2 as algo
+    from rlfoundry.envs import meta
+
+    _, cfg = _cfg(run)
+    agent = algo.load_agent(run, cfg)
+    torch.manual_seed(seed)
+
+    def new_tasks() -> meta.MDPTasks:
+        mt = meta.make_tasks("mdp", tasks, **cfg.env_kwargs)
+        mt.reset(np.random.default_rng(seed))  # the same MDPs for every policy
+        return mt
+
+    mt = new_tasks()
+    E, L = mt.episodes, mt.episode_len
+    per_ep: dict[str, np.ndarray] = {}  # mean return of episode k of the trial, [E]
+    for greedy, name in ((False, "RL$^2$ (sampled)"), (True, "RL$^2$ (greedy)")):
+        # play_trials redraws tasks from its generator: seeded like new_tasks()
+        b = algo.play_trials(agent, new_tasks(), np.random.default_rng(seed), greedy)
+        per_ep[name] = b["rew"].numpy().reshape(E, L, -1).sum(1).mean(1)
+    for name, fn in mdp_learners.BASELINES.items():
+        rew = fn(new_tasks(), np.random.default_rng(seed + 1))
+        per_ep[name] = rew.reshape(E, L, -1).sum(1).mean(1)
+    opt = mt.optimal_episode_return().mean()
+    plt = _plt()
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120)
+    x = np.arange(1, E + 1)
+    for i, (name, r) in enumerate(per_ep.items()):
+        ax.plot(x, r, "o-", color=f"C{i}", label=f"{name}: trial {r.sum():.1f}")
+        print(
+            f"{name.replace('$^2$', '2'):>20}: trial return {r.sum():7.2f}, per episode "
+            + " ".join(f"{v:5.1f}" for v in r)
+        )
+    ax.axhline(opt, color="k", ls="--", lw=1, label=f"optimal policy: trial {opt * E:.1f}")
+    print(f"{'optimal (knows MDP)':>20}: trial return {opt * E:7.2f}")
+    ax.set_xlabel("episode of the trial (same MDP)")
+    ax.set_ylabel(f"mean episode return ({L} steps)")
+    ax.set_title(f"random MDPs ({mt.S} states, {mt.n_act} actions), {tasks} held-out tasks")
+    ax.set_xticks(x)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    m = read_metrics(run)
+    ok = ~np.isnan(m["eval_trial_return"])
+    ax2.plot(m["step"][ok], m["eval_trial_return"][ok], "C0-", label="RL$^2$ (sampled), held-out")
+    for i, name in enumerate(mdp_learners.BASELINES, start=2):
+        ax2.axhline(per_ep[name].sum(), color=f"C{i}", ls="--", lw=1, label=name)
+    ax2.axhline(opt * E, color="k", ls="--", lw=1, label="optimal")
+    ax2.set_xlabel("training steps (over all tasks)")
+    ax2.set_ylabel(f"trial return ({E} episodes)")
+    ax2.set_title("RL$^2$ during meta-training")
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out)
+    print(f"wrote {out}")
+
+
 def mappo(runs: list[Path], out: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
@@ -151,10 +211,10 @@ def mappo(runs: list[Path], out: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=["selfplay", "rl2", "mappo"])
+    p.add_argument("what", choices=["selfplay", "rl2", "rl2_mdp", "mappo"])
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--out", type=Path)
-    p.add_argument("--tasks", type=int, default=1000, help="held-out bandit tasks (rl2)")
+    p.add_argument("--tasks", type=int, default=1000, help="held-out tasks (rl2, rl2_mdp)")
     p.add_argument("--seed", type=int, default=123_456, help="seed of the held-out tasks (rl2)")
     args = p.parse_args(argv)
     IMG.mkdir(parents=True, exist_ok=True)
@@ -162,6 +222,8 @@ def main(argv: list[str] | None = None) -> None:
         selfplay(args.runs[0], args.out or IMG / "selfplay_tictactoe.png")
     elif args.what == "rl2":
         rl2(args.runs[0], args.out or IMG / "rl2_regret.png", args.tasks, args.seed)
+    elif args.what == "rl2_mdp":
+        rl2_mdp(args.runs[0], args.out or IMG / "rl2_mdp.png", args.tasks, args.seed)
     else:
         mappo(args.runs, args.out or IMG / "mappo_spread.png")
 
