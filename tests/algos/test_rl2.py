@@ -26,6 +26,9 @@ def test_play_trials_regret_matches_the_arm_gaps():
     assert out["obs"].shape == (7, 6, 4) and not out["obs"][0].any()
     gaps = tasks.means.max(1)[None] - np.take_along_axis(tasks.means.T, out["act"].numpy(), 0)
     np.testing.assert_allclose(out["regret"], gaps)
+    # the mean-reward objective scores a pull by its arm's mean, not the 0/1 draw
+    arm_means = np.take_along_axis(tasks.means.T, out["act"].numpy(), 0)
+    np.testing.assert_allclose(out["rew_mean"].numpy(), arm_means, rtol=1e-6)
     # the observation after step t is (one-hot of the arm pulled at t, its reward)
     np.testing.assert_array_equal(out["obs"][1:, :, :3].argmax(-1), out["act"][:-1])
     np.testing.assert_array_equal(out["obs"][1:, :, 3], out["rew"][:-1])
@@ -128,3 +131,26 @@ def test_rl2_learns_to_explore_5_armed_bandits(tmp_path):
         overrides={"env_kwargs": {"horizon": 50}, "eval_every": 0},
     )
     assert s["rl2_greedy_regret"] < 0.8 * s["random_regret"], s
+
+
+@pytest.mark.slow
+def test_rl2_beats_random_actions_on_random_mdps(tmp_path):
+    """500k steps of meta-training with the shipped MDP config (256 tasks x 8 minibatches,
+    GRU 128, mean-reward objective; ~70 CPU s), 500 held-out MDPs (5 states, 3 actions,
+    5 episodes of 10 steps): RL^2's trial return is above random actions' on the same MDPs
+    by more than 3 (greedy) and 1.5 (sampled); measured 55.16 and 52.99 vs 50.20. In a
+    random MDP every action has the same prior mean, so a policy without memory of the
+    trial is at the random level; the untrained GRU scored 47.5-50.8 greedy, 49.0-49.5
+    sampled (3 inits). Far below optimistic Q-learning (74.2 here): see
+    docs/beyond_multiagent_meta.md."""
+    s = train(
+        "rl2",
+        env="rlfoundry/MetaMDP-v0",
+        steps=500_000,
+        seed=0,
+        out=tmp_path / "m",
+        progress=False,
+        overrides={"eval_every": 0, "eval_episodes": 500},
+    )
+    assert s["rl2_greedy_trial_return"] > s["random_trial_return"] + 3.0, s
+    assert s["rl2_trial_return"] > s["random_trial_return"] + 1.5, s
