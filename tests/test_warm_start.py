@@ -177,16 +177,19 @@ def test_resolve_config_reads_a_finetune_config_yaml(tmp_path, source):
 
 @pytest.mark.slow
 def test_finetuned_policy_jumpstarts_on_a_shorter_pole(tmp_path):
-    """Seed 0, PPO's shipped config: trained on the 1 m pole for 60k steps, its weights
-    score far above a scratch network at step 0 on a 0.2 m pole (deterministic policy,
-    10 target episodes). Measured: SEE_BELOW. About 20 CPU-seconds."""
-    train("ppo", env=ENV, steps=60_000, out=tmp_path / "src", progress=False)
-    short = {"env_kwargs": {"pole_length": 0.2}}
+    """Seed 0, PPO's shipped config (100k steps) on the 1 m pole: at step 0 on a 0.2 m
+    pole its weights score far above a scratch network's (deterministic policy, 10 target
+    episodes). Measured 178.8 vs 5.0; seeds 1 and 2 of benchmarks/transfer_deep.py: 182.9
+    vs 92.9 and 258.9 vs 78.2. About 35 CPU-seconds."""
+    train("ppo", env=ENV, out=tmp_path / "src", progress=False, evaluate_after=False)
     scores = {}
     for name, src in (("finetune", tmp_path / "src"), ("scratch", None)):
-        cfg, rollout, agent, _ = _fresh_ppo(tmp_path / name, src, short)
+        cfg, rollout, agent, _ = _fresh_ppo(
+            tmp_path / name, src, {"env_kwargs": {"pole_length": 0.2}}
+        )
         policy = ppo.make_policy(agent, rollout.obs_space, rollout.act_space, rollout.obs_norm)
         rollout.close()
-        env = make_env(ENV, **cfg.env_kwargs)
-        scores[name] = evaluate(policy, env, 10, 10_000)["eval_mean_return"]
-    assert scores["finetune"] >= 150 and scores["finetune"] >= 5 * scores["scratch"], scores
+        scores[name] = evaluate(policy, make_env(ENV, **cfg.env_kwargs), 10, 10_000)[
+            "eval_mean_return"
+        ]
+    assert scores["finetune"] >= 100 and scores["finetune"] - scores["scratch"] >= 75, scores
