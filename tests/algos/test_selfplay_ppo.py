@@ -311,8 +311,9 @@ def test_rps_selfplay_stays_near_the_uniform_nash(tmp_path):
 def test_connect_four_beats_random_playing_first(tmp_path):
     """The shipped connect-four config (3 in 4 games vs alpha-beta depth 1/2) on a CI
     budget (~45 CPU-s). Random vs random wins 56% moving first and 44% second (400
-    games); the greedy policy must win >= 85% first and >= 70% second (200 games per
-    seat). Measured at 40k moves: seed 0 0.915 / 0.85, seed 1 0.945 / 0.855."""
+    games); the greedy policy must win >= 80% first and >= 70% second (200 games per
+    seat). Measured at 40k moves (first / second): seed 0 0.915 / 0.85, seed 1
+    0.945 / 0.855, seed 2 0.86 / 0.82."""
     s = train(
         "selfplay_ppo",
         env=C4,
@@ -323,5 +324,5 @@ def test_connect_four_beats_random_playing_first(tmp_path):
         overrides={"eval_every": 0, "search_games": 0},
     )
     assert s["illegal_moves"] == 0
-    assert s["win_vs_random_first"] >= 0.85, s
+    assert s["win_vs_random_first"] >= 0.8, s
     assert s["win_vs_random_second"] >= 0.7, s
