@@ -25,6 +25,7 @@ the untruncated policy, the usual convention (TRL, OpenRLHF).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -150,7 +151,10 @@ def sample(
         use_cache=True,
         logits_to_keep=1,
     )
-    cache, logits = out.past_key_values, out.logits[:, -1]
+    # transformers >= 5.2x names the KV cache `cache` (`past_key_values` warns, then goes)
+    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else None
+    cache_kw = cache_kw or "past_key_values"
+    cache, logits = out[cache_kw], out.logits[:, -1]
     next_pos = pos[:, -1:] + 1  # [B, 1]
     eos = -1 if eos_token_id is None else eos_token_id
     T = max_new_tokens
@@ -167,10 +171,10 @@ def sample(
             input_ids=tokens[:, t : t + 1],
             attention_mask=step_mask[..., : P + t + 1],
             position_ids=next_pos,
-            past_key_values=cache,
             use_cache=True,
+            **{cache_kw: cache},
         )
-        cache, logits = out.past_key_values, out.logits[:, -1]
+        cache, logits = out[cache_kw], out.logits[:, -1]
         next_pos = next_pos + 1
     return tokens[:, :T], alive[:, :T], logps[:, :T]
 
