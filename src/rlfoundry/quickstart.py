@@ -39,6 +39,7 @@ def run_quickstart(out: Path, include_llm: bool = True, progress: bool = True) -
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     lines = ["# rlfoundry quickstart report", ""]
+    llm_line = ""
     rows = [
         "| run | env | env steps | eval return (mean ± std) | reference | train s |",
         "|---|---|---|---|---|---|",
@@ -109,12 +110,11 @@ def run_quickstart(out: Path, include_llm: bool = True, progress: bool = True) -
 
         print("[4/4] language-model pipeline on arithmetic: pre-train -> SFT -> GRPO")
         res = run_pipeline(task="arithmetic", out=out / "llm-arithmetic", progress=progress)
-        lines += [
-            "## Language model: arithmetic",
-            "",
-            f"Held-out exact-match accuracy: SFT {res['accuracy_before']:.1%} -> after RL {res['accuracy_after']:.1%}.",
-            "",
-        ]
+        llm_line = (
+            f"Language model, held-out arithmetic exact match: SFT {res['accuracy_before']:.1%}"
+            f" -> after GRPO {res['accuracy_after']:.1%}."
+        )
+        lines += ["## Language model: arithmetic", "", llm_line, ""]
 
     lines[2:2] = rows + [""]
     lines.append(
@@ -123,6 +123,8 @@ def run_quickstart(out: Path, include_llm: bool = True, progress: bool = True) -
     report = out / "REPORT.md"
     atomic_write_text(report, "\n".join(lines) + "\n")
     print("\n".join(rows))
+    if llm_line:
+        print(f"\n{llm_line}")
     print(f"\nreport: {report}")
     return report
 
