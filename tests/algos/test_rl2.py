@@ -116,11 +116,12 @@ def test_every_config_field_is_documented():
 
 @pytest.mark.slow
 def test_rl2_learns_to_explore_5_armed_bandits(tmp_path):
-    """300k pulls of meta-training, 5 arms, horizon 50, 200 held-out tasks: the greedy
-    RL^2 policy's regret is below 0.8x random arms' on the same tasks (measured: 11.45 vs
-    16.62; the untrained GRU is at the random level, and gamma 0.99 / lambda 0.95 / vf_coef
-    0.5 stayed there for 1M pulls). Short of the issue's goal (beat epsilon-greedy, 7.47
-    here): 3M pulls reach 7.38 greedy, see docs/beyond_multiagent_meta.md."""
+    """300k pulls of meta-training with the shipped bandit config (~45 CPU s), 5 arms,
+    horizon 50, 200 held-out tasks: the greedy RL^2 policy's regret is below 0.7x random
+    arms' on the same tasks (measured: 10.35 vs 16.62; the untrained GRU is at the random
+    level, and gamma 0.99 / lambda 0.95 / vf_coef 0.5 stayed there for 1M pulls). 1.5M
+    pulls beat epsilon-greedy and come within 0.05-0.65 of Thompson sampling: see
+    docs/beyond_multiagent_meta.md."""
     s = train(
         "rl2",
         env=BANDIT,
@@ -130,7 +131,7 @@ def test_rl2_learns_to_explore_5_armed_bandits(tmp_path):
         progress=False,
         overrides={"env_kwargs": {"horizon": 50}, "eval_every": 0},
     )
-    assert s["rl2_greedy_regret"] < 0.8 * s["random_regret"], s
+    assert s["rl2_greedy_regret"] < 0.7 * s["random_regret"], s
 
 
 @pytest.mark.slow
