@@ -29,6 +29,10 @@ def record_gif(
     Every ``frame_skip``-th frame is kept and shrunk by ``downscale`` (pixel striding):
     a 500-step CartPole episode at full size is ~360 MB of frames and a slow encode.
     """
+    # Off-screen rendering needs no display or sound: without these, SDL (pygame) prints
+    # "XDG_RUNTIME_DIR is invalid" on a headless machine, which reads like a failure.
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     env = make_env(env_id, render_mode="rgb_array", **(env_kwargs or {}))
     frames: list[np.ndarray] = []
     try:
