@@ -18,7 +18,10 @@ averaged over tasks; that objective rewards exploring early in a trial to exploi
 Every iteration starts fresh trials, so no hidden state or env state crosses an
 iteration (or a checkpoint). The tasks of the logged evaluations are drawn from a
 separate, fixed seed: they are never trained on. Compare with the classic bandit
-algorithms of :mod:`rlfoundry.bandits` on cumulative regret.
+algorithms of :mod:`rlfoundry.bandits` on cumulative regret, and with the per-task
+learners of :mod:`rlfoundry.mdp_learners` on random MDPs. Tuned settings for each task
+family ship in ``configs/rl2/``; what mattered most was the number of Adam steps per
+sample (minibatches of whole trials), see docs/beyond_multiagent_meta.md.
 """
 
 from __future__ import annotations
