@@ -1,6 +1,9 @@
-"""`rlfoundry train` shorthand flags: --num-envs, --async-envs (and their refusals)."""
+"""`rlfoundry train` shorthand flags (--num-envs, --async-envs and their refusals) and
+`rlfoundry eval --render-video`."""
 
 from __future__ import annotations
+
+import json
 
 from rlfoundry.cli import main
 from rlfoundry.config import load_yaml
@@ -14,6 +17,11 @@ def test_num_envs_flag_sets_the_vector_env_width(tmp_path):
     cfg = load_yaml(out / "config.yaml")
     assert cfg["num_envs"] == 2 and cfg["async_envs"] is False
     assert int(cfg["total_steps"]) == 256
+    # eval of the saved run, with a GIF of one episode
+    assert main(["eval", str(out), "--episodes", "2", "--render-video"]) == 0
+    assert (out / "eval.gif").stat().st_size > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["eval_episodes"] == 2 and summary["video"] == str(out / "eval.gif")
 
 
 def test_async_envs_flag_steps_the_envs_in_subprocesses(tmp_path):

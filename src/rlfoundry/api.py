@@ -14,6 +14,7 @@ config.yaml as ``init_from``, so ``--config THAT/config.yaml`` repeats the fine-
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import time
 from datetime import datetime
@@ -196,9 +197,14 @@ def _plot_curve(out: Path, algo: str, cfg: Any) -> None:
 
 
 def evaluate_run(
-    run_dir: str | Path, episodes: int | None = None, seed: int | None = None, write: bool = True
+    run_dir: str | Path,
+    episodes: int | None = None,
+    seed: int | None = None,
+    write: bool = True,
+    video: bool = False,
 ) -> dict[str, Any]:
-    """Re-evaluate the saved policy of ``run_dir``; update its summary.json if ``write``."""
+    """Re-evaluate the saved policy of ``run_dir``; update its summary.json if ``write``;
+    with ``video``, also record the first evaluation episode to ``run_dir/eval.gif``."""
     run_dir = Path(run_dir)
     saved = run_dir / "config.yaml"
     if not saved.exists():
@@ -221,8 +227,14 @@ def evaluate_run(
         env.close()
     result["eval_seconds"] = round(time.perf_counter() - t0, 3)
     extra = getattr(module, "extra_eval", None)
-    if extra is not None:
-        result.update(extra(run_dir, cfg, policy))
+    if extra is not None:  # app metrics over the same number of episodes
+        result.update(extra(run_dir, dataclasses.replace(cfg, eval_episodes=episodes), policy))
+    if video:
+        from rlfoundry.video import record_gif
+
+        env_kwargs = getattr(cfg, "env_kwargs", {}) or {}
+        gif = record_gif(policy, cfg.env_id, run_dir / "eval.gif", eval_seed, env_kwargs)
+        result["video"] = str(gif)
     if write:
         path = run_dir / "summary.json"
         summary = (

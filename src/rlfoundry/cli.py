@@ -4,7 +4,7 @@
                          [--config FILE.yaml] [--set key=value ...] [--resume DIR]
                          [--init-from SRC_RUN_DIR] [--render-video]
                          [--num-envs N] [--async-envs]
-    rlfoundry eval DIR [--episodes N]
+    rlfoundry eval DIR [--episodes N] [--render-video]
     rlfoundry solve ENV_ID [--gamma G]
     rlfoundry plot DIR [DIR ...] [--out FILE.png] [--key episode_return]
     rlfoundry list [ALGO]
@@ -109,7 +109,9 @@ def _check_flag(args: argparse.Namespace, flag: str, key: str) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     from rlfoundry.api import evaluate_run
 
-    result = evaluate_run(args.run_dir, episodes=args.episodes, seed=args.seed)
+    result = evaluate_run(
+        args.run_dir, episodes=args.episodes, seed=args.seed, video=args.render_video
+    )
     _print_summary(result)
     return 0
 
@@ -248,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--episodes", type=int)
     p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--render-video", action="store_true", help="also write DIR/eval.gif of one episode"
+    )
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("solve", help="exact optimum of a tabular env by value iteration")
