@@ -42,6 +42,7 @@ from typing import Any
 import torch
 
 from rlfoundry.api import resolve_config
+from rlfoundry.config import write_marked_section
 from rlfoundry.evaluation import evaluate, make_env
 from rlfoundry.run import Run, seed_everything
 
@@ -378,14 +379,7 @@ def report(results: dict[str, dict[str, list[dict]]], args: argparse.Namespace, 
 
 
 def write_results(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(r"<!-- classic -->.*?<!-- /classic -->\n?", re.S)
-    text = (
-        pattern.sub(lambda _: section, text)
-        if pattern.search(text)
-        else text.rstrip("\n") + "\n\n" + section
-    )
-    RESULTS.write_text(text)
+    write_marked_section(RESULTS, "classic", section)
 
 
 def _loadavg() -> float:

@@ -393,17 +393,9 @@ def results_section(r: dict) -> str:
 
 
 def write_results(section: str, path: Path = RESULTS) -> None:
-    """Replace only our marked section; re-read right before writing (others edit the file)."""
-    from rlfoundry.config import atomic_write_text
+    from rlfoundry.config import write_marked_section
 
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    if MARK_START in text and MARK_END in text:
-        head, rest = text.split(MARK_START, 1)
-        _, tail = rest.split(MARK_END, 1)
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    atomic_write_text(path, text)
+    write_marked_section(path, "feedback-load", section)
 
 
 def main(argv: list[str] | None = None) -> int:

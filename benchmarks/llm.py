@@ -196,18 +196,9 @@ def build_sft_model(work: Path, task: str, seed: int) -> str:
 
 
 def write_results(section: str, path: Path | None = None) -> None:
-    """Replace only our marked section; re-read right before writing (others edit the file)."""
-    from rlfoundry.config import atomic_write_text
+    from rlfoundry.config import write_marked_section
 
-    path = path or RESULTS
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    if MARK_START in text and MARK_END in text:
-        head, rest = text.split(MARK_START, 1)
-        _, tail = rest.split(MARK_END, 1)
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    atomic_write_text(path, text)
+    write_marked_section(path or RESULTS, "llm", section)
 
 
 def section(res: dict[str, Any], args: argparse.Namespace, meta: dict[str, Any]) -> str:

@@ -138,17 +138,9 @@ def section(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
 
 
 def write_results(text: str, path: Path = RESULTS) -> None:
-    """Replace only our marked section; re-read right before writing (others edit the file)."""
-    from rlfoundry.config import atomic_write_text
+    from rlfoundry.config import write_marked_section
 
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    if MARK_START in old and MARK_END in old:
-        head, rest = old.split(MARK_START, 1)
-        _, tail = rest.split(MARK_END, 1)
-        new = head + text + tail
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    atomic_write_text(path, new)
+    write_marked_section(path, "llm-generation", text)
 
 
 def main() -> int:

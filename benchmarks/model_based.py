@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
@@ -216,14 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     section = "\n".join(lines)
     print(section)
     if not args.no_write:
-        text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-        pattern = re.compile(re.escape(MARK_START) + ".*?" + re.escape(MARK_END), re.S)
-        text = (
-            pattern.sub(lambda _: section, text)
-            if pattern.search(text)
-            else text.rstrip() + "\n\n" + section + "\n"
-        )
-        RESULTS.write_text(text)
+        from rlfoundry.config import write_marked_section
+
+        write_marked_section(RESULTS, "model-based", section)
         print(f"updated {RESULTS}")
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from rlfoundry import api
+from rlfoundry.config import write_marked_section
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
@@ -171,13 +172,7 @@ def report(results: dict[str, list], cmd: str) -> str:
 
 
 def write_results(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(r"<!-- seeds -->.*?<!-- /seeds -->\n?", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+    write_marked_section(RESULTS, "seeds", section)
 
 
 def main(argv: list[str] | None = None) -> int:

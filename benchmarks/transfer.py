@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import time
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import torch
 
 from rlfoundry import transfer as T
+from rlfoundry.config import write_marked_section
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
@@ -94,13 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(section)
     if not args.no_write:
-        text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-        pattern = re.compile(re.escape(MARK_START) + ".*?" + re.escape(MARK_END), re.S)
-        if pattern.search(text):
-            text = pattern.sub(lambda _: section, text)
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
-        RESULTS.write_text(text)
+        write_marked_section(RESULTS, "transfer", section)
         print(f"updated {RESULTS}")
 
 

@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -47,6 +46,7 @@ import torch
 from rlfoundry.algos import ppo
 from rlfoundry.api import resolve_config
 from rlfoundry.api import train as api_train
+from rlfoundry.config import write_marked_section
 from rlfoundry.evaluation import evaluate, make_env
 from rlfoundry.run import Run, seed_everything
 from rlfoundry.transfer import time_to_threshold
@@ -299,13 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(section)
     if not args.no_write:
-        text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-        pattern = re.compile(re.escape(MARK_START) + ".*?" + re.escape(MARK_END), re.S)
-        if pattern.search(text):
-            text = pattern.sub(lambda _: section, text)
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
-        RESULTS.write_text(text)
+        write_marked_section(RESULTS, "transfer-deep", section)
         print(f"updated {RESULTS}")
 
 
