@@ -42,7 +42,7 @@ from rlfoundry.algos.ppo import clip_grad_norm
 from rlfoundry.core import double_q_target, q_learning_target
 from rlfoundry.errors import ConfigError, EnvError, RLFoundryError
 from rlfoundry.evaluation import make_env
-from rlfoundry.nets import mlp, mlp_forward, mlp_layers
+from rlfoundry.nets import adam_step, mlp, mlp_forward, mlp_layers
 from rlfoundry.replay import ActionLog
 from rlfoundry.run import (
     CHECKPOINT,
@@ -425,7 +425,7 @@ def train(cfg: Config, run: Run) -> None:
                 if cfg.max_grad_norm > 0:
                     # nn.utils.clip_grad_norm_'s math in three foreach kernels (nets.py)
                     clip_grad_norm(params, cfg.max_grad_norm)
-                optimizer.step()
+                adam_step(optimizer)
                 loss_sum += loss.detach()
                 q_sum += q_sa.detach().mean()
                 n_logged += 1

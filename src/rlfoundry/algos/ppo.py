@@ -45,7 +45,15 @@ from rlfoundry.core import (
 )
 from rlfoundry.errors import ConfigError, EnvError, RLFoundryError
 from rlfoundry.evaluation import make_env
-from rlfoundry.nets import act_dim, clip_grad_norm, mlp, mlp_forward, mlp_layers, obs_dim
+from rlfoundry.nets import (
+    act_dim,
+    adam_step,
+    clip_grad_norm,
+    mlp,
+    mlp_forward,
+    mlp_layers,
+    obs_dim,
+)
 from rlfoundry.run import CHECKPOINT, Run, load_checkpoint_file
 from rlfoundry.torch_state import (
     load_module_state,
@@ -498,7 +506,7 @@ def train(cfg: Config, run: Run) -> None:
                         p.grad = None
                     loss.backward()
                     clip_grad_norm(params, cfg.max_grad_norm)
-                    opt.step()
+                    adam_step(opt)
                     for k, v in (
                         ("policy_loss", pg_loss),
                         ("value_loss", v_loss),
