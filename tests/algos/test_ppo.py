@@ -204,6 +204,32 @@ def test_clip_grad_norm_matches_torch(scale):
         torch.testing.assert_close(pa.grad, pb.grad)
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_adam_step_is_bit_identical_to_optimizer_step(fused):
+    """nets.adam_step (PPO's and DQN's step) against torch's own, with a changing lr as
+    under annealing; the first call goes through opt.step (no state yet)."""
+    from rlfoundry.nets import adam_step
+
+    torch.manual_seed(0)
+    a = ppo.Agent(spaces.Box(-1, 1, (3,)), spaces.Discrete(2))
+    b = ppo.Agent(spaces.Box(-1, 1, (3,)), spaces.Discrete(2))
+    b.load_state_dict(a.state_dict())
+    opts = [torch.optim.Adam(m.parameters(), lr=1e-3, eps=1e-5, fused=fused) for m in (a, b)]
+    for t in range(5):
+        x = torch.randn(16, 3)
+        for m, opt in zip((a, b), opts):
+            opt.param_groups[0]["lr"] = 1e-3 * (1 - t / 5)
+            for p in m.parameters():
+                p.grad = None
+            (m.policy_out(x).pow(2).mean() + m.value(x).pow(2).mean()).backward()
+        opts[0].step()
+        adam_step(opts[1])
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+        for k in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(opts[0].state[pa][k], opts[1].state[pb][k])
+
+
 def test_target_kl_stops_the_update_early(tmp_path):
     """epochs x minibatches = 2 x 4 = 8 planned steps per update; with a tiny target_kl
     the update stops at the first minibatch whose KL from the rollout policy exceeds
