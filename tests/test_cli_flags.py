@@ -39,3 +39,18 @@ def test_flags_are_refused_for_algorithms_without_the_field(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--num-envs is not available for qlearning" in err and "ppo, a2c or dqn" in err
     assert not (tmp_path / "q").exists()
+
+
+def test_resume_refuses_arguments_it_would_ignore(tmp_path, capsys):
+    out = tmp_path / "q"
+    argv = ["train", "qlearning", "--env", "FrozenLake-v1", "--steps", "200", "--out", str(out)]
+    assert main(argv + ["--no-progress"]) == 0
+    saved = (out / "config.yaml").read_text()
+    for extra, message in (
+        (["--steps", "400"], "--steps 400 contradicts the resumed run's 200"),
+        (["--seed", "3"], "--seed 3 contradicts"),
+        (["--set", "gamma=0.5"], "--config and --set do not apply to a resumed run"),
+    ):
+        assert main(["train", "--resume", str(out), *extra, "--no-progress"]) == 2
+        assert message in capsys.readouterr().err
+    assert (out / "config.yaml").read_text() == saved  # nothing rewritten

@@ -72,6 +72,34 @@ def resolve_config(
     return module, cfg
 
 
+def _check_resume_args(
+    saved: Path,
+    cfg: Any,
+    env: str | None,
+    steps: int | None,
+    seed: int | None,
+    config: Any,
+    overrides: dict[str, Any] | None,
+) -> None:
+    """A resumed run continues with its own config.yaml: refuse anything that would
+    silently be ignored (a value that differs from the saved one, --config, --set)."""
+    for flag, value, kept in (
+        ("--env", env, cfg.env_id),
+        ("--steps", steps, cfg.total_steps),
+        ("--seed", seed, cfg.seed),
+    ):
+        if value is not None and value != kept:
+            raise ConfigError(
+                f"{flag} {value} contradicts the resumed run's {kept} ({saved}); a resumed "
+                f"run keeps its config, so drop {flag} or start a new run with --out."
+            )
+    if config is not None or overrides:
+        raise ConfigError(
+            f"--config and --set do not apply to a resumed run, which continues with "
+            f"{saved}; drop them or start a new run with --out."
+        )
+
+
 def _check_env(module: Any, cfg: Any) -> None:
     env = make_env(cfg.env_id, **getattr(cfg, "env_kwargs", {}) or {})
     try:
@@ -128,6 +156,7 @@ def train(
         algo = saved_algo
         init_from = data.get("init_from")
         module, cfg = resolve_config(algo, config=data)
+        _check_resume_args(saved, cfg, env, steps, seed, config, overrides)
         if not (out / CHECKPOINT).exists():
             raise RLFoundryError(
                 f"Cannot resume: '{out}' has no {CHECKPOINT}; start a new run instead."
