@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from rlfoundry.api import resolve_config
-from rlfoundry.config import load_yaml
-from rlfoundry.plotting import read_metrics
+from rlfoundry.runtime.config import load_yaml
+from rlfoundry.runtime.plotting import read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 IMG = ROOT / "docs" / "img"
@@ -75,9 +75,9 @@ def selfplay(run: Path, out: Path) -> None:
 
 
 def rl2(run: Path, out: Path, tasks: int, seed: int) -> None:
-    from rlfoundry import bandits
-    from rlfoundry.algos import rl2 as algo
+    from rlfoundry.algos.meta import rl2 as algo
     from rlfoundry.envs import meta
+    from rlfoundry.mdp import bandits
 
     _, cfg = _cfg(run)
     agent = algo.load_agent(run, cfg)
@@ -119,9 +119,9 @@ def rl2(run: Path, out: Path, tasks: int, seed: int) -> None:
 
 
 def rl2_mdp(run: Path, out: Path, tasks: int, seed: int) -> None:
-    from rlfoundry import mdp_learners
-    from rlfoundry.algos import rl2 as algo
+    from rlfoundry.algos.meta import rl2 as algo
     from rlfoundry.envs import meta
+    from rlfoundry.mdp import learners as mdp_learners
 
     _, cfg = _cfg(run)
     agent = algo.load_agent(run, cfg)

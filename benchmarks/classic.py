@@ -14,7 +14,7 @@ names (:func:`sb3_kwargs`). The remaining differences are listed in ``benchmarks
 Same evaluation protocol for both: every ``eval_every`` env steps (at the first point
 after it where the library can be interrupted: an update boundary), the deterministic
 policy plays ``eval_episodes`` episodes seeded 10_000 + i with
-:func:`rlfoundry.evaluation.evaluate`; training stops once the mean return reaches the
+:func:`rlfoundry.envs.evaluation.evaluate`; training stops once the mean return reaches the
 threshold. The time of these evaluations (and, for rlfoundry, of the checkpoint written
 to evaluate from) is subtracted, so "time to threshold" is training time only. The final
 policy is then evaluated on 20 other episodes (seeds 20_000 + i).
@@ -40,11 +40,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from results import write_marked_section
 
 from rlfoundry.api import resolve_config
-from rlfoundry.config import write_marked_section
-from rlfoundry.evaluation import evaluate, make_env
-from rlfoundry.run import Run, seed_everything
+from rlfoundry.envs.evaluation import evaluate, make_env
+from rlfoundry.runtime.run import Run, seed_everything
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"

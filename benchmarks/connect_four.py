@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlfoundry.algos import selfplay_ppo
+from rlfoundry.algos.multiagent import selfplay_ppo
 from rlfoundry.api import resolve_config
-from rlfoundry.config import load_yaml
 from rlfoundry.envs import games
-from rlfoundry.plotting import read_metrics
+from rlfoundry.runtime.config import load_yaml
+from rlfoundry.runtime.plotting import read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 C4 = "pettingzoo/connect_four_v3"

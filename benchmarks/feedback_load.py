@@ -393,7 +393,7 @@ def results_section(r: dict) -> str:
 
 
 def write_results(section: str, path: Path = RESULTS) -> None:
-    from rlfoundry.config import write_marked_section
+    from results import write_marked_section
 
     write_marked_section(path, "feedback-load", section)
 

@@ -49,8 +49,8 @@ def _window_means(x: list[float]) -> tuple[float, float]:
 def run_rlfoundry(model_dir: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from rlfoundry.llm import grpo
     from rlfoundry.llm.rl_common import run_stage
-    from rlfoundry.plotting import read_metrics
-    from rlfoundry.run import Run
+    from rlfoundry.runtime.plotting import read_metrics
+    from rlfoundry.runtime.run import Run
 
     # CPU clock from the first rollout's start to the last step's progress call
     clock: dict[str, float] = {}
@@ -196,7 +196,7 @@ def build_sft_model(work: Path, task: str, seed: int) -> str:
 
 
 def write_results(section: str, path: Path | None = None) -> None:
-    from rlfoundry.config import write_marked_section
+    from results import write_marked_section
 
     write_marked_section(path or RESULTS, "llm", section)
 

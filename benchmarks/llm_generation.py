@@ -138,7 +138,7 @@ def section(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
 
 
 def write_results(text: str, path: Path = RESULTS) -> None:
-    from rlfoundry.config import write_marked_section
+    from results import write_marked_section
 
     write_marked_section(path, "llm-generation", text)
 

@@ -56,7 +56,7 @@ def train_one(algo: str, seed: int, steps: int | None, out: str, reuse: bool) ->
 
 def collect(run_dir: Path) -> dict:
     """The run's summary.json, or for an unfinished run its last logged step."""
-    from rlfoundry.plotting import read_metrics
+    from rlfoundry.runtime.plotting import read_metrics
 
     path = run_dir / "summary.json"
     if path.exists():
@@ -67,7 +67,7 @@ def collect(run_dir: Path) -> dict:
 def windowed(run_dir: Path, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Steps at which episodes ended and the mean return of episodes ended in the last
     ``window`` steps there."""
-    from rlfoundry.plotting import read_metrics
+    from rlfoundry.runtime.plotting import read_metrics
 
     m = read_metrics(run_dir)
     ok = ~np.isnan(m["episode_return"])
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
             ax.plot(xs, ys, color=f"C{i}", alpha=0.9, lw=1.4,
                     label=f"{label}, {len(seeds)} seeds" if j == 0 else None)  # fmt: skip
             if algo == "pets":  # few episodes: show each one too
-                from rlfoundry.plotting import read_metrics
+                from rlfoundry.runtime.plotting import read_metrics
 
                 m = read_metrics(runs / f"{algo}-s{seed}")
                 ok = ~np.isnan(m["episode_return"])
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     section = "\n".join(lines)
     print(section)
     if not args.no_write:
-        from rlfoundry.config import write_marked_section
+        from results import write_marked_section
 
         write_marked_section(RESULTS, "model-based", section)
         print(f"updated {RESULTS}")

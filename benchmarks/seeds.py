@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from results import write_marked_section
 
 from rlfoundry import api
-from rlfoundry.config import write_marked_section
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"

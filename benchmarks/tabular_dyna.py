@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rlfoundry.algos import tabular
+from rlfoundry.algos.tabular import common as tabular
 from rlfoundry.api import resolve_config
-from rlfoundry.evaluation import make_env
+from rlfoundry.envs.evaluation import make_env
 from rlfoundry.mdp import optimal_return
 
 ROOT = Path(__file__).resolve().parent.parent

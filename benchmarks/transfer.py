@@ -1,4 +1,4 @@
-"""Transfer and lifelong learning on GridWorld layouts (``rlfoundry.transfer``).
+"""Transfer and lifelong learning on GridWorld layouts (``rlfoundry.experiments.transfer``).
 
     python benchmarks/transfer.py                 # 5 seeds -> docs/img/transfer.png + RESULTS.md
     python benchmarks/transfer.py --seeds 0 1 --no-write
@@ -24,9 +24,9 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
+from results import write_marked_section
 
-from rlfoundry import transfer as T
-from rlfoundry.config import write_marked_section
+from rlfoundry.experiments import transfer as T
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"

@@ -42,14 +42,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from results import write_marked_section
 
-from rlfoundry.algos import ppo
+from rlfoundry.algos.deep import ppo
 from rlfoundry.api import resolve_config
 from rlfoundry.api import train as api_train
-from rlfoundry.config import write_marked_section
-from rlfoundry.evaluation import evaluate, make_env
-from rlfoundry.run import Run, seed_everything
-from rlfoundry.transfer import time_to_threshold
+from rlfoundry.envs.evaluation import evaluate, make_env
+from rlfoundry.experiments.transfer import time_to_threshold
+from rlfoundry.runtime.run import Run, seed_everything
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"

@@ -1,11 +1,11 @@
-"""Bandit baselines and regret (rlfoundry.bandits), against hand computations."""
+"""Bandit baselines and regret (rlfoundry.mdp.bandits), against hand computations."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from rlfoundry import bandits
+from rlfoundry.mdp import bandits
 
 
 def test_cumulative_regret_by_hand():

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from rlfoundry.cli import main
-from rlfoundry.config import load_yaml
+from rlfoundry.cli.main import main
+from rlfoundry.runtime.config import load_yaml
 
 
 def test_num_envs_flag_sets_the_vector_env_width(tmp_path):

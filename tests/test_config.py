@@ -5,7 +5,8 @@ from typing import Literal
 
 import pytest
 
-from rlfoundry.config import (
+from rlfoundry.errors import ConfigError
+from rlfoundry.runtime.config import (
     build_config,
     describe,
     field_docs,
@@ -14,7 +15,6 @@ from rlfoundry.config import (
     save_yaml,
     to_dict,
 )
-from rlfoundry.errors import ConfigError
 
 
 @dataclass
@@ -109,17 +109,3 @@ def test_missing_and_bad_yaml(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_yaml(tmp_path / "list.yaml")
-
-
-def test_write_marked_section_replaces_only_its_own_block(tmp_path):
-    from rlfoundry.config import write_marked_section
-
-    path = tmp_path / "RESULTS.md"
-    write_marked_section(path, "a", "<!-- a -->\nfirst\n<!-- /a -->\n")  # new file
-    assert path.read_text() == "<!-- a -->\nfirst\n<!-- /a -->\n"
-    write_marked_section(path, "b", "<!-- b -->\nother\n<!-- /b -->")  # appended
-    write_marked_section(path, "a", "<!-- a -->\nsecond\n<!-- /a -->\n")  # replaced in place
-    assert path.read_text() == "<!-- a -->\nsecond\n<!-- /a -->\n\n<!-- b -->\nother\n<!-- /b -->\n"
-    with pytest.raises(ValueError, match="must contain the markers"):
-        write_marked_section(path, "a", "no markers")
-    assert "second" in path.read_text()  # a refused write leaves the file as it was

@@ -1,12 +1,12 @@
-"""Per-task learners on random MDP trials (rlfoundry.mdp_learners)."""
+"""Per-task learners on random MDP trials (rlfoundry.mdp.learners)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from rlfoundry import mdp_learners
 from rlfoundry.envs import meta
+from rlfoundry.mdp import learners as mdp_learners
 
 
 def _tasks(n: int, seed: int, **kw) -> meta.MDPTasks:

@@ -7,8 +7,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlfoundry.replay import ActionLog
-from rlfoundry.run import CHECKPOINT, Run, load_checkpoint_file
+from rlfoundry.envs.replay import ActionLog
+from rlfoundry.runtime.run import CHECKPOINT, Run, load_checkpoint_file
 
 
 def rows(path):

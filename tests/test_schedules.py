@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from rlfoundry.schedules import (
+from rlfoundry.core.schedules import (
     constant_schedule,
     decay_rate,
     exponential_schedule,

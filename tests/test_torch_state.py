@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from rlfoundry.errors import RLFoundryError
-from rlfoundry.run import Run
-from rlfoundry.torch_state import (
+from rlfoundry.runtime.run import Run
+from rlfoundry.runtime.torch_state import (
     join_state,
     load_module_state,
     load_optimizer_state,

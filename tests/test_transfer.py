@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from rlfoundry import transfer as T
-from rlfoundry.cli import main
+from rlfoundry.cli.main import main
 from rlfoundry.errors import ConfigError
+from rlfoundry.experiments import transfer as T
 
 torch.set_num_threads(1)
 ENV = "rlfoundry/GridWorld-v0"

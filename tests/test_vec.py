@@ -9,8 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from rlfoundry.errors import EnvError, RLFoundryError
-from rlfoundry.vec import (
+from rlfoundry.envs.vec import (
     ObsNormalizer,
     RewardNormalizer,
     RunningMeanStd,
@@ -18,6 +17,7 @@ from rlfoundry.vec import (
     check_replayed,
     make_vec_env,
 )
+from rlfoundry.errors import EnvError, RLFoundryError
 
 torch.set_num_threads(1)
 
@@ -177,7 +177,7 @@ def test_async_vector_env_replays_and_reports_final_obs():
 
 
 def test_array_log_grows_in_one_array_and_copies_its_input():
-    from rlfoundry.replay import ArrayLog
+    from rlfoundry.envs.replay import ArrayLog
 
     log = ArrayLog(capacity=2)
     assert log.array() is None
@@ -194,8 +194,8 @@ def test_array_log_grows_in_one_array_and_copies_its_input():
 
 def test_action_log_keeps_actions_in_one_int_array():
     """The earlier list of per-step 0-d arrays cost ~100 bytes of Python object per step."""
-    from rlfoundry.evaluation import make_env
-    from rlfoundry.replay import ActionLog
+    from rlfoundry.envs.evaluation import make_env
+    from rlfoundry.envs.replay import ActionLog
 
     env = ActionLog(make_env("CartPole-v1"), seed=3)
     env.reset()

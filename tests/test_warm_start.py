@@ -7,13 +7,13 @@ import shutil
 import pytest
 import torch
 
-from rlfoundry.algos import a2c, ppo
+from rlfoundry.algos.deep import a2c, ppo
 from rlfoundry.api import resolve_config, train
-from rlfoundry.cli import main
-from rlfoundry.config import load_yaml
+from rlfoundry.cli.main import main
+from rlfoundry.envs.evaluation import evaluate, make_env
 from rlfoundry.errors import ConfigError
-from rlfoundry.evaluation import evaluate, make_env
-from rlfoundry.run import CHECKPOINT, Run, load_checkpoint_file, seed_everything
+from rlfoundry.runtime.config import load_yaml
+from rlfoundry.runtime.run import CHECKPOINT, Run, load_checkpoint_file, seed_everything
 
 torch.set_num_threads(1)
 

@@ -1,5 +1,5 @@
 import sys
 
-from rlfoundry.cli import main
+from rlfoundry.cli.main import main
 
 sys.exit(main())

@@ -7,7 +7,7 @@ validated (algorithm, env, keys, value types, env spaces) before any directory i
 written, and an existing run is never overwritten.
 
 ``init_from=SRC`` (``--init-from``) starts a new run from the weights of the run in SRC
-(fine-tuning, see :meth:`rlfoundry.run.Run.warm_start`); SRC is written to the new run's
+(fine-tuning, see :meth:`rlfoundry.runtime.run.Run.warm_start`); SRC is written to the new run's
 config.yaml as ``init_from``, so ``--config THAT/config.yaml`` repeats the fine-tune.
 """
 
@@ -26,11 +26,11 @@ import torch
 
 from rlfoundry import __version__
 from rlfoundry.algos import get_algo
-from rlfoundry.config import atomic_write_text, build_config, load_yaml, save_yaml, to_dict
+from rlfoundry.envs.evaluation import evaluate, make_env
 from rlfoundry.errors import ConfigError, RLFoundryError
-from rlfoundry.evaluation import evaluate, make_env
-from rlfoundry.plotting import plot_runs
-from rlfoundry.run import CHECKPOINT, Run, check_init_from, seed_everything
+from rlfoundry.runtime.config import atomic_write_text, build_config, load_yaml, save_yaml, to_dict
+from rlfoundry.runtime.plotting import plot_runs
+from rlfoundry.runtime.run import CHECKPOINT, Run, check_init_from, seed_everything
 
 #: Keys of a run's config.yaml that are not fields of the algorithm's Config.
 RUN_KEYS = ("algo", "rlfoundry_version", "init_from")
@@ -259,7 +259,7 @@ def evaluate_run(
     if extra is not None:  # app metrics over the same number of episodes
         result.update(extra(run_dir, dataclasses.replace(cfg, eval_episodes=episodes), policy))
     if video:
-        from rlfoundry.video import record_gif
+        from rlfoundry.runtime.video import record_gif
 
         env_kwargs = getattr(cfg, "env_kwargs", {}) or {}
         gif = record_gif(policy, cfg.env_id, run_dir / "eval.gif", eval_seed, env_kwargs)

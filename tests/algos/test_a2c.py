@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from rlfoundry.algos import a2c
+from rlfoundry.algos.deep import a2c
 from rlfoundry.api import resolve_config, train
-from rlfoundry.cli import main
-from rlfoundry.run import CHECKPOINT, load_checkpoint_file
+from rlfoundry.cli.main import main
+from rlfoundry.runtime.run import CHECKPOINT, load_checkpoint_file
 
 torch.set_num_threads(1)
 
@@ -31,7 +31,7 @@ def test_config_mirrors_sb3_a2c_defaults():
 def test_every_config_field_is_documented():
     import dataclasses
 
-    from rlfoundry.config import field_docs
+    from rlfoundry.runtime.config import field_docs
 
     docs = field_docs(a2c.Config)
     assert [f.name for f in dataclasses.fields(a2c.Config) if not docs.get(f.name)] == []

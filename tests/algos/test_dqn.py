@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 from rlfoundry import api
-from rlfoundry.algos import dqn
-from rlfoundry.cli import main
+from rlfoundry.algos.deep import dqn
+from rlfoundry.cli.main import main
+from rlfoundry.envs.evaluation import make_env
 from rlfoundry.errors import ConfigError, EnvError
-from rlfoundry.evaluation import make_env
-from rlfoundry.run import CHECKPOINT, load_checkpoint_file
+from rlfoundry.runtime.run import CHECKPOINT, load_checkpoint_file
 
 torch.set_num_threads(1)
 
@@ -220,7 +220,7 @@ def test_bad_config_values(key, value):
 
 
 def test_every_config_field_has_a_docstring():
-    from rlfoundry.config import describe
+    from rlfoundry.runtime.config import describe
 
     assert all(doc for *_, doc in describe(dqn.Config))
 

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from rlfoundry.algos import mappo
+from rlfoundry.algos.multiagent import mappo
 from rlfoundry.api import resolve_config, train
-from rlfoundry.cli import main
+from rlfoundry.cli.main import main
 from rlfoundry.errors import ConfigError, EnvError
-from rlfoundry.run import CHECKPOINT, load_checkpoint_file
+from rlfoundry.runtime.run import CHECKPOINT, load_checkpoint_file
 
 pytest.importorskip("mpe2")
 
@@ -89,7 +89,7 @@ def test_config_errors():
 def test_every_config_field_is_documented():
     import dataclasses
 
-    from rlfoundry.config import field_docs
+    from rlfoundry.runtime.config import field_docs
 
     docs = field_docs(mappo.Config)
     assert [f.name for f in dataclasses.fields(mappo.Config) if not docs.get(f.name)] == []

@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from rlfoundry import api
-from rlfoundry.algos import pets
-from rlfoundry.cli import main
+from rlfoundry.algos.model_based import pets
+from rlfoundry.cli.main import main
+from rlfoundry.envs.evaluation import make_env
 from rlfoundry.errors import ConfigError, EnvError
-from rlfoundry.evaluation import make_env
-from rlfoundry.plotting import read_metrics
-from rlfoundry.run import CHECKPOINT, load_checkpoint_file
+from rlfoundry.runtime.plotting import read_metrics
+from rlfoundry.runtime.run import CHECKPOINT, load_checkpoint_file
 
 torch.set_num_threads(1)
 
@@ -147,7 +147,7 @@ def test_bad_config_values(key, value):
 
 
 def test_every_config_field_has_a_docstring_and_the_shipped_config_is_valid():
-    from rlfoundry.config import describe
+    from rlfoundry.runtime.config import describe
 
     assert all(doc for *_, doc in describe(pets.Config))
     tuned = api.tuned_config("pets", "Pendulum-v1")

@@ -10,11 +10,11 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from rlfoundry.algos import ppo
+from rlfoundry.algos.deep import ppo
 from rlfoundry.api import resolve_config, train
-from rlfoundry.cli import main
+from rlfoundry.cli.main import main
 from rlfoundry.errors import EnvError
-from rlfoundry.run import CHECKPOINT, load_checkpoint_file
+from rlfoundry.runtime.run import CHECKPOINT, load_checkpoint_file
 
 torch.set_num_threads(1)
 
@@ -208,7 +208,7 @@ def test_clip_grad_norm_matches_torch(scale):
 def test_adam_step_is_bit_identical_to_optimizer_step(fused):
     """nets.adam_step (PPO's and DQN's step) against torch's own, with a changing lr as
     under annealing; the first call goes through opt.step (no state yet)."""
-    from rlfoundry.nets import adam_step
+    from rlfoundry.algos.nets import adam_step
 
     torch.manual_seed(0)
     a = ppo.Agent(spaces.Box(-1, 1, (3,)), spaces.Discrete(2))
@@ -260,7 +260,7 @@ def test_target_kl_stops_the_update_early(tmp_path):
 def test_every_config_field_is_documented():
     import dataclasses
 
-    from rlfoundry.config import field_docs
+    from rlfoundry.runtime.config import field_docs
 
     docs = field_docs(ppo.Config)
     assert [f.name for f in dataclasses.fields(ppo.Config) if not docs.get(f.name)] == []

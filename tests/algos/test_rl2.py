@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from rlfoundry.algos import rl2
+from rlfoundry.algos.meta import rl2
 from rlfoundry.api import resolve_config, train
-from rlfoundry.cli import main
+from rlfoundry.cli.main import main
 from rlfoundry.envs import meta
 from rlfoundry.errors import ConfigError, EnvError
-from rlfoundry.run import CHECKPOINT, load_checkpoint_file
+from rlfoundry.runtime.run import CHECKPOINT, load_checkpoint_file
 
 BANDIT = "rlfoundry/MetaBandit-v0"
 
@@ -108,7 +108,7 @@ def test_config_errors():
 def test_every_config_field_is_documented():
     import dataclasses
 
-    from rlfoundry.config import field_docs
+    from rlfoundry.runtime.config import field_docs
 
     docs = field_docs(rl2.Config)
     assert [f.name for f in dataclasses.fields(rl2.Config) if not docs.get(f.name)] == []

@@ -10,12 +10,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlfoundry.algos import selfplay_ppo
+from rlfoundry.algos.multiagent import selfplay_ppo
 from rlfoundry.api import resolve_config, train
-from rlfoundry.cli import main
+from rlfoundry.cli.main import main
 from rlfoundry.envs import games
 from rlfoundry.errors import ConfigError, EnvError
-from rlfoundry.run import CHECKPOINT, load_checkpoint_file
+from rlfoundry.runtime.run import CHECKPOINT, load_checkpoint_file
 
 pytest.importorskip("pettingzoo")
 
@@ -265,7 +265,7 @@ def test_rejects_non_game_envs(tmp_path):
 def test_every_config_field_is_documented():
     import dataclasses
 
-    from rlfoundry.config import field_docs
+    from rlfoundry.runtime.config import field_docs
 
     docs = field_docs(selfplay_ppo.Config)
     assert [f.name for f in dataclasses.fields(selfplay_ppo.Config) if not docs.get(f.name)] == []

@@ -16,12 +16,13 @@ import pytest
 
 import rlfoundry.core as core
 from rlfoundry import api
-from rlfoundry.algos import dyna_q, expected_sarsa, qlearning, tabular
-from rlfoundry.cli import main
+from rlfoundry.algos.tabular import common as tabular
+from rlfoundry.algos.tabular import dyna_q, expected_sarsa, qlearning
+from rlfoundry.cli.main import main
+from rlfoundry.envs.evaluation import make_env
 from rlfoundry.errors import EnvError
-from rlfoundry.evaluation import make_env
 from rlfoundry.mdp import tabular_model, value_iteration
-from rlfoundry.run import CHECKPOINT, load_checkpoint_file
+from rlfoundry.runtime.run import CHECKPOINT, load_checkpoint_file
 
 ALGOS = ["qlearning", "sarsa", "expected_sarsa", "dyna_q"]
 GRID = "rlfoundry/GridWorld-v0"
@@ -96,8 +97,8 @@ def test_check_env_accepts_discrete_and_rejects_the_rest():
 
 def _train(module, tmp_path, **over):
     """Train ``module`` in-process with its defaults and ``over``; return the Q-table."""
-    from rlfoundry.config import build_config
-    from rlfoundry.run import Run
+    from rlfoundry.runtime.config import build_config
+    from rlfoundry.runtime.run import Run
 
     cfg = build_config(module.Config, over)
     with Run(tmp_path, cfg.total_steps, progress=False, tensorboard=False) as run:
@@ -181,8 +182,8 @@ def test_dyna_model_samples_the_empirical_distribution_and_round_trips():
 
 
 def test_config_rejects_out_of_range_values():
-    from rlfoundry.config import build_config
     from rlfoundry.errors import ConfigError
+    from rlfoundry.runtime.config import build_config
 
     for bad in ({"gamma": 1.5}, {"lr": 0.0}, {"epsilon_end": -0.1}, {"log_every": 0}):
         with pytest.raises(ConfigError, match=next(iter(bad))):
@@ -192,10 +193,10 @@ def test_config_rejects_out_of_range_values():
 
 
 def test_every_config_field_has_a_docstring():
-    from rlfoundry.config import field_docs
+    from rlfoundry.runtime.config import field_docs
 
     for name in ALGOS:
-        module = __import__(f"rlfoundry.algos.{name}", fromlist=["Config"])
+        module = __import__(f"rlfoundry.algos.tabular.{name}", fromlist=["Config"])
         docs = field_docs(module.Config)
         missing = [f for f in module.Config.__dataclass_fields__ if not docs.get(f)]
         assert not missing, f"{name}: fields without a docstring: {missing}"

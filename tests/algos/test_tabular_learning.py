@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rlfoundry.algos import tabular
+from rlfoundry.algos.tabular import common as tabular
 from rlfoundry.api import resolve_config
-from rlfoundry.config import to_dict
-from rlfoundry.evaluation import make_env
+from rlfoundry.envs.evaluation import make_env
 from rlfoundry.mdp import evaluate_policy_exact, optimal_return
-from rlfoundry.run import Run
+from rlfoundry.runtime.config import to_dict
+from rlfoundry.runtime.run import Run
 
 SEEDS = range(5)
 GRID = "rlfoundry/GridWorld-v0"

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from rlfoundry import api
-from rlfoundry.algos import vpg
-from rlfoundry.cli import main
-from rlfoundry.config import describe, load_yaml
+from rlfoundry.algos.deep import vpg
+from rlfoundry.cli.main import main
 from rlfoundry.core import policy_gradient_loss
 from rlfoundry.errors import ConfigError, EnvError
-from rlfoundry.run import CHECKPOINT, load_checkpoint_file
+from rlfoundry.runtime.config import describe, load_yaml
+from rlfoundry.runtime.run import CHECKPOINT, load_checkpoint_file
 
 torch.set_num_threads(1)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rlfoundry.cli import main
+from rlfoundry.cli.main import main
 
 
 def _train_cli(algo: str, env: str, run: Path, steps: int, *sets: str) -> dict:
@@ -79,7 +79,7 @@ def test_short_dqn_run_crashes_less_than_random(tmp_path: Path):
     pytest.importorskip("highway_env")
     from rlfoundry.api import train
     from rlfoundry.apps.driving.evaluate import evaluate_driving, load_run_policy, random_policy
-    from rlfoundry.evaluation import make_env
+    from rlfoundry.envs.evaluation import make_env
 
     run = tmp_path / "run"
     train(

@@ -16,7 +16,7 @@ from rlfoundry.apps.driving.evaluate import (  # noqa: E402
     random_policy,
     record_episode,
 )
-from rlfoundry.evaluation import make_env  # noqa: E402
+from rlfoundry.envs.evaluation import make_env  # noqa: E402
 
 LANE_LEFT, IDLE, LANE_RIGHT, FASTER, SLOWER = range(5)
 
@@ -127,7 +127,7 @@ def test_video_has_every_simulation_frame(tmp_path: Path):
 
 
 def test_drive_eval_cli(tmp_path: Path, capsys):
-    from rlfoundry.cli import build_parser
+    from rlfoundry.cli.main import build_parser
 
     parser = build_parser()
     args = parser.parse_args(

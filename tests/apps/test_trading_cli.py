@@ -7,7 +7,7 @@ from pathlib import Path
 
 from apps_helpers import random_walk, write_bars
 
-from rlfoundry.cli import main
+from rlfoundry.cli.main import main
 
 
 def test_trade_report_cli(tmp_path: Path, capsys):

@@ -20,8 +20,8 @@ from rlfoundry.apps.trading.data import (
     walk_forward_folds,
 )
 from rlfoundry.apps.trading.env import BUY, HOLD, SELL, TradingEnv
+from rlfoundry.envs.replay import ActionLog
 from rlfoundry.errors import RLFoundryError
-from rlfoundry.replay import ActionLog
 
 
 def test_one_round_trip_by_hand(tmp_path: Path):
@@ -183,7 +183,7 @@ def test_replay_restores_exact_state():
 def test_registered_and_passes_gymnasium_checker():
     from gymnasium.utils.env_checker import check_env
 
-    from rlfoundry.evaluation import make_env
+    from rlfoundry.envs.evaluation import make_env
 
     env = make_env("rlfoundry/Trading-v0", data="googl", episode_length=50)
     check_env(env.unwrapped, skip_render_check=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rlfoundry.envs.evaluation import make_env
 from rlfoundry.errors import EnvError
-from rlfoundry.evaluation import make_env
 
 
 def _rollout(env, seed: int, steps: int = 40) -> np.ndarray:

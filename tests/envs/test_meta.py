@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from rlfoundry.envs import meta
-from rlfoundry.evaluation import make_env
+from rlfoundry.envs.evaluation import make_env
 
 
 def test_bandit_observation_is_previous_action_and_reward():

@@ -35,7 +35,7 @@ if not IN_CI:
 import uvicorn  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from rlfoundry.cli import build_parser, main  # noqa: E402
+from rlfoundry.cli.main import build_parser, main  # noqa: E402
 from rlfoundry.feedback import store  # noqa: E402
 from rlfoundry.feedback.app import create_app  # noqa: E402
 

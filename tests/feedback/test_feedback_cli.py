@@ -5,7 +5,7 @@ import json
 import pytest
 from fb_helpers import write_jsonl
 
-from rlfoundry.cli import main
+from rlfoundry.cli.main import main
 from rlfoundry.feedback import store
 from rlfoundry.feedback.assign import next_assignment
 from rlfoundry.feedback.db import make_engine

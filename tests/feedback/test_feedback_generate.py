@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("transformers", reason="needs the llm extra")
 import torch  # noqa: E402
 
-from rlfoundry.cli import main  # noqa: E402
+from rlfoundry.cli.main import main  # noqa: E402
 from rlfoundry.feedback import store  # noqa: E402
 from rlfoundry.feedback.db import make_engine  # noqa: E402
 

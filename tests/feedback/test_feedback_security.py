@@ -189,7 +189,7 @@ def test_malformed_import_lines_are_reported_and_nothing_is_committed(engine, tm
         assert f"line {n}:" in msg
     assert "line 1:" not in msg and "nothing was imported" in msg
     # through the CLI: the error is printed, and neither project nor items are created
-    from rlfoundry.cli import main
+    from rlfoundry.cli.main import main
 
     db = f"sqlite:///{tmp_path / 'cli.db'}"
     assert main(["feedback", "import", str(src), "--db", db]) == 2
@@ -221,7 +221,7 @@ def test_import_into_existing_project_is_all_or_nothing(engine, tmp_path):
 def test_serve_binds_to_loopback_unless_told_otherwise(monkeypatch, tmp_path):
     import uvicorn
 
-    from rlfoundry.cli import main
+    from rlfoundry.cli.main import main
 
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))

@@ -17,8 +17,8 @@ from safetensors.torch import save_file
 
 from rlfoundry.core import group_relative_advantages
 from rlfoundry.llm import grpo
-from rlfoundry.llm import rl_common as rc
 from rlfoundry.llm.models import load_model, load_tokenizer
+from rlfoundry.runtime.distributed import init_distributed
 
 torch.set_num_threads(1)
 
@@ -36,7 +36,7 @@ def _rows(ro: grpo.Rollout, rows: slice) -> grpo.Rollout:
 
 
 def update(out: str, agg: str) -> None:
-    d = rc.init_distributed()
+    d = init_distributed()
     torch.manual_seed(0)
     tok = load_tokenizer("tiny")
     model = load_model("tiny")

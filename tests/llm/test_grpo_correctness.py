@@ -22,6 +22,7 @@ from rlfoundry.errors import ConfigError, RLFoundryError
 from rlfoundry.llm import grpo
 from rlfoundry.llm import rl_common as rc
 from rlfoundry.llm.models import load_model, load_tokenizer
+from rlfoundry.runtime.distributed import Dist
 
 torch.set_num_threads(1)
 
@@ -87,7 +88,7 @@ def _grads(model, ro, adv, cfg, ref_logp=None):
     """Gradients after one policy_update with an optimizer that does not move."""
     m = copy.deepcopy(model).train()
     opt = torch.optim.SGD(m.parameters(), lr=0.0)
-    info = grpo.policy_update(m, opt, ro, adv, cfg, rc.Dist(), ref_logp)
+    info = grpo.policy_update(m, opt, ro, adv, cfg, Dist(), ref_logp)
     return torch.cat([p.grad.reshape(-1) for p in m.parameters() if p.grad is not None]), info
 
 

@@ -9,11 +9,11 @@ import json
 import pytest
 import torch
 
-from rlfoundry.cli import main
+from rlfoundry.cli.main import main
 from rlfoundry.errors import RLFoundryError
 from rlfoundry.llm import pretrain, sft
 from rlfoundry.llm.models import load_model, load_tokenizer
-from rlfoundry.run import load_checkpoint_file
+from rlfoundry.runtime.run import load_checkpoint_file
 
 torch.set_num_threads(1)
 

@@ -15,7 +15,7 @@ pytest.importorskip("rlfoundry.llm.generation", reason="rlfoundry.llm.generation
 from rlfoundry.errors import ConfigError, RLFoundryError  # noqa: E402
 from rlfoundry.llm import dpo, grpo, ppo, reward_model, rloo  # noqa: E402
 from rlfoundry.llm import rl_common as rc  # noqa: E402
-from rlfoundry.run import load_checkpoint_file  # noqa: E402
+from rlfoundry.runtime.run import load_checkpoint_file  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -125,7 +125,7 @@ def test_failing_reward_names_itself_and_keeps_the_checkpoint(tmp_path):
         "reward": f"{__name__}:nan_after_two_batches",
     }
     # checkpoint at every step (interval 0) so one exists when the reward breaks
-    import rlfoundry.run as run_mod
+    import rlfoundry.runtime.run as run_mod
 
     orig = run_mod.Run.__init__
 

@@ -273,7 +273,7 @@ def test_finite_horizon_optimum_bounds_stationary_and_matches_by_hand():
 def test_cli_solve_prints_stationary_and_nonstationary_optima(capsys):
     import json
 
-    from rlfoundry.cli import main
+    from rlfoundry.cli.main import main
 
     assert main(["solve", "FrozenLake-v1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

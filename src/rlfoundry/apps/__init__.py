@@ -69,7 +69,7 @@ def extra_metrics(
     if env_id not in DRIVING_ENVS or episodes <= 0:
         return {}
     from rlfoundry.apps.driving.evaluate import evaluate_driving
-    from rlfoundry.evaluation import make_env
+    from rlfoundry.envs.evaluation import make_env
 
     env = make_env(env_id, **(env_kwargs or {}))
     try:

@@ -1,4 +1,4 @@
-"""Cooperative PettingZoo tasks (parallel API) for :mod:`rlfoundry.algos.mappo`.
+"""Cooperative PettingZoo tasks (parallel API) for :mod:`rlfoundry.algos.multiagent.mappo`.
 
 - :func:`make_team_env` builds ``mpe2/simple_spread_v3`` (3 agents cover 3 landmarks and
   avoid collisions; discrete actions, 25 steps, every agent gets the shared reward mixed

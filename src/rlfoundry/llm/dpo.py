@@ -32,7 +32,7 @@ from rlfoundry.errors import ConfigError
 from rlfoundry.llm import rl_common as rc
 from rlfoundry.llm.reward_model import load_pairs
 from rlfoundry.llm.sft import lr_lambda
-from rlfoundry.run import Run, generator_state, seed_everything, set_generator_state
+from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
 
 STAGE = "dpo"
 CURVE_KEY = "eval_reward_margin"

@@ -52,7 +52,8 @@ from rlfoundry.core import (
 from rlfoundry.errors import ConfigError
 from rlfoundry.llm import rl_common as rc
 from rlfoundry.llm.sft import lr_lambda
-from rlfoundry.run import Run, generator_state, seed_everything, set_generator_state
+from rlfoundry.runtime.distributed import Dist, all_reduce_sum, init_distributed, sync_gradients
+from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
 
 STAGE = "grpo"
 CURVE_KEY = "reward"
@@ -163,7 +164,7 @@ class Config:
             raise ConfigError(f"beta must be >= 0, got {self.beta}.")
 
 
-def check_world(cfg: Config, d: rc.Dist) -> None:
+def check_world(cfg: Config, d: Dist) -> None:
     """Sizes that depend on the number of processes: whole groups and micro-batches per rank."""
     mini = cfg.mini_batch_size or cfg.batch_size
     rc.check_divisible(
@@ -258,7 +259,7 @@ def policy_update(
     ro: Rollout,
     adv: Tensor,
     cfg: Any,
-    d: rc.Dist,
+    d: Dist,
     ref_logp: Tensor | None = None,
 ) -> dict[str, float]:
     """`cfg.epochs` passes of clipped-surrogate (+ beta k3) steps over one local rollout.
@@ -281,7 +282,7 @@ def policy_update(
     for epoch in range(cfg.epochs):
         for m0 in range(0, b_local, mini_local):
             mini_rows = slice(m0, m0 + mini_local)
-            n_tok = rc.all_reduce_sum(mask[mini_rows].sum().double(), d)
+            n_tok = all_reduce_sum(mask[mini_rows].sum().double(), d)
             n_seq = mini_local * d.world
             opt.zero_grad(set_to_none=True)
             for u0 in range(m0, m0 + mini_local, micro):
@@ -315,7 +316,7 @@ def policy_update(
                 stats["clip_fraction"].append(float(info["clip_fraction"]))
                 if epoch == 0 and m0 == 0 and u0 == 0:
                     stats["ratio_first"].append(float(info["ratio"]))
-            rc.sync_gradients(model, d)
+            sync_gradients(model, d)
             if cfg.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             opt.step()
@@ -384,7 +385,7 @@ def train(
     """The GRPO loop; `advantages(rew, G)` and `shape_reward` let RLOO reuse it."""
     from rlfoundry.llm.models import load_model, load_tokenizer
 
-    d = rc.init_distributed()
+    d = init_distributed()
     check_world(cfg, d)
     cfg = with_task_budget(cfg)
     seed_everything(cfg.seed)
@@ -439,7 +440,7 @@ def train(
         n_tok = float(ro.completion_mask.sum())
         g = rew.view(-1, cfg.group_size)
         local = torch.tensor([rew.sum(), rew.numel(), n_tok, float(ro.truncated.sum())])
-        tot = rc.all_reduce_sum(local, d)
+        tot = all_reduce_sum(local, d)
         metrics = {
             "reward": float(tot[0] / tot[1]),
             "completion_len": float(tot[2] / tot[1]),

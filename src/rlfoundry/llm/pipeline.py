@@ -36,9 +36,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rlfoundry.config import atomic_write_text, build_config
 from rlfoundry.llm import grpo
 from rlfoundry.llm import rl_common as rc
+from rlfoundry.runtime.config import atomic_write_text, build_config
 
 #: Pre-training settings of the pipeline (everything else: pretrain.Config defaults,
 #: the measured recipe).
@@ -118,7 +118,7 @@ def run_pipeline(
     overrides = {**GRPO_DEFAULTS, "model": str(sft_dir), "task": task, "seed": seed}
     overrides.update(grpo_overrides or {})
     summary = rc.run_stage(grpo, out / "grpo", overrides=overrides, progress=progress)
-    from rlfoundry.plotting import read_metrics
+    from rlfoundry.runtime.plotting import read_metrics
 
     acc = read_metrics(out / "grpo").get("eval_accuracy")
     if acc is not None and len(acc) and acc[0] == acc[0]:  # step 0: the SFT model

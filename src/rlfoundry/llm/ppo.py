@@ -44,7 +44,8 @@ from rlfoundry.core import (
 from rlfoundry.errors import ConfigError
 from rlfoundry.llm import grpo
 from rlfoundry.llm import rl_common as rc
-from rlfoundry.run import Run, generator_state, seed_everything, set_generator_state
+from rlfoundry.runtime.distributed import all_reduce_sum, init_distributed, sync_gradients
+from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
 
 STAGE = "ppo"
 CURVE_KEY = "reward"
@@ -206,7 +207,7 @@ def advantages_and_returns(
 def train(cfg: Config, run: Run) -> dict[str, Any]:
     from rlfoundry.llm.models import load_model, load_tokenizer
 
-    d = rc.init_distributed()
+    d = init_distributed()
     mini = mini_size(cfg)
     rc.check_divisible(
         f"batch_size over {d.world} processes",
@@ -281,7 +282,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
             perm = torch.randperm(b_local, generator=gen)
             for m0 in range(0, b_local, mini_local):
                 mrows = perm[m0 : m0 + mini_local]
-                n_tok = rc.all_reduce_sum(mask[mrows].sum().double(), d).clamp(min=1)
+                n_tok = all_reduce_sum(mask[mrows].sum().double(), d).clamp(min=1)
                 opt.zero_grad(set_to_none=True)
                 for u0 in range(0, mini_local, micro):
                     rows = mrows[u0 : u0 + micro]
@@ -302,8 +303,8 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
                     stats["vf_loss"].append(float(vf.detach()))
                     stats["ratio"].append(float(info["ratio"]))
                     stats["clip_fraction"].append(float(info["clip_fraction"]))
-                rc.sync_gradients(policy, d)
-                rc.sync_gradients(vm, d)
+                sync_gradients(policy, d)
+                sync_gradients(vm, d)
                 if cfg.max_grad_norm > 0:
                     torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
                     torch.nn.utils.clip_grad_norm_(vm.parameters(), cfg.max_grad_norm)
@@ -312,7 +313,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         step += 1
         kl_seq = masked_sum(kl_tok, ro.completion_mask, dim=-1)  # [B]
         local = torch.tensor([score.sum(), score.numel(), kl_seq.sum()])
-        tot = rc.all_reduce_sum(local, d)
+        tot = all_reduce_sum(local, d)
         mean_kl = float(tot[2] / tot[1])
         if cfg.kl_target > 0:
             kl_coef = adaptive_kl(kl_coef, mean_kl, cfg.kl_target, int(tot[1]), cfg.kl_horizon)

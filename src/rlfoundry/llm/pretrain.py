@@ -27,7 +27,7 @@ from typing import Any
 
 from rlfoundry.errors import ConfigError
 from rlfoundry.llm import sft
-from rlfoundry.run import Run, seed_everything
+from rlfoundry.runtime.run import Run, seed_everything
 
 STAGE = "pretrain"
 CURVE_KEY = "loss"

@@ -30,7 +30,7 @@ from rlfoundry.core import bradley_terry_loss, pairwise_accuracy
 from rlfoundry.errors import ConfigError, RLFoundryError
 from rlfoundry.llm import rl_common as rc
 from rlfoundry.llm.sft import lr_lambda
-from rlfoundry.run import Run, generator_state, seed_everything, set_generator_state
+from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
 
 STAGE = "reward-model"
 CURVE_KEY = "eval_accuracy"

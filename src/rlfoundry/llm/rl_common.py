@@ -21,87 +21,16 @@ import contextlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from rlfoundry.config import atomic_write_text, load_yaml, save_yaml, to_dict
 from rlfoundry.errors import ConfigError, RLFoundryError
-from rlfoundry.run import CHECKPOINT, Run
-
-# ---------------------------------------------------------------------- data parallel
-
-
-@dataclass(frozen=True)
-class Dist:
-    """This process's place in a `torchrun` / `accelerate launch` job (1 process: rank 0 of 1)."""
-
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed() -> Dist:
-    """Join the process group that `torchrun` / `accelerate launch` describe in the env.
-
-    gloo on CPU, nccl on GPU. Returns `Dist()` when not launched that way.
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size())
-
-
-def all_reduce_sum(x: Tensor, d: Dist) -> Tensor:
-    """Sum of `x` over all processes (a copy; `x` itself is untouched)."""
-    if d.world == 1:
-        return x
-    import torch.distributed as dist
-
-    y = x.clone()
-    dist.all_reduce(y)
-    return y
-
-
-def sync_gradients(model: torch.nn.Module, d: Dist) -> None:
-    """Sum gradients over processes.
-
-    Every loss here is already divided by GLOBAL counts (tokens or sequences of the
-    whole optimizer batch over all ranks), so the sum, not DDP's mean, is the gradient
-    of the full-batch loss: 2 processes x B/2 give the update of 1 process x B.
-    """
-    if d.world == 1:
-        return
-    import torch.distributed as dist
-
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    i = 0
-    for g in grads:
-        g.copy_(flat[i : i + g.numel()].view_as(g))
-        i += g.numel()
-
-
-def broadcast_object(obj: Any, d: Dist) -> Any:
-    if d.world == 1:
-        return obj
-    import torch.distributed as dist
-
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
+from rlfoundry.runtime.config import atomic_write_text, load_yaml, save_yaml, to_dict
+from rlfoundry.runtime.distributed import Dist, init_distributed
+from rlfoundry.runtime.run import CHECKPOINT, Run
 
 # ---------------------------------------------------------------------- input checks
 
@@ -251,7 +180,7 @@ def write_summary(
     out: str | os.PathLike, summary: dict[str, Any], curve_key: str, title: str
 ) -> None:
     """summary.json and learning_curve.png (`curve_key` against steps)."""
-    from rlfoundry.plotting import plot_runs
+    from rlfoundry.runtime.plotting import plot_runs
 
     out = Path(out)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
@@ -266,8 +195,8 @@ def training_state(
     modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer, sched: Any
 ) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Tensors and JSON state of the modules, the optimizer and the LR schedule
-    (`rlfoundry.torch_state`), ready for `Run.save_checkpoint`."""
-    from rlfoundry import torch_state as ts
+    (`rlfoundry.runtime.torch_state`), ready for `Run.save_checkpoint`."""
+    from rlfoundry.runtime import torch_state as ts
 
     tensors: dict[str, Tensor] = {}
     for prefix, m in modules.items():
@@ -285,7 +214,7 @@ def load_training_state(
     sched: Any,
 ) -> None:
     """Inverse of `training_state`: bit-exact parameters, Adam moments and LR."""
-    from rlfoundry import torch_state as ts
+    from rlfoundry.runtime import torch_state as ts
 
     for prefix, m in modules.items():
         ts.load_module_state(prefix, m, tensors)
@@ -313,7 +242,7 @@ def run_stage(
     anything is written: a missing model path or a dataset missing a field fails in
     seconds, not after the run directory exists.
     """
-    from rlfoundry.config import build_config
+    from rlfoundry.runtime.config import build_config
 
     if resume:
         cfg = build_config(module.Config, saved_config(out, module.STAGE))

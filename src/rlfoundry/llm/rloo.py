@@ -29,7 +29,7 @@ from torch import Tensor
 
 from rlfoundry.core import kl_k1, leave_one_out_advantages, masked_sum
 from rlfoundry.llm import grpo
-from rlfoundry.run import Run
+from rlfoundry.runtime.run import Run
 
 STAGE = "rloo"
 CURVE_KEY = "reward"

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from rlfoundry.errors import ConfigError
 from rlfoundry.llm import rl_common as rc
-from rlfoundry.run import Run, generator_state, seed_everything, set_generator_state
+from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
 
 STAGE = "sft"
 CURVE_KEY = "loss"

@@ -15,8 +15,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rlfoundry.envs.evaluation import make_env
 from rlfoundry.errors import RLFoundryError
-from rlfoundry.evaluation import make_env
 
 Policy = Callable[[Any], Any]
 
@@ -74,7 +74,7 @@ def evaluate_driving(policy: Policy, env: gym.Env, episodes: int, seed: int) -> 
 def load_run_policy(run_dir: str | Path) -> tuple[Policy, str, dict[str, Any]]:
     """``(policy, env_id, env_kwargs)`` of a run directory made by ``rlfoundry train``."""
     from rlfoundry.api import resolve_config
-    from rlfoundry.config import load_yaml
+    from rlfoundry.runtime.config import load_yaml
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():

@@ -26,7 +26,7 @@ ENV_ID = "rlfoundry/Trading-v0"
 def run_policy_factory(run_dir: str | Path) -> tuple[PolicyFactory, dict[str, Any], str]:
     """``(factory, env_kwargs, algo)`` for the trained policy saved in ``run_dir``."""
     from rlfoundry.api import resolve_config
-    from rlfoundry.config import load_yaml
+    from rlfoundry.runtime.config import load_yaml
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():

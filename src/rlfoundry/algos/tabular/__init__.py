@@ -1,0 +1,1 @@
+"""Tabular learners with a Q-table: Q-learning, SARSA, Expected SARSA, Dyna-Q."""

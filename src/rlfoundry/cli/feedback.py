@@ -1,0 +1,333 @@
+"""``rlfoundry feedback ...``: collect human preferences and export them as pairs.
+
+    rlfoundry feedback create-project NAME --kind compare|rank|rate [--overlap N]
+    rlfoundry feedback import FILE.jsonl [--project NAME] [--kind KIND] [--overlap N]
+    rlfoundry feedback generate --model DIR --prompts FILE -n K [--project NAME]
+    rlfoundry feedback add-annotator NAME [--admin]
+    rlfoundry feedback serve [--host 127.0.0.1] [--port 8000]
+    rlfoundry feedback stats [--project NAME] [--json]
+    rlfoundry feedback export --format pairs [--project NAME] [--out FILE.jsonl]
+
+Every command takes ``--db URL`` (any SQLAlchemy URL or a file path; default
+$RLFOUNDRY_FEEDBACK_DB, else ``sqlite:///feedback.db`` in the current directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rlfoundry.errors import RLFoundryError
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+def _engine(args: argparse.Namespace):
+    from rlfoundry.feedback.db import make_engine
+
+    return make_engine(args.db)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from rlfoundry.feedback.app import create_app
+
+    if not _is_loopback(args.host):
+        print(
+            f"warning: serving on {args.host}, reachable from other machines; put it behind "
+            "HTTPS (and pass --secure-cookies) before sharing tokens over a network.",
+            file=sys.stderr,
+        )
+    app = create_app(args.db, secure_cookies=args.secure_cookies)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def cmd_create_project(args: argparse.Namespace) -> int:
+    from rlfoundry.feedback import store
+
+    guidelines = _read_guidelines(args.guidelines)
+    store.create_project(
+        _engine(args),
+        args.name,
+        args.kind,
+        overlap=args.overlap,
+        gold_every=args.gold_every,
+        guidelines=guidelines,
+    )
+    print(f"created project '{args.name}' ({args.kind}, overlap {args.overlap})")
+    return 0
+
+
+def _read_guidelines(path: str | None) -> str:
+    if path is None:
+        return ""
+    p = Path(path)
+    if not p.is_file():
+        raise RLFoundryError(f"Guidelines file '{p}' does not exist; check the path.")
+    return p.read_text(encoding="utf-8")
+
+
+def _ensure_project(engine: Any, args: argparse.Namespace, kind: str) -> str:
+    from rlfoundry.feedback import store
+
+    name = args.project
+    if name not in {p.name for p in store.list_projects(engine)}:
+        store.create_project(
+            engine,
+            name,
+            kind,
+            overlap=args.overlap,
+            gold_every=args.gold_every,
+            guidelines=_read_guidelines(args.guidelines),
+        )
+        print(f"created project '{name}' ({kind}, overlap {args.overlap})")
+    return name
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from rlfoundry.feedback import store
+
+    engine = _engine(args)
+    args.project = args.project or Path(args.file).stem
+    existing = {p.name: p for p in store.list_projects(engine)}
+    if args.project in existing:
+        kind = existing[args.project].kind
+    else:
+        kind = args.kind or (
+            store.infer_kind(args.file) if Path(args.file).is_file() else "compare"
+        )
+    items = store.parse_jsonl(args.file, kind)  # all lines checked before anything is written
+    _ensure_project(engine, args, kind)
+    n = store.import_items(engine, args.project, items, Path(args.file))
+    n_gold = sum(it.is_gold for it in items)
+    print(f"imported {n} items ({n_gold} gold) into '{args.project}'")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from rlfoundry.feedback import store
+    from rlfoundry.feedback.generate import check_n_fits, generate_items, read_prompts
+
+    engine = _engine(args)
+    read_prompts(args.prompts)  # a bad prompts file is reported before anything else
+    args.project = args.project or Path(args.prompts).stem
+    existing = {p.name: p for p in store.list_projects(engine)}
+    if args.project in existing:
+        kind = existing[args.project].kind
+    else:
+        kind = args.kind or ("compare" if args.n == 2 else "rank")
+    check_n_fits(kind, args.n)  # before the model is loaded and sampled
+    items = generate_items(
+        args.model,
+        args.prompts,
+        n=args.n,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+    _ensure_project(engine, args, kind)
+    n = store.import_items(engine, args.project, items, Path(args.prompts))
+    print(f"generated {args.n} responses for {n} prompts into '{args.project}' ({kind})")
+    return 0
+
+
+def cmd_add_annotator(args: argparse.Namespace) -> int:
+    from rlfoundry.feedback import store
+
+    token = store.add_annotator(_engine(args), args.name, admin=args.admin)
+    role = "admin " if args.admin else ""
+    print(f"{role}annotator '{args.name}' created; token (shown once, keep it secret):")
+    print(token)
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from rlfoundry.feedback import store
+
+    engine = _engine(args)
+    names = [args.project] if args.project else [p.name for p in store.list_projects(engine)]
+    if not names:
+        raise RLFoundryError("The database has no projects yet; import items first.")
+    stats = [store.project_stats(engine, name) for name in names]
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+
+    def fmt(x: Any) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    for st in stats:
+        ag = st["agreement"]
+        console.print(
+            f"[bold]{st['project']}[/] ({st['kind']}, overlap {st['overlap']}): "
+            f"{st['items_complete']}/{st['items']} items complete, {st['judgments']} judgments; "
+            f"percent agreement {fmt(ag['percent_agreement'])}, "
+            f"Krippendorff's alpha ({ag['alpha_level']}) {fmt(ag['krippendorff_alpha'])} "
+            f"over {ag['units']} units",
+            soft_wrap=True,
+        )
+        table = Table("annotator", "done", "vs majority", "gold acc.", "median active s")
+        for name, a in st["annotators"].items():
+            table.add_row(
+                name,
+                str(a["done"]),
+                f"{fmt(a['vs_majority']['agreement'])} (n={a['vs_majority']['n']})",
+                f"{fmt(a['gold_accuracy'])} (n={a['gold_seen']})",
+                "-" if a["median_active_s"] is None else str(a["median_active_s"]),
+            )
+        console.print(table)
+        if ag["pairwise_kappa"]:
+            kt = Table("pair", "Cohen's kappa", "agreement", "shared units")
+            for k in ag["pairwise_kappa"]:
+                kt.add_row(
+                    f"{k['a']} / {k['b']}", fmt(k["kappa"]), fmt(k["agreement"]), str(k["n"])
+                )
+            console.print(kt)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from rlfoundry.feedback import store
+    from rlfoundry.feedback.export import to_pairs
+    from rlfoundry.runtime.config import atomic_write_text
+
+    engine = _engine(args)
+    names = [args.project] if args.project else [p.name for p in store.list_projects(engine)]
+    if not names:
+        raise RLFoundryError("The database has no projects yet; import items first.")
+    items = [it for name in names for it in store.items_for_export(engine, name)]
+    pairs, summary = to_pairs(
+        items,
+        aggregate=args.aggregate,
+        ties=args.ties,
+        min_agreement=args.min_agreement,
+        include_gold=args.include_gold,
+    )
+    text = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs)
+    if args.out in (None, "-"):
+        sys.stdout.write(text)
+        out = "stdout"
+    else:
+        atomic_write_text(args.out, text)
+        out = args.out
+    print(
+        f"wrote {summary.pairs} pairs from {summary.items} judged items to {out} "
+        f"(skipped: {summary.skipped_tie} ties, {summary.skipped_both_bad} both-bad, "
+        f"{summary.skipped_split} split votes, {summary.skipped_low_agreement} below "
+        "--min-agreement)",
+        file=sys.stderr,
+    )
+    if summary.pairs == 0:
+        print("warning: no pairs; judge more items or pass --ties both", file=sys.stderr)
+    return 0
+
+
+def _project_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overlap", type=int, default=2, help="annotators per item (default 2)")
+    p.add_argument(
+        "--gold-every",
+        type=int,
+        default=10,
+        help="show a gold (attention-check) item every N assignments; 0 turns it off",
+    )
+    p.add_argument("--guidelines", help="text file shown on every task page")
+
+
+def register(subparsers: Any) -> None:
+    fb = subparsers.add_parser(
+        "feedback", help="collect human preferences in a web app and export them as pairs"
+    )
+    sub = fb.add_subparsers(dest="feedback_command", required=True)
+
+    def add(name: str, help: str, func: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument(
+            "--db",
+            help="SQLAlchemy URL or SQLite file (default $RLFOUNDRY_FEEDBACK_DB or feedback.db)",
+        )
+        p.set_defaults(func=func)
+        return p
+
+    p = add("serve", "run the annotation web app", cmd_serve)
+    p.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--secure-cookies", action="store_true", help="mark cookies Secure (HTTPS)")
+    p.add_argument("--log-level", default="info")
+
+    p = add("create-project", "create an empty project", cmd_create_project)
+    p.add_argument("name")
+    p.add_argument("--kind", choices=["compare", "rank", "rate"], required=True)
+    _project_opts(p)
+
+    p = add("import", "import {id, prompt, responses[]} JSONL lines into a project", cmd_import)
+    p.add_argument("file")
+    p.add_argument("--project", help="project name (default: the file name without extension)")
+    p.add_argument(
+        "--kind",
+        choices=["compare", "rank", "rate"],
+        help="task of a new project (default: compare for 2 responses, else rank)",
+    )
+    _project_opts(p)
+
+    p = add("generate", "sample K responses per prompt from a model into a project", cmd_generate)
+    p.add_argument("--model", required=True, help="model directory or hub id")
+    p.add_argument("--prompts", required=True, help="text file, one prompt a line, or JSONL")
+    p.add_argument("-n", type=int, default=2, help="responses per prompt (default 2)")
+    p.add_argument("--project")
+    p.add_argument("--kind", choices=["compare", "rank", "rate"])
+    p.add_argument("--max-new-tokens", type=int, default=128, help="response length limit")
+    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (default 1: off)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--batch-size", type=int, default=8, help="prompts sampled together")
+    p.add_argument("--device", default=None, help="torch device, e.g. cuda (default cpu)")
+    _project_opts(p)
+
+    p = add("add-annotator", "create an annotator and print its login token", cmd_add_annotator)
+    p.add_argument("name")
+    p.add_argument("--admin", action="store_true", help="may see the agreement page")
+
+    p = add("stats", "agreement and progress per project", cmd_stats)
+    p.add_argument("--project")
+    p.add_argument("--json", action="store_true")
+
+    p = add("export", "write judgments as preference pairs (TRL format)", cmd_export)
+    p.add_argument("--format", choices=["pairs"], default="pairs")
+    p.add_argument("--project", help="one project (default: all)")
+    p.add_argument("--out", help="output JSONL (default: stdout)")
+    p.add_argument(
+        "--aggregate",
+        choices=["majority", "none"],
+        default="majority",
+        help="one pair per item by majority vote (default) or one per annotator",
+    )
+    p.add_argument(
+        "--ties",
+        choices=["skip", "both"],
+        default="skip",
+        help="skip ties (default) or write both orderings marked tie=true",
+    )
+    p.add_argument("--min-agreement", type=float, default=0.0)
+    p.add_argument("--include-gold", action="store_true")

@@ -1,0 +1,303 @@
+"""The ``rlfoundry`` command line.
+
+    rlfoundry train ALGO --env ENV_ID [--steps N] [--seed S] [--out DIR]
+                         [--config FILE.yaml] [--set key=value ...] [--resume DIR]
+                         [--init-from SRC_RUN_DIR] [--render-video]
+                         [--num-envs N] [--async-envs]
+    rlfoundry eval DIR [--episodes N] [--render-video]
+    rlfoundry solve ENV_ID [--gamma G]
+    rlfoundry plot DIR [DIR ...] [--out FILE.png] [--key episode_return]
+    rlfoundry list [ALGO]
+
+Sub-command groups added by later modules (``rlfoundry llm ...``) register themselves
+through :data:`EXTRA_COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rlfoundry.errors import RLFoundryError
+
+#: (module, function) pairs; each function receives the subparsers object and adds its
+#: commands with ``set_defaults(func=...)``. Missing optional modules are skipped.
+EXTRA_COMMANDS: list[tuple[str, str]] = [
+    ("rlfoundry.cli.quickstart", "register"),
+    ("rlfoundry.cli.feedback", "register"),
+    ("rlfoundry.cli.apps", "register"),
+    ("rlfoundry.cli.llm", "register"),
+    ("rlfoundry.experiments.transfer", "register"),
+]
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None)
+    for key, value in summary.items():
+        if key == "eval_returns":
+            continue
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        table.add_row(f"[bold]{key}[/]", str(value))
+    Console().print(table)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rlfoundry.api import train
+    from rlfoundry.runtime.config import parse_overrides
+
+    if args.resume is None and args.algo is None:
+        raise RLFoundryError(
+            "Give an algorithm (e.g. `rlfoundry train qlearning --env FrozenLake-v1`) or --resume DIR."
+        )
+    overrides = parse_overrides(args.set)
+    for flag, key, value in (
+        ("--render-video", "render_video", "true" if args.render_video else None),
+        ("--num-envs", "num_envs", args.num_envs),
+        ("--async-envs", "async_envs", "true" if args.async_envs else None),
+    ):
+        if value is not None:
+            _check_flag(args, flag, key)
+            overrides[key] = str(value)
+    summary = train(
+        algo=args.algo,
+        env=args.env,
+        steps=args.steps,
+        seed=args.seed,
+        out=args.out,
+        config=args.config,
+        overrides=overrides,
+        resume=args.resume,
+        progress=not args.no_progress,
+        stop_at_step=args.stop_at,
+        init_from=args.init_from,
+    )
+    _print_summary(summary)
+    if summary.get("status") == "interrupted":
+        print(f"Interrupted; continue with: {summary['resume_command']}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _check_flag(args: argparse.Namespace, flag: str, key: str) -> None:
+    """A shorthand flag is ``--set key=...``: for new runs of algorithms that have ``key``."""
+    import dataclasses
+
+    from rlfoundry.algos import get_algo
+
+    if args.resume is not None:
+        raise RLFoundryError(
+            f"{flag} sets up a new run; a resumed run keeps the {key} of its "
+            f"config.yaml (drop {flag}, or start a new run)."
+        )
+    if key not in {f.name for f in dataclasses.fields(get_algo(args.algo).Config)}:
+        users = {"render_video": "ppo, a2c, dqn or vpg", "num_envs": "ppo, a2c or dqn"}
+        raise RLFoundryError(
+            f"{flag} is not available for {args.algo} (its config has no {key}); drop the "
+            f"flag or use an algorithm such as {users.get(key, 'ppo or a2c')}."
+        )
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rlfoundry.api import evaluate_run
+
+    result = evaluate_run(
+        args.run_dir, episodes=args.episodes, seed=args.seed, video=args.render_video
+    )
+    _print_summary(result)
+    return 0
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    from rlfoundry.envs.evaluation import make_env
+    from rlfoundry.mdp import (
+        DEFAULT_SOLVE_GAMMA,
+        evaluate_policy_exact,
+        finite_horizon_optimal,
+        value_iteration,
+    )
+
+    env = make_env(args.env)
+    gamma = DEFAULT_SOLVE_GAMMA if args.gamma is None else args.gamma
+    if not hasattr(env.unwrapped, "P"):
+        raise RLFoundryError(
+            f"'{args.env}' exposes no transition table (unwrapped.P), so it cannot be solved exactly; "
+            "use a tabular env such as FrozenLake-v1, Taxi-v4, CliffWalking-v1 or rlfoundry/GridWorld-v0."
+        )
+    sol = value_iteration(env, gamma=gamma)
+    ret = evaluate_policy_exact(env, sol.policy)
+    horizon = env.spec.max_episode_steps if env.spec else None
+    result = {
+        "env": args.env,
+        "gamma": gamma,
+        "optimal_return": ret,
+        "horizon": horizon,
+        "iterations": sol.iterations,
+        "states": int(sol.V.shape[0]),
+    }
+    if horizon:  # the best non-stationary (time-dependent) policy can do a little better
+        result["nonstationary_optimal_return"] = finite_horizon_optimal(env, horizon).ret
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_summary(result)
+        if hasattr(env.unwrapped, "render_policy"):
+            print(env.unwrapped.render_policy(sol.policy))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from rlfoundry.runtime.plotting import plot_runs
+
+    out = args.out or (
+        Path(args.runs[0]) / "learning_curve.png"
+        if len(args.runs) == 1
+        else Path("learning_curves.png")
+    )
+    path = plot_runs(args.runs, out, key=args.key, title=args.title)
+    print(path)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from rlfoundry.algos import ALGOS, available, get_algo
+    from rlfoundry.runtime.config import describe
+
+    console = Console()
+    if args.algo:
+        module = get_algo(args.algo)
+        table = Table(title=f"{args.algo} config (use --set key=value)")
+        for col in ("key", "type", "default", "meaning"):
+            table.add_column(col)
+        for name, typ, default, doc in describe(module.Config):
+            table.add_row(name, typ, repr(default), doc)
+        console.print(table)
+        return 0
+    table = Table(title="algorithms")
+    table.add_column("name")
+    table.add_column("what it is")
+    for name in available():
+        table.add_row(name, ALGOS[name][1])
+    console.print(table)
+    import rlfoundry.envs as envs
+
+    table = Table(title="built-in environments (plus every Gymnasium id)")
+    table.add_column("id")
+    for env_id in envs.BUILTIN_ENVS:
+        table.add_row(env_id)
+    console.print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rlfoundry import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="rlfoundry", description="Reinforcement learning from Q-tables to language models."
+    )
+    parser.add_argument("--version", action="version", version=f"rlfoundry {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train an algorithm and write a run directory")
+    p.add_argument("algo", nargs="?", help="algorithm name (see `rlfoundry list`)")
+    p.add_argument("--env", help="Gymnasium environment id")
+    p.add_argument("--steps", type=int, help="environment steps to train for")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--out", help="run directory to create (default runs/ALGO-ENV-sSEED-TIME)")
+    p.add_argument("--config", help="YAML file of config values")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override one config value (repeatable)"
+    )
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+    p.add_argument(
+        "--init-from",
+        metavar="DIR",
+        help="start from the weights of the run in DIR (same algorithm: ppo, a2c, dqn)",
+    )
+    p.add_argument(
+        "--render-video",
+        action="store_true",
+        help="after training, write DIR/eval.gif of one evaluation episode "
+        "(= --set render_video=true)",
+    )
+    p.add_argument(
+        "--num-envs",
+        type=int,
+        metavar="N",
+        help="parallel copies of the env in a Gymnasium vector env (= --set num_envs=N)",
+    )
+    p.add_argument(
+        "--async-envs",
+        action="store_true",
+        help="step the envs in subprocesses (AsyncVectorEnv; = --set async_envs=true)",
+    )
+    p.add_argument("--stop-at", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="re-evaluate a saved run")
+    p.add_argument("run_dir")
+    p.add_argument("--episodes", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--render-video", action="store_true", help="also write DIR/eval.gif of one episode"
+    )
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("solve", help="exact optimum of a tabular env by value iteration")
+    p.add_argument("env")
+    p.add_argument(
+        "--gamma",
+        type=float,
+        default=None,
+        help="discount used to solve for the policy (default 0.999; its return is then "
+        "judged undiscounted under the time limit)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON line")
+    p.set_defaults(func=cmd_solve)
+
+    p = sub.add_parser("plot", help="overlay learning curves of run directories")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--out")
+    p.add_argument("--key", default="episode_return")
+    p.add_argument("--title")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser(
+        "list", help="list algorithms and built-in environments, or one algorithm's config"
+    )
+    p.add_argument("algo", nargs="?")
+    p.set_defaults(func=cmd_list)
+
+    for module_name, fn_name in EXTRA_COMMANDS:
+        try:
+            register: Callable[[Any], None] = getattr(importlib.import_module(module_name), fn_name)
+        except ImportError:
+            continue
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except RLFoundryError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The runtime every trainer writes through: config, run directory, checkpoints, plots, video."""

@@ -1,0 +1,420 @@
+"""The run directory: the contract every algorithm writes to.
+
+A run directory ``DIR`` holds
+
+- ``config.yaml``              everything needed to reproduce the run (algo + config fields)
+- ``metrics.csv``              one row per ``Run.log`` call: ``step`` then named metrics
+- ``tb/``                      TensorBoard events of the same metrics
+- ``checkpoint.safetensors``   tensors + a JSON state (in the file's metadata); never pickle
+- ``summary.json``             evaluation results (written by :mod:`rlfoundry.api`)
+- ``learning_curve.png``       episode return against environment steps
+
+Algorithms receive a :class:`Run` and call ``log``, ``progress``, ``checkpoint_due``,
+``save_checkpoint`` / ``load_checkpoint`` and check ``stop_requested`` (set by Ctrl-C
+or SIGTERM) so an interrupted run saves its state and can be resumed exactly.
+
+A new run may start from another run's weights (``rlfoundry train ... --init-from SRC``,
+transfer by fine-tuning): the algorithm calls :meth:`Run.warm_start` with its networks
+where it would otherwise start from scratch; a resumed run ignores it and continues from
+its own checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+from rlfoundry.errors import ConfigError
+from rlfoundry.runtime.config import atomic_write_bytes, atomic_write_text, load_yaml
+
+CHECKPOINT = "checkpoint.safetensors"
+METRICS = "metrics.csv"
+
+#: Algorithms whose fresh runs call :meth:`Run.warm_start` (``--init-from``).
+WARM_START_ALGOS = ("ppo", "a2c", "dqn")
+
+
+def rng_state() -> dict[str, Any]:
+    """Python and NumPy global RNG states as JSON-safe values (torch's goes in tensors)."""
+    py = random.getstate()
+    return {"python": [py[0], list(py[1]), py[2]], "numpy_legacy": _np_legacy_state()}
+
+
+def _np_legacy_state() -> list:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy_legacy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch global generators (environments are seeded on reset)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def generator_state(gen: np.random.Generator) -> dict[str, Any]:
+    """JSON-safe state of a NumPy ``Generator`` (PCG64's state is a dict of ints)."""
+    return gen.bit_generator.state
+
+
+def set_generator_state(gen: np.random.Generator, state: dict[str, Any]) -> None:
+    gen.bit_generator.state = state
+
+
+class Run:
+    """Writer of one run directory; see the module docstring for the layout."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        total_steps: int,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        tensorboard: bool = True,
+        checkpoint_interval_s: float = 60.0,
+        stop_at_step: int | None = None,
+        init_from: str | os.PathLike | None = None,
+    ) -> None:
+        self.path = Path(path)
+        #: Run directory whose weights a fresh run starts from (:meth:`warm_start`).
+        self.init_from = Path(init_from) if init_from is not None else None
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.total_steps = int(total_steps)
+        self.resume = resume
+        self.checkpoint_interval_s = checkpoint_interval_s
+        #: Test hook and ``--stop-at``: behave as if interrupted once this step is reached.
+        self.stop_at_step = stop_at_step
+        self.stop_requested = False
+        self.interrupted = False
+        self._start = time.perf_counter()
+        self._wall_before = 0.0
+        self._last_ckpt_time = time.monotonic()
+        self._fields: list[str] = []
+        self._rows = 0
+        self._last: dict[str, float] = {}
+        self.step = 0
+
+        if resume:
+            ckpt = self.load_checkpoint()
+            if ckpt is not None:
+                self.step = int(ckpt[2].get("step", 0))
+                self._wall_before = float(ckpt[2].get("_wall_seconds", 0.0))
+            self._truncate_metrics(self.step)
+        elif (self.path / METRICS).exists():
+            (self.path / METRICS).unlink()
+        self._load_fields()
+
+        self._tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(
+                    str(self.path / "tb"), purge_step=self.step if resume else None
+                )
+            except ImportError:  # tensorboard is a dependency; tolerate a trimmed install
+                self._tb = None
+
+        self._bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(
+                total=self.total_steps,
+                initial=min(self.step, self.total_steps),
+                unit="step",
+                dynamic_ncols=True,
+                mininterval=0.5,
+                file=sys.stderr,
+                disable=None if not os.environ.get("CI") else True,
+            )
+        self._old_handlers: dict[int, Any] = {}
+        self._install_signal_handlers()
+
+    # ------------------------------------------------------------------ signals
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old_handlers[sig] = signal.getsignal(sig)
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.stop_requested:  # second Ctrl-C: the user really wants out now
+            raise KeyboardInterrupt
+        self.stop_requested = True
+        self.interrupted = True
+        print(
+            f"\n{signal.Signals(signum).name} received: saving a checkpoint and stopping "
+            "(press Ctrl-C again to abort without saving).",
+            file=sys.stderr,
+        )
+
+    def should_stop(self, step: int) -> bool:
+        """True when the loop must save a checkpoint and return (signal or ``stop_at_step``)."""
+        if self.stop_at_step is not None and step >= self.stop_at_step:
+            self.stop_requested = True
+            self.interrupted = True
+        return self.stop_requested
+
+    # ------------------------------------------------------------------ metrics
+    def _load_fields(self) -> None:
+        path = self.path / METRICS
+        if path.exists():
+            with path.open(newline="") as f:
+                reader = csv.reader(f)
+                self._fields = next(reader, [])
+                self._rows = sum(1 for _ in reader)
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop rows logged after the checkpoint so a resumed run's log matches an uninterrupted one."""
+        path = self.path / METRICS
+        if not path.exists():
+            return
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        fields = list(rows[0].keys()) if rows else []
+        keep = [r for r in rows if float(r["step"]) <= step]
+        self._write_all(fields, keep)
+
+    def _write_all(self, fields: list[str], rows: list[dict[str, Any]]) -> None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.path / METRICS, buf.getvalue())
+
+    def log(self, step: int, **metrics: float) -> None:
+        """Append one metrics row at ``step`` (CSV and TensorBoard)."""
+        clean = {k: _to_float(v) for k, v in metrics.items() if v is not None}
+        path = self.path / METRICS
+        new = [k for k in clean if k not in self._fields]
+        if not self._fields or new:
+            old_rows: list[dict[str, Any]] = []
+            if path.exists() and self._fields:
+                with path.open(newline="") as f:
+                    old_rows = list(csv.DictReader(f))
+            self._fields = (self._fields or ["step"]) + new
+            self._write_all(self._fields, old_rows)
+        with path.open("a", newline="") as f:
+            row = {"step": int(step), **clean}
+            csv.DictWriter(f, fieldnames=self._fields, lineterminator="\n").writerow(row)
+        self._rows += 1
+        self._last.update(clean)
+        if self._tb is not None:
+            for key, value in clean.items():
+                if math.isfinite(value):
+                    self._tb.add_scalar(key, value, int(step))
+
+    def progress(self, step: int, **postfix: float) -> None:
+        """Move the progress bar to ``step``; ``postfix`` values are shown beside it."""
+        self.step = step
+        if self._bar is None:
+            return
+        delta = min(step, self.total_steps) - self._bar.n
+        if delta > 0:
+            self._bar.update(delta)
+        if postfix:
+            self._bar.set_postfix(
+                {k: f"{_to_float(v):.3g}" for k, v in postfix.items()}, refresh=False
+            )
+
+    # ------------------------------------------------------------------ checkpoints
+    def elapsed(self) -> float:
+        """Training wall-clock seconds, summed over every resumed segment of the run."""
+        return self._wall_before + time.perf_counter() - self._start
+
+    def checkpoint_due(self, step: int) -> bool:
+        """True if a checkpoint should be written now: stop requested or the interval elapsed."""
+        if self.should_stop(step):
+            return True
+        return time.monotonic() - self._last_ckpt_time >= self.checkpoint_interval_s
+
+    def save_checkpoint(
+        self, step: int, tensors: dict[str, Any], state: dict[str, Any] | None = None
+    ) -> Path:
+        """Write ``tensors`` (torch or NumPy arrays) and a JSON ``state`` atomically.
+
+        Torch's global RNG state is stored too; ``state`` must be JSON-serialisable.
+        """
+        payload: dict[str, torch.Tensor] = {}
+        for key, value in tensors.items():
+            t = (
+                torch.as_tensor(np.ascontiguousarray(value))
+                if isinstance(value, np.ndarray)
+                else value
+            )
+            payload[key] = t.detach().cpu().contiguous()
+        payload["_rng/torch"] = torch.get_rng_state()
+        meta_state = dict(state or {})
+        meta_state["step"] = int(step)
+        meta_state["_wall_seconds"] = self.elapsed()
+        meta_state["_rng"] = rng_state()
+        data = st_save(payload, metadata={"state": json.dumps(meta_state)})
+        atomic_write_bytes(self.path / CHECKPOINT, data)
+        self._last_ckpt_time = time.monotonic()
+        return self.path / CHECKPOINT
+
+    def load_checkpoint(
+        self, restore_rng: bool = True
+    ) -> tuple[int, dict[str, torch.Tensor], dict[str, Any]] | None:
+        """Return ``(step, tensors, state)`` from the checkpoint, or None if there is none."""
+        found = load_checkpoint_file(self.path / CHECKPOINT)
+        if found is None:
+            return None
+        tensors, state = found
+        if restore_rng:
+            torch.set_rng_state(tensors["_rng/torch"])
+            set_rng_state(state["_rng"])
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("_rng/")}
+        return int(state["step"]), tensors, state
+
+    def warm_start(
+        self, modules: dict[str, nn.Module], stats: dict[str, Any] | None = None
+    ) -> bool:
+        """Load ``modules`` (checkpoint prefix -> network) from ``init_from``'s checkpoint.
+
+        Does nothing and returns False for a resumed run or without ``init_from``. Call
+        it where a fresh run starts: after building the networks (their random init is
+        then overwritten, so the RNG stream stays that of a scratch run with the same
+        seed) and before the first env step. Only weights are taken: optimiser, step,
+        env and RNG state start fresh. ``stats`` maps a prefix (``"obs_rms/"``) to a
+        normaliser with ``load(tensors, prefix)``, or to None when this run has none; the
+        source must have those statistics exactly when this run does, else a network
+        trained on normalised inputs would see raw ones. Raises a one-sentence
+        :class:`ConfigError` (cause + fix) if the source has no checkpoint or a network
+        is missing or has other shapes.
+        """
+        if self.resume or self.init_from is None:
+            return False
+        src = self.init_from
+        found = load_checkpoint_file(src / CHECKPOINT)
+        if found is None:
+            raise ConfigError(
+                f"Cannot start from '{src}': it has no {CHECKPOINT}; train the source run "
+                "first (or pass its directory to --init-from)."
+            )
+        tensors = found[0]
+        for prefix, module in modules.items():
+            head = f"{prefix}/"
+            sd = {k[len(head) :]: v for k, v in tensors.items() if k.startswith(head)}
+            if not sd:
+                raise ConfigError(
+                    f"Cannot start from '{src}': its checkpoint has no '{prefix}' network; "
+                    "warm-start from a run of the same algorithm."
+                )
+            ours = module.state_dict()
+            diff = [
+                f"{k} is {list(sd[k].shape) if k in sd else 'missing'} there, {list(v.shape)} here"
+                for k, v in ours.items()
+                if k not in sd or sd[k].shape != v.shape
+            ] + [f"{k} is not in this network" for k in sd if k not in ours]
+            if diff:
+                raise ConfigError(
+                    f"Cannot start from '{src}': its '{prefix}' network does not fit this "
+                    f"one ({diff[0]}); fine-tune with the source's network sizes (hidden) "
+                    "on an env with the same observation and action spaces."
+                )
+            module.load_state_dict(sd, strict=True)
+        for prefix, norm in (stats or {}).items():
+            has = any(k.startswith(prefix) for k in tensors)
+            if has != (norm is not None):
+                which = "has" if has else "has no"
+                raise ConfigError(
+                    f"Cannot start from '{src}': it {which} '{prefix}' normaliser statistics "
+                    f"and this run {'has none' if has else 'does'}; set the normalisation "
+                    "options (e.g. norm_obs) as in the source's config.yaml."
+                )
+            if norm is not None:
+                norm.load(tensors, prefix)
+        return True
+
+    # ------------------------------------------------------------------ end
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._tb is not None:
+            self._tb.flush()
+            self._tb.close()
+            self._tb = None
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers.clear()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def load_checkpoint_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """Read a checkpoint written by :meth:`Run.save_checkpoint` (safetensors, no pickle)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    data = path.read_bytes()
+    from safetensors import safe_open  # metadata is only reachable through safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    return st_load(data), json.loads(meta.get("state", "{}"))
+
+
+def check_init_from(path: str | os.PathLike, algo: str) -> Path:
+    """The source run directory of ``--init-from``, checked before anything is written:
+    a run of ``algo`` (one of :data:`WARM_START_ALGOS`) that saved a checkpoint."""
+    src = Path(path)
+    if algo not in WARM_START_ALGOS:
+        raise ConfigError(
+            f"--init-from works with {', '.join(WARM_START_ALGOS)}, not {algo}; "
+            "drop --init-from or train one of those."
+        )
+    if not (src / "config.yaml").is_file():
+        raise ConfigError(
+            f"Cannot start from '{src}': it is not a run directory (no config.yaml); "
+            "pass --init-from a directory made by `rlfoundry train`."
+        )
+    if not (src / CHECKPOINT).is_file():
+        raise ConfigError(
+            f"Cannot start from '{src}': it has no {CHECKPOINT} (the run never saved one); "
+            "train the source run first."
+        )
+    src_algo = load_yaml(src / "config.yaml").get("algo")
+    if src_algo != algo:
+        raise ConfigError(
+            f"Cannot start {algo} from '{src}': it was trained by {src_algo}; "
+            f"warm-start from a {algo} run (or train this run with {src_algo})."
+        )
+    return src
+
+
+def _to_float(v: Any) -> float:
+    if isinstance(v, torch.Tensor):
+        return float(v.detach().cpu().item())
+    return float(v)

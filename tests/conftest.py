@@ -1,0 +1,6 @@
+"""Benchmark scripts import their shared helpers as `results` (benchmarks/ is their folder)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
