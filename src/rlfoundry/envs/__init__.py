@@ -4,7 +4,6 @@
 - ``rlfoundry/GridWorldSlippery-v0``: the same with ``slip=0.2``.
 - ``rlfoundry/CartPole-v1``: Gymnasium's CartPole with a ``pole_length`` keyword
   (:mod:`rlfoundry.envs.cartpole`), for transfer between pole lengths.
-- the application envs of :mod:`rlfoundry.apps` (trading, driving), registered by importing it.
 - the two-player PettingZoo games of :mod:`rlfoundry.envs.games` (``pettingzoo/tictactoe_v3``,
   ``pettingzoo/connect_four_v3``, ``pettingzoo/rps_v2``) as single-agent views against a
   random opponent, for ``selfplay_ppo``.
@@ -15,26 +14,23 @@
 
 Both GridWorld ids cut episodes at 100 steps, the limit the exact solvers in
 :mod:`rlfoundry.mdp` count.
+
+The application envs (trading, driving) are registered by :func:`rlfoundry.apps.register`:
+applications sit above the environments and algorithms, which never import them.
 """
 
 from __future__ import annotations
 
 import gymnasium as gym
 
-from rlfoundry.apps import APP_ENVS
 from rlfoundry.envs import cartpole, games, meta, teams
 from rlfoundry.envs.gridworld import ACTION_NAMES, DEFAULT_LAYOUT, GridWorld, parse_layout
 
 GRIDWORLD_ENVS: list[str] = ["rlfoundry/GridWorld-v0", "rlfoundry/GridWorldSlippery-v0"]
 
-#: Every env id rlfoundry registers, for ``rlfoundry list``.
+#: Every env id registered here, for ``rlfoundry list`` (with ``rlfoundry.apps.APP_ENVS``).
 BUILTIN_ENVS: list[str] = (
-    GRIDWORLD_ENVS
-    + cartpole.CARTPOLE_ENVS
-    + APP_ENVS
-    + games.GAME_ENVS
-    + meta.META_ENVS
-    + teams.TEAM_ENVS
+    GRIDWORLD_ENVS + cartpole.CARTPOLE_ENVS + games.GAME_ENVS + meta.META_ENVS + teams.TEAM_ENVS
 )
 
 __all__ = [

@@ -1,24 +1,37 @@
-"""Evaluate a policy on an environment, and make environments with clear errors."""
+"""Make environments with clear errors, evaluate a policy on them, and the hooks through
+which higher layers add to an evaluation.
+
+- :func:`make_env`, :func:`check_spaces` (a gym algorithm's ``check(cfg)``);
+- :func:`evaluate` and :func:`eval_seed`, the seeds of the held-out evaluation episodes;
+- :func:`register_env_metrics` / :func:`env_metrics`: extra summary fields an application
+  contributes for its own envs (:mod:`rlfoundry.apps` adds the driving metrics), looked up
+  by env id so that no algorithm knows any application;
+- :func:`record_video` and :func:`run_callbacks` (``render_video``: a GIF after training).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from rlfoundry.errors import EnvError
+from rlfoundry.runtime.callbacks import Callback, RecordVideo
+from rlfoundry.runtime.video import headless, record_gif
 
 Policy = Callable[[Any], Any]
 
+#: Evaluation episodes are reset with seeds from ``seed + EVAL_SEED_OFFSET`` on, so they
+#: are never among the training episodes of a run seeded ``seed`` (nor of its neighbours).
+EVAL_SEED_OFFSET = 10_000
 
-def env_ids() -> list[str]:
-    """Built-in rlfoundry envs first, then every id registered with Gymnasium."""
-    import rlfoundry.envs  # noqa: F401  (registers the built-in envs)
 
-    ours = sorted(k for k in gym.registry if k.startswith("rlfoundry/"))
-    return ours + sorted(k for k in gym.registry if not k.startswith("rlfoundry/"))
+def eval_seed(seed: int) -> int:
+    """Seed of the first held-out evaluation episode of a run trained with ``seed``."""
+    return int(seed) + EVAL_SEED_OFFSET
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
@@ -70,3 +83,72 @@ def evaluate(
         "eval_mean_length": float(np.mean(lengths)) if lengths else float("nan"),
         "eval_returns": [float(x) for x in arr],
     }
+
+
+def check_spaces(cfg: Any, check_env: Callable[[gym.Env], None]) -> None:
+    """A gym algorithm's ``check(cfg)``: make ``cfg.env_id`` with ``cfg.env_kwargs``, let
+    ``check_env`` raise its EnvError if the spaces do not suit the algorithm, close the
+    env. Runs before anything is written."""
+    env = make_env(cfg.env_id, **(getattr(cfg, "env_kwargs", None) or {}))
+    try:
+        check_env(env)
+    finally:
+        env.close()
+
+
+# --------------------------------------------------------------------------- env metrics
+
+#: ``metrics(policy, env, episodes, seed) -> {field: value}`` for one env's summary.
+EnvMetrics = Callable[[Policy, gym.Env, int, int], dict[str, Any]]
+_ENV_METRICS: dict[str, EnvMetrics] = {}
+
+
+def register_env_metrics(env_id: str, metrics: EnvMetrics) -> None:
+    """Add ``metrics`` to the evaluation of every run on ``env_id`` (replacing any earlier
+    one): how an application contributes its own measures without an algorithm knowing it."""
+    _ENV_METRICS[env_id] = metrics
+
+
+def env_metrics(cfg: Any, policy: Policy) -> dict[str, Any]:
+    """The registered extra fields of ``cfg.env_id`` for ``policy``, measured on
+    ``cfg.eval_episodes`` episodes reset from :func:`eval_seed` on ({} when none are
+    registered or no episodes are asked for)."""
+    metrics = _ENV_METRICS.get(cfg.env_id)
+    if metrics is None or cfg.eval_episodes <= 0:
+        return {}
+    env = make_env(cfg.env_id, **(cfg.env_kwargs or {}))
+    try:
+        return metrics(policy, env, cfg.eval_episodes, eval_seed(cfg.seed))
+    finally:
+        env.close()
+
+
+# --------------------------------------------------------------------------- video
+
+
+def record_video(
+    policy: Policy,
+    env_id: str,
+    path: str | Path,
+    seed: int,
+    env_kwargs: dict[str, Any] | None = None,
+) -> Path:
+    """Record one episode of ``policy`` on ``env_id`` (reset with ``seed``) to the GIF at
+    ``path`` (:func:`rlfoundry.runtime.video.record_gif`); return the path."""
+    headless()
+    env = make_env(env_id, render_mode="rgb_array", **(env_kwargs or {}))
+    return record_gif(policy, env, path, seed)
+
+
+def run_callbacks(cfg: Any, load_policy: Callable[[Path, Any], Policy]) -> list[Callback]:
+    """The callbacks a gym algorithm's config asks for: with ``render_video``, a GIF of one
+    evaluation episode (seed :func:`eval_seed`) of the final policy, ``load_policy(path,
+    cfg)``, written to ``RUN_DIR/eval.gif`` after training."""
+    if not getattr(cfg, "render_video", False):
+        return []
+    kwargs = dict(getattr(cfg, "env_kwargs", None) or {})
+
+    def make() -> gym.Env:
+        return make_env(cfg.env_id, render_mode="rgb_array", **kwargs)
+
+    return [RecordVideo(lambda path: load_policy(path, cfg), make, eval_seed(cfg.seed))]

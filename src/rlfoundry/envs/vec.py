@@ -61,19 +61,6 @@ def make_vec_env(
     return envs
 
 
-def truncated_final_obs(
-    info: dict[str, Any], truncated: np.ndarray
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(idx, final_obs[idx])`` for the sub-envs that were truncated this step, or None.
-
-    ``final_obs`` is stacked into one array ``[k, *obs_shape]``.
-    """
-    if not truncated.any():
-        return None
-    idx = np.flatnonzero(truncated)
-    return idx, np.stack([info["final_obs"][i] for i in idx])
-
-
 class VecActionLog(gym.vector.VectorWrapper):
     """Record every action given to a vector env so its state can be rebuilt by replay.
 

@@ -13,6 +13,10 @@ Algorithms receive a :class:`Run` and call ``log``, ``progress``, ``checkpoint_d
 ``save_checkpoint`` / ``load_checkpoint`` and check ``stop_requested`` (set by Ctrl-C
 or SIGTERM) so an interrupted run saves its state and can be resumed exactly.
 
+Extra behaviour (periodic evaluation, a video after training, a transfer start) is
+attached as ``callbacks`` (:mod:`rlfoundry.runtime.callbacks`): the Run calls them at
+the fresh start, at checkpoints and at the end, and the algorithm does not change.
+
 A new run may start from another run's weights (``rlfoundry train ... --init-from SRC``,
 transfer by fine-tuning): the algorithm calls :meth:`Run.warm_start` with its networks
 where it would otherwise start from scratch; a resumed run ignores it and continues from
@@ -31,8 +35,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,6 +47,9 @@ from torch import nn
 
 from rlfoundry.errors import ConfigError
 from rlfoundry.runtime.config import atomic_write_bytes, atomic_write_text, load_yaml
+
+if TYPE_CHECKING:
+    from rlfoundry.runtime.callbacks import Callback
 
 CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.csv"
@@ -98,8 +106,11 @@ class Run:
         checkpoint_interval_s: float = 60.0,
         stop_at_step: int | None = None,
         init_from: str | os.PathLike | None = None,
+        callbacks: Sequence[Callback] = (),
     ) -> None:
         self.path = Path(path)
+        #: Hooks called at the fresh start, at checkpoints and at the end, in order.
+        self.callbacks: list[Callback] = list(callbacks)
         #: Run directory whose weights a fresh run starts from (:meth:`warm_start`).
         self.init_from = Path(init_from) if init_from is not None else None
         self.path.mkdir(parents=True, exist_ok=True)
@@ -252,6 +263,8 @@ class Run:
         """True if a checkpoint should be written now: stop requested or the interval elapsed."""
         if self.should_stop(step):
             return True
+        if any(cb.checkpoint_due(step) for cb in self.callbacks):
+            return True
         return time.monotonic() - self._last_ckpt_time >= self.checkpoint_interval_s
 
     def save_checkpoint(
@@ -277,6 +290,8 @@ class Run:
         data = st_save(payload, metadata={"state": json.dumps(meta_state)})
         atomic_write_bytes(self.path / CHECKPOINT, data)
         self._last_ckpt_time = time.monotonic()
+        for cb in self.callbacks:
+            cb.on_checkpoint(self, int(step), tensors, meta_state)
         return self.path / CHECKPOINT
 
     def load_checkpoint(
@@ -293,12 +308,10 @@ class Run:
         tensors = {k: v for k, v in tensors.items() if not k.startswith("_rng/")}
         return int(state["step"]), tensors, state
 
-    def warm_start(
-        self, modules: dict[str, nn.Module], stats: dict[str, Any] | None = None
-    ) -> bool:
+    def warm_start(self, modules: dict[str, Any], stats: dict[str, Any] | None = None) -> bool:
         """Load ``modules`` (checkpoint prefix -> network) from ``init_from``'s checkpoint.
 
-        Does nothing and returns False for a resumed run or without ``init_from``. Call
+        Loads nothing and returns False for a resumed run or without ``init_from``. Call
         it where a fresh run starts: after building the networks (their random init is
         then overwritten, so the RNG stream stays that of a scratch run with the same
         seed) and before the first env step. Only weights are taken: optimiser, step,
@@ -308,10 +321,22 @@ class Run:
         trained on normalised inputs would see raw ones. Raises a one-sentence
         :class:`ConfigError` (cause + fix) if the source has no checkpoint or a network
         is missing or has other shapes.
+
+        Then, for every fresh run (``init_from`` or not), each callback's ``on_start``
+        sees ``modules`` and ``stats``; tabular agents call this with ``{"q": Q}``.
         """
-        if self.resume or self.init_from is None:
+        if self.resume:
             return False
-        src = self.init_from
+        loaded = self.init_from is not None
+        if loaded:
+            self._load_weights(self.init_from, modules, stats)
+        for cb in self.callbacks:
+            cb.on_start(self, modules, stats or {})
+        return loaded
+
+    def _load_weights(
+        self, src: Path, modules: dict[str, nn.Module], stats: dict[str, Any] | None
+    ) -> None:
         found = load_checkpoint_file(src / CHECKPOINT)
         if found is None:
             raise ConfigError(
@@ -351,7 +376,6 @@ class Run:
                 )
             if norm is not None:
                 norm.load(tensors, prefix)
-        return True
 
     # ------------------------------------------------------------------ end
     def close(self) -> None:
@@ -369,8 +393,13 @@ class Run:
     def __enter__(self) -> Run:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        try:
+            if exc_type is None and not self.interrupted:
+                for cb in self.callbacks:
+                    cb.on_end(self)
+        finally:
+            self.close()
 
 
 def load_checkpoint_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict] | None:

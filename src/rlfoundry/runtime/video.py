@@ -1,46 +1,58 @@
-"""Record one evaluation episode of a policy as an animated GIF."""
+"""Record one evaluation episode of a policy as an animated GIF.
+
+The env comes from the caller (made with ``render_mode="rgb_array"``), so this module
+needs no env registry: :func:`rlfoundry.envs.evaluation.record_video` makes the env from
+an id and calls :func:`record_gif`.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rlfoundry.envs.evaluation import make_env
 from rlfoundry.errors import EnvError
+
+if TYPE_CHECKING:
+    import gymnasium as gym
+
+
+def headless() -> None:
+    """Let pygame render off-screen without a display or sound: without these, SDL prints
+    "XDG_RUNTIME_DIR is invalid" on a headless machine, which reads like a failure. Call
+    before the env first renders."""
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 
 def record_gif(
     policy: Callable[[Any], Any],
-    env_id: str,
+    env: gym.Env,
     path: str | os.PathLike,
     seed: int,
-    env_kwargs: dict[str, Any] | None = None,
     fps: int = 30,
     frame_skip: int = 2,
     downscale: int = 2,
 ) -> Path:
-    """Run ``policy`` for one episode of ``env_id`` (reset with ``seed``) in ``rgb_array``
-    render mode and write the frames to ``path`` as a GIF; return the path.
+    """Run ``policy`` for one episode of ``env`` (reset with ``seed``; made with
+    ``render_mode="rgb_array"``) and write the frames to ``path`` as a GIF; return the
+    path. ``env`` is closed.
 
     Every ``frame_skip``-th frame is kept and shrunk by ``downscale`` (pixel striding):
     a 500-step CartPole episode at full size is ~360 MB of frames and a slow encode.
     """
-    # Off-screen rendering needs no display or sound: without these, SDL (pygame) prints
-    # "XDG_RUNTIME_DIR is invalid" on a headless machine, which reads like a failure.
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-    env = make_env(env_id, render_mode="rgb_array", **(env_kwargs or {}))
+    headless()
     frames: list[np.ndarray] = []
     try:
         obs, _ = env.reset(seed=seed)
         first = env.render()
         if not isinstance(first, np.ndarray):
+            name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
             raise EnvError(
-                f"'{env_id}' returned no rgb_array frame from render(); it cannot be recorded "
+                f"'{name}' returned no rgb_array frame from render(); it cannot be recorded "
                 "(set render_video=false)."
             )
         frames.append(first[::downscale, ::downscale])
