@@ -7,18 +7,19 @@ import shutil
 import pytest
 import torch
 
-from rlfoundry.algos.deep import a2c, ppo
+from rlfoundry.algos.deep import a2c, onpolicy
 from rlfoundry.api import resolve_config, train
 from rlfoundry.cli.main import main
 from rlfoundry.envs.evaluation import evaluate, make_env
 from rlfoundry.errors import ConfigError
+from rlfoundry.runtime.callbacks import Callback
 from rlfoundry.runtime.config import load_yaml
 from rlfoundry.runtime.run import CHECKPOINT, Run, load_checkpoint_file, seed_everything
 
 torch.set_num_threads(1)
 
 ENV = "rlfoundry/CartPole-v1"
-TINY = {"num_envs": 4, "num_steps": 64, "batch_size": 128, "update_epochs": 2}
+TINY = {"num_envs": 4, "num_steps": 64, "minibatch_size": 128, "update_epochs": 2}
 LONG = {"env_kwargs": {"pole_length": 2.0}}
 
 
@@ -45,11 +46,11 @@ def _fresh_ppo(path, src, overrides=None):
         overrides = {**TINY, "norm_obs": True, **LONG}
     _, cfg = resolve_config("ppo", env=ENV, overrides=overrides)
     seed_everything(cfg.seed)
-    rollout = ppo.Rollout(cfg)
-    agent = ppo.Agent(rollout.obs_space, rollout.act_space, cfg.hidden)
+    rollout = onpolicy.Rollout(cfg)
+    agent = onpolicy.Agent(rollout.obs_space, rollout.act_space, cfg.hidden)
     opt = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate)
     with Run(path, cfg.total_steps, progress=False, tensorboard=False, init_from=src) as run:
-        assert ppo.restore(run, agent, opt, rollout) == (0, 0)
+        assert onpolicy.restore(run, agent, opt, rollout) == (0, 0)
     return cfg, rollout, agent, opt
 
 
@@ -92,13 +93,11 @@ def test_dqn_starts_from_the_source_q_and_target_networks(tmp_path):
         assert torch.equal(src[k], ft[k]), k
 
 
-class _CaptureRun(Run):
+class _Capture(Callback):
     """Keeps a copy of the weights the algorithm's own train() starts from."""
 
-    def warm_start(self, modules, stats=None):
-        loaded = super().warm_start(modules, stats)
+    def on_start(self, run, modules, stats):
         self.start = {k: v.clone() for k, v in modules["agent"].state_dict().items()}
-        return loaded
 
 
 def test_a2c_train_starts_from_the_source_weights(tmp_path):
@@ -106,14 +105,16 @@ def test_a2c_train_starts_from_the_source_weights(tmp_path):
     kw = {"env": ENV, "progress": False, "evaluate_after": False}
     train("a2c", steps=64, out=tmp_path / "src", overrides=over, **kw)
     _, cfg = resolve_config("a2c", env=ENV, steps=16, overrides={**over, **LONG})
-    with _CaptureRun(tmp_path / "ft", 16, progress=False, init_from=tmp_path / "src") as run:
+    ft, scratch = _Capture(), _Capture()
+    src_dir = tmp_path / "src"
+    with Run(tmp_path / "ft", 16, progress=False, init_from=src_dir, callbacks=[ft]) as run:
         a2c.train(cfg, run)
     src, _ = load_checkpoint_file(tmp_path / "src" / CHECKPOINT)
-    assert run.start.keys() and all(torch.equal(v, src[f"agent/{k}"]) for k, v in run.start.items())
+    assert ft.start.keys() and all(torch.equal(v, src[f"agent/{k}"]) for k, v in ft.start.items())
     # a scratch run of the same seed starts elsewhere, so the check above can fail
-    with _CaptureRun(tmp_path / "scratch", 16, progress=False) as run:
+    with Run(tmp_path / "scratch", 16, progress=False, callbacks=[scratch]) as run:
         a2c.train(cfg, run)
-    assert not torch.equal(run.start["actor.0.weight"], src["agent/actor.0.weight"])
+    assert not torch.equal(scratch.start["actor.0.weight"], src["agent/actor.0.weight"])
 
 
 def test_resumed_finetune_continues_from_its_own_checkpoint(tmp_path, source):
@@ -211,7 +212,7 @@ def test_finetuned_policy_jumpstarts_on_a_shorter_pole(tmp_path):
         cfg, rollout, agent, _ = _fresh_ppo(
             tmp_path / name, src, {"env_kwargs": {"pole_length": 0.2}}
         )
-        policy = ppo.make_policy(agent, rollout.obs_space, rollout.act_space, rollout.obs_norm)
+        policy = onpolicy.make_policy(agent, rollout.obs_space, rollout.act_space, rollout.obs_norm)
         rollout.close()
         scores[name] = evaluate(policy, make_env(ENV, **cfg.env_kwargs), 10, 10_000)[
             "eval_mean_return"

@@ -24,7 +24,7 @@ torch.set_num_threads(1)
 TINY = {  # a few seconds: small net, early and frequent updates
     "hidden": [16, 16],
     "learning_starts": 100,
-    "batch_size": 16,
+    "minibatch_size": 16,
     "train_freq": 4,
     "gradient_steps": 2,
     "target_update_interval": 50,

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from rlfoundry import api
-from rlfoundry.algos.model_based import pets
+from rlfoundry.algos.model_based import ensemble, pets
+from rlfoundry.algos.model_based.planner import CEMPlanner
 from rlfoundry.cli.main import main
 from rlfoundry.envs.evaluation import make_env
 from rlfoundry.errors import ConfigError, EnvError
@@ -51,12 +52,12 @@ def test_gaussian_nll_by_hand():
     target = torch.tensor([1.0, 1.0])
     # entries: 0.5 * (1 * 1 + 0) = 0.5 and 0.5 * (0 / 4 + log 4) = log 2
     want = (0.5 + math.log(2.0)) / 2
-    assert float(pets.gaussian_nll(mean, logvar, target)) == pytest.approx(want)
+    assert float(ensemble.gaussian_nll(mean, logvar, target)) == pytest.approx(want)
 
 
 def test_ensemble_members_are_independent():
     torch.manual_seed(0)
-    model = pets.Ensemble(3, 2, 1, (8,))
+    model = ensemble.Ensemble(3, 2, 1, (8,))
     inp = torch.randn(3, 5, 3)
     out_a = model(inp)[0]
     inp2 = inp.clone()
@@ -67,7 +68,7 @@ def test_ensemble_members_are_independent():
     w = model.layers[0].weight
     # member 0 alone: its loss gives no gradient to the others
     m0, lv0 = model(inp)
-    pets.gaussian_nll(m0[0], lv0[0], torch.zeros(5, 2)).backward()
+    ensemble.gaussian_nll(m0[0], lv0[0], torch.zeros(5, 2)).backward()
     assert w.grad[0].abs().sum() > 0 and w.grad[1:].abs().sum() == 0
 
 
@@ -75,7 +76,7 @@ def test_cem_finds_the_best_action_sequence():
     """A model that never moves (delta = 0) and a reward that peaks at a = 0.7: the plan
     must pick 0.7, and a warm start shifts the plan by one step."""
     cfg = pets.Config(population=200, num_elites=20, cem_iters=6, horizon=5, particles=5)
-    model = pets.Ensemble(5, 3, 1, (8,))
+    model = ensemble.Ensemble(5, 3, 1, (8,))
     with torch.no_grad():
         model.out.weight.zero_()
         model.out.bias.zero_()  # mean 0 -> delta = out_mean = 0
@@ -86,7 +87,7 @@ def test_cem_finds_the_best_action_sequence():
         return -((act[..., 0] - 0.7) ** 2)
 
     gen = torch.Generator().manual_seed(0)
-    planner = pets.CEMPlanner(model, reward, np.array([-2.0]), np.array([2.0]), cfg, gen)
+    planner = CEMPlanner(model, reward, np.array([-2.0]), np.array([2.0]), cfg, gen)
     act = planner.act(np.zeros(3, np.float32))
     assert act.shape == (1,) and abs(float(act[0]) - 0.7) < 0.05
     assert abs(float(planner.mean[0, 0]) - 0.7) < 0.1  # shifted plan
@@ -96,14 +97,14 @@ def test_cem_finds_the_best_action_sequence():
 def test_returns_average_the_particles_of_each_candidate():
     """Rows are laid out [E, k * pop]: candidate c's particles are rows j * pop + c."""
     cfg = pets.Config(population=3, num_elites=1, horizon=2, particles=4)  # k = 2 per member
-    model = pets.Ensemble(2, 1, 1, (4,))
+    model = ensemble.Ensemble(2, 1, 1, (4,))
     with torch.no_grad():
         model.out.weight.zero_()
         model.out.bias.zero_()
         model.min_logvar.fill_(-30.0)
         model.max_logvar.fill_(-29.0)
     gen = torch.Generator().manual_seed(0)
-    planner = pets.CEMPlanner(
+    planner = CEMPlanner(
         model, lambda s, a: a[..., 0] + s[..., 0], np.array([-1.0]), np.array([1.0]), cfg, gen
     )
     cand = torch.tensor([[[0.1], [0.2]], [[0.3], [0.4]], [[-1.0], [1.0]]])  # [Pop, H, A]

@@ -10,7 +10,8 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from rlfoundry.algos.deep import ppo
+from rlfoundry.algos import nets
+from rlfoundry.algos.deep import onpolicy, ppo
 from rlfoundry.api import resolve_config, train
 from rlfoundry.cli.main import main
 from rlfoundry.errors import EnvError
@@ -34,9 +35,9 @@ def test_truncated_steps_bootstrap_from_final_obs():
         num_steps=5,
         seed=1,
     )
-    rollout = ppo.Rollout(cfg)
+    rollout = onpolicy.Rollout(cfg)
     rollout.reset()
-    agent = ppo.Agent(rollout.obs_space, rollout.act_space)
+    agent = onpolicy.Agent(rollout.obs_space, rollout.act_space)
     rollout.collect(agent, _FakeRun(), 0)
     gamma = 0.9
     adv, _ = rollout.advantages(agent, gamma, lam=0.0)
@@ -59,7 +60,7 @@ def _tiny(**extra):
     return {
         "num_envs": 4,
         "num_steps": 64,
-        "batch_size": 64,
+        "minibatch_size": 64,
         "update_epochs": 2,
         **extra,
     }
@@ -91,8 +92,8 @@ def test_resume_is_exact_with_obs_and_reward_normalisation(tmp_path):
 
     # and the networks built from each run are equal parameter by parameter
     _, cfg = resolve_config("ppo", config=tmp_path / "a" / "config.yaml")
-    agent_a, _ = ppo.load_agent(tmp_path / "a", cfg)
-    agent_b, _ = ppo.load_agent(tmp_path / "b", cfg)
+    agent_a, _ = onpolicy.load_agent(tmp_path / "a", cfg)
+    agent_b, _ = onpolicy.load_agent(tmp_path / "b", cfg)
     for (name, pa), (_, pb) in zip(agent_a.named_parameters(), agent_b.named_parameters()):
         assert torch.equal(pa, pb), name
 
@@ -165,9 +166,9 @@ def test_train_rejects_bad_env_before_writing(tmp_path):
 
 
 def test_discrete_observations_are_one_hot():
-    obs = ppo.encode_obs(spaces.Discrete(4, start=1), np.array([1, 4]))
+    obs = onpolicy.encode_obs(spaces.Discrete(4, start=1), np.array([1, 4]))
     np.testing.assert_array_equal(obs, [[1, 0, 0, 0], [0, 0, 0, 1]])
-    act = ppo.env_action(spaces.Box(-2.0, 2.0, (1,)), np.array([[3.0], [-0.5]]))
+    act = onpolicy.env_action(spaces.Box(-2.0, 2.0, (1,)), np.array([[3.0], [-0.5]]))
     np.testing.assert_array_equal(act, [[2.0], [-0.5]])
 
 
@@ -191,13 +192,13 @@ def test_ppo_solves_pendulum(tmp_path):
 @pytest.mark.parametrize("scale", [1e-3, 10.0])
 def test_clip_grad_norm_matches_torch(scale):
     torch.manual_seed(0)
-    a = ppo.Agent(spaces.Box(-1, 1, (3,)), spaces.Box(-1, 1, (2,)))
-    b = ppo.Agent(spaces.Box(-1, 1, (3,)), spaces.Box(-1, 1, (2,)))
+    a = onpolicy.Agent(spaces.Box(-1, 1, (3,)), spaces.Box(-1, 1, (2,)))
+    b = onpolicy.Agent(spaces.Box(-1, 1, (3,)), spaces.Box(-1, 1, (2,)))
     b.load_state_dict(a.state_dict())
     for pa, pb in zip(a.parameters(), b.parameters()):
         pa.grad = torch.randn_like(pa) * scale
         pb.grad = pa.grad.clone()
-    n1 = ppo.clip_grad_norm(list(a.parameters()), 0.5)
+    n1 = nets.clip_grad_norm(list(a.parameters()), 0.5)
     n2 = torch.nn.utils.clip_grad_norm_(b.parameters(), 0.5)
     torch.testing.assert_close(n1, n2)
     for pa, pb in zip(a.parameters(), b.parameters()):
@@ -211,8 +212,8 @@ def test_adam_step_is_bit_identical_to_optimizer_step(fused):
     from rlfoundry.algos.nets import adam_step
 
     torch.manual_seed(0)
-    a = ppo.Agent(spaces.Box(-1, 1, (3,)), spaces.Discrete(2))
-    b = ppo.Agent(spaces.Box(-1, 1, (3,)), spaces.Discrete(2))
+    a = onpolicy.Agent(spaces.Box(-1, 1, (3,)), spaces.Discrete(2))
+    b = onpolicy.Agent(spaces.Box(-1, 1, (3,)), spaces.Discrete(2))
     b.load_state_dict(a.state_dict())
     opts = [torch.optim.Adam(m.parameters(), lr=1e-3, eps=1e-5, fused=fused) for m in (a, b)]
     for t in range(5):
@@ -238,7 +239,7 @@ def test_target_kl_stops_the_update_early(tmp_path):
 
     def steps(target_kl):
         out = tmp_path / str(target_kl)
-        over = _tiny(num_steps=64, batch_size=64, update_epochs=2)
+        over = _tiny(num_steps=64, minibatch_size=64, update_epochs=2)
         if target_kl is not None:
             over["target_kl"] = target_kl
         train(

@@ -10,9 +10,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlfoundry.algos.multiagent import selfplay_ppo
+from rlfoundry.algos.multiagent import selfplay, selfplay_ppo
 from rlfoundry.api import resolve_config, train
 from rlfoundry.cli.main import main
+from rlfoundry.core import entropy_from_logits
 from rlfoundry.envs import games
 from rlfoundry.errors import ConfigError, EnvError
 from rlfoundry.runtime.run import CHECKPOINT, load_checkpoint_file
@@ -156,12 +157,12 @@ def test_masked_sampling_never_picks_an_illegal_action(mask_logits, seed):
     m = torch.tensor(mask)[None].expand(64, -1)
     lg = torch.tensor(logits, dtype=torch.float32)[None].expand(64, -1)
     torch.manual_seed(seed)
-    masked = selfplay_ppo.masked_logits(lg, m)
-    act = selfplay_ppo.sample_masked(masked)
+    masked = selfplay.masked_logits(lg, m)
+    act = selfplay.sample_masked(masked)
     assert m[torch.arange(64), act].all()
     probs = torch.softmax(masked, -1)
     assert torch.all(probs[~m] == 0) and torch.allclose(probs.sum(-1), torch.ones(64))
-    assert torch.isfinite(selfplay_ppo.entropy_from_logits(masked)).all()
+    assert torch.isfinite(entropy_from_logits(masked)).all()
     assert m[0, masked[0].argmax()]  # the greedy move is legal too
 
 
@@ -169,7 +170,7 @@ def _tiny(**extra):
     return {
         "num_envs": 4,
         "num_steps": 128,
-        "batch_size": 64,
+        "minibatch_size": 64,
         "update_epochs": 2,
         "eval_every": 2,
         "eval_games": 5,

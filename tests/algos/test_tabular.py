@@ -125,7 +125,7 @@ def test_qlearning_converges_to_q_star_from_random_behaviour(tmp_path):
     # Off-policy: uniform random behaviour, alpha = 1 on a deterministic env is asynchronous
     # value iteration, so every tried (s, a) ends at Q*(s, a) exactly (up to float noise).
     Q, cfg = _train(
-        qlearning, tmp_path, env_kwargs=SMALL, total_steps=10_000, gamma=0.9, lr=1.0,
+        qlearning, tmp_path, env_kwargs=SMALL, total_steps=10_000, gamma=0.9, learning_rate=1.0,
         epsilon_start=1.0, epsilon_end=1.0, epsilon_schedule="constant", log_every=10_000,
     )  # fmt: skip
     env = make_env(GRID, **SMALL)
@@ -139,7 +139,7 @@ def test_expected_sarsa_converges_to_the_value_of_its_epsilon_greedy_policy(tmp_
     # iteration of Q = R + gamma * C (pi_eps(Q) . Q), whose fixed point we compute directly.
     eps, gamma = 0.5, 0.9
     Q, cfg = _train(
-        expected_sarsa, tmp_path, env_kwargs=SMALL, total_steps=20_000, gamma=gamma, lr=1.0,
+        expected_sarsa, tmp_path, env_kwargs=SMALL, total_steps=20_000, gamma=gamma, learning_rate=1.0,
         epsilon_start=eps, epsilon_end=eps, epsilon_schedule="constant", log_every=10_000,
     )  # fmt: skip
     env = make_env(GRID, **SMALL)
@@ -155,7 +155,7 @@ def test_expected_sarsa_converges_to_the_value_of_its_epsilon_greedy_policy(tmp_
 
 
 def test_dyna_q_without_planning_is_qlearning_draw_for_draw(tmp_path):
-    common = dict(env_id="FrozenLake-v1", total_steps=3_000, lr=0.3, log_every=500)
+    common = dict(env_id="FrozenLake-v1", total_steps=3_000, learning_rate=0.3, log_every=500)
     q_ql, _ = _train(qlearning, tmp_path / "q", **common)
     q_dq, _ = _train(dyna_q, tmp_path / "d", planning_steps=0, **common)
     assert np.array_equal(q_ql, q_dq)
@@ -185,7 +185,7 @@ def test_config_rejects_out_of_range_values():
     from rlfoundry.errors import ConfigError
     from rlfoundry.runtime.config import build_config
 
-    for bad in ({"gamma": 1.5}, {"lr": 0.0}, {"epsilon_end": -0.1}, {"log_every": 0}):
+    for bad in ({"gamma": 1.5}, {"learning_rate": 0.0}, {"epsilon_end": -0.1}, {"log_every": 0}):
         with pytest.raises(ConfigError, match=next(iter(bad))):
             build_config(qlearning.Config, bad)
     with pytest.raises(ConfigError, match="planning_steps"):

@@ -9,7 +9,7 @@ head so initial actions are near uniform, 1.0 for a value head).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -155,3 +155,13 @@ def act_dim(space: spaces.Space) -> int:
     if isinstance(space, spaces.Box):
         return int(np.prod(space.shape))
     raise EnvError(f"Action space {space} is not supported; use a Discrete or Box action space.")
+
+
+def obs_encoder(space: spaces.Space) -> tuple[int, Callable[[Any], np.ndarray]]:
+    """``(width, encode)`` for one observation at a time: Box observations are flattened to
+    float32 ``[width]``, Discrete ones one-hot (DQN's and VPG's per-step encoding)."""
+    if isinstance(space, spaces.Discrete):
+        eye = np.eye(int(space.n), dtype=np.float32)
+        return int(space.n), lambda o: eye[int(o) - int(space.start)]
+    width = int(np.prod(space.shape))
+    return width, lambda o: np.asarray(o, dtype=np.float32).reshape(width)

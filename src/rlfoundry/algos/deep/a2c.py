@@ -10,8 +10,9 @@ synchronous variant of A3C as in OpenAI baselines and SB3).
 That is seed 003's policy-gradient loss ``-1/|D| sum log pi(a|s) * weight`` with the
 advantage as the weight and a learned critic as baseline. It is PPO with one epoch, one
 minibatch and no ratio clipping (at the single step the ratio is exactly 1), so the
-agent, the rollout and the checkpoint come from :mod:`rlfoundry.algos.deep.ppo`; only the
-update differs, and it is written out in full below.
+agent, the rollout and the checkpoint are PPO's, from the on-policy toolkit
+:mod:`rlfoundry.algos.deep.onpolicy`; only the update differs, and it is written out in
+full below.
 
 Optimiser: RMSprop(alpha=0.99, eps=1e-5) by default, as SB3 and the A3C paper (which
 found RMSprop more robust than momentum methods for these updates); ``optimizer: adam``
@@ -29,18 +30,18 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from rlfoundry.algos.deep.ppo import (
+from rlfoundry.algos.deep.onpolicy import (
     Agent,
     Rollout,
-    check_env,  # noqa: F401  (part of the module contract)
-    clip_grad_norm,
+    check_env,
     explained_variance,
     load_agent,
-    make_policy,
     restore,
     save,
 )
+from rlfoundry.algos.nets import clip_grad_norm
 from rlfoundry.core import normalize_advantages, policy_gradient_loss, value_loss
+from rlfoundry.envs.evaluation import check_spaces
 from rlfoundry.errors import ConfigError
 from rlfoundry.runtime.run import Run
 
@@ -116,7 +117,13 @@ class Config:
             raise ConfigError("learning_rate must be positive; fix it.")
 
 
-def train(cfg: Config, run: Run) -> None:
+def check(cfg: Config) -> None:
+    """Raise EnvError unless ``cfg``'s env has Box/Discrete observations and Discrete/Box
+    actions (:func:`rlfoundry.algos.deep.onpolicy.check_env`)."""
+    check_spaces(cfg, check_env)
+
+
+def train(cfg: Config, run: Run) -> dict[str, Any]:
     rollout = Rollout(cfg)
     agent = Agent(
         rollout.obs_space, rollout.act_space, cfg.hidden, cfg.activation, cfg.log_std_init
@@ -176,14 +183,10 @@ def train(cfg: Config, run: Run) -> None:
             if iteration == num_iterations or run.checkpoint_due(step):
                 save(run, step, agent, opt, rollout, iteration)
             if run.should_stop(step):
-                return
+                return {}
     finally:
         rollout.close()
-    if cfg.render_video:
-        from rlfoundry.runtime.video import record_gif
-
-        policy = make_policy(agent, rollout.obs_space, rollout.act_space, rollout.obs_norm)
-        record_gif(policy, cfg.env_id, run.path / "eval.gif", cfg.seed + 10_000, cfg.env_kwargs)
+    return {}
 
 
 def load_policy(path: str | Path, cfg: Config) -> Any:

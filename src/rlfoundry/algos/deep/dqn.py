@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -38,11 +38,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlfoundry.algos.deep.ppo import clip_grad_norm
-from rlfoundry.algos.nets import adam_step, mlp, mlp_forward, mlp_layers
+from rlfoundry.algos.nets import (
+    adam_step,
+    clip_grad_norm,
+    mlp,
+    mlp_forward,
+    mlp_layers,
+    obs_encoder,
+)
 from rlfoundry.core import double_q_target, q_learning_target
 from rlfoundry.core.schedules import linear_schedule
-from rlfoundry.envs.evaluation import make_env
+from rlfoundry.envs.evaluation import check_spaces, env_metrics, make_env
 from rlfoundry.envs.replay import ActionLog
 from rlfoundry.errors import ConfigError, EnvError, RLFoundryError
 from rlfoundry.runtime.run import (
@@ -82,14 +88,15 @@ class Config:
     """Orthogonal init (gain sqrt 2, zero biases) instead of PyTorch's default (Mnih et al.,
     SB3 and CleanRL use the default). CartPole, zoo config, 5 seeds: default 5/5 reach 475
     within 50k steps (median 35k), orthogonal 4/5 (benchmarks/RESULTS.md)."""
-    lr: float = 1e-4
-    """Adam learning rate."""
+    learning_rate: float = 1e-4
+    """Adam step size."""
     buffer_size: int = 100_000
     """Capacity of the replay memory in transitions (the oldest are overwritten). SB3: 1e6."""
     learning_starts: int = 1_000
     """No gradient step until more than this many env steps were taken (SB3: 100)."""
-    batch_size: int = 32
-    """Transitions per minibatch, drawn uniformly with replacement from the memory."""
+    minibatch_size: int = 32
+    """Transitions per gradient step, drawn uniformly with replacement from the memory
+    (SB3's batch_size)."""
     gamma: float = 0.99
     """Discount factor of the TD target."""
     train_freq: int = 4
@@ -116,13 +123,16 @@ class Config:
     render_video: bool = False
     """After training, write eval.gif of one greedy evaluation episode."""
 
+    #: Old config keys of this algorithm (accepted with a FutureWarning).
+    RENAMED: ClassVar[dict[str, str]] = {"batch_size": "minibatch_size"}
+
     def validate(self) -> None:
         """Raise ConfigError for values DQN cannot use."""
         checks = [
             (self.total_steps >= 0, "total_steps must be >= 0"),
             (self.num_envs >= 1, "num_envs must be >= 1"),
             (self.buffer_size >= 1, "buffer_size must be >= 1"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.minibatch_size >= 1, "minibatch_size must be >= 1"),
             (self.train_freq >= 1, "train_freq must be >= 1"),
             (
                 self.gradient_steps >= 1 or self.gradient_steps == -1,
@@ -131,7 +141,7 @@ class Config:
             (self.target_update_interval >= 1, "target_update_interval must be >= 1"),
             (0.0 < self.tau <= 1.0, "tau must lie in (0, 1]"),
             (0.0 <= self.gamma <= 1.0, "gamma must lie in [0, 1]"),
-            (self.lr > 0.0, "lr must be > 0"),
+            (self.learning_rate > 0.0, "learning_rate must be > 0"),
             (
                 0.0 <= self.epsilon_end <= 1.0 and 0.0 <= self.epsilon_start <= 1.0,
                 "epsilon_start and epsilon_end must lie in [0, 1]",
@@ -164,13 +174,10 @@ def check_env(env: gym.Env) -> None:
         )
 
 
-def obs_encoder(space: gym.Space) -> tuple[int, Callable[[Any], np.ndarray]]:
-    """``(width, encode)``: Box observations are flattened to float32, Discrete ones one-hot."""
-    if isinstance(space, gym.spaces.Discrete):
-        eye = np.eye(int(space.n), dtype=np.float32)
-        return int(space.n), lambda o: eye[int(o) - int(space.start)]
-    width = int(np.prod(space.shape))
-    return width, lambda o: np.asarray(o, dtype=np.float32).reshape(width)
+def check(cfg: Config) -> None:
+    """Raise EnvError unless ``cfg``'s env has Discrete actions and Box or Discrete
+    observations (:func:`check_env`)."""
+    check_spaces(cfg, check_env)
 
 
 def q_network(cfg: Config, obs_width: int, n_act: int) -> nn.Sequential:
@@ -285,7 +292,7 @@ def epsilon_at(cfg: Config, step: int) -> float:
 # --------------------------------------------------------------------------- training
 
 
-def train(cfg: Config, run: Run) -> None:
+def train(cfg: Config, run: Run) -> dict[str, Any]:
     envs = [
         ActionLog(make_env(cfg.env_id, **cfg.env_kwargs), seed=cfg.seed + i)
         for i in range(cfg.num_envs)
@@ -301,7 +308,7 @@ def train(cfg: Config, run: Run) -> None:
     target_net.load_state_dict(q_net.state_dict())
     target_net.requires_grad_(False)
     # fused: one kernel for the whole update; same Adam, ~25% faster steps on CPU
-    optimizer = torch.optim.Adam(q_net.parameters(), lr=cfg.lr, fused=True)
+    optimizer = torch.optim.Adam(q_net.parameters(), lr=cfg.learning_rate, fused=True)
     buffer = ReplayBuffer(cfg.buffer_size, obs_width)
     rng = np.random.default_rng(cfg.seed)  # exploration and minibatch indices
 
@@ -414,7 +421,7 @@ def train(cfg: Config, run: Run) -> None:
         if vec_steps % cfg.train_freq == 0 and step > cfg.learning_starts:
             # -1: one gradient step per env step of this rollout (SB3's meaning)
             n_grad = cfg.train_freq * N if cfg.gradient_steps == -1 else cfg.gradient_steps
-            batches = buffer.sample(cfg.batch_size, rng, n_grad)
+            batches = buffer.sample(cfg.minibatch_size, rng, n_grad)
             for b_obs, b_act, b_rew, b_next, b_term in zip(*batches):
                 y = td_target(q_fwd, target_fwd, b_rew, b_next, b_term, cfg.gamma, cfg.double_q)
                 q_sa = q_fwd(b_obs).gather(1, b_act[:, None]).squeeze(1)  # [B]
@@ -451,11 +458,7 @@ def train(cfg: Config, run: Run) -> None:
     run.progress(step)
     for env in envs:
         env.close()
-    if cfg.render_video and not run.stop_requested:
-        from rlfoundry.runtime.video import record_gif
-
-        policy = load_policy(run.path, cfg)
-        record_gif(policy, cfg.env_id, run.path / "eval.gif", cfg.seed + 10_000, cfg.env_kwargs)
+    return {}
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -487,8 +490,6 @@ def load_policy(path: str | Path, cfg: Config) -> Callable[[Any], int]:
 
 
 def extra_eval(path: str | Path, cfg: Config, policy: Callable[[Any], int]) -> dict[str, Any]:
-    """App metrics for ``summary.json``: collision rate, mean speed, distance and braking
-    events on the driving envs ({} elsewhere; see :func:`rlfoundry.apps.extra_metrics`)."""
-    from rlfoundry.apps import extra_metrics
-
-    return extra_metrics(cfg.env_id, cfg.env_kwargs, policy, cfg.eval_episodes, cfg.seed + 10_000)
+    """The metrics an application registered for ``cfg.env_id`` (the driving envs' collision
+    rate, speed, distance, braking; {} elsewhere): :func:`rlfoundry.envs.evaluation.env_metrics`."""
+    return env_metrics(cfg, policy)

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution, Normal
 
-from rlfoundry.algos.nets import mlp
+from rlfoundry.algos.nets import mlp, obs_encoder
 from rlfoundry.core import (
     discounted_returns,
     episode_return,
@@ -50,7 +50,7 @@ from rlfoundry.core import (
     reward_to_go,
     value_loss,
 )
-from rlfoundry.envs.evaluation import make_env
+from rlfoundry.envs.evaluation import check_spaces, make_env
 from rlfoundry.envs.replay import ActionLog
 from rlfoundry.errors import ConfigError, EnvError, RLFoundryError
 from rlfoundry.runtime.run import (
@@ -86,16 +86,16 @@ class Config:
     """Collect whole episodes until the batch D holds at least this many steps, then update."""
     hidden: tuple[int, ...] = (32,)
     """Hidden layer sizes of the policy (and value) network (tanh MLP, orthogonal init)."""
-    lr: float = 1e-2
-    """Adam learning rate of the policy (one step per batch)."""
+    learning_rate: float = 1e-2
+    """Adam step size of the policy (one step per batch)."""
     gamma: float = 1.0
     """Discount of R(tau) / the reward-to-go; 1.0 is seed 003's undiscounted return."""
     reward_to_go: bool = False
     """Weight log pi(a_t|s_t) by the reward-to-go from t instead of the whole return R(tau)."""
     baseline: bool = False
     """Subtract a learned V(s_t) from the reward-to-go (needs reward_to_go=true)."""
-    value_lr: float = 1e-3
-    """Adam learning rate of the value network."""
+    value_learning_rate: float = 1e-3
+    """Adam step size of the value network."""
     value_iters: int = 80
     """Full-batch gradient steps on the value MSE after every policy step."""
     log_std_init: float = -0.5
@@ -103,12 +103,18 @@ class Config:
     render_video: bool = False
     """After training, write eval.gif of one deterministic evaluation episode."""
 
+    #: Old config keys of this algorithm (accepted with a FutureWarning).
+    RENAMED: ClassVar[dict[str, str]] = {"value_lr": "value_learning_rate"}
+
     def validate(self) -> None:
         """Raise ConfigError for values VPG cannot use."""
         checks = [
             (self.total_steps >= 0, "total_steps must be >= 0"),
             (self.batch_steps >= 1, "batch_steps must be >= 1"),
-            (self.lr > 0.0 and self.value_lr > 0.0, "lr and value_lr must be > 0"),
+            (
+                self.learning_rate > 0.0 and self.value_learning_rate > 0.0,
+                "learning_rate and value_learning_rate must be > 0",
+            ),
             (0.0 <= self.gamma <= 1.0, "gamma must lie in [0, 1]"),
             (self.value_iters >= 1, "value_iters must be >= 1"),
             (self.eval_episodes >= 0, "eval_episodes must be >= 0"),
@@ -143,13 +149,10 @@ def check_env(env: gym.Env) -> None:
         )
 
 
-def obs_encoder(space: gym.Space) -> tuple[int, Callable[[Any], np.ndarray]]:
-    """``(width, encode)``: Box observations are flattened to float32, Discrete ones one-hot."""
-    if isinstance(space, gym.spaces.Discrete):
-        eye = np.eye(int(space.n), dtype=np.float32)
-        return int(space.n), lambda o: eye[int(o) - int(space.start)]
-    width = int(np.prod(space.shape))
-    return width, lambda o: np.asarray(o, dtype=np.float32).reshape(width)
+def check(cfg: Config) -> None:
+    """Raise EnvError unless ``cfg``'s env has Discrete or Box actions and Box or Discrete
+    observations (:func:`check_env`)."""
+    check_spaces(cfg, check_env)
 
 
 # --------------------------------------------------------------------------- policy
@@ -231,16 +234,20 @@ def episode_weights(
 # --------------------------------------------------------------------------- training
 
 
-def train(cfg: Config, run: Run) -> None:
+def train(cfg: Config, run: Run) -> dict[str, Any]:
     env = ActionLog(make_env(cfg.env_id, **cfg.env_kwargs), seed=cfg.seed)
     check_env(env)
     obs_width, encode = obs_encoder(env.observation_space)
     act_space = env.action_space
 
     pi = Policy(cfg, obs_width, act_space)
-    pi_opt = torch.optim.Adam(pi.parameters(), lr=cfg.lr)
+    pi_opt = torch.optim.Adam(pi.parameters(), lr=cfg.learning_rate)
     v_net = mlp(obs_width, 1, cfg.hidden, activation=nn.Tanh) if cfg.baseline else None
-    v_opt = torch.optim.Adam(v_net.parameters(), lr=cfg.value_lr) if v_net is not None else None
+    v_opt = (
+        torch.optim.Adam(v_net.parameters(), lr=cfg.value_learning_rate)
+        if v_net is not None
+        else None
+    )
 
     rng = np.random.default_rng(cfg.seed)  # action sampling
     step, episodes, epoch = 0, 0, 0
@@ -352,16 +359,12 @@ def train(cfg: Config, run: Run) -> None:
             save(step)
             if run.stop_requested:
                 env.close()
-                return
+                return {}
 
     save(step)
     run.progress(step)
     env.close()
-    if cfg.render_video:
-        from rlfoundry.runtime.video import record_gif
-
-        policy = load_policy(run.path, cfg)
-        record_gif(policy, cfg.env_id, run.path / "eval.gif", cfg.seed + 10_000, cfg.env_kwargs)
+    return {}
 
 
 # --------------------------------------------------------------------------- evaluation

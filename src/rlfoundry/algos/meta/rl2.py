@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlfoundry.algos.deep.ppo import clip_grad_norm, explained_variance
-from rlfoundry.algos.nets import layer_init
+from rlfoundry.algos.deep.onpolicy import explained_variance
+from rlfoundry.algos.nets import clip_grad_norm, layer_init
 from rlfoundry.core import (
     clipped_surrogate,
     entropy_from_logits,
@@ -46,6 +46,7 @@ from rlfoundry.core import (
     value_loss,
 )
 from rlfoundry.envs import meta
+from rlfoundry.envs.evaluation import check_spaces, eval_seed
 from rlfoundry.errors import ConfigError, EnvError, RLFoundryError
 from rlfoundry.runtime.run import (
     CHECKPOINT,
@@ -142,6 +143,11 @@ def check_env(env: gym.Env) -> None:
         raise EnvError(f"rl2 trains on task distributions; use --env {' or '.join(KINDS)}.")
 
 
+def check(cfg: Config) -> None:
+    """Raise EnvError unless ``cfg``'s env is one of the task distributions (:func:`check_env`)."""
+    check_spaces(cfg, check_env)
+
+
 # ---------------------------------------------------------------------------- agent
 class RecurrentAgent(nn.Module):
     """GRU over RL^2's inputs, with a policy head and a value head on its hidden state."""
@@ -221,7 +227,7 @@ def evaluate(
 
 
 # ---------------------------------------------------------------------------- train
-def train(cfg: Config, run: Run) -> None:
+def train(cfg: Config, run: Run) -> dict[str, Any]:
     cfg.validate()
     rng = np.random.default_rng(cfg.seed)
     tasks = meta.make_tasks(KINDS[cfg.env_id], cfg.num_envs, **cfg.env_kwargs)
@@ -304,7 +310,8 @@ def train(cfg: Config, run: Run) -> None:
                 {"optim": opt_s, "iteration": iteration, "rng": generator_state(rng)},
             )
         if run.should_stop(step):
-            return
+            return {}
+    return {}
 
 
 # ---------------------------------------------------------------------------- policy
@@ -347,7 +354,7 @@ def extra_eval(path: str | Path, cfg: Config, policy: Any) -> dict[str, Any]:
     UCB1, Thompson sampling, epsilon-greedy and random arms (bandits) or the trial
     return of Q-learning, PSRL and random actions (MDPs)."""
     agent = load_agent(path, cfg)
-    seed = cfg.seed + 10_000
+    seed = eval_seed(cfg.seed)
     out: dict[str, Any] = {}
     for greedy in (False, True):
         ev = evaluate(agent, cfg, cfg.eval_episodes, seed, greedy)

@@ -30,17 +30,15 @@ the task's reward written in torch (:data:`REWARD_FNS`, Pendulum-v1 here; its re
 depends only on the current observation and action, so it is exact on model states).
 Only the dynamics are learned. Another env needs its reward added to that table.
 
-Model details from the paper and its code: inputs (s, a) and targets (delta) are
-normalised with the data's mean/std; SiLU ("swish") activations; the predicted
-log-variance is softly bounded by learned max/min log-variances, with a small penalty
-pulling the bounds together.
+The model is :mod:`rlfoundry.algos.model_based.ensemble`, the planner
+:mod:`rlfoundry.algos.model_based.planner`; this file holds the config, the data and the
+loop.
 
     rlfoundry train pets --env Pendulum-v1
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,10 +48,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from rlfoundry.envs.evaluation import make_env
+from rlfoundry.algos.model_based.ensemble import Ensemble, fit_model
+from rlfoundry.algos.model_based.planner import CEMPlanner
+from rlfoundry.envs.evaluation import check_spaces, make_env
 from rlfoundry.envs.replay import ActionLog
 from rlfoundry.errors import ConfigError, EnvError, RLFoundryError
 from rlfoundry.runtime.run import CHECKPOINT, Run, load_checkpoint_file
@@ -86,8 +85,8 @@ class Config:
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of each member (SiLU MLP; the paper's 3 x 200 plans ~10x slower
     on a CPU and is not needed for Pendulum)."""
-    lr: float = 1e-3
-    """AdamW learning rate of the model."""
+    learning_rate: float = 1e-3
+    """AdamW step size of the model."""
     weight_decay: float = 5e-5
     """AdamW weight decay of the model."""
     batch_size: int = 256
@@ -123,7 +122,10 @@ class Config:
             ),
             (self.ensemble_size >= 1, "ensemble_size must be >= 1"),
             (all(h >= 1 for h in self.hidden), "hidden sizes must be >= 1"),
-            (self.lr > 0 and self.weight_decay >= 0, "lr must be > 0 and weight_decay >= 0"),
+            (
+                self.learning_rate > 0 and self.weight_decay >= 0,
+                "learning_rate must be > 0 and weight_decay >= 0",
+            ),
             (
                 self.batch_size >= 1 and self.model_updates >= 1,
                 "batch_size and model_updates must be >= 1",
@@ -178,189 +180,9 @@ def check_env(env: gym.Env) -> None:
         )
 
 
-# --------------------------------------------------------------------------- the model
-
-
-def gaussian_nll(mean: Tensor, logvar: Tensor, target: Tensor) -> Tensor:
-    """Gaussian negative log-likelihood without the constant, averaged over all entries:
-    ``mean((mean - target)^2 * exp(-logvar) + logvar) / 2``. Any shape, one scalar out.
-    (PETS' loss, eq. 1 of Chua et al.; the constant log(2 pi) / 2 is dropped.)"""
-    return 0.5 * ((mean - target) ** 2 * torch.exp(-logvar) + logvar).mean()
-
-
-class EnsembleLinear(nn.Module):
-    """E independent linear layers applied in one batched matmul: ``[E, B, I] -> [E, B, O]``."""
-
-    def __init__(self, members: int, d_in: int, d_out: int) -> None:
-        super().__init__()
-        # nn.Linear's default init (Kaiming-uniform with a = sqrt(5)), per member.
-        bound = 1.0 / math.sqrt(d_in)
-        self.weight = nn.Parameter(torch.empty(members, d_in, d_out).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(members, 1, d_out).uniform_(-bound, bound))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
-
-
-class Ensemble(nn.Module):
-    """E probabilistic MLPs predicting ``N(mu, sigma^2)`` of the normalised state change.
-
-    The normalisation statistics are buffers (so they live in the checkpoint); they are
-    refitted to all data by :meth:`fit_normalizer` before each round of training.
-    """
-
-    def __init__(self, members: int, d_obs: int, d_act: int, hidden: tuple[int, ...]) -> None:
-        super().__init__()
-        self.members, self.d_obs = members, d_obs
-        dims = [d_obs + d_act, *hidden]
-        self.layers = nn.ModuleList(
-            EnsembleLinear(members, a, b) for a, b in zip(dims[:-1], dims[1:])
-        )
-        self.out = EnsembleLinear(members, dims[-1], 2 * d_obs)
-        # Soft bounds of the log-variance, learned (PETS appendix A.1).
-        self.max_logvar = nn.Parameter(torch.full((d_obs,), 0.5))
-        self.min_logvar = nn.Parameter(torch.full((d_obs,), -10.0))
-        self.register_buffer("in_mean", torch.zeros(d_obs + d_act))
-        self.register_buffer("in_std", torch.ones(d_obs + d_act))
-        self.register_buffer("out_mean", torch.zeros(d_obs))
-        self.register_buffer("out_std", torch.ones(d_obs))
-
-    def fit_normalizer(self, inp: Tensor, delta: Tensor) -> None:
-        """Set the input and target statistics from all data ``[N, D+A]``, ``[N, D]``."""
-        self.in_mean.copy_(inp.mean(0))
-        self.in_std.copy_(inp.std(0).clamp_min(1e-6))
-        self.out_mean.copy_(delta.mean(0))
-        self.out_std.copy_(delta.std(0).clamp_min(1e-6))
-
-    def forward(self, inp: Tensor) -> tuple[Tensor, Tensor]:
-        """``(mean, logvar)`` of the normalised delta, each ``[E, B, D]``, from raw
-        ``inp = cat(obs, act)`` of shape ``[E, B, D+A]``."""
-        x = (inp - self.in_mean) / self.in_std
-        for layer in self.layers:
-            x = F.silu(layer(x))
-        mean, logvar = self.out(x).chunk(2, dim=-1)
-        logvar = self.max_logvar - F.softplus(self.max_logvar - logvar)
-        logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
-        return mean, logvar
-
-    def loss(self, inp: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
-        """``(loss, nll)`` on one minibatch per member, ``[E, B, D+A]`` and raw ``[E, B, D]``."""
-        mean, logvar = self(inp)
-        nll = gaussian_nll(mean, logvar, (delta - self.out_mean) / self.out_std)
-        bound_penalty = 0.01 * (self.max_logvar.sum() - self.min_logvar.sum())
-        return nll + bound_penalty, nll.detach()
-
-    def sample_next(self, obs: Tensor, act: Tensor, noise: Tensor) -> Tensor:
-        """One sampled next observation per row, ``[E, B, D]``: member e predicts rows ``[e]``;
-        ``noise [E, B, D]`` is standard normal."""
-        mean, logvar = self(torch.cat([obs, act], dim=-1))
-        delta = torch.addcmul(mean, torch.exp(0.5 * logvar), noise)  # normalised units
-        return obs + torch.addcmul(self.out_mean, delta, self.out_std)
-
-
-def fit_model(
-    model: Ensemble,
-    opt: torch.optim.Optimizer,
-    obs: Tensor,
-    act: Tensor,
-    next_obs: Tensor,
-    updates: int,
-    batch_size: int,
-    gen: torch.Generator,
-) -> dict[str, float]:
-    """Refit the normaliser, then ``updates`` gradient steps; member e's minibatches are
-    consecutive slices of its own random permutations of all ``N`` transitions. Returns
-    the mean NLL of the steps and the ensemble's mean squared error of the predicted
-    delta on all data afterwards (normalised units)."""
-    inp, delta = torch.cat([obs, act], dim=-1), next_obs - obs  # [N, D+A], [N, D]
-    model.fit_normalizer(inp, delta)
-    n, E = inp.shape[0], model.members
-    B = min(batch_size, n)
-    passes = -(-updates * B // n)
-    order = torch.stack(
-        [torch.cat([torch.randperm(n, generator=gen) for _ in range(passes)]) for _ in range(E)]
-    )[:, : updates * B].view(E, updates, B)  # [E, U, B]
-    nll_sum = torch.zeros(())
-    for u in range(updates):
-        idx = order[:, u]  # [E, B]
-        loss, nll = model.loss(inp[idx], delta[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        nll_sum += nll
-    with torch.no_grad():
-        mean, _ = model(inp.expand(E, *inp.shape))
-        mse = ((mean - (delta - model.out_mean) / model.out_std) ** 2).mean()
-    return {"model_nll": float(nll_sum / updates), "model_mse": float(mse)}
-
-
-# --------------------------------------------------------------------------- the planner
-
-
-class CEMPlanner:
-    """Cross-entropy-method MPC through the ensemble with TS-inf trajectory sampling.
-
-    All ``population x particles`` rollouts of one CEM iteration advance together: the
-    rows are laid out ``[E, k * population]`` (``particles = k * E``, rounded up), so
-    each horizon step is a single batched forward of every member.
-    """
-
-    def __init__(
-        self,
-        model: Ensemble,
-        reward_fn: Callable[[Tensor, Tensor], Tensor],
-        low: np.ndarray,
-        high: np.ndarray,
-        cfg: Config,
-        gen: torch.Generator,
-    ) -> None:
-        self.model, self.reward_fn, self.cfg, self.gen = model, reward_fn, cfg, gen
-        self.low = torch.as_tensor(low, dtype=torch.float32)  # [A]
-        self.high = torch.as_tensor(high, dtype=torch.float32)
-        H, A = cfg.horizon, self.low.shape[0]
-        self.k = -(-cfg.particles // model.members)  # particles per member per candidate
-        self.mid = (self.low + self.high) / 2
-        # Initial variance (high - low)^2 / 16: two std-devs span half the range (PETS code).
-        self.init_var = ((self.high - self.low) ** 2 / 16).expand(H, A).clone()
-        self.mean = self.mid.expand(H, A).clone()  # warm start, shifted each step  [H, A]
-
-    def reset(self) -> None:
-        self.mean = self.mid.expand(*self.mean.shape).clone()
-
-    @torch.no_grad()
-    def returns(self, obs: Tensor, cand: Tensor) -> Tensor:
-        """Mean imagined return ``[Pop]`` of candidate sequences ``cand [Pop, H, A]`` from
-        ``obs [D]``, averaged over the particles.
-
-        Speed: at these sizes each torch call costs more in overhead than in arithmetic,
-        so the noise of all H steps is drawn at once and the reward is computed once on
-        the stacked states after the rollout."""
-        E, k, (pop, H, A) = self.model.members, self.k, cand.shape
-        R = k * pop  # rows per member: row j * pop + c is particle j of candidate c
-        acts = cand.transpose(0, 1).repeat(1, k, 1)  # [H, R, A]
-        noise = torch.randn(max(H - 1, 0), E, R, obs.shape[-1], generator=self.gen)
-        states = [obs.expand(E, R, obs.shape[-1])]
-        for t in range(H - 1):  # the state after the last action earns no reward
-            states.append(self.model.sample_next(states[-1], acts[t].expand(E, R, A), noise[t]))
-        rew = self.reward_fn(torch.stack(states), acts[:, None].expand(H, E, R, A))  # [H, E, R]
-        total = torch.nan_to_num(rew.sum(0), nan=-1e6)  # a diverged particle ranks last
-        return total.view(E * k, pop).mean(0)
-
-    @torch.no_grad()
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """Plan from ``obs`` and return the first action of the final CEM mean."""
-        cfg = self.cfg
-        obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32))
-        mean, var = self.mean, self.init_var.clone()
-        for _ in range(cfg.cem_iters):
-            noise = torch.randn(cfg.population, *mean.shape, generator=self.gen)
-            cand = torch.minimum(torch.maximum(mean + var.sqrt() * noise, self.low), self.high)
-            ret = self.returns(obs_t, cand)
-            elites = cand[torch.topk(ret, cfg.num_elites).indices]  # [K, H, A]
-            mean = cfg.cem_alpha * mean + (1 - cfg.cem_alpha) * elites.mean(0)
-            var = cfg.cem_alpha * var + (1 - cfg.cem_alpha) * elites.var(0, unbiased=False)
-        self.mean = torch.cat([mean[1:], self.mid[None]])  # shift: next step's warm start
-        return mean[0].numpy().copy()
+def check(cfg: Config) -> None:
+    """Raise EnvError unless ``cfg``'s env has Box spaces and a known reward (:func:`check_env`)."""
+    check_spaces(cfg, check_env)
 
 
 # --------------------------------------------------------------------------- data
@@ -417,11 +239,11 @@ def build(cfg: Config, env: gym.Env) -> tuple[Ensemble, CEMPlanner, torch.Genera
 # --------------------------------------------------------------------------- training
 
 
-def train(cfg: Config, run: Run) -> None:
+def train(cfg: Config, run: Run) -> dict[str, Any]:
     env = ActionLog(make_env(cfg.env_id, **cfg.env_kwargs), seed=cfg.seed)
     check_env(env)
     model, planner, gen = build(cfg, env)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     d_obs, d_act = model.d_obs, planner.low.shape[0]
     data = Dataset(cfg.total_steps, d_obs, d_act)
     low, high = env.action_space.low.reshape(-1), env.action_space.high.reshape(-1)
@@ -504,6 +326,7 @@ def train(cfg: Config, run: Run) -> None:
                 break
     run.progress(step)
     env.close()
+    return {}
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlfoundry.algos.deep.ppo import clip_grad_norm, explained_variance
-from rlfoundry.algos.nets import mlp
+from rlfoundry.algos.deep.onpolicy import explained_variance
+from rlfoundry.algos.nets import clip_grad_norm, mlp
 from rlfoundry.core import (
     clipped_surrogate,
     entropy_from_logits,
@@ -43,6 +43,7 @@ from rlfoundry.core import (
     value_loss,
 )
 from rlfoundry.envs import teams
+from rlfoundry.envs.evaluation import check_spaces, eval_seed
 from rlfoundry.errors import ConfigError, EnvError, RLFoundryError
 from rlfoundry.runtime.run import (
     CHECKPOINT,
@@ -128,6 +129,11 @@ def check_env(env: gym.Env) -> None:
         raise EnvError(
             f"mappo trains on cooperative multi-agent tasks; use --env {' / '.join(teams.TEAM_ENVS)}."
         )
+
+
+def check(cfg: Config) -> None:
+    """Raise EnvError unless ``cfg``'s env is one of the cooperative tasks (:func:`check_env`)."""
+    check_spaces(cfg, check_env)
 
 
 # ---------------------------------------------------------------------------- agent
@@ -274,7 +280,7 @@ def evaluate(agent: TeamAgent, team: Team, episodes: int, seed: int, horizon: in
 
 
 # ---------------------------------------------------------------------------- train
-def train(cfg: Config, run: Run) -> None:
+def train(cfg: Config, run: Run) -> dict[str, Any]:
     cfg.validate()
     rng = np.random.default_rng(cfg.seed)
     team = Team(cfg)
@@ -390,10 +396,11 @@ def train(cfg: Config, run: Run) -> None:
                     {"optim": opt_s, "iteration": iteration, "rng": generator_state(rng)},
                 )
             if run.should_stop(step):
-                return
+                return {}
     finally:
         team.close()
         eval_team.close()
+    return {}
 
 
 # ---------------------------------------------------------------------------- policy
@@ -426,7 +433,7 @@ def extra_eval(path: str | Path, cfg: Config, policy: Any) -> dict[str, Any]:
     """Mean team return of uniformly random actions on the same number of episodes."""
     team = Team(cfg)
     try:
-        rand = random_returns(team, cfg.eval_episodes, cfg.seed + 10_000)
+        rand = random_returns(team, cfg.eval_episodes, eval_seed(cfg.seed))
     finally:
         team.close()
     return {"random_mean_return": float(np.mean(rand)), "random_std_return": float(np.std(rand))}

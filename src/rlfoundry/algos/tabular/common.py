@@ -4,8 +4,9 @@
 - epsilon-greedy action selection from a Q row, ties broken at random;
 - scalar twins of the TD targets in :mod:`rlfoundry.core` for the per-step hot loop;
 - the checkpoint (Q-table, generator, episode tally, action log) and the resume;
-- ``check_env``, ``load_policy`` and ``extra_eval`` (exact return of the greedy policy
-  against the optimum, for envs that expose their transition table ``P``).
+- ``check_env`` / ``check``, ``load_policy`` and ``extra_eval`` (exact return of the greedy
+  policy against the optimum, for envs that expose their transition table ``P``);
+- :func:`exact_learning_curve`: the exact return of the greedy policy along a run.
 
 Each algorithm file keeps its own loop in full; only these pieces live here.
 """
@@ -22,9 +23,10 @@ import gymnasium as gym
 import numpy as np
 
 from rlfoundry.core.schedules import Schedule, make_schedule
-from rlfoundry.envs.evaluation import make_env
+from rlfoundry.envs.evaluation import check_spaces, make_env
 from rlfoundry.envs.replay import ActionLog
 from rlfoundry.errors import ConfigError, EnvError, RLFoundryError
+from rlfoundry.runtime.callbacks import Evaluate
 from rlfoundry.runtime.run import (
     CHECKPOINT,
     Run,
@@ -50,10 +52,11 @@ class TabularConfig:
     """Seed of the environment resets and of the exploration generator."""
     gamma: float = 0.99
     """Discount factor of the TD target; 1.0 is fine on episodic tasks that always end."""
-    lr: float = 0.5
+    learning_rate: float = 0.5
     """Step size alpha of the TD update at step 0."""
     lr_schedule: ScheduleKind = "constant"
-    """How alpha goes from lr to lr_end: constant (stays lr), linear or exponential."""
+    """How alpha goes from learning_rate to lr_end: constant (stays learning_rate), linear
+    or exponential."""
     lr_end: float = 0.01
     """Step size at the end of its decay (ignored when lr_schedule is constant)."""
     lr_fraction: float = 1.0
@@ -79,7 +82,10 @@ class TabularConfig:
         checks = [
             (self.total_steps >= 0, "total_steps must be >= 0"),
             (0.0 <= self.gamma <= 1.0, "gamma must lie in [0, 1]"),
-            (self.lr > 0.0 and self.lr_end > 0.0, "lr and lr_end must be > 0"),
+            (
+                self.learning_rate > 0.0 and self.lr_end > 0.0,
+                "learning_rate and lr_end must be > 0",
+            ),
             (0.0 <= self.epsilon_start <= 1.0, "epsilon_start must lie in [0, 1]"),
             (0.0 <= self.epsilon_end <= 1.0, "epsilon_end must lie in [0, 1]"),
             (0.0 <= self.lr_fraction <= 1.0, "lr_fraction must lie in [0, 1]"),
@@ -101,7 +107,7 @@ def epsilon_at(cfg: TabularConfig) -> Schedule:
 def lr_at(cfg: TabularConfig) -> Schedule:
     """``step -> alpha`` of ``cfg``."""
     duration = round(cfg.lr_fraction * cfg.total_steps)
-    return make_schedule(cfg.lr_schedule, cfg.lr, cfg.lr_end, duration)
+    return make_schedule(cfg.lr_schedule, cfg.learning_rate, cfg.lr_end, duration)
 
 
 # --------------------------------------------------------------------------- acting
@@ -180,6 +186,12 @@ def check_env(env: gym.Env) -> None:
             f"{name} numbers its states or actions from {obs_space.start}/{act_space.start}, "
             "but a Q-table is indexed from 0; wrap the env so its Discrete spaces start at 0."
         )
+
+
+def check(cfg: TabularConfig) -> None:
+    """Raise EnvError unless ``cfg``'s env has Discrete observations and actions from 0
+    (:func:`check_env`)."""
+    check_spaces(cfg, check_env)
 
 
 def make_tabular_env(cfg: TabularConfig) -> tuple[ActionLog, int, int]:
@@ -281,12 +293,15 @@ def resume(
 ) -> tuple[int, Any, dict[str, np.ndarray], dict[str, Any]]:
     """Start or resume: ``(step, obs, tensors, state)``.
 
-    A fresh run resets the env: ``(0, obs, {}, {})``. With a checkpoint, ``Q``, ``rng`` and
-    ``tally`` are restored in place and the env is fast-forwarded by replaying its action
-    log (:class:`ActionLog`), so it sits exactly where it was at the save.
+    A fresh run shows ``Q`` to the run's callbacks (:meth:`Run.warm_start`: a transfer
+    starts from another table there) and resets the env: ``(0, obs, {}, {})``. With a
+    checkpoint, ``Q``, ``rng`` and ``tally`` are restored in place and the env is
+    fast-forwarded by replaying its action log (:class:`ActionLog`), so it sits exactly
+    where it was at the save.
     """
     ckpt = run.load_checkpoint(restore_rng=False)  # the global RNGs: restored by Run
     if ckpt is None:
+        run.warm_start({"q": Q})
         obs, _ = env.reset()
         return 0, obs, {}, {}
     step, tensors, state = ckpt
@@ -343,28 +358,15 @@ def extra_eval(path: str | Path, cfg: TabularConfig, policy: Callable[[Any], int
 # --------------------------------------------------------------------------- curves
 
 
-class _ProbeRun(Run):
-    """A Run that, instead of writing checkpoints, scores the Q-table it is handed every
-    ``every`` steps. It relies only on the loop contract (``checkpoint_due`` is asked every
-    step and ``save_checkpoint`` receives the Q-table), so it sees any tabular agent."""
-
-    def __init__(self, path: Path, cfg: TabularConfig, every: int, score: Callable) -> None:
-        super().__init__(path, cfg.total_steps, progress=False, tensorboard=False)
-        self.every, self.score = every, score
-        self.steps: list[int] = []
-        self.values: list[float] = []
-
-    def checkpoint_due(self, step: int) -> bool:
-        return step % self.every == 0 or super().checkpoint_due(step)
-
-    def save_checkpoint(self, step: int, tensors: dict, state: dict | None = None) -> Path:
-        if not self.steps or self.steps[-1] != step:
-            self.steps.append(step)
-            self.values.append(self.score(np.asarray(tensors["q"])))
-        return self.path / CHECKPOINT
-
-    def log(self, step: int, **metrics: float) -> None:  # keep the probe cheap
-        pass
+def q_curve(every: int, score: Callable[[np.ndarray], Any]) -> Evaluate:
+    """A callback that scores the run's Q-table with ``score(Q)``: at the start of a fresh
+    run (step 0), every ``every`` real env steps and at the end; ``steps`` and ``values``
+    hold the curve."""
+    return Evaluate(
+        every,
+        score=lambda run, step, tensors: score(np.asarray(tensors["q"])),
+        start=lambda modules, stats: score(modules["q"]),
+    )
 
 
 def exact_learning_curve(
@@ -379,14 +381,15 @@ def exact_learning_curve(
     def score(Q: np.ndarray) -> float:
         return evaluate_policy_exact(env, greedy_policy(Q))
 
-    steps = [0]
-    values = [score(np.full((env.observation_space.n, env.action_space.n), cfg.q_init))]
-    with tempfile.TemporaryDirectory() as tmp, _ProbeRun(Path(tmp), cfg, every, score) as run:
+    curve = q_curve(every, score)
+    quiet = {"progress": False, "tensorboard": False}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Run(tmp, cfg.total_steps, **quiet, callbacks=[curve]) as run,
+    ):
         module.train(cfg, run)
-        steps += run.steps
-        values += run.values
     env.close()
-    return np.asarray(steps), np.asarray(values)
+    return np.asarray(curve.steps), np.asarray(curve.values)
 
 
 def steps_to_optimum(

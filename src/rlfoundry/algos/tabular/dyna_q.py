@@ -28,12 +28,14 @@ simplification). With ``planning_steps = 0`` this file does exactly what
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from rlfoundry.algos.tabular import common as tabular
 from rlfoundry.algos.tabular.common import (  # noqa: F401  (the module contract)
     TabularConfig,
+    check,
     check_env,
     extra_eval,
     load_policy,
@@ -107,7 +109,7 @@ class Model:
         return model
 
 
-def train(cfg: Config, run: Run) -> None:
+def train(cfg: Config, run: Run) -> dict[str, Any]:
     env, n_obs, n_act = tabular.make_tabular_env(cfg)
     Q = np.full((n_obs, n_act), cfg.q_init)  # [S, A]
     rng = np.random.default_rng(cfg.seed)
@@ -144,8 +146,9 @@ def train(cfg: Config, run: Run) -> None:
             tabular.save_checkpoint(run, step, Q, rng, env, tally, tensors=model.arrays())
             if run.stop_requested:
                 env.close()
-                return
+                return {}
 
     tally.finish(run, step, epsilon=epsilon_at(step), lr=lr_at(step))
     tabular.save_checkpoint(run, step, Q, rng, env, tally, tensors=model.arrays())
     env.close()
+    return {}

@@ -15,12 +15,14 @@ whatever the exploration (given every pair keeps being tried and alpha decays). 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from rlfoundry.algos.tabular import common as tabular
 from rlfoundry.algos.tabular.common import (  # noqa: F401  (the module contract)
     TabularConfig,
+    check,
     check_env,
     extra_eval,
     load_policy,
@@ -33,7 +35,7 @@ class Config(TabularConfig):
     """Q-learning needs no fields beyond the shared tabular ones."""
 
 
-def train(cfg: Config, run: Run) -> None:
+def train(cfg: Config, run: Run) -> dict[str, Any]:
     env, n_obs, n_act = tabular.make_tabular_env(cfg)
     Q = np.full((n_obs, n_act), cfg.q_init)  # [S, A]
     rng = np.random.default_rng(cfg.seed)
@@ -58,8 +60,9 @@ def train(cfg: Config, run: Run) -> None:
             tabular.save_checkpoint(run, step, Q, rng, env, tally)
             if run.stop_requested:
                 env.close()
-                return
+                return {}
 
     tally.finish(run, step, epsilon=epsilon_at(step), lr=lr_at(step))
     tabular.save_checkpoint(run, step, Q, rng, env, tally)
     env.close()
+    return {}
