@@ -21,7 +21,7 @@ def _train_cli(algo: str, env: str, run: Path, steps: int, *sets: str) -> dict:
 
 def test_shipped_configs_load_and_fit_the_envs():
     """The tuned configs name only real Config keys, and DQN/PPO accept the envs' spaces."""
-    from rlfoundry.api import _check_env, resolve_config
+    from rlfoundry.api import resolve_config
 
     for algo in ("dqn", "ppo"):
         for env_id, hidden in (
@@ -32,7 +32,7 @@ def test_shipped_configs_load_and_fit_the_envs():
                 pytest.importorskip("highway_env")
             module, cfg = resolve_config(algo, env=env_id)
             assert tuple(cfg.hidden) == hidden and cfg.gamma == 0.9
-            _check_env(module, cfg)
+            module.check(cfg)
 
 
 @pytest.mark.parametrize("algo", ["dqn", "ppo"])
@@ -51,7 +51,7 @@ def test_trade_backtest_of_a_trained_run(tmp_path: Path, capsys, algo: str):
 @pytest.mark.parametrize("algo", ["dqn", "ppo"])
 def test_driving_train_eval_reports_driving_metrics(tmp_path: Path, capsys, algo: str):
     """`rlfoundry train` and `rlfoundry eval` of a driving run report collision rate, speed,
-    distance and braking (the algorithms' extra_eval hook); `drive eval` records a GIF."""
+    distance and braking (the metrics hook that rlfoundry.apps registers); `drive eval` records a GIF."""
     pytest.importorskip("highway_env")
     run = tmp_path / "run"
     sets = ["eval_episodes=1"]

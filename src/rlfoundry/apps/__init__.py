@@ -5,15 +5,20 @@
 - :mod:`rlfoundry.apps.driving` (seed 002): highway-env wrapped with the seed's driving
   reward (speed, collisions, abrupt braking, lane changes).
 
-Importing this package registers the envs with Gymnasium; ``rlfoundry.envs`` imports it.
+Applications sit above the environments and algorithms, which never import them: an app
+plugs in through two hooks, both filled by :func:`register` (idempotent; importing this
+package calls it). It registers the app envs with Gymnasium, and the driving metrics
+(collision rate, speed, distance, braking, lane changes) with
+:func:`rlfoundry.envs.evaluation.register_env_metrics`, so the evaluation of a driving
+run reports them whatever the algorithm. ``rlfoundry.api`` and the CLI call it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import gymnasium as gym
+
+from rlfoundry.apps.driving.metrics import summary_metrics
+from rlfoundry.envs.evaluation import register_env_metrics
 
 #: The driving envs, whose evaluation adds collision rate, speed, distance and braking.
 DRIVING_ENVS: tuple[str, ...] = (
@@ -23,61 +28,29 @@ DRIVING_ENVS: tuple[str, ...] = (
 )
 
 #: Env ids registered here, for ``rlfoundry list``.
-APP_ENVS: list[str] = [
-    "rlfoundry/Trading-v0",
-    "rlfoundry/Highway-v0",
-    "rlfoundry/Merge-v0",
-    "rlfoundry/Roundabout-v0",
-]
+APP_ENVS: list[str] = ["rlfoundry/Trading-v0", *DRIVING_ENVS]
 
 
-def _register() -> None:
-    if "rlfoundry/Trading-v0" in gym.registry:
-        return
-    gym.register(
-        "rlfoundry/Trading-v0",
-        entry_point="rlfoundry.apps.trading.env:TradingEnv",
-        disable_env_checker=True,
-    )
-    for name, base in (
-        ("Highway", "highway-fast-v0"),
-        ("Merge", "merge-v1"),
-        ("Roundabout", "roundabout-v1"),
-    ):
+def register() -> None:
+    """Register the app envs with Gymnasium and the driving envs' evaluation metrics;
+    calling it again changes nothing."""
+    if "rlfoundry/Trading-v0" not in gym.registry:
         gym.register(
-            f"rlfoundry/{name}-v0",
-            entry_point="rlfoundry.apps.driving.env:make_driving_env",
-            kwargs={"base": base},
+            "rlfoundry/Trading-v0",
+            entry_point="rlfoundry.apps.trading.env:TradingEnv",
             disable_env_checker=True,
         )
+    bases = {"Highway": "highway-fast-v0", "Merge": "merge-v1", "Roundabout": "roundabout-v1"}
+    for name, base in bases.items():
+        env_id = f"rlfoundry/{name}-v0"
+        if env_id not in gym.registry:
+            gym.register(
+                env_id,
+                entry_point="rlfoundry.apps.driving.env:make_driving_env",
+                kwargs={"base": base},
+                disable_env_checker=True,
+            )
+        register_env_metrics(env_id, summary_metrics)
 
 
-def extra_metrics(
-    env_id: str,
-    env_kwargs: dict[str, Any] | None,
-    policy: Callable[[Any], Any],
-    episodes: int,
-    seed: int,
-) -> dict[str, Any]:
-    """App-specific evaluation fields for ``summary.json`` ({} for any other env).
-
-    DQN's and PPO's ``extra_eval`` call this, so ``rlfoundry eval RUN_DIR`` of a driving
-    run reports ``eval_collision_rate``, ``eval_mean_speed`` (m/s), ``eval_distance``
-    (m per episode), ``eval_braking_events`` and ``eval_lane_changes`` (per episode),
-    measured on ``episodes`` episodes reset with ``seed + i``.
-    """
-    if env_id not in DRIVING_ENVS or episodes <= 0:
-        return {}
-    from rlfoundry.apps.driving.evaluate import evaluate_driving
-    from rlfoundry.envs.evaluation import make_env
-
-    env = make_env(env_id, **(env_kwargs or {}))
-    try:
-        m = evaluate_driving(policy, env, episodes, seed)
-    finally:
-        env.close()
-    keys = ("collision_rate", "mean_speed", "distance", "braking_events", "lane_changes")
-    return {f"eval_{k}": m[k] for k in keys}
-
-
-_register()
+register()

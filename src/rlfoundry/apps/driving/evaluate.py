@@ -1,9 +1,8 @@
-"""Driving evaluation: collision rate, speed, distance, braking; baselines; episode videos.
+"""Driving evaluation: trained runs against random and always-IDLE, tables, episode videos.
 
+The metrics themselves are :func:`rlfoundry.apps.driving.metrics.evaluate_driving`.
 Episode ``i`` of an evaluation resets with ``seed + i``, so every policy meets the same
-traffic. ``mean_speed`` averages the ego speed over all evaluated steps (m/s),
-``distance`` is metres driven per episode, ``braking_events`` counts abrupt-braking
-steps per episode (as defined in :mod:`rlfoundry.apps.driving.env`).
+traffic.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rlfoundry.apps.driving.metrics import evaluate_driving
 from rlfoundry.envs.evaluation import make_env
 from rlfoundry.errors import RLFoundryError
 
@@ -33,42 +33,6 @@ def random_policy(env: gym.Env, seed: int = 0) -> Policy:
     rng = np.random.default_rng(seed)
     n = int(env.action_space.n)  # type: ignore[attr-defined]
     return lambda obs: int(rng.integers(n))
-
-
-def evaluate_driving(policy: Policy, env: gym.Env, episodes: int, seed: int) -> dict[str, float]:
-    """Driving metrics of ``policy`` over ``episodes`` seeded episodes of ``env``."""
-    crashes, returns, lengths, dists, brakes, lanes = [], [], [], [], [], []
-    speeds: list[float] = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        done, ret, n, dist, brk, lane = False, 0.0, 0, 0.0, 0, 0
-        info: dict[str, Any] = {}
-        while not done:
-            obs, rew, terminated, truncated, info = env.step(policy(obs))
-            ret += float(rew)
-            n += 1
-            dist += info["distance"]
-            brk += int(info["braking"])
-            lane += int(info["lane_change"])
-            speeds.append(info["speed"])
-            done = terminated or truncated
-        crashes.append(float(info.get("crashed", False)))
-        returns.append(ret)
-        lengths.append(n)
-        dists.append(dist)
-        brakes.append(brk)
-        lanes.append(lane)
-    return {
-        "episodes": episodes,
-        "collision_rate": float(np.mean(crashes)),
-        "mean_speed": float(np.mean(speeds)),
-        "distance": float(np.mean(dists)),
-        "braking_events": float(np.mean(brakes)),
-        "lane_changes": float(np.mean(lanes)),
-        "mean_return": float(np.mean(returns)),
-        "std_return": float(np.std(returns)),
-        "mean_length": float(np.mean(lengths)),
-    }
 
 
 def load_run_policy(run_dir: str | Path) -> tuple[Policy, str, dict[str, Any]]:

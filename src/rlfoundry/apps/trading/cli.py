@@ -11,8 +11,6 @@ import numpy as np
 from rlfoundry.apps.trading.backtest import (
     Backtest,
     PolicyFactory,
-    env_for_backtest,
-    run_backtest,
     run_suite,
     write_report,
 )
@@ -222,9 +220,3 @@ def walk_forward(
         f"Walk-forward: {algo} on {data}, {folds} folds, {steps} steps per fold",
         notes=notes + [_costs_note(env_kwargs)],
     )
-
-
-def single_backtest(policy_spec: str, env_kwargs: dict[str, Any], period: str) -> Backtest:
-    """Backtest one named policy (used by tests and notebooks)."""
-    env = env_for_backtest(env_kwargs, period)
-    return run_backtest(named_policy(policy_spec)(env), env, policy_spec)
