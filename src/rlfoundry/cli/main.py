@@ -32,7 +32,7 @@ EXTRA_COMMANDS: list[tuple[str, str]] = [
     ("rlfoundry.cli.feedback", "register"),
     ("rlfoundry.cli.apps", "register"),
     ("rlfoundry.cli.llm", "register"),
-    ("rlfoundry.experiments.transfer", "register"),
+    ("rlfoundry.cli.transfer", "register"),
 ]
 
 
