@@ -24,11 +24,11 @@ def bernoulli_tasks(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
     return rng.random((n, k))
 
 
-def _argmax_random(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Row-wise argmax of ``[n, k]`` with ties broken uniformly at random."""
-    noise = rng.random(x.shape)
+def argmax_random(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Row-wise argmax of ``[n, k]`` with ties broken uniformly at random (one uniform draw
+    per entry; the largest draw among the maxima wins)."""
     best = x == x.max(axis=1, keepdims=True)
-    return np.argmax(np.where(best, noise, -1.0), axis=1)
+    return np.argmax(np.where(best, rng.random(x.shape), -1.0), axis=1)
 
 
 def _pull(means: np.ndarray, act: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -55,7 +55,7 @@ def ucb1(
             act = np.full(n, t)
         else:
             score = total / count + np.sqrt(c * np.log(t) / count)
-            act = _argmax_random(score, rng)
+            act = argmax_random(score, rng)
         r = _pull(means, act, rng)
         count[rows, act] += 1
         total[rows, act] += r
@@ -96,7 +96,7 @@ def epsilon_greedy(
     rows = np.arange(n)
     for t in range(horizon):
         est = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
-        greedy = _argmax_random(est, rng)
+        greedy = argmax_random(est, rng)
         explore = rng.random(n) < eps
         act = np.where(explore, rng.integers(k, size=n), greedy)
         r = _pull(means, act, rng)

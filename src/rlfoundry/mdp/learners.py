@@ -21,12 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from rlfoundry.envs.meta import MDPTasks
-
-
-def _argmax_random(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Row-wise argmax of ``[n, A]`` with ties broken uniformly at random."""
-    best = x == x.max(axis=1, keepdims=True)
-    return np.argmax(np.where(best, rng.random(x.shape), -1.0), axis=1)
+from rlfoundry.mdp.bandits import argmax_random
 
 
 def q_learning(
@@ -50,7 +45,7 @@ def q_learning(
     rews = np.zeros((tasks.trial_len, n))
     for t in range(tasks.trial_len):
         s = tasks.s.copy()
-        greedy = _argmax_random(Q[rows, s], rng)
+        greedy = argmax_random(Q[rows, s], rng)
         act = np.where(rng.random(n) < eps, rng.integers(A, size=n), greedy)
         _, r = tasks.step(act, rng)
         done = tasks.t % tasks.episode_len == 0
@@ -85,7 +80,7 @@ def psrl(tasks: MDPTasks, rng: np.random.Generator) -> np.ndarray:
             V = np.zeros((n, S))
             for k in reversed(range(L)):
                 Qk = mu + np.einsum("nsat,nt->nsa", P, V)
-                policy[k] = _argmax_random(Qk.reshape(n * S, A), rng).reshape(n, S)
+                policy[k] = argmax_random(Qk.reshape(n * S, A), rng).reshape(n, S)
                 V = Qk.max(2)
         s = tasks.s.copy()
         act = policy[h, rows, s]
