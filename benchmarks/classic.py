@@ -43,12 +43,13 @@ import torch
 from results import write_marked_section
 
 from rlfoundry.api import resolve_config
-from rlfoundry.envs.evaluation import evaluate, make_env
+from rlfoundry.envs.evaluation import eval_seed, evaluate, make_env
+from rlfoundry.runtime.callbacks import Callback
 from rlfoundry.runtime.run import Run, seed_everything
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
-EVAL_SEED, FINAL_SEED, FINAL_EPISODES = 10_000, 20_000, 20
+EVAL_SEED, FINAL_SEED, FINAL_EPISODES = eval_seed(0), 20_000, 20
 
 
 @dataclass
@@ -71,17 +72,19 @@ TASKS = {
 # --------------------------------------------------------------------------- rlfoundry side
 
 
-class EvalRun(Run):
-    """A Run that evaluates the policy each time ``eval_every`` steps have passed and asks
-    the loop to stop once the threshold is reached. It relies only on the algorithm
-    contract: the loop asks ``checkpoint_due`` and then saves, and returns after saving
-    when ``stop_requested`` is set; the policy comes from ``load_policy`` on the file."""
+class EvalUntilThreshold(Callback):
+    """A Run callback that evaluates the policy each time ``eval_every`` steps have passed
+    and asks the loop to stop once the threshold is reached. It relies only on the
+    algorithm contract: the loop asks ``checkpoint_due`` and then saves, and returns after
+    saving when ``stop_requested`` is set; the policy comes from ``load_policy`` on the
+    file. The time from the request to the end of the evaluation is not training time.
+    (Building the policy draws from torch's generator, as it did when these figures were
+    first measured; the SB3 side evaluates its live model.)"""
 
-    def __init__(self, path: Path, module: Any, cfg: Any, task: Task, episodes: int) -> None:
-        super().__init__(path, cfg.total_steps, progress=False)
+    def __init__(self, module: Any, cfg: Any, task: Task, episodes: int) -> None:
         self.module, self.cfg, self.task, self.episodes = module, cfg, task, episodes
         self.next_eval = task.eval_every
-        self.pending = False
+        self.pending: tuple[float, float] | None = None  # when the checkpoint was asked for
         self.overhead = self.overhead_cpu = 0.0
         self.t0, self.c0 = time.perf_counter(), time.process_time()
         self.curve: list[tuple[int, float, float]] = []  # (step, eval mean, train seconds)
@@ -95,29 +98,28 @@ class EvalRun(Run):
         return time.process_time() - self.c0 - self.overhead_cpu
 
     def checkpoint_due(self, step: int) -> bool:
-        if step >= self.next_eval:
-            self.pending = True
-            return True
-        return super().checkpoint_due(step)
+        if step < self.next_eval:
+            return False
+        if self.pending is None:
+            self.pending = (time.perf_counter(), time.process_time())
+        return True
 
-    def save_checkpoint(self, step: int, tensors: dict, state: dict | None = None) -> Path:
-        if not self.pending:
-            return super().save_checkpoint(step, tensors, state)
-        t, c = time.perf_counter(), time.process_time()
+    def on_checkpoint(self, run: Run, step: int, tensors: dict, state: dict) -> None:
+        if self.pending is None:
+            return
+        t, c = self.pending
+        self.pending = None
         train_s, train_c = t - self.t0 - self.overhead, c - self.c0 - self.overhead_cpu
-        path = super().save_checkpoint(step, tensors, state)
-        self.pending = False
         while self.next_eval <= step:
             self.next_eval += self.task.eval_every
-        policy = self.module.load_policy(self.path, self.cfg)
+        policy = self.module.load_policy(run.path, self.cfg)
         mean = evaluate(policy, self.env, self.episodes, EVAL_SEED)["eval_mean_return"]
         self.curve.append((step, mean, train_s))
         if mean >= self.task.threshold and self.reached is None:
             self.reached = (step, train_s, train_c)
-            self.stop_requested = True
+            run.stop_requested = True
         self.overhead += time.perf_counter() - t
         self.overhead_cpu += time.process_time() - c
-        return path
 
 
 def run_rlfoundry(task: Task, seed: int, episodes: int) -> dict[str, Any]:
@@ -126,14 +128,14 @@ def run_rlfoundry(task: Task, seed: int, episodes: int) -> dict[str, Any]:
     torch.set_num_threads(1)
     seed_everything(cfg.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        run = EvalRun(Path(tmp), module, cfg, task, episodes)
-        with run:
+        ev = EvalUntilThreshold(module, cfg, task, episodes)
+        with Run(Path(tmp), cfg.total_steps, progress=False, callbacks=[ev]) as run:
             module.train(cfg, run)
-        train_s, train_c = run.train_seconds(), run.train_cpu_seconds()
+        train_s, train_c = ev.train_seconds(), ev.train_cpu_seconds()
         policy = module.load_policy(tmp, cfg)
-        final = evaluate(policy, run.env, FINAL_EPISODES, FINAL_SEED)["eval_mean_return"]
-        run.env.close()
-    return _result(run.step, train_s, train_c, run.reached, run.curve, final, cfg.total_steps)
+        final = evaluate(policy, ev.env, FINAL_EPISODES, FINAL_SEED)["eval_mean_return"]
+        ev.env.close()
+    return _result(run.step, train_s, train_c, ev.reached, ev.curve, final, cfg.total_steps)
 
 
 # --------------------------------------------------------------------------- SB3 side
@@ -143,10 +145,10 @@ def sb3_kwargs(algo: str, cfg: Any) -> dict[str, Any]:
     """The SB3 constructor arguments that mean what rlfoundry's ``cfg`` means."""
     if algo == "dqn":
         return {
-            "learning_rate": cfg.lr,
+            "learning_rate": cfg.learning_rate,
             "buffer_size": cfg.buffer_size,
             "learning_starts": cfg.learning_starts,
-            "batch_size": cfg.batch_size,
+            "batch_size": cfg.minibatch_size,
             "tau": cfg.tau,
             "gamma": cfg.gamma,
             "train_freq": cfg.train_freq,
@@ -164,7 +166,7 @@ def sb3_kwargs(algo: str, cfg: Any) -> dict[str, Any]:
         return {
             "learning_rate": (lambda p: lr * p) if cfg.anneal_lr else lr,
             "n_steps": cfg.num_steps,
-            "batch_size": cfg.batch_size,
+            "batch_size": cfg.minibatch_size,
             "n_epochs": cfg.update_epochs,
             "gamma": cfg.gamma,
             "gae_lambda": cfg.gae_lambda,

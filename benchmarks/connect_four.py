@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlfoundry.algos.multiagent import selfplay_ppo
+from rlfoundry.algos.multiagent import selfplay, selfplay_ppo
 from rlfoundry.api import resolve_config
 from rlfoundry.envs import games
 from rlfoundry.runtime.config import load_yaml
@@ -32,7 +32,7 @@ def table(run: Path, n_random: int, n_search: int, depths: list[int], seed: int)
     data = load_yaml(run / "config.yaml")
     _, cfg = resolve_config(data["algo"], config=data)
     agent, n_act = selfplay_ppo.load_agent(run, cfg)
-    me = selfplay_ppo.greedy_opponent(agent, n_act)
+    me = selfplay.greedy_opponent(agent, n_act)
     opponents = [("random", games.random_opponent, n_random)]
     opponents += [
         (f"alpha-beta depth {d}", games.connect_four_alphabeta(d), n_search) for d in depths

@@ -12,9 +12,9 @@ warm start only overwrites the freshly initialised weights, both runs draw the s
 random numbers: they differ in the starting weights alone.
 
 Every ``eval_every`` env steps (at the next update boundary), and at step 0, the
-deterministic policy plays ``episodes`` episodes of the target (seeds 10_000 + i); the
-evaluation does not touch the training's random state, so the training is the same as
-without it. Metrics (Taylor & Stone 2009, sec. 3.1, as in ``rlfoundry transfer``):
+deterministic policy plays ``episodes`` episodes of the target (seeds 10_000 + i, an
+:class:`~rlfoundry.runtime.callbacks.Evaluate` callback on the run); the evaluation does
+not touch the training's random state, so the training is the same as without it. Metrics (Taylor & Stone 2009, sec. 3.1, as in ``rlfoundry transfer``):
 
 - *jumpstart*: fine-tune's eval return at step 0 minus scratch's;
 - *steps to threshold*: first eval step with a mean return >= ``threshold`` (475, the
@@ -44,86 +44,61 @@ import numpy as np
 import torch
 from results import write_marked_section
 
-from rlfoundry.algos.deep import ppo
+from rlfoundry.algos.deep import onpolicy, ppo
 from rlfoundry.api import resolve_config
 from rlfoundry.api import train as api_train
-from rlfoundry.envs.evaluation import evaluate, make_env
+from rlfoundry.envs.evaluation import eval_seed, evaluate, make_env
 from rlfoundry.experiments.transfer import time_to_threshold
+from rlfoundry.runtime.callbacks import Evaluate
 from rlfoundry.runtime.run import Run, seed_everything
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 MARK_START, MARK_END = "<!-- transfer-deep -->", "<!-- /transfer-deep -->"
-ENV_ID, EVAL_SEED = "rlfoundry/CartPole-v1", 10_000
-
-
-class CurveRun(Run):
-    """A Run that scores PPO's agent on the target at step 0 (when the loop hands its
-    networks to :meth:`warm_start`) and at the first checkpoint after every
-    ``every`` steps, using the live agent (the checkpoint is the same weights)."""
-
-    def __init__(self, path: Path, cfg: Any, every: int, episodes: int, **kw: Any) -> None:
-        super().__init__(path, cfg.total_steps, progress=False, tensorboard=False, **kw)
-        self.cfg, self.every, self.episodes = cfg, every, episodes
-        self.env = make_env(cfg.env_id, **cfg.env_kwargs)
-        self.next_eval = every
-        self.agent: ppo.Agent | None = None
-        self.obs_norm = None
-        self.steps: list[int] = []
-        self.values: list[float] = []
-        self.eval_cpu = 0.0
-
-    def score(self, step: int) -> None:
-        c = time.process_time()
-        space = self.env.observation_space, self.env.action_space
-        policy = ppo.make_policy(self.agent, *space, self.obs_norm)
-        ret = evaluate(policy, self.env, self.episodes, EVAL_SEED)["eval_mean_return"]
-        self.steps.append(step)
-        self.values.append(ret)
-        self.eval_cpu += time.process_time() - c
-
-    def warm_start(self, modules: dict, stats: dict | None = None) -> bool:
-        loaded = super().warm_start(modules, stats)
-        self.agent, self.obs_norm = modules["agent"], (stats or {}).get("obs_rms/")
-        self.score(0)
-        return loaded
-
-    def checkpoint_due(self, step: int) -> bool:
-        return step >= self.next_eval or super().checkpoint_due(step)
-
-    def save_checkpoint(self, step: int, tensors: dict, state: dict | None = None) -> Path:
-        path = super().save_checkpoint(step, tensors, state)
-        if step >= self.next_eval or step >= self.cfg.total_steps:
-            while self.next_eval <= step:
-                self.next_eval += self.every
-            self.score(step)
-        return path
-
-    def log(self, step: int, **metrics: float) -> None:
-        pass  # CSV rows of every episode are not needed here (and cost time)
+ENV_ID, EVAL_SEED = "rlfoundry/CartPole-v1", eval_seed(0)
 
 
 def curve(
     target: float, seed: int, every: int, episodes: int, init_from: Path | None
 ) -> dict[str, Any]:
-    """Train PPO on the target pole from ``init_from`` (None: scratch); the eval curve."""
+    """Train PPO on the target pole from ``init_from`` (None: scratch); the eval curve.
+
+    An :class:`~rlfoundry.runtime.callbacks.Evaluate` callback scores the starting weights
+    (step 0, after the warm start) and the checkpoint at the first update boundary after
+    every ``every`` steps and at the end."""
     _, cfg = resolve_config(
         "ppo", env=ENV_ID, seed=seed, overrides={"env_kwargs": {"pole_length": target}}
     )
     torch.set_num_threads(1)
     seed_everything(cfg.seed)
+    env = make_env(cfg.env_id, **cfg.env_kwargs)
+    spaces = env.observation_space, env.action_space
+    eval_cpu = [0.0]
+
+    def score(policy: Any) -> float:
+        c = time.process_time()
+        ret = evaluate(policy, env, episodes, EVAL_SEED)["eval_mean_return"]
+        eval_cpu[0] += time.process_time() - c
+        return ret
+
+    ev = Evaluate(
+        every,
+        score=lambda run, step, tensors: score(ppo.load_policy(run.path, cfg)),
+        start=lambda modules, stats: score(
+            onpolicy.make_policy(modules["agent"], *spaces, stats.get("obs_rms/"))
+        ),
+    )
     c0 = time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
-        with CurveRun(Path(tmp), cfg, every, episodes, init_from=init_from) as run:
+        quiet = {"progress": False, "tensorboard": False}
+        with Run(Path(tmp), cfg.total_steps, **quiet, init_from=init_from, callbacks=[ev]) as run:
             ppo.train(cfg, run)
-            if run.steps[-1] != run.step:  # the last update ended between eval points
-                run.score(run.step)
-        run.env.close()
+    env.close()
     cpu = time.process_time() - c0
     return {
-        "steps": run.steps,
-        "values": run.values,
-        "train_cpu_s": round(cpu - run.eval_cpu, 1),
+        "steps": ev.steps,
+        "values": ev.values,
+        "train_cpu_s": round(cpu - eval_cpu[0], 1),
     }
 
 
