@@ -13,14 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 
 from rlfoundry.errors import EnvError
-from rlfoundry.runtime.callbacks import Callback, RecordVideo
 from rlfoundry.runtime.video import headless, record_gif
+
+if TYPE_CHECKING:
+    from rlfoundry.runtime.callbacks import Callback
 
 Policy = Callable[[Any], Any]
 
@@ -146,6 +148,8 @@ def run_callbacks(cfg: Any, load_policy: Callable[[Path, Any], Policy]) -> list[
     cfg)``, written to ``RUN_DIR/eval.gif`` after training."""
     if not getattr(cfg, "render_video", False):
         return []
+    from rlfoundry.runtime.callbacks import RecordVideo  # the Run's module imports torch
+
     kwargs = dict(getattr(cfg, "env_kwargs", None) or {})
 
     def make() -> gym.Env:

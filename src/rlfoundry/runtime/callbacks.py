@@ -2,7 +2,8 @@
 trains (Stable-Baselines3's ``BaseCallback``, smaller).
 
 An algorithm never knows which callbacks are attached. It talks to its Run as always, and
-the Run passes four moments on to each callback in ``run.callbacks``, in order:
+the Run passes four moments on to each callback in ``run.callbacks``, in order (the
+hooks of :class:`~rlfoundry.runtime.run.Callback`, re-exported here):
 
 - ``on_start(run, modules, stats)``: a fresh run starts (:meth:`Run.warm_start`, called
   by the algorithms that can warm-start: tabular, PPO, A2C, DQN), with the algorithm's
@@ -30,12 +31,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rlfoundry.errors import ConfigError
+from rlfoundry.runtime.run import Callback, Run, rng_state, set_rng_state
 from rlfoundry.runtime.video import headless, record_gif
 
 if TYPE_CHECKING:
     import gymnasium as gym
 
-    from rlfoundry.runtime.run import Run
+__all__ = ["Callback", "Evaluate", "RecordVideo", "StartFrom", "rng_untouched"]
 
 Policy = Callable[[Any], Any]
 
@@ -48,33 +50,12 @@ def rng_untouched() -> Iterator[None]:
     saved weights overwrite them."""
     import torch
 
-    from rlfoundry.runtime.run import rng_state, set_rng_state
-
     saved, saved_torch = rng_state(), torch.get_rng_state()
     try:
         yield
     finally:
         torch.set_rng_state(saved_torch)
         set_rng_state(saved)
-
-
-class Callback:
-    """The four hooks, each doing nothing; subclass and override what you need."""
-
-    def on_start(self, run: Run, modules: dict[str, Any], stats: dict[str, Any]) -> None:
-        """A fresh run starts from ``modules`` (prefix -> network or array) and ``stats``."""
-
-    def checkpoint_due(self, step: int) -> bool:
-        """True to ask for a checkpoint at ``step``."""
-        return False
-
-    def on_checkpoint(
-        self, run: Run, step: int, tensors: dict[str, Any], state: dict[str, Any]
-    ) -> None:
-        """A checkpoint of ``step`` was just written."""
-
-    def on_end(self, run: Run) -> None:
-        """Training finished; the final checkpoint is written."""
 
 
 class Evaluate(Callback):

@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,9 +47,6 @@ from torch import nn
 
 from rlfoundry.errors import ConfigError
 from rlfoundry.runtime.config import atomic_write_bytes, atomic_write_text, load_yaml
-
-if TYPE_CHECKING:
-    from rlfoundry.runtime.callbacks import Callback
 
 CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.csv"
@@ -90,6 +87,26 @@ def generator_state(gen: np.random.Generator) -> dict[str, Any]:
 
 def set_generator_state(gen: np.random.Generator, state: dict[str, Any]) -> None:
     gen.bit_generator.state = state
+
+
+class Callback:
+    """What a :class:`Run` tells its callbacks: four hooks, each doing nothing; subclass
+    and override what you need (:mod:`rlfoundry.runtime.callbacks` has ready ones)."""
+
+    def on_start(self, run: Run, modules: dict[str, Any], stats: dict[str, Any]) -> None:
+        """A fresh run starts from ``modules`` (prefix -> network or array) and ``stats``."""
+
+    def checkpoint_due(self, step: int) -> bool:
+        """True to ask for a checkpoint at ``step``."""
+        return False
+
+    def on_checkpoint(
+        self, run: Run, step: int, tensors: dict[str, Any], state: dict[str, Any]
+    ) -> None:
+        """A checkpoint of ``step`` was just written."""
+
+    def on_end(self, run: Run) -> None:
+        """Training finished; the final checkpoint is written."""
 
 
 class Run:
