@@ -5,9 +5,13 @@ import random
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
+from rlfoundry.envs.evaluation import eval_seed, make_env
 from rlfoundry.envs.replay import ActionLog
+from rlfoundry.errors import ConfigError
+from rlfoundry.runtime.callbacks import Callback, Evaluate, RecordVideo, StartFrom
 from rlfoundry.runtime.run import CHECKPOINT, Run, load_checkpoint_file
 
 
@@ -87,3 +91,124 @@ def test_action_log_replay_restores_exact_env_state():
         if term or trunc:
             twin.reset()
     assert replayed == future
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+class _Recorder(Callback):
+    """Writes down every hook the Run calls, and asks for a checkpoint at step 5."""
+
+    def __init__(self):
+        self.calls = []
+
+    def on_start(self, run, modules, stats):
+        self.calls.append(("start", sorted(modules)))
+
+    def checkpoint_due(self, step):
+        return step == 5
+
+    def on_checkpoint(self, run, step, tensors, state):
+        self.calls.append(("checkpoint", step, state["step"]))
+
+    def on_end(self, run):
+        self.calls.append(("end", run.step))
+
+
+def test_run_calls_its_callbacks_in_order(tmp_path):
+    rec = _Recorder()
+    with Run(tmp_path, 10, progress=False, tensorboard=False, callbacks=[rec]) as run:
+        run.checkpoint_interval_s = 1e9
+        assert not run.warm_start({"q": np.zeros((2, 2))})  # no init_from: nothing loaded
+        assert [run.checkpoint_due(s) for s in (4, 5, 6)] == [False, True, False]
+        run.save_checkpoint(5, {"q": np.zeros(2)})
+        run.progress(10)
+    assert rec.calls == [("start", ["q"]), ("checkpoint", 5, 5), ("end", 10)]
+
+
+def test_no_end_hook_for_an_interrupted_run_or_an_error(tmp_path):
+    rec = _Recorder()
+    with Run(tmp_path / "a", 10, progress=False, stop_at_step=3, callbacks=[rec]) as run:
+        run.should_stop(3)
+    with pytest.raises(RuntimeError), Run(tmp_path / "b", 10, progress=False, callbacks=[rec]):
+        raise RuntimeError("boom")
+    assert rec.calls == []
+    with Run(tmp_path / "a", 10, resume=True, progress=False, callbacks=[rec]) as run:
+        assert not run.warm_start({"q": np.zeros(2)})  # a resumed run does not start again
+    assert rec.calls == [("end", 0)]
+
+
+def test_evaluate_scores_at_each_interval_and_the_end(tmp_path):
+    """Checkpoints at steps 3, 6, 8 (the loop can stop only there), every=4: scores at 6
+    (first at or after 4) and at 8 (the last checkpoint), plus step 0 from on_start;
+    keep_best copies the checkpoint of the best score."""
+    ev = Evaluate(
+        4,
+        score=lambda run, step, tensors: float(tensors["w"].sum()),
+        start=lambda modules, stats: -1.0,
+        keep_best=True,
+    )
+    with Run(tmp_path, 8, progress=False, tensorboard=False, callbacks=[ev]) as run:
+        run.warm_start({})
+        for step, w in ((3, 1.0), (6, 5.0), (8, 2.0)):
+            assert run.checkpoint_due(step) == (step >= 4)
+            run.save_checkpoint(step, {"w": torch.full((2,), w)})
+    assert ev.steps == [0, 6, 8] and ev.values == [-1.0, 10.0, 4.0]
+    best, _ = load_checkpoint_file(tmp_path / "best.safetensors")
+    assert torch.equal(best["w"], torch.full((2,), 5.0))
+
+
+def test_evaluate_scores_the_last_checkpoint_at_the_end(tmp_path):
+    """A run whose last update ends short of total_steps (PPO's whole segments) is still
+    scored at its last checkpoint, once, when it finishes."""
+    ev = Evaluate(100, score=lambda run, step, tensors: step)
+    with Run(tmp_path, 1000, progress=False, tensorboard=False, callbacks=[ev]) as run:
+        run.save_checkpoint(100, {"w": torch.zeros(1)})
+        run.save_checkpoint(960, {"w": torch.zeros(1)})
+        assert ev.steps == [100, 960]
+        run.save_checkpoint(990, {"w": torch.zeros(1)})  # not a multiple: scored at the end
+        assert ev.steps == [100, 960]
+    assert ev.steps == [100, 960, 990]
+
+
+def test_evaluate_leaves_the_training_random_stream_alone(tmp_path):
+    """A score that builds a network (draws from torch's generator) or draws from NumPy's
+    and Python's global generators does not move them for the training."""
+
+    def noisy(run, step, tensors):
+        torch.nn.Linear(3, 3)
+        return np.random.rand() + random.random()
+
+    ev = Evaluate(1, score=noisy)
+    with Run(tmp_path, 10, progress=False, tensorboard=False, callbacks=[ev]) as run:
+        torch.manual_seed(1), np.random.seed(1), random.seed(1)
+        run.save_checkpoint(1, {"w": torch.zeros(1)})
+        got = (torch.rand(1), np.random.rand(), random.random())
+    torch.manual_seed(1), np.random.seed(1), random.seed(1)
+    assert got == (torch.rand(1), np.random.rand(), random.random())
+
+
+def test_start_from_sets_a_fresh_table_and_refuses_another_shape(tmp_path):
+    q = np.zeros((3, 2))
+    with Run(
+        tmp_path / "a", 10, progress=False, callbacks=[StartFrom({"q": np.ones((3, 2))})]
+    ) as run:
+        run.warm_start({"q": q})
+    assert (q == 1).all()
+    with (
+        pytest.raises(ConfigError, match="shape"),
+        Run(tmp_path / "b", 10, progress=False, callbacks=[StartFrom({"q": np.ones(4)})]) as run,
+    ):
+        run.warm_start({"q": q})
+
+
+def test_record_video_writes_a_gif_after_training(tmp_path):
+    rec = RecordVideo(
+        lambda path: lambda obs: 0,
+        lambda: make_env("CartPole-v1", render_mode="rgb_array"),
+        seed=eval_seed(0),
+    )
+    with Run(tmp_path, 10, progress=False, tensorboard=False, callbacks=[rec]):
+        pass
+    assert (tmp_path / "eval.gif").read_bytes()[:6] in (b"GIF89a", b"GIF87a")
+    assert eval_seed(3) == 10_003

@@ -146,3 +146,30 @@ def test_drive_eval_cli(tmp_path: Path, capsys):
     out = capsys.readouterr().out
     assert "| always IDLE | 1 |" in out and "video:" in out
     assert (tmp_path / "driving_eval.md").is_file() and (tmp_path / "v.gif").is_file()
+
+
+def test_apps_register_their_envs_and_driving_metrics_once():
+    """apps.register() is idempotent; it fills the env-metrics hook that every algorithm's
+    evaluation reads (envs.evaluation.env_metrics), so no algorithm knows the driving app."""
+    import gymnasium as gym
+
+    import rlfoundry.envs as envs
+    from rlfoundry import apps
+    from rlfoundry.envs.evaluation import env_metrics
+
+    apps.register()
+    apps.register()
+    assert all(env_id in gym.registry for env_id in apps.APP_ENVS)
+    assert not set(apps.APP_ENVS) & set(envs.BUILTIN_ENVS)  # listed by apps, not by envs
+
+    class Cfg:
+        env_id, env_kwargs, eval_episodes, seed = "rlfoundry/Highway-v0", {}, 1, 0
+
+    got = env_metrics(Cfg, lambda obs: IDLE)
+    keys = ("collision_rate", "mean_speed", "distance", "braking_events", "lane_changes")
+    assert sorted(got) == sorted(f"eval_{k}" for k in keys)
+    env = make_env("rlfoundry/Highway-v0")
+    want = evaluate_driving(lambda obs: IDLE, env, 1, 10_000)  # eval_seed(0)
+    assert got["eval_distance"] == want["distance"]
+    Cfg.env_id = "CartPole-v1"  # no app registered metrics for it
+    assert env_metrics(Cfg, lambda obs: 0) == {}
