@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from rlfoundry.errors import ConfigError
 from rlfoundry.runtime.run import Callback, Run, rng_state, set_rng_state
@@ -48,8 +49,6 @@ def rng_untouched() -> Iterator[None]:
     inside cannot change the training's random stream. Rebuilding a policy from a
     checkpoint draws from torch's generator (the networks' initialisation) before the
     saved weights overwrite them."""
-    import torch
-
     saved, saved_torch = rng_state(), torch.get_rng_state()
     try:
         yield
