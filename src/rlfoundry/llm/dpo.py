@@ -34,9 +34,6 @@ from rlfoundry.llm.reward_model import load_pairs
 from rlfoundry.llm.sft import lr_lambda
 from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
 
-STAGE = "dpo"
-CURVE_KEY = "eval_reward_margin"
-
 
 @dataclass
 class Config:

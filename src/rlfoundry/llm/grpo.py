@@ -55,9 +55,6 @@ from rlfoundry.llm.sft import lr_lambda
 from rlfoundry.runtime.distributed import Dist, all_reduce_sum, init_distributed, sync_gradients
 from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
 
-STAGE = "grpo"
-CURVE_KEY = "reward"
-
 
 @dataclass
 class Config:

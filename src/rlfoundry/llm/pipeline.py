@@ -39,6 +39,7 @@ from typing import Any
 from rlfoundry.llm import grpo
 from rlfoundry.llm import rl_common as rc
 from rlfoundry.runtime.config import atomic_write_text, build_config
+from rlfoundry.runtime.rundir import resolve_config, run_entry
 
 #: Pre-training settings of the pipeline (everything else: pretrain.Config defaults,
 #: the measured recipe).
@@ -74,26 +75,32 @@ def pretrain_and_sft(
     sft_overrides: dict[str, Any] | None = None,
 ) -> Path:
     """Stages 1 and 2; returns the SFT run directory (its `model/` is the SFT model)."""
-    from rlfoundry.llm import pretrain, sft
-
     out = Path(out)
-    pre = pretrain.run(
+    pre = _stage(
+        "llm-pretrain",
         out / "pretrain",
-        progress=progress,
-        **{**PRETRAIN_DEFAULTS, "task": task, "seed": seed, **(pretrain_overrides or {})},
+        {**PRETRAIN_DEFAULTS, "task": task, "seed": seed, **(pretrain_overrides or {})},
+        progress,
     )
-    sft.run(
+    _stage(
+        "llm-sft",
         out / "sft",
-        progress=progress,
-        **{
+        {
             **SFT_DEFAULTS,
             "task": task,
             "model": str(pre["run_dir"]),
             "seed": seed,
             **(sft_overrides or {}),
         },
+        progress,
     )
     return out / "sft"
+
+
+def _stage(name: str, out: Path, overrides: dict[str, Any], progress: bool) -> dict[str, Any]:
+    """Train registry entry `name` into `out`: checked, opened and written by rundir."""
+    _, cfg = resolve_config(name, overrides=overrides)
+    return run_entry(name, cfg, out, progress=progress)
 
 
 def run_pipeline(
@@ -117,7 +124,7 @@ def run_pipeline(
     t_sft = time.perf_counter() - t0
     overrides = {**GRPO_DEFAULTS, "model": str(sft_dir), "task": task, "seed": seed}
     overrides.update(grpo_overrides or {})
-    summary = rc.run_stage(grpo, out / "grpo", overrides=overrides, progress=progress)
+    summary = _stage("llm-grpo", out / "grpo", overrides, progress)
     from rlfoundry.runtime.plotting import read_metrics
 
     acc = read_metrics(out / "grpo").get("eval_accuracy")

@@ -47,9 +47,6 @@ from rlfoundry.llm import rl_common as rc
 from rlfoundry.runtime.distributed import all_reduce_sum, init_distributed, sync_gradients
 from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
 
-STAGE = "ppo"
-CURVE_KEY = "reward"
-
 
 @dataclass
 class Config:

@@ -29,9 +29,6 @@ from rlfoundry.errors import ConfigError
 from rlfoundry.llm import sft
 from rlfoundry.runtime.run import Run, seed_everything
 
-STAGE = "pretrain"
-CURVE_KEY = "loss"
-
 
 @dataclass
 class Config:

@@ -32,9 +32,6 @@ from rlfoundry.llm import rl_common as rc
 from rlfoundry.llm.sft import lr_lambda
 from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
 
-STAGE = "reward-model"
-CURVE_KEY = "eval_accuracy"
-
 
 @dataclass
 class Config:

@@ -31,9 +31,6 @@ from rlfoundry.core import kl_k1, leave_one_out_advantages, masked_sum
 from rlfoundry.llm import grpo
 from rlfoundry.runtime.run import Run
 
-STAGE = "rloo"
-CURVE_KEY = "reward"
-
 
 @dataclass
 class Config(grpo.Config):

@@ -37,9 +37,6 @@ from rlfoundry.errors import ConfigError
 from rlfoundry.llm import rl_common as rc
 from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
 
-STAGE = "sft"
-CURVE_KEY = "loss"
-
 
 @dataclass
 class Config:
