@@ -28,8 +28,8 @@ from rlfoundry import registry
 from rlfoundry.errors import ConfigError, RLFoundryError
 from rlfoundry.runtime import rundir
 from rlfoundry.runtime.config import atomic_write_text, load_yaml
-from rlfoundry.runtime.rundir import RUN_KEYS, resolve_config, tuned_config
 from rlfoundry.runtime.run import CHECKPOINT
+from rlfoundry.runtime.rundir import RUN_KEYS, resolve_config, tuned_config
 
 __all__ = ["RUN_KEYS", "evaluate_run", "load_plugins", "resolve_config", "train", "tuned_config"]
 

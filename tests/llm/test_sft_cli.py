@@ -9,15 +9,16 @@ import json
 import pytest
 import torch
 
+from rlfoundry.api import train
 from rlfoundry.cli.main import main
 from rlfoundry.errors import RLFoundryError
-from rlfoundry.llm import pretrain, sft
+from rlfoundry.llm import sft
 from rlfoundry.llm.models import load_model, load_tokenizer
 from rlfoundry.runtime.run import load_checkpoint_file
 
 torch.set_num_threads(1)
 
-TINY = {"steps": 3, "batch_size": 8, "eval_every": 2, "eval_size": 8}
+TINY = {"steps": 3, "batch_size": 8, "eval_every": 2, "eval_size": 8}  # steps: total_steps
 
 
 def _contract(out):
@@ -51,18 +52,18 @@ def test_completion_only_loss_by_hand():
     assert p == tok.encode("123456789+1=")[-1:]
 
 
-@pytest.mark.parametrize("module", [pretrain, sft], ids=lambda m: m.STAGE)
-def test_stage_writes_the_run_directory_and_resumes_exactly(tmp_path, module):
+@pytest.mark.parametrize("name", ["llm-pretrain", "llm-sft"])
+def test_stage_writes_the_run_directory_and_resumes_exactly(tmp_path, name):
     straight = tmp_path / "straight"
-    s = module.run(straight, progress=False, **{**TINY, "steps": 4})
+    s = train(name, out=straight, progress=False, **{**TINY, "steps": 4})
     assert s["status"] == "finished"
     summary = _contract(straight)
-    assert summary["stage"] == module.STAGE
+    assert summary["algo"] == name
     assert 0.0 <= summary["eval_accuracy"] <= 1.0 and summary["eval_loss"] > 0
     cut = tmp_path / "cut"
-    s = module.run(cut, progress=False, stop_at_step=2, **{**TINY, "steps": 4})
+    s = train(name, out=cut, progress=False, stop_at_step=2, **{**TINY, "steps": 4})
     assert s["status"] == "interrupted" and "--resume" in s["resume_command"]
-    module.run(cut, resume=True, progress=False)
+    train(resume=cut, progress=False)
     a, _ = load_checkpoint_file(straight / "checkpoint.safetensors")
     b, _ = load_checkpoint_file(cut / "checkpoint.safetensors")
     for k in a:
@@ -71,7 +72,7 @@ def test_stage_writes_the_run_directory_and_resumes_exactly(tmp_path, module):
     lines = lambda d: (d / "metrics.csv").read_text().splitlines()  # noqa: E731
     assert lines(straight) == lines(cut)
     with pytest.raises(RLFoundryError, match="already holds a run"):
-        module.run(straight, progress=False, **TINY)
+        train(name, out=straight, progress=False, **TINY)
 
 
 def test_sft_stops_at_the_target_accuracy(tmp_path, monkeypatch):
@@ -84,8 +85,9 @@ def test_sft_stops_at_the_target_accuracy(tmp_path, monkeypatch):
         return 0.5 if split == "train" and len(calls) >= 2 else 0.0
 
     monkeypatch.setattr(tasks, "evaluate_accuracy", fake)
-    s = sft.run(
-        tmp_path / "r",
+    s = train(
+        "llm-sft",
+        out=tmp_path / "r",
         progress=False,
         **{**TINY, "steps": 10, "eval_every": 0, "check_every": 2, "target_accuracy": 0.4},
     )
@@ -102,7 +104,7 @@ def test_sft_with_lora_on_a_jsonl_dataset(tmp_path):
         )
     )
     out = tmp_path / "lora"
-    s = sft.run(out, progress=False, data=str(data), task="", lora_rank=4, **TINY)
+    s = train("llm-sft", out=out, progress=False, data=str(data), task="", lora_rank=4, **TINY)
     assert s["status"] == "finished" and "eval_loss" in s and "eval_accuracy" not in s
     merged = load_model(out)  # saved merged: a plain transformers model
     assert not any("lora" in n for n, _ in merged.named_parameters())
@@ -112,15 +114,15 @@ def test_bad_inputs_fail_before_anything_is_written(tmp_path):
     bad = tmp_path / "d.jsonl"
     bad.write_text('{"prompt": "1+1=", "completion": "2"}\n{"prompt": "2+2="}\n')
     with pytest.raises(RLFoundryError, match="line 2 has no field 'completion'"):
-        sft.run(tmp_path / "a", progress=False, data=str(bad))
+        train("llm-sft", out=tmp_path / "a", progress=False, data=str(bad))
     with pytest.raises(RLFoundryError, match="does not exist"):
-        sft.run(tmp_path / "b", progress=False, model=str(tmp_path / "no-model"))
+        train("llm-sft", out=tmp_path / "b", progress=False, model=str(tmp_path / "no-model"))
     with pytest.raises(RLFoundryError, match="Unknown task 'poetry'"):
-        pretrain.run(tmp_path / "c", progress=False, task="poetry")
+        train("llm-pretrain", out=tmp_path / "c", progress=False, task="poetry")
     with pytest.raises(RLFoundryError, match="Unknown config key"):
-        sft.run(tmp_path / "d", progress=False, stepz=3)
+        train("llm-sft", out=tmp_path / "d", progress=False, stepz=3)
     with pytest.raises(RLFoundryError, match="steps must be at least 1"):
-        sft.run(tmp_path / "e", progress=False, steps=0)
+        train("llm-sft", out=tmp_path / "e", progress=False, steps=0)
     for name in "abcde":
         assert not (tmp_path / name).exists()
 
@@ -154,12 +156,43 @@ def test_cli_sft_generate_eval(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
+def test_cli_stage_flags_come_from_the_registry(tmp_path, capsys):
+    from rlfoundry.llm import grpo
+    from rlfoundry.runtime.config import load_yaml
+    from rlfoundry.runtime.rundir import budget_key
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"{i}+1="}) + "\n" for i in range(8)))
+    out = tmp_path / "g"
+    argv = ["llm", "grpo", "--model", "tiny:nano", "--data", str(prompts), "--steps", "1"]
+    for kv in ("batch_size=8", "group_size=4", "eval_every=0", "eval_size=8"):
+        argv += ["--set", kv]
+    assert main([*argv, "--out", str(out), "--no-progress", "--json"]) == 0
+    saved = load_yaml(out / "config.yaml")
+    assert saved["algo"] == "llm-grpo" and saved["prompts"] == str(prompts)
+    assert saved[budget_key(grpo.Config)] == 1
+    capsys.readouterr()
+    # `rlfoundry train` is for gym algorithms; LLM stages are `rlfoundry llm STAGE`
+    assert main(["train", "llm-grpo", "--out", str(tmp_path / "x")]) == 2
+    assert "train it with `rlfoundry llm grpo`" in capsys.readouterr().err
+    assert main(["train", "sft", "--out", str(tmp_path / "x")]) == 2
+    assert "did you mean llm-sft?" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.slow
 def test_default_recipe_leaves_room_for_rl(tmp_path):
     """The measured recipe (Config defaults): pre-train + SFT of the nano model on
     arithmetic lands clearly above 0 and well below 100% held-out exact match (measured
     23-43% over seeds 0-3, about 1-2 minutes on one CPU core)."""
-    pre = pretrain.run(tmp_path / "pre", task="arithmetic", seed=0, progress=False)
-    s = sft.run(tmp_path / "sft", task="arithmetic", model=pre["run_dir"], seed=0, progress=False)
+    pre = train("llm-pretrain", out=tmp_path / "pre", task="arithmetic", seed=0, progress=False)
+    s = train(
+        "llm-sft",
+        out=tmp_path / "sft",
+        task="arithmetic",
+        model=pre["run_dir"],
+        seed=0,
+        progress=False,
+    )
     assert s["reached_target_accuracy"], s
     assert 0.15 <= s["eval_accuracy"] <= 0.65, s
