@@ -177,7 +177,9 @@ def write_summary(
     out = Path(out)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     with contextlib.suppress(RLFoundryError, ValueError):
-        plot_runs([out], out / "learning_curve.png", key=entry.curve, labels=[entry.name], title=title)
+        plot_runs(
+            [out], out / "learning_curve.png", key=entry.curve, labels=[entry.name], title=title
+        )
 
 
 def run_entry(
