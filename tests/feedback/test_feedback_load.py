@@ -25,14 +25,16 @@ def load_bench():
 
 def test_concurrent_annotators_keep_every_invariant(tmp_path):
     bench = load_bench()
-    r = bench.run(annotators=10, seconds=5, items=60, gold=4, overlap=3, workdir=tmp_path)
+    # Annotators stop when the server says the pool is done, so the bound is only a guard
+    # against a hang: the run must exhaust the pool and end with the exact final state.
+    r = bench.run(annotators=10, seconds=120, items=60, gold=4, overlap=3, workdir=tmp_path)
     assert r["problems"] == []
     assert r["bound"] == ["127.0.0.1"]  # no --host given: loopback only
-    assert r["judgments"] > 0
-    if r["exhausted"]:  # on a loaded CI machine 5 s may not be enough to finish the pool
-        assert r["items_complete"] == r["items"] == 60
+    assert r["exhausted"], f"the pool was not finished in {r['seconds']} s"
+    assert r["items_complete"] == r["items"] == 60
+    assert r["judgments"] >= 60 * 3
     # the adversarial requests were actually made and refused
-    assert any(k.startswith("cross:404") for k in r["statuses"]) or r["requests"] < 50
+    assert any(k.startswith("cross:404") for k in r["statuses"]), r["statuses"]
 
 
 def test_results_section_replaces_only_its_own_markers(tmp_path):
