@@ -56,7 +56,7 @@ class LoginRequired(Exception):
 
 def client_key(request: Request) -> str:
     """Who the failed-token limit counts against: the client's address (uvicorn takes it
-    from X-Forwarded-For only when the proxy is trusted, see --forwarded-allow-ips)."""
+    from X-Forwarded-For only of a trusted proxy: 127.0.0.1 or $FORWARDED_ALLOW_IPS)."""
     return request.client.host if request.client else "unknown"
 
 
