@@ -3,6 +3,7 @@ revocation / rotation / disabling, per-project membership, the failed-token limi
 overlong reasons, and opening a database made by the previous schema."""
 
 import asyncio
+import json
 import re
 import sqlite3
 from pathlib import Path
@@ -306,6 +307,11 @@ def test_annotators_see_and_get_work_only_from_their_projects(engine, tmp_path, 
         assert s.scalar(select(func.sum(Item.n_assigned)).where(Item.project_id == 3)) == 0
     code, _, err = cli(capsys, "add-member", "nope", "ann", "--db", db)
     assert code == 2 and "No project named 'nope'" in err
+    listed = json.loads(cli(capsys, "annotators", "--json", "--db", db)[1])
+    assert {r["name"]: r["projects"] for r in listed} == {
+        "ann": ["open"],
+        "old": ["open", "secret"],
+    }
 
 
 def test_judgments_stay_but_cannot_be_changed_after_leaving_a_project(engine, tokens, capsys):
