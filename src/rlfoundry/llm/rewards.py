@@ -28,13 +28,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import json
 import math
 import os
 import re
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -43,6 +40,8 @@ from typing import Any
 import torch
 
 from rlfoundry.errors import RLFoundryError
+from rlfoundry.llm.chat import ChatClient
+from rlfoundry.llm.tasks import get_task
 
 JUDGE_TEMPLATE = (
     "Rate how well the answer responds to the prompt, from 0 (useless) to 9 (perfect).\n"
@@ -333,49 +332,15 @@ class HTTPJudge(RewardSource):
         max_tokens: int = 16,
         workers: int = 8,
     ) -> None:
-        url = url.rstrip("/")
-        if not url.endswith("/chat/completions"):
-            url += "/chat/completions" if url.endswith("/v1") else "/v1/chat/completions"
-        self.url, self.model, self.max_score = url, model, max_score
+        self.client = ChatClient(url, model, timeout, max_tokens, label="Judge endpoint")
+        self.url, self.model, self.max_score = self.client.url, model, max_score
         self.template = template or JUDGE_TEMPLATE
         _check_template(self.template)
-        self.timeout, self.max_tokens, self.workers = timeout, max_tokens, workers
-        self.name = f"judge:{url}"
+        self.workers = workers
+        self.name = f"judge:{self.url}"
 
     def _ask(self, prompt: str, completion: str) -> float:
-        body = {
-            "model": self.model,
-            "messages": [
-                {
-                    "role": "user",
-                    "content": self.template.format(prompt=prompt, completion=completion),
-                }
-            ],
-            "temperature": 0.0,
-            "max_tokens": self.max_tokens,
-        }
-        headers = {"Content-Type": "application/json"}
-        if os.environ.get("OPENAI_API_KEY"):
-            headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
-        req = urllib.request.Request(self.url, json.dumps(body).encode(), headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                reply = json.loads(resp.read().decode())
-            text = str(reply["choices"][0]["message"]["content"])
-        except urllib.error.HTTPError as err:
-            raise RLFoundryError(
-                f"Judge endpoint {self.url} answered HTTP {err.code} ({err.reason}); check the "
-                "URL, the model name and OPENAI_API_KEY."
-            ) from None
-        except (urllib.error.URLError, TimeoutError, OSError) as err:
-            raise RLFoundryError(
-                f"Judge endpoint {self.url} did not answer ({err}); start the server or fix the URL."
-            ) from None
-        except (KeyError, IndexError, TypeError, ValueError):
-            raise RLFoundryError(
-                f"Judge endpoint {self.url} sent a reply without choices[0].message.content; "
-                "point it at an OpenAI-compatible /v1/chat/completions server."
-            ) from None
+        text = self.client.ask(self.template.format(prompt=prompt, completion=completion))
         m = re.search(r"-?\d+(?:\.\d+)?", text)
         if m is None:
             raise _fail(self, f"replied {text!r}, which holds no score", prompt, completion)
@@ -439,14 +404,24 @@ def parse_reward(
     return Composite(parts)
 
 
+def build_reward(cfg: Any) -> Composite:
+    """The reward of an RL stage's config: `cfg.reward` over `cfg.task`, with its judge
+    settings (`judge_template`, `judge_model`). Fails here, before training, when a
+    source cannot be built."""
+    return parse_reward(
+        cfg.reward,
+        task=get_task(cfg.task),
+        judge_template=cfg.judge_template or None,
+        judge_model=cfg.judge_model,
+    )
+
+
 def _one_source(spec: str, task: Any, judge_template: str | None, judge_model: str) -> RewardSource:
     if spec == "task":
         if task is None:
             raise RLFoundryError("Reward 'task' needs a built-in task; set task or another reward.")
         return TaskReward(task)
     if spec.startswith("task:"):
-        from rlfoundry.llm.tasks import get_task
-
         return TaskReward(get_task(spec[5:]))
     if spec.startswith("rm:"):
         return RewardModelReward(spec[3:])
