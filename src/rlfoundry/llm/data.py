@@ -188,9 +188,10 @@ def load_pairs(cfg: Any) -> tuple[list[dict], list[dict]]:
     fields = ["prompt", "chosen", "rejected"]
     if not cfg.data:
         task = get_task(cfg.task)
-        if not hasattr(task, "pairs"):
+        if not hasattr(task, "pairs"):  # a `PreferenceTask`
             raise RLFoundryError(
-                f"Task '{cfg.task}' has no preference pairs; use task=sentiment or give data=FILE.jsonl."
+                f"Task '{cfg.task}' has no preference pairs; use task=sentiment or give "
+                "data=FILE.jsonl."
             )
         held = load_jsonl(cfg.eval_data, fields) if cfg.eval_data else None
         return (
@@ -205,7 +206,8 @@ def load_pairs(cfg: Any) -> tuple[list[dict], list[dict]]:
     n_eval = max(1, int(round(len(pairs) * cfg.eval_fraction)))
     if len(pairs) - n_eval < 1:
         raise RLFoundryError(
-            f"Only {len(pairs)} preference pairs: too few to hold some out; add pairs or give eval_data."
+            f"Only {len(pairs)} preference pairs: too few to hold some out; add pairs or give "
+            "eval_data."
         )
     held = [pairs[i] for i in order[:n_eval]]
     train = [pairs[i] for i in order[n_eval:]]

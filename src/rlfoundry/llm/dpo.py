@@ -122,18 +122,24 @@ def sequence_logps(model: Any, tok: Any, batch: list[dict], max_len: int) -> tup
 
 
 @torch.no_grad()
+def pair_logps(model: Any, tok: Any, pairs: list[dict], max_len: int) -> Tensor:
+    """`[N, 2]` summed completion log-probs (chosen, rejected) of `pairs`, 64 at a time."""
+    return torch.cat(
+        [
+            torch.stack(sequence_logps(model, tok, pairs[i : i + 64], max_len), -1)
+            for i in range(0, len(pairs), 64)
+        ]
+    )
+
+
+@torch.no_grad()
 def evaluate(model: Any, tok: Any, pairs: list[dict], ref: Tensor, cfg: Config) -> dict:
     """Held-out implicit-reward margin and accuracy, and the policy's log-prob margin.
 
     `ref` `[N, 2]` holds the reference's chosen/rejected log-probs of `pairs`.
     """
     model.eval()
-    pol = torch.cat(
-        [
-            torch.stack(sequence_logps(model, tok, pairs[i : i + 64], cfg.max_len), -1)
-            for i in range(0, len(pairs), 64)
-        ]
-    )
+    pol = pair_logps(model, tok, pairs, cfg.max_len)
     model.train()
     loss, r_c, r_r = dpo_loss(pol[:, 0], pol[:, 1], ref[:, 0], ref[:, 1], cfg.beta)
     return {
@@ -142,16 +148,6 @@ def evaluate(model: Any, tok: Any, pairs: list[dict], ref: Tensor, cfg: Config) 
         "eval_reward_accuracy": float((r_c > r_r).float().mean()),
         "eval_logp_margin": float((pol[:, 0] - pol[:, 1]).mean()),
     }
-
-
-@torch.no_grad()
-def _ref_logps(ref_model: Any, tok: Any, pairs: list[dict], max_len: int) -> Tensor:
-    return torch.cat(
-        [
-            torch.stack(sequence_logps(ref_model, tok, pairs[i : i + 64], max_len), -1)
-            for i in range(0, len(pairs), 64)
-        ]
-    )
 
 
 def train(cfg: Config, run: Run) -> dict[str, Any]:
@@ -168,7 +164,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
     )
     rng = np.random.default_rng(cfg.seed)
     order, cursor, step = rng.permutation(len(train_pairs)), 0, 0
-    held_ref = _ref_logps(ref_model, tok, held, cfg.max_len)  # [N, 2], fixed
+    held_ref = pair_logps(ref_model, tok, held, cfg.max_len)  # [N, 2], fixed
     start = evaluate(model, tok, held, held_ref, cfg)
 
     ckpt = run.load_checkpoint()

@@ -46,7 +46,7 @@ from rlfoundry.errors import ConfigError
 from rlfoundry.llm.checkpoint import load_training_state, save_run_model, training_state
 from rlfoundry.llm.data import check_divisible
 from rlfoundry.llm.evaluation import task_accuracy
-from rlfoundry.llm.models import ValueHead, load_model, load_tokenizer, model_dir
+from rlfoundry.llm.models import ValueHead, load_model, load_tokenizer, model_dir, position_ids
 from rlfoundry.llm.prompts import check_rl_inputs, load_prompts, with_task_budget
 from rlfoundry.llm.rewards import build_reward
 from rlfoundry.llm.rollout import Rollout, completion_logprobs, rollout
@@ -173,7 +173,7 @@ class ValueModel(torch.nn.Module):
         self.head = ValueHead(hidden)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        pos = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        pos = position_ids(attention_mask)
         h = self.body(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=pos
         ).last_hidden_state

@@ -51,9 +51,10 @@ class Config:
     batch_size: int = 64
     """Documents per step."""
     learning_rate: float = 3e-3
-    """Peak AdamW learning rate (linear warm-up, then cosine decay to lr * min_lr_ratio)."""
+    """Peak AdamW learning rate (linear warm-up, then cosine decay to learning_rate *
+    min_lr_ratio)."""
     min_lr_ratio: float = 0.1
-    """Final learning rate as a fraction of lr."""
+    """Final learning rate as a fraction of learning_rate."""
     warmup_steps: int = 30
     """Linear learning-rate warm-up steps."""
     weight_decay: float = 0.0

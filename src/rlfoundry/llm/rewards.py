@@ -12,6 +12,7 @@ Sources, and the config string (`parse_reward`) that builds each:
                                 (first two parameters named `prompts, completions`,
                                 or decorated with `@batched`)
     "rm:DIR"                    a reward model trained by `rlfoundry llm reward-model`
+                                (`scoring.py`)
     "judge:DIR"                 a local causal LM judging with a prompt template
     "judge:http://HOST/v1"      any OpenAI-compatible `/v1/chat/completions` endpoint
     "0.5*SPEC"                  a weight; several specs are summed (`Composite`)
@@ -37,10 +38,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from rlfoundry.errors import RLFoundryError
 from rlfoundry.llm.chat import ChatClient
+from rlfoundry.llm.models import load_model, load_tokenizer
+from rlfoundry.llm.scoring import load_reward_model, score_texts
 from rlfoundry.llm.tasks import get_task
 
 JUDGE_TEMPLATE = (
@@ -84,13 +88,8 @@ def _as_float(value: Any) -> float | None:
     """A plain float from an int/float/bool/NumPy scalar/0-d tensor, else None."""
     if isinstance(value, torch.Tensor):
         return float(value.item()) if value.numel() == 1 else None
-    try:
-        import numpy as np
-
-        if isinstance(value, np.ndarray):
-            return float(value.item()) if value.size == 1 else None
-    except ImportError:  # pragma: no cover - numpy is a dependency
-        pass
+    if isinstance(value, np.ndarray):
+        return float(value.item()) if value.size == 1 else None
     if isinstance(value, (int, float)):
         return float(value)
     if hasattr(value, "__float__") and not isinstance(value, (str, bytes)):
@@ -240,14 +239,10 @@ class RewardModelReward(RewardSource):
     def __init__(self, path: str | os.PathLike, batch_size: int = 32) -> None:
         self.path = _model_dir(path)
         self.name = f"rm:{path}"
-        from rlfoundry.llm.reward_model import load_reward_model
-
         self.model, self.tok = load_reward_model(self.path)
         self.batch_size = batch_size
 
     def score(self, prompts: list[str], completions: list[str]) -> list[Any]:
-        from rlfoundry.llm.reward_model import score_texts
-
         return score_texts(self.model, self.tok, prompts, completions, self.batch_size).tolist()
 
 
@@ -268,8 +263,6 @@ class LocalJudge(RewardSource):
         self.name = f"judge:{path}"
         self.template = template or JUDGE_TEMPLATE
         _check_template(self.template)
-        from rlfoundry.llm.models import load_model, load_tokenizer
-
         self.model = load_model(str(self.path)).eval()
         self.tok = load_tokenizer(str(self.path))
         self.batch_size = batch_size

@@ -13,7 +13,7 @@ agree), so the first probability ratio of an update is 1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -34,8 +34,6 @@ class Rollout:
     completion_mask: Tensor  # [B, T]  1 on completion tokens up to and including EOS
     old_logp: Tensor  # [B, T]  log-probs of the sampled tokens at sampling time
     truncated: Tensor  # [B]  bool: no EOS within max_new_tokens
-    rew: Tensor | None = None  # [B]
-    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def prompt_len(self) -> int:

@@ -56,9 +56,10 @@ class Config:
     batch_size: int = 64
     """Examples per step."""
     learning_rate: float = 2e-3
-    """Peak AdamW learning rate (linear warm-up, then cosine decay to lr * min_lr_ratio)."""
+    """Peak AdamW learning rate (linear warm-up, then cosine decay to learning_rate *
+    min_lr_ratio)."""
     min_lr_ratio: float = 0.1
-    """Final learning rate as a fraction of lr."""
+    """Final learning rate as a fraction of learning_rate."""
     warmup_steps: int = 20
     """Linear learning-rate warm-up steps."""
     weight_decay: float = 0.0
@@ -79,7 +80,7 @@ class Config:
     """Held-out prompts for greedy accuracy and examples for the eval loss; 0 = none."""
     target_accuracy: float = 0.3
     """Stop once greedy accuracy on `eval_size` TRAINING prompts reaches this, checked
-    every `check_every` steps; 0 = train all `steps`. The default recipe stops a
+    every `check_every` steps; 0 = train all `total_steps`. The default recipe stops a
     partially trained model on purpose: RL then has room to lift it, and the stop does
     not depend on when a seed's run goes through the sudden jump in accuracy that
     arithmetic shows. Training prompts, so the held-out split stays unseen."""

@@ -8,8 +8,9 @@
 
 A task is data: prompts, reference answers, a reward, a corpus. Anything with the
 attributes of `Task` is one (see its docstring); held-out evaluation, which needs the
-sampler, lives in `evaluation.py`; user data files (JSONL) are read by `data.py`. Completions are the text the model wrote before its
-EOS. Built-in tasks are generated deterministically from a seed.
+sampler, lives in `evaluation.py`; user data files (JSONL) are read by `data.py`.
+Completions are the text the model wrote before its EOS. Built-in tasks are generated
+deterministically from a seed.
 
 Splits are decided by a hash of the prompt, not by the seed: a held-out ("test")
 prompt can never be drawn for training, whatever seeds or sizes are asked for.
