@@ -11,13 +11,14 @@ import torch
 
 from rlfoundry.cli.main import main
 from rlfoundry.errors import RLFoundryError
-from rlfoundry.llm import pretrain, sft
+from rlfoundry.llm import pretrain, sft, supervised
+from rlfoundry.llm.data import collate, encode_examples
 from rlfoundry.llm.models import load_model, load_tokenizer
 from rlfoundry.runtime.run import load_checkpoint_file
 
 torch.set_num_threads(1)
 
-TINY = {"steps": 3, "batch_size": 8, "eval_every": 2, "eval_size": 8}
+TINY = {"total_steps": 3, "batch_size": 8, "eval_every": 2, "eval_size": 8}
 
 
 def _contract(out):
@@ -32,21 +33,21 @@ def _contract(out):
 
 def test_completion_only_loss_by_hand():
     tok = load_tokenizer("tiny")
-    rows = sft.encode_examples(tok, [("12+7=", "19"), ("", "1+1=2")], max_len=32)
+    rows = encode_examples(tok, [("12+7=", "19"), ("", "1+1=2")], max_len=32)
     assert rows[0] == (tok.encode("12+7="), tok.encode("19") + [tok.eos_token_id])
     assert rows[1][0] == [] and rows[1][1][-1] == tok.eos_token_id
-    ids, attn, cmask = sft.collate(rows, tok.pad_token_id)
+    ids, attn, cmask = collate(rows, tok.pad_token_id)
     assert cmask[0].tolist() == [False] * 5 + [True] * 3 + [False] * 0
     assert cmask[1, :6].all() and attn[1].sum() == 6
     torch.manual_seed(0)
     model = load_model("tiny").eval()
     with torch.no_grad():
-        s, n = sft.nll(model, ids[:1], attn[:1], cmask[:1])
+        s, n = supervised.nll(model, ids[:1], attn[:1], cmask[:1])
         logp = torch.log_softmax(model(ids[:1]).logits[0], -1)
     want = -sum(float(logp[t - 1, ids[0, t]]) for t in (5, 6, 7))
     assert int(n) == 3 and float(s) == pytest.approx(want, abs=1e-4)
     # truncation keeps the end of the prompt and the start of the completion
-    ((p, c),) = sft.encode_examples(tok, [("123456789+1=", "123456")], max_len=8)
+    ((p, c),) = encode_examples(tok, [("123456789+1=", "123456")], max_len=8)
     assert len(p) + len(c) == 8 and c == tok.encode("123456") + [tok.eos_token_id]
     assert p == tok.encode("123456789+1=")[-1:]
 
@@ -54,13 +55,13 @@ def test_completion_only_loss_by_hand():
 @pytest.mark.parametrize("module", [pretrain, sft], ids=lambda m: m.STAGE)
 def test_stage_writes_the_run_directory_and_resumes_exactly(tmp_path, module):
     straight = tmp_path / "straight"
-    s = module.run(straight, progress=False, **{**TINY, "steps": 4})
+    s = module.run(straight, progress=False, **{**TINY, "total_steps": 4})
     assert s["status"] == "finished"
     summary = _contract(straight)
     assert summary["stage"] == module.STAGE
     assert 0.0 <= summary["eval_accuracy"] <= 1.0 and summary["eval_loss"] > 0
     cut = tmp_path / "cut"
-    s = module.run(cut, progress=False, stop_at_step=2, **{**TINY, "steps": 4})
+    s = module.run(cut, progress=False, stop_at_step=2, **{**TINY, "total_steps": 4})
     assert s["status"] == "interrupted" and "--resume" in s["resume_command"]
     module.run(cut, resume=True, progress=False)
     a, _ = load_checkpoint_file(straight / "checkpoint.safetensors")
@@ -75,19 +76,17 @@ def test_stage_writes_the_run_directory_and_resumes_exactly(tmp_path, module):
 
 
 def test_sft_stops_at_the_target_accuracy(tmp_path, monkeypatch):
-    import rlfoundry.llm.tasks as tasks
-
     calls = []
 
     def fake(model, tok, task, n=200, split="test", **kw):
         calls.append(split)
         return 0.5 if split == "train" and len(calls) >= 2 else 0.0
 
-    monkeypatch.setattr(tasks, "evaluate_accuracy", fake)
+    monkeypatch.setattr(supervised, "evaluate_accuracy", fake)
     s = sft.run(
         tmp_path / "r",
         progress=False,
-        **{**TINY, "steps": 10, "eval_every": 0, "check_every": 2, "target_accuracy": 0.4},
+        **{**TINY, "total_steps": 10, "eval_every": 0, "check_every": 2, "target_accuracy": 0.4},
     )
     assert s["step"] == 4 and s["reached_target_accuracy"] is True
     assert calls[:2] == ["train", "train"]  # the stop never looks at held-out prompts
@@ -119,8 +118,8 @@ def test_bad_inputs_fail_before_anything_is_written(tmp_path):
         pretrain.run(tmp_path / "c", progress=False, task="poetry")
     with pytest.raises(RLFoundryError, match="Unknown config key"):
         sft.run(tmp_path / "d", progress=False, stepz=3)
-    with pytest.raises(RLFoundryError, match="steps must be at least 1"):
-        sft.run(tmp_path / "e", progress=False, steps=0)
+    with pytest.raises(RLFoundryError, match="total_steps must be at least 1"):
+        sft.run(tmp_path / "e", progress=False, total_steps=0)
     for name in "abcde":
         assert not (tmp_path / name).exists()
 

@@ -36,11 +36,17 @@ def _contract(out, curve=True):
 @pytest.mark.parametrize(
     "module,overrides",
     [
-        (grpo, {**TINY_RL, "steps": 2, "batch_size": 16, "group_size": 4, "beta": 0.05}),
-        (rloo, {**TINY_RL, "steps": 2, "batch_size": 16, "group_size": 4}),
-        (ppo, {**TINY_RL, "steps": 2, "batch_size": 8, "epochs": 2, "kl_target": 0.5}),
-        (reward_model, {"steps": 3, "batch_size": 8, "micro_batch_size": 4, "eval_every": 2}),
-        (dpo, {"model": "tiny", "steps": 3, "batch_size": 8, "eval_every": 2}),
+        (grpo, {**TINY_RL, "total_steps": 2, "rollout_size": 16, "group_size": 4, "beta": 0.05}),
+        (rloo, {**TINY_RL, "total_steps": 2, "rollout_size": 16, "group_size": 4}),
+        (
+            ppo,
+            {**TINY_RL, "total_steps": 2, "rollout_size": 8, "update_epochs": 2, "kl_target": 0.5},
+        ),
+        (
+            reward_model,
+            {"total_steps": 3, "batch_size": 8, "micro_batch_size": 4, "eval_every": 2},
+        ),
+        (dpo, {"model": "tiny", "total_steps": 3, "batch_size": 8, "eval_every": 2}),
     ],
     ids=lambda x: getattr(x, "STAGE", ""),
 )
@@ -62,9 +68,9 @@ def _params(out, prefix="model/"):
 @pytest.mark.parametrize("module", [grpo, reward_model], ids=lambda m: m.STAGE)
 def test_resume_is_exact(tmp_path, module):
     if module is grpo:
-        ov = {**TINY_RL, "steps": 4, "batch_size": 16, "group_size": 4}
+        ov = {**TINY_RL, "total_steps": 4, "rollout_size": 16, "group_size": 4}
     else:
-        ov = {"steps": 4, "batch_size": 8, "eval_every": 2}
+        ov = {"total_steps": 4, "batch_size": 8, "eval_every": 2}
     rc.run_stage(module, tmp_path / "straight", overrides=ov, progress=False)
     s = rc.run_stage(module, tmp_path / "cut", overrides=ov, progress=False, stop_at_step=2)
     assert s["status"] == "interrupted" and "--resume" in s["resume_command"]
@@ -119,8 +125,8 @@ def test_failing_reward_names_itself_and_keeps_the_checkpoint(tmp_path):
     out = tmp_path / "run"
     ov = {
         **TINY_RL,
-        "steps": 5,
-        "batch_size": 8,
+        "total_steps": 5,
+        "rollout_size": 8,
         "group_size": 4,
         "reward": f"{__name__}:nan_after_two_batches",
     }
@@ -147,12 +153,15 @@ def test_failing_reward_names_itself_and_keeps_the_checkpoint(tmp_path):
 
 
 def test_reward_model_and_local_judge_as_reward_sources(tmp_path):
+    from rlfoundry.llm.data import encode_pairs
     from rlfoundry.llm.models import load_model, load_tokenizer
-    from rlfoundry.llm.reward_model import load_reward_model, score_texts, sequence_rewards
     from rlfoundry.llm.rewards import parse_reward
+    from rlfoundry.llm.scoring import load_reward_model, score_texts, sequence_rewards
 
     rm_dir = tmp_path / "rm"
-    rc.run_stage(reward_model, rm_dir, overrides={"steps": 2, "batch_size": 8}, progress=False)
+    rc.run_stage(
+        reward_model, rm_dir, overrides={"total_steps": 2, "batch_size": 8}, progress=False
+    )
     reward = parse_reward(f"rm:{rm_dir}")
     vals = reward(["The movie was", "The movie was"], [" great.", " awful."])
     assert len(vals) == 2 and all(isinstance(v, float) for v in vals)
@@ -164,7 +173,7 @@ def test_reward_model_and_local_judge_as_reward_sources(tmp_path):
     alone = score_texts(model, tok, ["ab"], ["c"])
     padded = score_texts(model, tok, ["ab", "a much longer prompt"], ["c", "and completion"])
     assert torch.allclose(alone, padded[:1], atol=1e-5)
-    ids, attn, _ = rc.encode_pairs(tok, ["ab"], ["c"], 16)
+    ids, attn, _ = encode_pairs(tok, ["ab"], ["c"], 16)
     assert ids[0, int(attn[0].sum()) - 1] == tok.eos_token_id
     assert torch.allclose(sequence_rewards(model, ids, attn), alone, atol=1e-5)
 
@@ -184,8 +193,8 @@ def test_reward_model_and_local_judge_as_reward_sources(tmp_path):
         overrides={
             **TINY_RL,
             "task": "sentiment",
-            "steps": 1,
-            "batch_size": 8,
+            "total_steps": 1,
+            "rollout_size": 8,
             "group_size": 4,
             "reward": f"rm:{rm_dir},0.5*task",
         },
@@ -194,3 +203,28 @@ def test_reward_model_and_local_judge_as_reward_sources(tmp_path):
     assert s["status"] == "finished"
     header = (out / "metrics.csv").read_text().splitlines()[0]
     assert f"reward/rm:{rm_dir}" in header
+
+
+def test_old_config_names_still_work_with_a_warning():
+    """One vocabulary: the LLM stages' old key names are accepted (with a FutureWarning)
+    under their new names; `batch_size` is a rollout in the RL stages only."""
+    import warnings
+
+    from rlfoundry.llm import sft
+    from rlfoundry.runtime.config import build_config
+
+    old = {"steps": 3, "batch_size": 16, "mini_batch_size": 8, "epochs": 2, "lr": 1e-3}
+    with pytest.warns(FutureWarning, match="'batch_size' is now 'rollout_size'"):
+        cfg = build_config(grpo.Config, {**old, "clip_eps": 0.1, "clip_eps_high": 0.3})
+    got = (cfg.total_steps, cfg.rollout_size, cfg.minibatch_size, cfg.update_epochs)
+    assert got == (3, 16, 8, 2)
+    assert (cfg.learning_rate, cfg.clip_coef, cfg.clip_coef_high) == (1e-3, 0.1, 0.3)
+    with pytest.warns(FutureWarning, match="'lam' is now 'gae_lambda'"):
+        cfg = build_config(ppo.Config, {"lam": 0.9, "whiten_advantages": False, "batch_size": 8})
+    assert (cfg.gae_lambda, cfg.norm_adv, cfg.rollout_size) == (0.9, False, 8)
+    with pytest.warns(FutureWarning, match="'batch_size' is now 'rollout_size'"):
+        assert build_config(rloo.Config, {"batch_size": 8}).rollout_size == 8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a supervised batch stays `batch_size`, no warning
+        assert build_config(sft.Config, {"batch_size": 4}).batch_size == 4
+        assert build_config(dpo.Config, {"batch_size": 4}).batch_size == 4

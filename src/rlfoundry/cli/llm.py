@@ -73,9 +73,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
     from rlfoundry.errors import RLFoundryError
+    from rlfoundry.llm.data import load_jsonl
     from rlfoundry.llm.generation import generate
     from rlfoundry.llm.models import load_model, load_tokenizer
-    from rlfoundry.llm.tasks import load_jsonl
 
     prompts = list(args.prompt or [])
     if args.prompts:
@@ -110,8 +110,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
+    from rlfoundry.llm.evaluation import evaluate_accuracy
     from rlfoundry.llm.models import load_model, load_tokenizer
-    from rlfoundry.llm.tasks import evaluate_accuracy, get_task
+    from rlfoundry.llm.tasks import get_task
 
     torch.set_num_threads(args.threads)
     task = get_task(args.task)
