@@ -52,7 +52,7 @@ LAYERS: dict[str, int] = {
 #: Where an import may not come from, whatever the layers say.
 NO_APPS_IN = ("envs", "algos", "mdp", "llm")
 
-UNTIL_MERGE = pytest.mark.xfail(strict=False, reason="until the classic/llm branches merge")
+UNTIL_MERGE = pytest.mark.xfail(strict=False, reason="until the classic branch merges")
 
 
 def module_name(path: Path) -> str:
@@ -199,7 +199,9 @@ def test_no_trainer_imports_another_trainer():
     assert bad == []
 
 
-@UNTIL_MERGE
+@pytest.mark.xfail(
+    strict=False, reason="until the classic branch merges and feedback/store.py is split"
+)
 def test_no_source_file_over_500_lines():
     long = {
         n: len(p.read_text().splitlines())

@@ -124,4 +124,4 @@ def test_resolve_config_precedence(tmp_path):
     )
     assert (cfg.gamma, cfg.num_steps, cfg.total_steps) == (0.9, 16, 500)
     _, cfg = resolve_config("llm-sft", steps=7, overrides={"task": "format"})
-    assert cfg.task == "format" and getattr(cfg, "total_steps", getattr(cfg, "steps", 0)) == 7
+    assert cfg.task == "format" and cfg.total_steps == 7

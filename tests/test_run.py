@@ -143,8 +143,3 @@ def test_warm_starts_are_the_registry_entries_that_say_so(tmp_path):
         rundir.check_init_from(tmp_path, "vpg")
     with pytest.raises(ConfigError, match="not a run directory"):
         rundir.check_init_from(tmp_path, "ppo")
-
-
-def test_budget_key_is_total_steps():
-    assert rundir.budget_key(_Cfg) == "total_steps"
-    assert rundir.total_steps(_Cfg(total_steps=5)) == 5

@@ -57,7 +57,7 @@ def _check_resume_args(
     silently be ignored (a value that differs from the saved one, --config, --set)."""
     for flag, value, kept in (
         ("--env", env, getattr(cfg, "env_id", None)),
-        ("--steps", steps, rundir.total_steps(cfg)),
+        ("--steps", steps, cfg.total_steps),
         ("--seed", seed, cfg.seed),
     ):
         if value is not None and value != kept:

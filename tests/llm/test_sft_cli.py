@@ -12,13 +12,14 @@ import torch
 from rlfoundry.api import train
 from rlfoundry.cli.main import main
 from rlfoundry.errors import RLFoundryError
-from rlfoundry.llm import sft
+from rlfoundry.llm import supervised
+from rlfoundry.llm.data import collate, encode_examples
 from rlfoundry.llm.models import load_model, load_tokenizer
 from rlfoundry.runtime.run import load_checkpoint_file
 
 torch.set_num_threads(1)
 
-TINY = {"steps": 3, "batch_size": 8, "eval_every": 2, "eval_size": 8}  # steps: total_steps
+TINY = {"total_steps": 3, "batch_size": 8, "eval_every": 2, "eval_size": 8}
 
 
 def _contract(out):
@@ -33,21 +34,21 @@ def _contract(out):
 
 def test_completion_only_loss_by_hand():
     tok = load_tokenizer("tiny")
-    rows = sft.encode_examples(tok, [("12+7=", "19"), ("", "1+1=2")], max_len=32)
+    rows = encode_examples(tok, [("12+7=", "19"), ("", "1+1=2")], max_len=32)
     assert rows[0] == (tok.encode("12+7="), tok.encode("19") + [tok.eos_token_id])
     assert rows[1][0] == [] and rows[1][1][-1] == tok.eos_token_id
-    ids, attn, cmask = sft.collate(rows, tok.pad_token_id)
+    ids, attn, cmask = collate(rows, tok.pad_token_id)
     assert cmask[0].tolist() == [False] * 5 + [True] * 3 + [False] * 0
     assert cmask[1, :6].all() and attn[1].sum() == 6
     torch.manual_seed(0)
     model = load_model("tiny").eval()
     with torch.no_grad():
-        s, n = sft.nll(model, ids[:1], attn[:1], cmask[:1])
+        s, n = supervised.nll(model, ids[:1], attn[:1], cmask[:1])
         logp = torch.log_softmax(model(ids[:1]).logits[0], -1)
     want = -sum(float(logp[t - 1, ids[0, t]]) for t in (5, 6, 7))
     assert int(n) == 3 and float(s) == pytest.approx(want, abs=1e-4)
     # truncation keeps the end of the prompt and the start of the completion
-    ((p, c),) = sft.encode_examples(tok, [("123456789+1=", "123456")], max_len=8)
+    ((p, c),) = encode_examples(tok, [("123456789+1=", "123456")], max_len=8)
     assert len(p) + len(c) == 8 and c == tok.encode("123456") + [tok.eos_token_id]
     assert p == tok.encode("123456789+1=")[-1:]
 
@@ -55,13 +56,13 @@ def test_completion_only_loss_by_hand():
 @pytest.mark.parametrize("name", ["llm-pretrain", "llm-sft"])
 def test_stage_writes_the_run_directory_and_resumes_exactly(tmp_path, name):
     straight = tmp_path / "straight"
-    s = train(name, out=straight, progress=False, **{**TINY, "steps": 4})
+    s = train(name, out=straight, progress=False, **{**TINY, "total_steps": 4})
     assert s["status"] == "finished"
     summary = _contract(straight)
     assert summary["algo"] == name
     assert 0.0 <= summary["eval_accuracy"] <= 1.0 and summary["eval_loss"] > 0
     cut = tmp_path / "cut"
-    s = train(name, out=cut, progress=False, stop_at_step=2, **{**TINY, "steps": 4})
+    s = train(name, out=cut, progress=False, stop_at_step=2, **{**TINY, "total_steps": 4})
     assert s["status"] == "interrupted" and "--resume" in s["resume_command"]
     train(resume=cut, progress=False)
     a, _ = load_checkpoint_file(straight / "checkpoint.safetensors")
@@ -76,20 +77,18 @@ def test_stage_writes_the_run_directory_and_resumes_exactly(tmp_path, name):
 
 
 def test_sft_stops_at_the_target_accuracy(tmp_path, monkeypatch):
-    import rlfoundry.llm.tasks as tasks
-
     calls = []
 
     def fake(model, tok, task, n=200, split="test", **kw):
         calls.append(split)
         return 0.5 if split == "train" and len(calls) >= 2 else 0.0
 
-    monkeypatch.setattr(tasks, "evaluate_accuracy", fake)
+    monkeypatch.setattr(supervised, "evaluate_accuracy", fake)
     s = train(
         "llm-sft",
         out=tmp_path / "r",
         progress=False,
-        **{**TINY, "steps": 10, "eval_every": 0, "check_every": 2, "target_accuracy": 0.4},
+        **{**TINY, "total_steps": 10, "eval_every": 0, "check_every": 2, "target_accuracy": 0.4},
     )
     assert s["step"] == 4 and s["reached_target_accuracy"] is True
     assert calls[:2] == ["train", "train"]  # the stop never looks at held-out prompts
@@ -121,7 +120,7 @@ def test_bad_inputs_fail_before_anything_is_written(tmp_path):
         train("llm-pretrain", out=tmp_path / "c", progress=False, task="poetry")
     with pytest.raises(RLFoundryError, match="Unknown config key"):
         train("llm-sft", out=tmp_path / "d", progress=False, stepz=3)
-    with pytest.raises(RLFoundryError, match="steps must be at least 1"):
+    with pytest.raises(RLFoundryError, match="total_steps must be at least 1"):
         train("llm-sft", out=tmp_path / "e", progress=False, steps=0)
     for name in "abcde":
         assert not (tmp_path / name).exists()
@@ -157,20 +156,18 @@ def test_cli_sft_generate_eval(tmp_path, capsys):
 
 
 def test_cli_stage_flags_come_from_the_registry(tmp_path, capsys):
-    from rlfoundry.llm import grpo
     from rlfoundry.runtime.config import load_yaml
-    from rlfoundry.runtime.rundir import budget_key
 
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"{i}+1="}) + "\n" for i in range(8)))
     out = tmp_path / "g"
     argv = ["llm", "grpo", "--model", "tiny:nano", "--data", str(prompts), "--steps", "1"]
-    for kv in ("batch_size=8", "group_size=4", "eval_every=0", "eval_size=8"):
+    for kv in ("rollout_size=8", "group_size=4", "eval_every=0", "eval_size=8"):
         argv += ["--set", kv]
     assert main([*argv, "--out", str(out), "--no-progress", "--json"]) == 0
     saved = load_yaml(out / "config.yaml")
     assert saved["algo"] == "llm-grpo" and saved["prompts"] == str(prompts)
-    assert saved[budget_key(grpo.Config)] == 1
+    assert saved["total_steps"] == 1
     capsys.readouterr()
     # `rlfoundry train` is for gym algorithms; LLM stages are `rlfoundry llm STAGE`
     assert main(["train", "llm-grpo", "--out", str(tmp_path / "x")]) == 2

@@ -15,7 +15,7 @@ pytest.importorskip("rlfoundry.llm.generation", reason="rlfoundry.llm.generation
 
 from rlfoundry.api import train  # noqa: E402
 from rlfoundry.errors import ConfigError, RLFoundryError  # noqa: E402
-from rlfoundry.llm import rl_common as rc  # noqa: E402
+from rlfoundry.llm import dpo, grpo, ppo, rloo  # noqa: E402
 from rlfoundry.runtime.run import load_checkpoint_file  # noqa: E402
 
 torch.set_num_threads(1)
@@ -37,9 +37,9 @@ def _contract(out, curve=True):
 @pytest.mark.parametrize(
     "name,steps,overrides",
     [
-        ("llm-grpo", 2, {**TINY_RL, "batch_size": 16, "group_size": 4, "beta": 0.05}),
-        ("llm-rloo", 2, {**TINY_RL, "batch_size": 16, "group_size": 4}),
-        ("llm-ppo", 2, {**TINY_RL, "batch_size": 8, "epochs": 2, "kl_target": 0.5}),
+        ("llm-grpo", 2, {**TINY_RL, "rollout_size": 16, "group_size": 4, "beta": 0.05}),
+        ("llm-rloo", 2, {**TINY_RL, "rollout_size": 16, "group_size": 4}),
+        ("llm-ppo", 2, {**TINY_RL, "rollout_size": 8, "update_epochs": 2, "kl_target": 0.5}),
         ("llm-reward-model", 3, {"batch_size": 8, "micro_batch_size": 4, "eval_every": 2}),
         ("llm-dpo", 3, {"model": "tiny", "batch_size": 8, "eval_every": 2}),
     ],
@@ -64,7 +64,7 @@ def _params(out, prefix="model/"):
 @pytest.mark.parametrize("name", ["llm-grpo", "llm-reward-model"])
 def test_resume_is_exact(tmp_path, name):
     if name == "llm-grpo":
-        ov = {**TINY_RL, "batch_size": 16, "group_size": 4}
+        ov = {**TINY_RL, "rollout_size": 16, "group_size": 4}
     else:
         ov = {"batch_size": 8, "eval_every": 2}
     train(name, steps=4, out=tmp_path / "straight", overrides=ov, progress=False)
@@ -121,7 +121,7 @@ def test_failing_reward_names_itself_and_keeps_the_checkpoint(tmp_path):
     out = tmp_path / "run"
     ov = {
         **TINY_RL,
-        "batch_size": 8,
+        "rollout_size": 8,
         "group_size": 4,
         "reward": f"{__name__}:nan_after_two_batches",
     }
@@ -148,9 +148,10 @@ def test_failing_reward_names_itself_and_keeps_the_checkpoint(tmp_path):
 
 
 def test_reward_model_and_local_judge_as_reward_sources(tmp_path):
+    from rlfoundry.llm.data import encode_pairs
     from rlfoundry.llm.models import load_model, load_tokenizer
-    from rlfoundry.llm.reward_model import load_reward_model, score_texts, sequence_rewards
     from rlfoundry.llm.rewards import parse_reward
+    from rlfoundry.llm.scoring import load_reward_model, score_texts, sequence_rewards
 
     rm_dir = tmp_path / "rm"
     train("llm-reward-model", steps=2, out=rm_dir, batch_size=8, progress=False)
@@ -165,7 +166,7 @@ def test_reward_model_and_local_judge_as_reward_sources(tmp_path):
     alone = score_texts(model, tok, ["ab"], ["c"])
     padded = score_texts(model, tok, ["ab", "a much longer prompt"], ["c", "and completion"])
     assert torch.allclose(alone, padded[:1], atol=1e-5)
-    ids, attn, _ = rc.encode_pairs(tok, ["ab"], ["c"], 16)
+    ids, attn, _ = encode_pairs(tok, ["ab"], ["c"], 16)
     assert ids[0, int(attn[0].sum()) - 1] == tok.eos_token_id
     assert torch.allclose(sequence_rewards(model, ids, attn), alone, atol=1e-5)
 
@@ -186,7 +187,7 @@ def test_reward_model_and_local_judge_as_reward_sources(tmp_path):
         overrides={
             **TINY_RL,
             "task": "sentiment",
-            "batch_size": 8,
+            "rollout_size": 8,
             "group_size": 4,
             "reward": f"rm:{rm_dir},0.5*task",
         },
@@ -212,3 +213,28 @@ def test_a_run_from_before_the_registry_resumes(tmp_path, capsys):
     assert main(["llm", "reward-model", "--resume", str(out), "--no-progress", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert summary["status"] == "finished" and summary["algo"] == "llm-reward-model"
+
+
+def test_old_config_names_still_work_with_a_warning():
+    """One vocabulary: the LLM stages' old key names are accepted (with a FutureWarning)
+    under their new names; `batch_size` is a rollout in the RL stages only."""
+    import warnings
+
+    from rlfoundry.llm import sft
+    from rlfoundry.runtime.config import build_config
+
+    old = {"steps": 3, "batch_size": 16, "mini_batch_size": 8, "epochs": 2, "lr": 1e-3}
+    with pytest.warns(FutureWarning, match="'batch_size' is now 'rollout_size'"):
+        cfg = build_config(grpo.Config, {**old, "clip_eps": 0.1, "clip_eps_high": 0.3})
+    got = (cfg.total_steps, cfg.rollout_size, cfg.minibatch_size, cfg.update_epochs)
+    assert got == (3, 16, 8, 2)
+    assert (cfg.learning_rate, cfg.clip_coef, cfg.clip_coef_high) == (1e-3, 0.1, 0.3)
+    with pytest.warns(FutureWarning, match="'lam' is now 'gae_lambda'"):
+        cfg = build_config(ppo.Config, {"lam": 0.9, "whiten_advantages": False, "batch_size": 8})
+    assert (cfg.gae_lambda, cfg.norm_adv, cfg.rollout_size) == (0.9, False, 8)
+    with pytest.warns(FutureWarning, match="'batch_size' is now 'rollout_size'"):
+        assert build_config(rloo.Config, {"batch_size": 8}).rollout_size == 8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a supervised batch stays `batch_size`, no warning
+        assert build_config(sft.Config, {"batch_size": 4}).batch_size == 4
+        assert build_config(dpo.Config, {"batch_size": 4}).batch_size == 4

@@ -8,6 +8,7 @@
     rlfoundry llm generate runs/sft --prompt "12+7=" [--prompt ...] [--temperature 1]
     rlfoundry llm eval runs/sft --task arithmetic       # held-out exact-match accuracy
     rlfoundry llm pipeline --task arithmetic            # pre-train -> SFT -> GRPO
+    rlfoundry llm import-gguf MODEL.gguf --out models/m  # a GGUF model as a starting model
 
 One training command per LLM stage of `rlfoundry.registry` (`rlfoundry list` shows
 them), each trained by `rlfoundry.api.train`. They take `--config FILE.yaml` and
@@ -70,9 +71,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
     from rlfoundry.errors import RLFoundryError
+    from rlfoundry.llm.data import load_jsonl
     from rlfoundry.llm.generation import generate
     from rlfoundry.llm.models import load_model, load_tokenizer
-    from rlfoundry.llm.tasks import load_jsonl
 
     prompts = list(args.prompt or [])
     if args.prompts:
@@ -107,8 +108,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
+    from rlfoundry.llm.evaluation import evaluate_accuracy
     from rlfoundry.llm.models import load_model, load_tokenizer
-    from rlfoundry.llm.tasks import evaluate_accuracy, get_task
+    from rlfoundry.llm.tasks import get_task
 
     torch.set_num_threads(args.threads)
     task = get_task(args.task)
@@ -121,6 +123,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         print(f"{args.task}: held-out exact-match accuracy {acc:.1%} ({round(acc * n)}/{n})")
     return 0
+
+
+def cmd_import_gguf(args: argparse.Namespace) -> int:
+    from rlfoundry.llm.gguf import cmd_import_gguf
+
+    return cmd_import_gguf(args)
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
@@ -186,6 +194,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "import-gguf", help="convert a GGUF file into a model directory the stages can start from"
+    )
+    p.add_argument("gguf", help="the .gguf file")
+    p.add_argument("--out", required=True, help="model directory to write (e.g. models/smollm2)")
+    p.set_defaults(func=cmd_import_gguf)
 
     p = sub.add_parser(
         "pipeline",

@@ -19,7 +19,6 @@ and a checkpoint. Under ``torchrun`` only rank 0 writes: the other ranks get a
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -39,17 +38,6 @@ CONFIG = "config.yaml"
 
 #: Keys of a run's config.yaml that are not Config fields ("stage": LLM runs before 0.2).
 RUN_KEYS = ("algo", "stage", "init_from", "rlfoundry_version")
-
-
-def budget_key(cls: type) -> str:
-    """The Config field of the training budget: ``total_steps``, the vocabulary's name."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    # until the llm branch renames the LLM configs' steps -> total_steps
-    return "steps" if "steps" in names and "total_steps" not in names else "total_steps"
-
-
-def total_steps(cfg: Any) -> int:
-    return int(getattr(cfg, budget_key(type(cfg))))
 
 
 # ---------------------------------------------------------------------- config
@@ -78,9 +66,7 @@ def resolve_config(
     file_cfg = config if isinstance(config, dict) else (load_yaml(config) if config else {})
     file_cfg = {k: v for k, v in file_cfg.items() if k not in RUN_KEYS}
     flags = {
-        k: v
-        for k, v in (("env_id", env), (budget_key(module.Config), steps), ("seed", seed))
-        if v is not None
+        k: v for k, v in (("env_id", env), ("total_steps", steps), ("seed", seed)) if v is not None
     }
     tuned: dict[str, Any] = {}
     if entry.kind == "gym":  # the env decides which tuned config applies, so find it first
@@ -149,7 +135,7 @@ def open_run(
     kw: dict[str, Any] = {"resume": resume, "stop_at_step": stop_at_step, "init_from": init_from}
     if not d.main:
         scratch = out / f".rank{d.rank}"
-        return Run(scratch, total_steps(cfg), progress=False, tensorboard=False, **kw)
+        return Run(scratch, cfg.total_steps, progress=False, tensorboard=False, **kw)
     if resume:
         if not (out / CHECKPOINT).exists():
             raise RLFoundryError(
@@ -165,7 +151,7 @@ def open_run(
         out.mkdir(parents=True, exist_ok=True)
         head = {"algo": name, **({"init_from": str(init_from)} if init_from else {})}
         save_yaml(out / CONFIG, {**head, **to_dict(cfg), "rlfoundry_version": __version__})
-    return Run(out, total_steps(cfg), progress=progress, **kw)
+    return Run(out, cfg.total_steps, progress=progress, **kw)
 
 
 def write_summary(
