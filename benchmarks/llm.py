@@ -47,8 +47,8 @@ def _window_means(x: list[float]) -> tuple[float, float]:
 
 
 def run_rlfoundry(model_dir: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    from rlfoundry.llm import group_pg, grpo
-    from rlfoundry.llm.rl_common import run_stage
+    from rlfoundry.api import train
+    from rlfoundry.llm import group_pg
     from rlfoundry.runtime.plotting import read_metrics
     from rlfoundry.runtime.run import Run
 
@@ -82,7 +82,7 @@ def run_rlfoundry(model_dir: str, args: argparse.Namespace, out: Path) -> dict[s
     }
     group_pg.rollout, Run.progress = rollout, progress  # the loop GRPO runs in
     try:
-        run_stage(grpo, out, overrides=overrides, progress=False)
+        train("llm-grpo", out=out, overrides=overrides, progress=False)
     finally:
         group_pg.rollout, Run.progress = real_rollout, real_progress
     cpu = clock["end"] - clock["start"]

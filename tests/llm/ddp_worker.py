@@ -16,7 +16,6 @@ import torch
 from safetensors.torch import save_file
 
 from rlfoundry.core import group_relative_advantages
-from rlfoundry.llm import grpo
 from rlfoundry.llm.group_pg import policy_update
 from rlfoundry.llm.models import load_model, load_tokenizer
 from rlfoundry.llm.rollout import rollout
@@ -62,11 +61,11 @@ def update(out: str, agg: str) -> None:
 
 
 def train(out: str) -> None:
-    from rlfoundry.llm import rl_common
+    from rlfoundry.api import train as api_train
 
-    s = rl_common.run_stage(
-        grpo,
-        out,
+    s = api_train(
+        "llm-grpo",
+        out=out,
         overrides={
             "model": "tiny",
             "total_steps": 2,

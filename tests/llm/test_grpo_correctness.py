@@ -19,9 +19,8 @@ pytest.importorskip("rlfoundry.llm.generation", reason="rlfoundry.llm.generation
 import torch
 import torch.nn.functional as F
 
+from rlfoundry.api import train
 from rlfoundry.errors import ConfigError, RLFoundryError
-from rlfoundry.llm import grpo
-from rlfoundry.llm import rl_common as rc
 from rlfoundry.llm.data import encode_pairs
 from rlfoundry.llm.group_pg import policy_update
 from rlfoundry.llm.models import load_model, load_tokenizer
@@ -158,18 +157,18 @@ def test_mask_truncated_removes_their_gradient(tiny):
 
 def test_config_errors_before_training(tmp_path):
     with pytest.raises(ConfigError, match="rollout_size % group_size"):
-        rc.run_stage(grpo, tmp_path / "a", overrides={"model": "tiny", "rollout_size": 30})
+        train("llm-grpo", out=tmp_path / "a", overrides={"model": "tiny", "rollout_size": 30})
     with pytest.raises(ConfigError, match="minibatch_size % micro_batch_size"):
-        rc.run_stage(
-            grpo,
-            tmp_path / "b",
+        train(
+            "llm-grpo",
+            out=tmp_path / "b",
             overrides={"model": "tiny", "minibatch_size": 32, "micro_batch_size": 12},
         )
     with pytest.raises(RLFoundryError, match="does not exist"):
-        rc.run_stage(grpo, tmp_path / "c", overrides={"model": str(tmp_path / "nope")})
+        train("llm-grpo", out=tmp_path / "c", overrides={"model": str(tmp_path / "nope")})
     bad = tmp_path / "prompts.jsonl"
     bad.write_text('{"prompt": "1+1="}\n{"question": "2+2="}\n')
     with pytest.raises(RLFoundryError, match="line 2"):
-        rc.run_stage(grpo, tmp_path / "d", overrides={"model": "tiny", "prompts": str(bad)})
+        train("llm-grpo", out=tmp_path / "d", overrides={"model": "tiny", "prompts": str(bad)})
     for name in "abcd":
         assert not (tmp_path / name).exists()

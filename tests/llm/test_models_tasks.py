@@ -285,8 +285,7 @@ def test_builtin_tasks_satisfy_the_task_protocol():
 
 
 def test_a_new_task_plugs_into_rewards_evaluation_and_sft(tmp_path, monkeypatch):
-    from rlfoundry.llm import rl_common as rc
-    from rlfoundry.llm import sft
+    from rlfoundry.api import train
     from rlfoundry.llm.evaluation import evaluate_accuracy
     from rlfoundry.llm.rewards import parse_reward
 
@@ -298,9 +297,9 @@ def test_a_new_task_plugs_into_rewards_evaluation_and_sft(tmp_path, monkeypatch)
     assert 0.0 <= acc <= 1.0
     monkeypatch.setitem(TASKS, "reverse", ReverseTask)  # the registry line of a built-in
     assert isinstance(get_task("reverse"), ReverseTask)
-    s = rc.run_stage(
-        sft,
-        tmp_path / "sft",
+    s = train(
+        "llm-sft",
+        out=tmp_path / "sft",
         overrides={"task": "reverse", "total_steps": 2, "batch_size": 4, "eval_size": 4},
         progress=False,
     )
