@@ -47,14 +47,14 @@ def _window_means(x: list[float]) -> tuple[float, float]:
 
 
 def run_rlfoundry(model_dir: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    from rlfoundry.llm import grpo
-    from rlfoundry.llm.rl_common import run_stage
+    from rlfoundry.api import train
+    from rlfoundry.llm import group_pg
     from rlfoundry.runtime.plotting import read_metrics
     from rlfoundry.runtime.run import Run
 
     # CPU clock from the first rollout's start to the last step's progress call
     clock: dict[str, float] = {}
-    real_rollout, real_progress = grpo.rollout, Run.progress
+    real_rollout, real_progress = group_pg.rollout, Run.progress
 
     def rollout(*a: Any, **k: Any) -> Any:
         clock.setdefault("start", time.process_time())
@@ -67,24 +67,24 @@ def run_rlfoundry(model_dir: str, args: argparse.Namespace, out: Path) -> dict[s
     overrides = {
         "model": model_dir,
         "task": args.task,
-        "steps": args.steps,
-        "batch_size": args.batch,
+        "total_steps": args.steps,
+        "rollout_size": args.batch,
         "group_size": args.generations,
         "max_new_tokens": args.max_new_tokens,
         "temperature": 1.0,
-        "lr": args.lr,
+        "learning_rate": args.lr,
         "warmup_steps": args.warmup,
-        "clip_eps": 0.2,
+        "clip_coef": 0.2,
         "beta": 0.0,
         "loss_agg": "token-mean",
         "eval_every": 0,
         "seed": args.seed,
     }
-    grpo.rollout, Run.progress = rollout, progress
+    group_pg.rollout, Run.progress = rollout, progress  # the loop GRPO runs in
     try:
-        run_stage(grpo, out, overrides=overrides, progress=False)
+        train("llm-grpo", out=out, overrides=overrides, progress=False)
     finally:
-        grpo.rollout, Run.progress = real_rollout, real_progress
+        group_pg.rollout, Run.progress = real_rollout, real_progress
     cpu = clock["end"] - clock["start"]
     m = read_metrics(out)
     ok = ~np.isnan(m["step_seconds"])
@@ -120,7 +120,7 @@ def run_trl(model_dir: str, args: argparse.Namespace, out: Path) -> dict[str, An
     task = get_task(args.task)
     tok = load_tokenizer(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    prompts = list(task.train_prompts(seed=args.seed))
+    prompts = list(task.prompts("train", None, args.seed))
     ds = Dataset.from_dict({"prompt": prompts})
 
     def reward(prompts: list[str], completions: list[str], **_: Any) -> list[float]:
@@ -181,8 +181,9 @@ def run_trl(model_dir: str, args: argparse.Namespace, out: Path) -> dict[str, An
 
 
 def held_out_accuracy(model_dir: str, task: str, n: int) -> float:
+    from rlfoundry.llm.evaluation import evaluate_accuracy
     from rlfoundry.llm.models import load_model, load_tokenizer
-    from rlfoundry.llm.tasks import evaluate_accuracy, get_task
+    from rlfoundry.llm.tasks import get_task
 
     model = load_model(model_dir).eval()
     return float(evaluate_accuracy(model, load_tokenizer(model_dir), get_task(task), n=n))
@@ -289,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         model_dir = build_sft_model(work / "sft", args.task, args.seed)
         print(f"built the SFT model in {time.perf_counter() - t0:.0f} s: {model_dir}")
-    from rlfoundry.llm.rl_common import model_dir as resolve
+    from rlfoundry.llm.models import model_dir as resolve
 
     model_dir = resolve(model_dir)
     res: dict[str, Any] = {

@@ -109,3 +109,19 @@ def test_missing_and_bad_yaml(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_yaml(tmp_path / "list.yaml")
+
+
+def test_resolve_config_precedence(tmp_path):
+    """Defaults < tuned config for (algo, env) < config file < overrides < flags."""
+    from rlfoundry.runtime.rundir import resolve_config
+
+    _, cfg = resolve_config("ppo", env="CartPole-v1")
+    assert cfg.num_steps == 32 and cfg.gamma == 0.98 and cfg.total_steps == 100_000  # tuned
+    path = tmp_path / "c.yaml"
+    save_yaml(path, {"algo": "ppo", "gamma": 0.9, "num_steps": 64, "rlfoundry_version": "0"})
+    _, cfg = resolve_config(
+        "ppo", env="CartPole-v1", steps=500, config=path, overrides={"num_steps": 16}
+    )
+    assert (cfg.gamma, cfg.num_steps, cfg.total_steps) == (0.9, 16, 500)
+    _, cfg = resolve_config("llm-sft", steps=7, overrides={"task": "format"})
+    assert cfg.task == "format" and cfg.total_steps == 7

@@ -2,16 +2,20 @@ from __future__ import annotations
 
 import csv
 import random
+from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
+from rlfoundry import registry
 from rlfoundry.envs.evaluation import eval_seed, make_env
 from rlfoundry.envs.replay import ActionLog
-from rlfoundry.errors import ConfigError
+from rlfoundry.errors import ConfigError, RLFoundryError
+from rlfoundry.runtime import rundir
 from rlfoundry.runtime.callbacks import Callback, Evaluate, RecordVideo, StartFrom
+from rlfoundry.runtime.distributed import Dist
 from rlfoundry.runtime.run import CHECKPOINT, Run, load_checkpoint_file
 
 
@@ -212,3 +216,53 @@ def test_record_video_writes_a_gif_after_training(tmp_path):
         pass
     assert (tmp_path / "eval.gif").read_bytes()[:6] in (b"GIF89a", b"GIF87a")
     assert eval_seed(3) == 10_003
+
+
+# ---------------------------------------------------------------------- the opener (rundir)
+
+
+@dataclass
+class _Cfg:
+    total_steps: int = 10
+    seed: int = 0
+
+
+def test_open_run_writes_config_yaml_and_refuses_an_existing_run(tmp_path):
+    from rlfoundry.runtime.config import load_yaml
+
+    out = tmp_path / "run"
+    with pytest.raises(RLFoundryError, match=f"Cannot resume: '{out}' has no {CHECKPOINT}"):
+        rundir.open_run(out, "qlearning", _Cfg(), resume=True)
+    with rundir.open_run(out, "qlearning", _Cfg(total_steps=7), progress=False) as run:
+        assert run.total_steps == 7 and run.path == out
+    saved = load_yaml(out / "config.yaml")
+    assert list(saved) == ["algo", "total_steps", "seed", "rlfoundry_version"]
+    assert saved["algo"] == "qlearning" and saved["total_steps"] == 7
+    with pytest.raises(RLFoundryError, match="already holds a run; resume it with --resume"):
+        rundir.open_run(out, "qlearning", _Cfg())
+    assert rundir.read_saved(out) == ("qlearning", saved)
+
+
+def test_only_rank_zero_writes(tmp_path):
+    out = tmp_path / "run"
+    with rundir.open_run(out, "qlearning", _Cfg(), d=Dist(rank=1, world=2)) as run:
+        run.log(1, loss=0.5)
+    assert run.path == out / ".rank1" and not (out / "config.yaml").exists()
+    assert not (out / ".rank1" / "tb").exists()
+
+
+def test_read_saved_knows_old_llm_runs_and_missing_ones(tmp_path):
+    (tmp_path / "config.yaml").write_text("stage: reward-model\nsteps: 3\n")
+    name, data = rundir.read_saved(tmp_path)
+    assert name == "llm-reward-model" and data["steps"] == 3
+    with pytest.raises(RLFoundryError, match="Cannot resume: .* does not exist"):
+        rundir.read_saved(tmp_path / "nope")
+
+
+def test_warm_starts_are_the_registry_entries_that_say_so(tmp_path):
+    allowed = [e.name for e in registry.REGISTRY.values() if e.warm_start]
+    assert allowed == ["ppo", "a2c", "dqn"]
+    with pytest.raises(ConfigError, match="--init-from works with ppo, a2c, dqn, not vpg"):
+        rundir.check_init_from(tmp_path, "vpg")
+    with pytest.raises(ConfigError, match="not a run directory"):
+        rundir.check_init_from(tmp_path, "ppo")

@@ -2,6 +2,10 @@
 
 from rlfoundry import train
 summary = train("qlearning", env="FrozenLake-v1", steps=200_000, seed=0)
+summary = train("llm-sft", model="tiny:nano", task="arithmetic", steps=200)
+
+`train` trains any entry of `rlfoundry.registry` (`rlfoundry list` shows them). Importing
+the package loads nothing heavy: torch comes with the first `train`.
 """
 
 from __future__ import annotations

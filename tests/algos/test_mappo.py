@@ -86,15 +86,6 @@ def test_config_errors():
         mappo.check_env(gym.make("CartPole-v1"))
 
 
-def test_every_config_field_is_documented():
-    import dataclasses
-
-    from rlfoundry.runtime.config import field_docs
-
-    docs = field_docs(mappo.Config)
-    assert [f.name for f in dataclasses.fields(mappo.Config) if not docs.get(f.name)] == []
-
-
 @pytest.mark.slow
 def test_shared_ppo_beats_random_on_simple_spread(tmp_path):
     """The untrained greedy policy scores -159 on these episodes, random actions -80."""

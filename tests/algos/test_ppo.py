@@ -256,12 +256,3 @@ def test_target_kl_stops_the_update_early(tmp_path):
 
     assert steps(None) == [8.0, 8.0]
     assert all(n < 8 for n in steps(1e-7))
-
-
-def test_every_config_field_is_documented():
-    import dataclasses
-
-    from rlfoundry.runtime.config import field_docs
-
-    docs = field_docs(ppo.Config)
-    assert [f.name for f in dataclasses.fields(ppo.Config) if not docs.get(f.name)] == []

@@ -105,15 +105,6 @@ def test_config_errors():
         rl2.check_env(gym.make("CartPole-v1"))
 
 
-def test_every_config_field_is_documented():
-    import dataclasses
-
-    from rlfoundry.runtime.config import field_docs
-
-    docs = field_docs(rl2.Config)
-    assert [f.name for f in dataclasses.fields(rl2.Config) if not docs.get(f.name)] == []
-
-
 @pytest.mark.slow
 def test_rl2_learns_to_explore_5_armed_bandits(tmp_path):
     """300k pulls of meta-training with the shipped bandit config (~45 CPU s), 5 arms,

@@ -1,5 +1,5 @@
 """Headless Chromium drives the app: log in, compare, rank, rate; the export then trains
-a reward model (``rlfoundry llm reward-model``) when that stage is installed.
+a reward model (``rlfoundry llm reward-model``).
 
 Chromium is Debian's (``apt-get install chromium``; ``./run.sh test`` installs it).
 Outside CI the test skips when it is missing; in CI (``CI`` set) it must run.
@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 
 import pytest
 from fb_helpers import load
@@ -200,13 +199,7 @@ def test_annotator_compares_ranks_rates_and_the_export_trains(engine, tmp_path):
         (rate_text["A"], rate_text["B"]),
     }
 
-    if not reward_model_cli():
-        warnings.warn(
-            "`rlfoundry llm reward-model` is not installed yet: the export was checked but not "
-            "trained on (see test_reward_model_stage_is_installed)",
-            stacklevel=1,
-        )
-        return
+    assert reward_model_cli(), "`rlfoundry llm reward-model` is not registered"
     # the export trains a reward model through the CLI, as a user would run it: the
     # five judgments are also the evaluation pairs (eval_data), so the held-out metric
     # here says the model learnt this annotator's preferences (a tiny, seconds-long run)
@@ -226,9 +219,3 @@ def test_annotator_compares_ranks_rates_and_the_export_trains(engine, tmp_path):
     assert summary["eval_accuracy"] >= 0.8, summary
     assert (run_dir / "model" / "config.json").is_file()
     assert (run_dir / "metrics.csv").is_file()
-
-
-def test_reward_model_stage_is_installed():
-    """Reports (as a skip) whether the browser test above could train on its export."""
-    if not reward_model_cli():
-        pytest.skip("`rlfoundry llm reward-model` is not registered yet (rlfoundry.llm pending)")

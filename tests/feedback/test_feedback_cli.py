@@ -135,15 +135,3 @@ def test_every_kind_exports_through_the_cli(tmp_path, capsys, kind):
     pairs = [json.loads(line) for line in out.splitlines()]
     assert len(pairs) == {"compare": 1, "rank": 3, "rate": 3}[kind]
     assert all(p["source"] == kind for p in pairs)
-
-
-def test_generate_says_what_it_needs_until_the_llm_module_exists(tmp_path, capsys):
-    import importlib.util
-
-    if importlib.util.find_spec("rlfoundry.llm") is not None:
-        pytest.skip("rlfoundry.llm is installed; generation is covered by its own tests")
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("Say hi\nSay bye\n")
-    db = f"sqlite:///{tmp_path / 'g.db'}"
-    code, _, err = run(capsys, "generate", "--model", "m", "--prompts", str(prompts), "--db", db)
-    assert code == 2 and "needs rlfoundry.llm" in err

@@ -25,14 +25,16 @@ def load_bench():
 
 def test_concurrent_annotators_keep_every_invariant(tmp_path):
     bench = load_bench()
-    r = bench.run(annotators=10, seconds=5, items=60, gold=4, overlap=3, workdir=tmp_path)
+    # Annotators stop when the server says the pool is done, so the bound is only a guard
+    # against a hang: the run must exhaust the pool and end with the exact final state.
+    r = bench.run(annotators=10, seconds=120, items=60, gold=4, overlap=3, workdir=tmp_path)
     assert r["problems"] == []
     assert r["bound"] == ["127.0.0.1"]  # no --host given: loopback only
-    assert r["judgments"] > 0
-    if r["exhausted"]:  # on a loaded CI machine 5 s may not be enough to finish the pool
-        assert r["items_complete"] == r["items"] == 60
+    assert r["exhausted"], f"the pool was not finished in {r['seconds']} s"
+    assert r["items_complete"] == r["items"] == 60
+    assert r["judgments"] >= 60 * 3
     # the adversarial requests were actually made and refused
-    assert any(k.startswith("cross:404") for k in r["statuses"]) or r["requests"] < 50
+    assert any(k.startswith("cross:404") for k in r["statuses"]), r["statuses"]
 
 
 def test_results_section_replaces_only_its_own_markers(tmp_path):
@@ -44,3 +46,19 @@ def test_results_section_replaces_only_its_own_markers(tmp_path):
     text = path.read_text()
     assert "keep me" in text and "second" in text and "first" not in text
     assert text.count(bench.MARK_START) == 1
+
+
+def test_oversized_bodies_do_not_grow_the_server(tmp_path):
+    """The acceptance figure of issue 13 at a tenth of the size (20 clients x 20 MB;
+    ``python benchmarks/feedback_load.py --bodies`` runs 20 x 200 MB): the server's
+    resident memory stays under 1.2x its idle figure, it answers 413 to every body it
+    would parse, and it serves a normal judgment afterwards."""
+    pytest.importorskip("psutil")
+    bench = load_bench()
+    r = bench.run_bodies(clients=20, body_mb=20, workdir=tmp_path)
+    assert r["ratio"] < 1.2, r
+    assert r["sent_mb"] == 400  # every client pushed its whole body through
+    # JSON and form routes refuse both kinds (12 with Content-Length, 4 chunked); the
+    # /next route never reads a body and answers as usual (401, or 200 with a token)
+    assert r["statuses"].get(413) == 16, r["statuses"]
+    assert r["server_alive"] and r["judgment_after"] == 201

@@ -3,11 +3,13 @@
 import re
 
 import pytest
+from fastapi.testclient import TestClient
 from fb_helpers import bearer, load, write_jsonl
 from sqlalchemy import func, select
 
 from rlfoundry.errors import RLFoundryError
 from rlfoundry.feedback import store
+from rlfoundry.feedback.app import create_app
 from rlfoundry.feedback.db import Annotator, Item, Judgment, Project, read_session
 
 XSS_PROMPT = "Say hi <script>alert('p')</script>"
@@ -47,7 +49,10 @@ API_ROUTES = [
 ]
 
 
-def test_api_refuses_requests_without_a_valid_token(client, setup, engine):
+def test_api_refuses_requests_without_a_valid_token(setup, engine):
+    # 32 wrong tokens from one address: the failed-token limit (429, tested in
+    # test_feedback_hardening.py) is turned off to see every answer is 401.
+    client = TestClient(create_app(engine, login_limit=0))
     judge(client, setup["ann"])  # something to steal
     for method, url in API_ROUTES:
         for auth in (None, "Bearer", "Bearer not-a-token", "Basic abc", f"Bearer {setup['ann']}x"):
@@ -152,6 +157,7 @@ def test_html_in_prompts_and_responses_is_escaped(client, setup, engine, tmp_pat
         {"id": "x", "prompt": XSS_PROMPT, "responses": [XSS_RESPONSE, "</div><script>1</script>"]}
     ]
     load(engine, tmp_path, "xss", "compare", rows, overlap=1, gold_every=0)
+    store.add_members(engine, "xss", ["ann"])  # created after ann: no members yet
     login(client, setup["ann"])
     html = client.get("/p/2").text
     assert "<script>alert" not in html and "<img src=x" not in html and "<b>bold" not in html
@@ -235,6 +241,7 @@ def test_serve_binds_to_loopback_unless_told_otherwise(monkeypatch, tmp_path):
 def test_admin_page_shows_agreement_to_admins_only(client, setup, engine, tmp_path):
     one = [{"id": "o", "prompt": "one", "responses": ["a", "b"]}]
     load(engine, tmp_path, "one", "compare", one, overlap=2, gold_every=0)
+    store.add_members(engine, "one", ["ann", "bob"])
     for name in ("ann", "bob"):  # both judge the only item: one shared unit
         task = client.post("/api/projects/2/next", headers=bearer(setup[name])).json()
         r = client.post(

@@ -4,7 +4,7 @@ mode "update": three GRPO iterations (2 epochs each, micro-batches of 4) on the 
 global batch of 16 completions. Every process samples
 the FULL batch with the same seeded generator (so 1 and 2 processes see identical
 completions) and trains on its own half; rank 0 writes the parameters.
-mode "train": the real `grpo.train` loop for two steps (rank 0 writes the run dir).
+mode "train": the real GRPO loop (`group_pg.train`) for two steps (rank 0 writes the run dir).
 """
 
 from __future__ import annotations
@@ -16,23 +16,12 @@ import torch
 from safetensors.torch import save_file
 
 from rlfoundry.core import group_relative_advantages
-from rlfoundry.llm import grpo
+from rlfoundry.llm.group_pg import policy_update
 from rlfoundry.llm.models import load_model, load_tokenizer
+from rlfoundry.llm.rollout import rollout
 from rlfoundry.runtime.distributed import init_distributed
 
 torch.set_num_threads(1)
-
-
-def _rows(ro: grpo.Rollout, rows: slice) -> grpo.Rollout:
-    return grpo.Rollout(
-        prompts=ro.prompts[rows],
-        completions=ro.completions[rows],
-        input_ids=ro.input_ids[rows],
-        attention_mask=ro.attention_mask[rows],
-        completion_mask=ro.completion_mask[rows],
-        old_logp=ro.old_logp[rows],
-        truncated=ro.truncated[rows],
-    )
 
 
 def update(out: str, agg: str) -> None:
@@ -41,15 +30,15 @@ def update(out: str, agg: str) -> None:
     tok = load_tokenizer("tiny")
     model = load_model("tiny")
     cfg = SimpleNamespace(
-        batch_size=16,
+        rollout_size=16,
         group_size=4,
-        mini_batch_size=0,
+        minibatch_size=0,
         micro_batch_size=4,
-        epochs=2,
+        update_epochs=2,
         max_new_tokens=8,
         temperature=1.0,
-        clip_eps=0.2,
-        clip_eps_high=0.0,
+        clip_coef=0.2,
+        clip_coef_high=0.0,
         beta=0.0,
         loss_agg=agg,
         mask_truncated=False,
@@ -58,29 +47,29 @@ def update(out: str, agg: str) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(1)
     prompts = ["1+2=", "30+4=", "7+15=", "22+22="]
-    local = cfg.batch_size // d.world
+    local = cfg.rollout_size // d.world
     for _ in range(3):
         model.eval()
-        ro = grpo.rollout(model, tok, prompts, cfg.group_size, cfg.max_new_tokens, 1.0, gen)
+        ro = rollout(model, tok, prompts, cfg.group_size, cfg.max_new_tokens, 1.0, gen)
         model.train()
         rew = torch.tensor([sum(ch.isdigit() for ch in c) / 8 for c in ro.completions])
         adv = group_relative_advantages(rew, cfg.group_size)
         rows = slice(d.rank * local, (d.rank + 1) * local)
-        grpo.policy_update(model, opt, _rows(ro, rows), adv[rows], cfg, d)
+        policy_update(model, opt, ro.select(rows), adv[rows], cfg, d)
     if d.main:
         save_file({k: v.detach().contiguous() for k, v in model.named_parameters()}, out)
 
 
 def train(out: str) -> None:
-    from rlfoundry.llm import rl_common
+    from rlfoundry.api import train as api_train
 
-    s = rl_common.run_stage(
-        grpo,
-        out,
+    s = api_train(
+        "llm-grpo",
+        out=out,
         overrides={
             "model": "tiny",
-            "steps": 2,
-            "batch_size": 16,
+            "total_steps": 2,
+            "rollout_size": 16,
             "group_size": 4,
             "max_new_tokens": 6,
             "eval_every": 0,

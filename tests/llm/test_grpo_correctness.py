@@ -1,4 +1,5 @@
-"""Correctness of the policy-gradient machinery shared by GRPO, RLOO and PPO.
+"""Correctness of the policy-gradient machinery shared by GRPO, RLOO and PPO
+(`llm/rollout.py`, `llm/group_pg.py`).
 
 - the sampling log-probs (pi_old) equal a fresh forward pass, so the first ratio is 1;
 - EOS stays in the loss mask even when pad == eos;
@@ -18,10 +19,12 @@ pytest.importorskip("rlfoundry.llm.generation", reason="rlfoundry.llm.generation
 import torch
 import torch.nn.functional as F
 
+from rlfoundry.api import train
 from rlfoundry.errors import ConfigError, RLFoundryError
-from rlfoundry.llm import grpo
-from rlfoundry.llm import rl_common as rc
+from rlfoundry.llm.data import encode_pairs
+from rlfoundry.llm.group_pg import policy_update
 from rlfoundry.llm.models import load_model, load_tokenizer
+from rlfoundry.llm.rollout import completion_logprobs, rollout
 from rlfoundry.runtime.distributed import Dist
 
 torch.set_num_threads(1)
@@ -39,7 +42,7 @@ def tiny():
 
 def _rollout(model, tok, seed=0, g=8, max_new=24, temperature=1.3):
     gen = torch.Generator().manual_seed(seed)
-    return grpo.rollout(model, tok, PROMPTS, g, max_new, temperature, gen)
+    return rollout(model, tok, PROMPTS, g, max_new, temperature, gen)
 
 
 def _reference_logp(model, ro, temperature):
@@ -58,7 +61,7 @@ def test_sampling_logprobs_match_a_fresh_forward_pass(tiny):
         ro = _rollout(model, tok, temperature=temperature)
         mask = ro.completion_mask
         with torch.no_grad():
-            fresh = grpo.completion_logprobs(model, ro, slice(None), temperature)
+            fresh = completion_logprobs(model, ro, slice(None), temperature)
         ref = _reference_logp(model, ro, temperature)
         assert torch.allclose(ro.old_logp[mask], fresh[mask], atol=2e-5, rtol=0)
         assert torch.allclose(ref[mask], fresh[mask], atol=2e-5, rtol=0)
@@ -66,15 +69,15 @@ def test_sampling_logprobs_match_a_fresh_forward_pass(tiny):
 
 def _cfg(**kw):
     base = dict(
-        batch_size=32,
+        rollout_size=32,
         group_size=8,
-        mini_batch_size=0,
+        minibatch_size=0,
         micro_batch_size=0,
-        epochs=1,
+        update_epochs=1,
         max_new_tokens=24,
         temperature=1.3,
-        clip_eps=0.2,
-        clip_eps_high=0.0,
+        clip_coef=0.2,
+        clip_coef_high=0.0,
         beta=0.0,
         loss_agg="token-mean",
         mask_truncated=False,
@@ -88,7 +91,7 @@ def _grads(model, ro, adv, cfg, ref_logp=None):
     """Gradients after one policy_update with an optimizer that does not move."""
     m = copy.deepcopy(model).train()
     opt = torch.optim.SGD(m.parameters(), lr=0.0)
-    info = grpo.policy_update(m, opt, ro, adv, cfg, Dist(), ref_logp)
+    info = policy_update(m, opt, ro, adv, cfg, Dist(), ref_logp)
     return torch.cat([p.grad.reshape(-1) for p in m.parameters() if p.grad is not None]), info
 
 
@@ -109,7 +112,7 @@ def test_grad_accumulation_4x1_equals_1x4(tiny, agg):
     ro = _rollout(model, tok)
     adv = torch.randn(ro.input_ids.shape[0])
     with torch.no_grad():
-        ref_logp = grpo.completion_logprobs(model, ro, slice(None), 1.3) + 0.05
+        ref_logp = completion_logprobs(model, ro, slice(None), 1.3) + 0.05
     one, _ = _grads(model, ro, adv, _cfg(loss_agg=agg, beta=0.1), ref_logp)
     four, _ = _grads(model, ro, adv, _cfg(loss_agg=agg, beta=0.1, micro_batch_size=8), ref_logp)
     assert one.abs().max() > 0
@@ -133,11 +136,11 @@ def test_eos_kept_in_mask_when_pad_is_eos():
         assert ro.completion_mask[i, :n].all() and not ro.completion_mask[i, n:].any()
     # its log-prob is a real one, identical in the training forward pass
     with torch.no_grad():
-        fresh = grpo.completion_logprobs(model, ro, slice(None), 1.5)
+        fresh = completion_logprobs(model, ro, slice(None), 1.5)
     m = ro.completion_mask
     assert torch.allclose(ro.old_logp[m], fresh[m], atol=2e-5, rtol=0)
     # the pair encoder used by the reward model and DPO keeps it too
-    ids, attn, cmask = rc.encode_pairs(tok, ["1+1="], ["2"], max_len=32)
+    ids, attn, cmask = encode_pairs(tok, ["1+1="], ["2"], max_len=32)
     assert ids[0, cmask[0]].tolist()[-1] == eos and attn[0].sum() == cmask[0].sum() + len("1+1=")
 
 
@@ -153,19 +156,19 @@ def test_mask_truncated_removes_their_gradient(tiny):
 
 
 def test_config_errors_before_training(tmp_path):
-    with pytest.raises(ConfigError, match="batch_size % group_size"):
-        rc.run_stage(grpo, tmp_path / "a", overrides={"model": "tiny", "batch_size": 30})
-    with pytest.raises(ConfigError, match="mini_batch_size % micro_batch_size"):
-        rc.run_stage(
-            grpo,
-            tmp_path / "b",
-            overrides={"model": "tiny", "mini_batch_size": 32, "micro_batch_size": 12},
+    with pytest.raises(ConfigError, match="rollout_size % group_size"):
+        train("llm-grpo", out=tmp_path / "a", overrides={"model": "tiny", "rollout_size": 30})
+    with pytest.raises(ConfigError, match="minibatch_size % micro_batch_size"):
+        train(
+            "llm-grpo",
+            out=tmp_path / "b",
+            overrides={"model": "tiny", "minibatch_size": 32, "micro_batch_size": 12},
         )
     with pytest.raises(RLFoundryError, match="does not exist"):
-        rc.run_stage(grpo, tmp_path / "c", overrides={"model": str(tmp_path / "nope")})
+        train("llm-grpo", out=tmp_path / "c", overrides={"model": str(tmp_path / "nope")})
     bad = tmp_path / "prompts.jsonl"
     bad.write_text('{"prompt": "1+1="}\n{"question": "2+2="}\n')
     with pytest.raises(RLFoundryError, match="line 2"):
-        rc.run_stage(grpo, tmp_path / "d", overrides={"model": "tiny", "prompts": str(bad)})
+        train("llm-grpo", out=tmp_path / "d", overrides={"model": "tiny", "prompts": str(bad)})
     for name in "abcd":
         assert not (tmp_path / name).exists()

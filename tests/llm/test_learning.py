@@ -17,8 +17,7 @@ import torch
 
 pytest.importorskip("rlfoundry.llm.pretrain", reason="rlfoundry.llm.pretrain not written yet")
 
-from rlfoundry.llm import dpo, reward_model  # noqa: E402
-from rlfoundry.llm import rl_common as rc  # noqa: E402
+from rlfoundry.api import train  # noqa: E402
 from rlfoundry.llm.pipeline import run_pipeline  # noqa: E402
 
 torch.set_num_threads(1)
@@ -35,16 +34,14 @@ def test_grpo_lifts_sft_accuracy_by_20_points(tmp_path):
 
 @pytest.mark.slow
 def test_reward_model_sentiment_accuracy(tmp_path):
-    s = rc.run_stage(reward_model, tmp_path / "rm", overrides={"task": "sentiment"}, progress=False)
+    s = train("llm-reward-model", out=tmp_path / "rm", task="sentiment", progress=False)
     print(json.dumps(s))
     assert s["eval_accuracy"] >= 0.90, s
 
 
 @pytest.mark.slow
 def test_dpo_raises_held_out_margin(tmp_path):
-    s = rc.run_stage(
-        dpo, tmp_path / "dpo", overrides={"model": "tiny", "task": "sentiment"}, progress=False
-    )
+    s = train("llm-dpo", out=tmp_path / "dpo", model="tiny", task="sentiment", progress=False)
     print(json.dumps(s))
     # the policy's own preference for the chosen completion grew ...
     assert s["eval_logp_margin"] > s["logp_margin_before"] + 1.0, s

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from rlfoundry.errors import RLFoundryError
+from rlfoundry.llm.data import load_jsonl, next_batch
 from rlfoundry.llm.models import (
     ValueHead,
     load_model,
@@ -17,7 +19,7 @@ from rlfoundry.llm.models import (
     save_model,
     tiny_config,
 )
-from rlfoundry.llm.tasks import get_task, held_out, load_jsonl
+from rlfoundry.llm.tasks import TASKS, PreferenceTask, Task, get_task, held_out
 from rlfoundry.llm.tokenizer import build_tokenizer
 
 torch.set_num_threads(1)
@@ -244,6 +246,75 @@ def test_get_task_errors():
         get_task("arithmetic:digits=0")
     with pytest.raises(RLFoundryError, match="Unknown split"):
         get_task("arithmetic").prompts("validation", 3)
+
+
+class ReverseTask:
+    """The worked example of docs/CONTRIBUTING.md: write four digits backwards. No base
+    class: having the attributes of `tasks.Task` is what makes it a task."""
+
+    name = "reverse"
+    max_new_tokens = 6  # four digits and the EOS, with room to spare
+
+    def prompts(self, split="train", n=None, seed=0):
+        rng, out = np.random.default_rng(seed), []
+        while len(out) < (n or 200):
+            p = "".join(map(str, rng.integers(0, 10, 4))) + ">"
+            if held_out(p, 0.1) == (split == "test"):  # disjoint splits, whatever the seed
+                out.append(p)
+        return out
+
+    def is_correct(self, prompt, completion):
+        return completion.strip() == prompt[:-1][::-1]
+
+    def reward(self, prompt, completion):
+        return float(self.is_correct(prompt, completion))
+
+    def sft_examples(self, split="train", n=None, seed=0):
+        return [(p, p[:-1][::-1]) for p in self.prompts(split, n, seed)]
+
+    def corpus(self, split="train", n=None, seed=0):
+        return [p + c for p, c in self.sft_examples(split, n, seed)]
+
+
+def test_builtin_tasks_satisfy_the_task_protocol():
+    for name in TASKS:
+        assert isinstance(get_task(name), Task), name
+    assert isinstance(get_task("sentiment"), PreferenceTask)
+    assert not isinstance(get_task("arithmetic"), PreferenceTask)
+    assert not isinstance(object(), Task)
+
+
+def test_a_new_task_plugs_into_rewards_evaluation_and_sft(tmp_path, monkeypatch):
+    from rlfoundry.api import train
+    from rlfoundry.llm.evaluation import evaluate_accuracy
+    from rlfoundry.llm.rewards import parse_reward
+
+    task = ReverseTask()
+    assert isinstance(task, Task)
+    assert parse_reward("task", task=task)(["1234>", "1234>"], ["4321", "1234"]) == [1.0, 0.0]
+    torch.manual_seed(0)
+    acc = evaluate_accuracy(load_model("tiny").eval(), load_tokenizer("tiny"), task, n=8)
+    assert 0.0 <= acc <= 1.0
+    monkeypatch.setitem(TASKS, "reverse", ReverseTask)  # the registry line of a built-in
+    assert isinstance(get_task("reverse"), ReverseTask)
+    s = train(
+        "llm-sft",
+        out=tmp_path / "sft",
+        overrides={"task": "reverse", "total_steps": 2, "batch_size": 4, "eval_size": 4},
+        progress=False,
+    )
+    assert s["status"] == "finished" and 0.0 <= s["eval_accuracy"] <= 1.0
+
+
+def test_next_batch_walks_seeded_epochs():
+    rng, ref = np.random.default_rng(0), np.random.default_rng(0)
+    first, second = ref.permutation(5), ref.permutation(5)
+    order, cursor = rng.permutation(5), 0
+    idx, order, cursor = next_batch(rng, order, cursor, 5, 3)
+    assert idx == first[:3].tolist() and cursor == 3
+    idx, order, cursor = next_batch(rng, order, cursor, 5, 3)  # crosses into a new epoch
+    assert idx == first[3:].tolist() + second[:1].tolist() and cursor == 1
+    assert order.tolist() == second.tolist()
 
 
 def test_load_jsonl_names_the_missing_field_and_line(tmp_path):

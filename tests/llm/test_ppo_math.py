@@ -44,8 +44,8 @@ def test_adaptive_kl_controller():
 
 
 def test_rloo_shaped_reward_subtracts_sequence_kl():
-    from rlfoundry.llm.grpo import Rollout
     from rlfoundry.llm.rloo import shaped_reward
+    from rlfoundry.llm.rollout import Rollout
 
     mask = torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.bool)
     old = torch.tensor([[-1.0, -2.0, -50.0], [-0.5, -0.5, -0.5]])

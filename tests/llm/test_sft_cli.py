@@ -9,15 +9,17 @@ import json
 import pytest
 import torch
 
+from rlfoundry.api import train
 from rlfoundry.cli.main import main
 from rlfoundry.errors import RLFoundryError
-from rlfoundry.llm import pretrain, sft
+from rlfoundry.llm import supervised
+from rlfoundry.llm.data import collate, encode_examples
 from rlfoundry.llm.models import load_model, load_tokenizer
 from rlfoundry.runtime.run import load_checkpoint_file
 
 torch.set_num_threads(1)
 
-TINY = {"steps": 3, "batch_size": 8, "eval_every": 2, "eval_size": 8}
+TINY = {"total_steps": 3, "batch_size": 8, "eval_every": 2, "eval_size": 8}
 
 
 def _contract(out):
@@ -32,37 +34,37 @@ def _contract(out):
 
 def test_completion_only_loss_by_hand():
     tok = load_tokenizer("tiny")
-    rows = sft.encode_examples(tok, [("12+7=", "19"), ("", "1+1=2")], max_len=32)
+    rows = encode_examples(tok, [("12+7=", "19"), ("", "1+1=2")], max_len=32)
     assert rows[0] == (tok.encode("12+7="), tok.encode("19") + [tok.eos_token_id])
     assert rows[1][0] == [] and rows[1][1][-1] == tok.eos_token_id
-    ids, attn, cmask = sft.collate(rows, tok.pad_token_id)
+    ids, attn, cmask = collate(rows, tok.pad_token_id)
     assert cmask[0].tolist() == [False] * 5 + [True] * 3 + [False] * 0
     assert cmask[1, :6].all() and attn[1].sum() == 6
     torch.manual_seed(0)
     model = load_model("tiny").eval()
     with torch.no_grad():
-        s, n = sft.nll(model, ids[:1], attn[:1], cmask[:1])
+        s, n = supervised.nll(model, ids[:1], attn[:1], cmask[:1])
         logp = torch.log_softmax(model(ids[:1]).logits[0], -1)
     want = -sum(float(logp[t - 1, ids[0, t]]) for t in (5, 6, 7))
     assert int(n) == 3 and float(s) == pytest.approx(want, abs=1e-4)
     # truncation keeps the end of the prompt and the start of the completion
-    ((p, c),) = sft.encode_examples(tok, [("123456789+1=", "123456")], max_len=8)
+    ((p, c),) = encode_examples(tok, [("123456789+1=", "123456")], max_len=8)
     assert len(p) + len(c) == 8 and c == tok.encode("123456") + [tok.eos_token_id]
     assert p == tok.encode("123456789+1=")[-1:]
 
 
-@pytest.mark.parametrize("module", [pretrain, sft], ids=lambda m: m.STAGE)
-def test_stage_writes_the_run_directory_and_resumes_exactly(tmp_path, module):
+@pytest.mark.parametrize("name", ["llm-pretrain", "llm-sft"])
+def test_stage_writes_the_run_directory_and_resumes_exactly(tmp_path, name):
     straight = tmp_path / "straight"
-    s = module.run(straight, progress=False, **{**TINY, "steps": 4})
+    s = train(name, out=straight, progress=False, **{**TINY, "total_steps": 4})
     assert s["status"] == "finished"
     summary = _contract(straight)
-    assert summary["stage"] == module.STAGE
+    assert summary["algo"] == name
     assert 0.0 <= summary["eval_accuracy"] <= 1.0 and summary["eval_loss"] > 0
     cut = tmp_path / "cut"
-    s = module.run(cut, progress=False, stop_at_step=2, **{**TINY, "steps": 4})
+    s = train(name, out=cut, progress=False, stop_at_step=2, **{**TINY, "total_steps": 4})
     assert s["status"] == "interrupted" and "--resume" in s["resume_command"]
-    module.run(cut, resume=True, progress=False)
+    train(resume=cut, progress=False)
     a, _ = load_checkpoint_file(straight / "checkpoint.safetensors")
     b, _ = load_checkpoint_file(cut / "checkpoint.safetensors")
     for k in a:
@@ -71,23 +73,22 @@ def test_stage_writes_the_run_directory_and_resumes_exactly(tmp_path, module):
     lines = lambda d: (d / "metrics.csv").read_text().splitlines()  # noqa: E731
     assert lines(straight) == lines(cut)
     with pytest.raises(RLFoundryError, match="already holds a run"):
-        module.run(straight, progress=False, **TINY)
+        train(name, out=straight, progress=False, **TINY)
 
 
 def test_sft_stops_at_the_target_accuracy(tmp_path, monkeypatch):
-    import rlfoundry.llm.tasks as tasks
-
     calls = []
 
     def fake(model, tok, task, n=200, split="test", **kw):
         calls.append(split)
         return 0.5 if split == "train" and len(calls) >= 2 else 0.0
 
-    monkeypatch.setattr(tasks, "evaluate_accuracy", fake)
-    s = sft.run(
-        tmp_path / "r",
+    monkeypatch.setattr(supervised, "evaluate_accuracy", fake)
+    s = train(
+        "llm-sft",
+        out=tmp_path / "r",
         progress=False,
-        **{**TINY, "steps": 10, "eval_every": 0, "check_every": 2, "target_accuracy": 0.4},
+        **{**TINY, "total_steps": 10, "eval_every": 0, "check_every": 2, "target_accuracy": 0.4},
     )
     assert s["step"] == 4 and s["reached_target_accuracy"] is True
     assert calls[:2] == ["train", "train"]  # the stop never looks at held-out prompts
@@ -102,7 +103,7 @@ def test_sft_with_lora_on_a_jsonl_dataset(tmp_path):
         )
     )
     out = tmp_path / "lora"
-    s = sft.run(out, progress=False, data=str(data), task="", lora_rank=4, **TINY)
+    s = train("llm-sft", out=out, progress=False, data=str(data), task="", lora_rank=4, **TINY)
     assert s["status"] == "finished" and "eval_loss" in s and "eval_accuracy" not in s
     merged = load_model(out)  # saved merged: a plain transformers model
     assert not any("lora" in n for n, _ in merged.named_parameters())
@@ -112,15 +113,15 @@ def test_bad_inputs_fail_before_anything_is_written(tmp_path):
     bad = tmp_path / "d.jsonl"
     bad.write_text('{"prompt": "1+1=", "completion": "2"}\n{"prompt": "2+2="}\n')
     with pytest.raises(RLFoundryError, match="line 2 has no field 'completion'"):
-        sft.run(tmp_path / "a", progress=False, data=str(bad))
+        train("llm-sft", out=tmp_path / "a", progress=False, data=str(bad))
     with pytest.raises(RLFoundryError, match="does not exist"):
-        sft.run(tmp_path / "b", progress=False, model=str(tmp_path / "no-model"))
+        train("llm-sft", out=tmp_path / "b", progress=False, model=str(tmp_path / "no-model"))
     with pytest.raises(RLFoundryError, match="Unknown task 'poetry'"):
-        pretrain.run(tmp_path / "c", progress=False, task="poetry")
+        train("llm-pretrain", out=tmp_path / "c", progress=False, task="poetry")
     with pytest.raises(RLFoundryError, match="Unknown config key"):
-        sft.run(tmp_path / "d", progress=False, stepz=3)
-    with pytest.raises(RLFoundryError, match="steps must be at least 1"):
-        sft.run(tmp_path / "e", progress=False, steps=0)
+        train("llm-sft", out=tmp_path / "d", progress=False, stepz=3)
+    with pytest.raises(RLFoundryError, match="total_steps must be at least 1"):
+        train("llm-sft", out=tmp_path / "e", progress=False, steps=0)
     for name in "abcde":
         assert not (tmp_path / name).exists()
 
@@ -154,12 +155,41 @@ def test_cli_sft_generate_eval(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
+def test_cli_stage_flags_come_from_the_registry(tmp_path, capsys):
+    from rlfoundry.runtime.config import load_yaml
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"{i}+1="}) + "\n" for i in range(8)))
+    out = tmp_path / "g"
+    argv = ["llm", "grpo", "--model", "tiny:nano", "--data", str(prompts), "--steps", "1"]
+    for kv in ("rollout_size=8", "group_size=4", "eval_every=0", "eval_size=8"):
+        argv += ["--set", kv]
+    assert main([*argv, "--out", str(out), "--no-progress", "--json"]) == 0
+    saved = load_yaml(out / "config.yaml")
+    assert saved["algo"] == "llm-grpo" and saved["prompts"] == str(prompts)
+    assert saved["total_steps"] == 1
+    capsys.readouterr()
+    # `rlfoundry train` is for gym algorithms; LLM stages are `rlfoundry llm STAGE`
+    assert main(["train", "llm-grpo", "--out", str(tmp_path / "x")]) == 2
+    assert "train it with `rlfoundry llm grpo`" in capsys.readouterr().err
+    assert main(["train", "sft", "--out", str(tmp_path / "x")]) == 2
+    assert "did you mean llm-sft?" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.slow
 def test_default_recipe_leaves_room_for_rl(tmp_path):
     """The measured recipe (Config defaults): pre-train + SFT of the nano model on
     arithmetic lands clearly above 0 and well below 100% held-out exact match (measured
     23-43% over seeds 0-3, about 1-2 minutes on one CPU core)."""
-    pre = pretrain.run(tmp_path / "pre", task="arithmetic", seed=0, progress=False)
-    s = sft.run(tmp_path / "sft", task="arithmetic", model=pre["run_dir"], seed=0, progress=False)
+    pre = train("llm-pretrain", out=tmp_path / "pre", task="arithmetic", seed=0, progress=False)
+    s = train(
+        "llm-sft",
+        out=tmp_path / "sft",
+        task="arithmetic",
+        model=pre["run_dir"],
+        seed=0,
+        progress=False,
+    )
     assert s["reached_target_accuracy"], s
     assert 0.15 <= s["eval_accuracy"] <= 0.65, s

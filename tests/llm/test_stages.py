@@ -8,13 +8,14 @@ import json
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 pytest.importorskip("rlfoundry.llm.generation", reason="rlfoundry.llm.generation not written yet")
 
+from rlfoundry.api import train  # noqa: E402
 from rlfoundry.errors import ConfigError, RLFoundryError  # noqa: E402
-from rlfoundry.llm import dpo, grpo, ppo, reward_model, rloo  # noqa: E402
-from rlfoundry.llm import rl_common as rc  # noqa: E402
+from rlfoundry.llm import dpo, grpo, ppo, rloo  # noqa: E402
 from rlfoundry.runtime.run import load_checkpoint_file  # noqa: E402
 
 torch.set_num_threads(1)
@@ -34,24 +35,25 @@ def _contract(out, curve=True):
 
 
 @pytest.mark.parametrize(
-    "module,overrides",
+    "name,steps,overrides",
     [
-        (grpo, {**TINY_RL, "steps": 2, "batch_size": 16, "group_size": 4, "beta": 0.05}),
-        (rloo, {**TINY_RL, "steps": 2, "batch_size": 16, "group_size": 4}),
-        (ppo, {**TINY_RL, "steps": 2, "batch_size": 8, "epochs": 2, "kl_target": 0.5}),
-        (reward_model, {"steps": 3, "batch_size": 8, "micro_batch_size": 4, "eval_every": 2}),
-        (dpo, {"model": "tiny", "steps": 3, "batch_size": 8, "eval_every": 2}),
+        ("llm-grpo", 2, {**TINY_RL, "rollout_size": 16, "group_size": 4, "beta": 0.05}),
+        ("llm-rloo", 2, {**TINY_RL, "rollout_size": 16, "group_size": 4}),
+        ("llm-ppo", 2, {**TINY_RL, "rollout_size": 8, "update_epochs": 2, "kl_target": 0.5}),
+        ("llm-reward-model", 3, {"batch_size": 8, "micro_batch_size": 4, "eval_every": 2}),
+        ("llm-dpo", 3, {"model": "tiny", "batch_size": 8, "eval_every": 2}),
     ],
-    ids=lambda x: getattr(x, "STAGE", ""),
+    ids=lambda x: x if isinstance(x, str) else "",
 )
-def test_stage_writes_the_run_directory(tmp_path, module, overrides):
-    out = tmp_path / module.STAGE
-    summary = rc.run_stage(module, out, overrides=overrides, progress=False)
-    assert summary["status"] == "finished"
+def test_stage_writes_the_run_directory(tmp_path, name, steps, overrides):
+    out = tmp_path / name
+    summary = train(name, steps=steps, out=out, overrides=overrides, progress=False)
+    assert summary["status"] == "finished" and summary["steps"] == steps
     saved = _contract(out)
-    assert saved["stage"] == module.STAGE
+    assert saved["algo"] == name
+    assert yaml.safe_load((out / "config.yaml").read_text())["algo"] == name
     with pytest.raises(RLFoundryError, match="already holds a run"):
-        rc.run_stage(module, out, overrides=overrides, progress=False)
+        train(name, steps=steps, out=out, overrides=overrides, progress=False)
 
 
 def _params(out, prefix="model/"):
@@ -59,16 +61,18 @@ def _params(out, prefix="model/"):
     return {k: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
-@pytest.mark.parametrize("module", [grpo, reward_model], ids=lambda m: m.STAGE)
-def test_resume_is_exact(tmp_path, module):
-    if module is grpo:
-        ov = {**TINY_RL, "steps": 4, "batch_size": 16, "group_size": 4}
+@pytest.mark.parametrize("name", ["llm-grpo", "llm-reward-model"])
+def test_resume_is_exact(tmp_path, name):
+    if name == "llm-grpo":
+        ov = {**TINY_RL, "rollout_size": 16, "group_size": 4}
     else:
-        ov = {"steps": 4, "batch_size": 8, "eval_every": 2}
-    rc.run_stage(module, tmp_path / "straight", overrides=ov, progress=False)
-    s = rc.run_stage(module, tmp_path / "cut", overrides=ov, progress=False, stop_at_step=2)
-    assert s["status"] == "interrupted" and "--resume" in s["resume_command"]
-    rc.run_stage(module, tmp_path / "cut", resume=True, progress=False)
+        ov = {"batch_size": 8, "eval_every": 2}
+    train(name, steps=4, out=tmp_path / "straight", overrides=ov, progress=False)
+    s = train(name, steps=4, out=tmp_path / "cut", overrides=ov, progress=False, stop_at_step=2)
+    assert s["status"] == "interrupted"
+    stage = name.removeprefix("llm-")
+    assert s["resume_command"] == f"rlfoundry llm {stage} --resume {tmp_path / 'cut'}"
+    train(resume=tmp_path / "cut", progress=False)
     a, b = _params(tmp_path / "straight"), _params(tmp_path / "cut")
     assert a.keys() == b.keys()
     for k in a:
@@ -80,24 +84,22 @@ def test_resume_is_exact(tmp_path, module):
 
 def test_bad_inputs_fail_before_training(tmp_path):
     with pytest.raises(ConfigError, match="batch_size % micro_batch_size"):
-        rc.run_stage(
-            reward_model, tmp_path / "a", overrides={"batch_size": 10, "micro_batch_size": 4}
-        )
+        train("llm-reward-model", out=tmp_path / "a", batch_size=10, micro_batch_size=4)
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(
         '{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "a", "chosen": "b"}\n'
     )
     with pytest.raises(RLFoundryError, match="line 2") as err:
-        rc.run_stage(dpo, tmp_path / "b", overrides={"model": "tiny", "data": str(pairs)})
+        train("llm-dpo", out=tmp_path / "b", overrides={"model": "tiny", "data": str(pairs)})
     assert "rejected" in str(err.value)
     with pytest.raises(RLFoundryError, match="does not exist"):
-        rc.run_stage(dpo, tmp_path / "c", overrides={"model": str(tmp_path / "missing")})
+        train("llm-dpo", out=tmp_path / "c", model=str(tmp_path / "missing"))
     with pytest.raises(RLFoundryError, match="does not exist"):
-        rc.run_stage(reward_model, tmp_path / "d", overrides={"data": str(tmp_path / "x.jsonl")})
+        train("llm-reward-model", out=tmp_path / "d", data=str(tmp_path / "x.jsonl"))
     with pytest.raises(ConfigError, match="Unknown config key 'stepz'"):
-        rc.run_stage(ppo, tmp_path / "e", overrides={"model": "tiny", "stepz": 3})
+        train("llm-ppo", out=tmp_path / "e", overrides={"model": "tiny", "stepz": 3})
     with pytest.raises(RLFoundryError, match="Cannot import reward module"):
-        rc.run_stage(grpo, tmp_path / "f", overrides={**TINY_RL, "reward": "nosuchmod:fn"})
+        train("llm-grpo", out=tmp_path / "f", overrides={**TINY_RL, "reward": "nosuchmod:fn"})
     for name in "abcdef":
         assert not (tmp_path / name / "config.yaml").exists()
 
@@ -119,8 +121,7 @@ def test_failing_reward_names_itself_and_keeps_the_checkpoint(tmp_path):
     out = tmp_path / "run"
     ov = {
         **TINY_RL,
-        "steps": 5,
-        "batch_size": 8,
+        "rollout_size": 8,
         "group_size": 4,
         "reward": f"{__name__}:nan_after_two_batches",
     }
@@ -136,7 +137,7 @@ def test_failing_reward_names_itself_and_keeps_the_checkpoint(tmp_path):
     run_mod.Run.__init__ = eager
     try:
         with pytest.raises(RLFoundryError) as err:
-            rc.run_stage(grpo, out, overrides=ov, progress=False)
+            train("llm-grpo", steps=5, out=out, overrides=ov, progress=False)
     finally:
         run_mod.Run.__init__ = orig
     msg = str(err.value)
@@ -147,12 +148,13 @@ def test_failing_reward_names_itself_and_keeps_the_checkpoint(tmp_path):
 
 
 def test_reward_model_and_local_judge_as_reward_sources(tmp_path):
+    from rlfoundry.llm.data import encode_pairs
     from rlfoundry.llm.models import load_model, load_tokenizer
-    from rlfoundry.llm.reward_model import load_reward_model, score_texts, sequence_rewards
     from rlfoundry.llm.rewards import parse_reward
+    from rlfoundry.llm.scoring import load_reward_model, score_texts, sequence_rewards
 
     rm_dir = tmp_path / "rm"
-    rc.run_stage(reward_model, rm_dir, overrides={"steps": 2, "batch_size": 8}, progress=False)
+    train("llm-reward-model", steps=2, out=rm_dir, batch_size=8, progress=False)
     reward = parse_reward(f"rm:{rm_dir}")
     vals = reward(["The movie was", "The movie was"], [" great.", " awful."])
     assert len(vals) == 2 and all(isinstance(v, float) for v in vals)
@@ -164,7 +166,7 @@ def test_reward_model_and_local_judge_as_reward_sources(tmp_path):
     alone = score_texts(model, tok, ["ab"], ["c"])
     padded = score_texts(model, tok, ["ab", "a much longer prompt"], ["c", "and completion"])
     assert torch.allclose(alone, padded[:1], atol=1e-5)
-    ids, attn, _ = rc.encode_pairs(tok, ["ab"], ["c"], 16)
+    ids, attn, _ = encode_pairs(tok, ["ab"], ["c"], 16)
     assert ids[0, int(attn[0].sum()) - 1] == tok.eos_token_id
     assert torch.allclose(sequence_rewards(model, ids, attn), alone, atol=1e-5)
 
@@ -178,14 +180,14 @@ def test_reward_model_and_local_judge_as_reward_sources(tmp_path):
 
     # GRPO trains on the reward model's score plus a weighted task reward
     out = tmp_path / "grpo"
-    s = rc.run_stage(
-        grpo,
-        out,
+    s = train(
+        "llm-grpo",
+        steps=1,
+        out=out,
         overrides={
             **TINY_RL,
             "task": "sentiment",
-            "steps": 1,
-            "batch_size": 8,
+            "rollout_size": 8,
             "group_size": 4,
             "reward": f"rm:{rm_dir},0.5*task",
         },
@@ -194,3 +196,45 @@ def test_reward_model_and_local_judge_as_reward_sources(tmp_path):
     assert s["status"] == "finished"
     header = (out / "metrics.csv").read_text().splitlines()[0]
     assert f"reward/rm:{rm_dir}" in header
+
+
+def test_a_run_from_before_the_registry_resumes(tmp_path, capsys):
+    """Runs made before the registry say `stage: NAME` in config.yaml; they resume alike."""
+    from rlfoundry.cli.main import main
+
+    out = tmp_path / "rm"
+    ov = {"batch_size": 8, "eval_every": 2}
+    s = train("llm-reward-model", steps=4, out=out, overrides=ov, progress=False, stop_at_step=2)
+    assert s["status"] == "interrupted"
+    path = out / "config.yaml"
+    path.write_text(path.read_text().replace("algo: llm-reward-model", "stage: reward-model"))
+    assert main(["llm", "dpo", "--resume", str(out)]) == 2
+    assert "was trained with llm-reward-model, not llm-dpo" in capsys.readouterr().err
+    assert main(["llm", "reward-model", "--resume", str(out), "--no-progress", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert summary["status"] == "finished" and summary["algo"] == "llm-reward-model"
+
+
+def test_old_config_names_still_work_with_a_warning():
+    """One vocabulary: the LLM stages' old key names are accepted (with a FutureWarning)
+    under their new names; `batch_size` is a rollout in the RL stages only."""
+    import warnings
+
+    from rlfoundry.llm import sft
+    from rlfoundry.runtime.config import build_config
+
+    old = {"steps": 3, "batch_size": 16, "mini_batch_size": 8, "epochs": 2, "lr": 1e-3}
+    with pytest.warns(FutureWarning, match="'batch_size' is now 'rollout_size'"):
+        cfg = build_config(grpo.Config, {**old, "clip_eps": 0.1, "clip_eps_high": 0.3})
+    got = (cfg.total_steps, cfg.rollout_size, cfg.minibatch_size, cfg.update_epochs)
+    assert got == (3, 16, 8, 2)
+    assert (cfg.learning_rate, cfg.clip_coef, cfg.clip_coef_high) == (1e-3, 0.1, 0.3)
+    with pytest.warns(FutureWarning, match="'lam' is now 'gae_lambda'"):
+        cfg = build_config(ppo.Config, {"lam": 0.9, "whiten_advantages": False, "batch_size": 8})
+    assert (cfg.gae_lambda, cfg.norm_adv, cfg.rollout_size) == (0.9, False, 8)
+    with pytest.warns(FutureWarning, match="'batch_size' is now 'rollout_size'"):
+        assert build_config(rloo.Config, {"batch_size": 8}).rollout_size == 8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a supervised batch stays `batch_size`, no warning
+        assert build_config(sft.Config, {"batch_size": 4}).batch_size == 4
+        assert build_config(dpo.Config, {"batch_size": 4}).batch_size == 4

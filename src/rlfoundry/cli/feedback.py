@@ -3,10 +3,20 @@
     rlfoundry feedback create-project NAME --kind compare|rank|rate [--overlap N]
     rlfoundry feedback import FILE.jsonl [--project NAME] [--kind KIND] [--overlap N]
     rlfoundry feedback generate --model DIR --prompts FILE -n K [--project NAME]
-    rlfoundry feedback add-annotator NAME [--admin]
-    rlfoundry feedback serve [--host 127.0.0.1] [--port 8000]
+    rlfoundry feedback add-annotator NAME [--admin] [--project P ...]
+    rlfoundry feedback add-member PROJECT NAME... / remove-member PROJECT NAME...
+    rlfoundry feedback rotate-token NAME / revoke-token NAME
+    rlfoundry feedback disable-annotator NAME / enable-annotator NAME
+    rlfoundry feedback annotators [--json]
+    rlfoundry feedback serve [--host 127.0.0.1] [--port 8000] [--max-body-size 1MB]
+                             [--login-limit 10]
     rlfoundry feedback stats [--project NAME] [--json]
     rlfoundry feedback export --format pairs [--project NAME] [--out FILE.jsonl]
+
+Annotators see and get work only from projects they are members of.
+``add-annotator NAME`` makes them a member of every project that exists at that moment
+(``--project P``, repeatable, of those only); a project created later starts with no
+members: add them with ``add-member``.
 
 Every command takes ``--db URL`` (any SQLAlchemy URL or a file path; default
 $RLFOUNDRY_FEEDBACK_DB, else ``sqlite:///feedback.db`` in the current directory).
@@ -24,6 +34,24 @@ from typing import Any
 from rlfoundry.errors import RLFoundryError
 
 DEFAULT_HOST = "127.0.0.1"
+SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20}
+
+
+def parse_size(text: str) -> int:
+    """``"1MB"`` -> 1000000, ``"512KiB"`` -> 524288, ``"2000"`` -> 2000 (bytes)."""
+    t = text.strip().lower().replace(" ", "")
+    digits = t.rstrip("kmgib")
+    unit = t[len(digits) :]
+    try:
+        value = float(digits)
+    except ValueError:
+        value = -1.0
+    if unit not in SIZE_UNITS or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a size; write bytes or a number with kB, MB, GB, KiB or MiB, "
+            "e.g. 1MB (0 turns the limit off)"
+        )
+    return int(value * SIZE_UNITS[unit])
 
 
 def _engine(args: argparse.Namespace):
@@ -52,7 +80,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "HTTPS (and pass --secure-cookies) before sharing tokens over a network.",
             file=sys.stderr,
         )
-    app = create_app(args.db, secure_cookies=args.secure_cookies)
+    if args.login_limit < 0:
+        raise RLFoundryError("--login-limit must be 0 (off) or a positive number of attempts.")
+    app = create_app(
+        args.db,
+        secure_cookies=args.secure_cookies,
+        max_body_bytes=args.max_body_size or None,
+        login_limit=args.login_limit,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
@@ -152,10 +187,102 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_add_annotator(args: argparse.Namespace) -> int:
     from rlfoundry.feedback import store
 
-    token = store.add_annotator(_engine(args), args.name, admin=args.admin)
+    engine = _engine(args)
+    token = store.add_annotator(engine, args.name, admin=args.admin, projects=args.project)
+    projects = args.project or [p.name for p in store.list_projects(engine)]
     role = "admin " if args.admin else ""
-    print(f"{role}annotator '{args.name}' created; token (shown once, keep it secret):")
+    where = (
+        f"member of {', '.join(projects)}"
+        if projects
+        else "member of no project yet (add-member PROJECT NAME)"
+    )
+    print(f"{role}annotator '{args.name}' created, {where}; token (shown once, keep it secret):")
     print(token)
+    return 0
+
+
+def cmd_rotate_token(args: argparse.Namespace) -> int:
+    from rlfoundry.feedback import store
+
+    token = store.rotate_token(_engine(args), args.name)
+    print(
+        f"new token of '{args.name}' (the old one and its logins stop working now; "
+        "shown once, keep it secret):"
+    )
+    print(token)
+    return 0
+
+
+def cmd_revoke_token(args: argparse.Namespace) -> int:
+    from rlfoundry.feedback import store
+
+    store.revoke_token(_engine(args), args.name)
+    print(
+        f"token of '{args.name}' revoked and their logins ended; "
+        f"`rlfoundry feedback rotate-token {args.name}` issues a new one"
+    )
+    return 0
+
+
+def cmd_disable_annotator(args: argparse.Namespace) -> int:
+    from rlfoundry.feedback import store
+
+    released = store.set_disabled(_engine(args), args.name, True)
+    print(
+        f"annotator '{args.name}' disabled: token and logins refused from now on, "
+        f"judgments kept, {released} open assignment(s) returned to the pool"
+    )
+    return 0
+
+
+def cmd_enable_annotator(args: argparse.Namespace) -> int:
+    from rlfoundry.feedback import store
+
+    store.set_disabled(_engine(args), args.name, False)
+    print(f"annotator '{args.name}' enabled; their token works again")
+    return 0
+
+
+def cmd_add_member(args: argparse.Namespace) -> int:
+    from rlfoundry.feedback import store
+
+    added = store.add_members(_engine(args), args.project, args.names)
+    already = [n for n in args.names if n not in added]
+    print(
+        f"'{args.project}': added {', '.join(added) or 'nobody'}"
+        + (f" (already members: {', '.join(already)})" if already else "")
+    )
+    return 0
+
+
+def cmd_remove_member(args: argparse.Namespace) -> int:
+    from rlfoundry.feedback import store
+
+    removed = store.remove_members(_engine(args), args.project, args.names)
+    others = [n for n in args.names if n not in removed]
+    print(
+        f"'{args.project}': removed {', '.join(removed) or 'nobody'} (judgments kept, open "
+        "assignments returned to the pool)"
+        + (f"; not members: {', '.join(others)}" if others else "")
+    )
+    return 0
+
+
+def cmd_annotators(args: argparse.Namespace) -> int:
+    from rlfoundry.feedback import store
+
+    rows = store.list_annotators(_engine(args))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        role = " (admin)" if r["admin"] else ""
+        print(
+            f"{r['name']}{role}: {r['status']}, {r['judgments']} judgments, projects: "
+            f"{', '.join(r['projects']) or '-'}"
+        )
+    if not rows:
+        print("no annotators yet; `rlfoundry feedback add-annotator NAME` creates one")
     return 0
 
 
@@ -275,6 +402,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--secure-cookies", action="store_true", help="mark cookies Secure (HTTPS)")
     p.add_argument("--log-level", default="info")
+    p.add_argument(
+        "--max-body-size",
+        type=parse_size,
+        default="1MB",
+        help="larger request bodies get 413 before they are read (default 1MB; 0: no limit)",
+    )
+    p.add_argument(
+        "--login-limit",
+        type=int,
+        default=10,
+        help="wrong tokens one client address may try per minute before 429 (default 10; 0: off)",
+    )
 
     p = add("create-project", "create an empty project", cmd_create_project)
     p.add_argument("name")
@@ -308,6 +447,30 @@ def register(subparsers: Any) -> None:
     p = add("add-annotator", "create an annotator and print its login token", cmd_add_annotator)
     p.add_argument("name")
     p.add_argument("--admin", action="store_true", help="may see the agreement page")
+    p.add_argument(
+        "--project",
+        action="append",
+        help="member of this project (repeatable; default: every project that exists now)",
+    )
+
+    p = add("annotators", "list annotators: status, projects, judgments", cmd_annotators)
+    p.add_argument("--json", action="store_true")
+
+    for name, func, what in (
+        ("rotate-token", cmd_rotate_token, "issue a new token (printed once); the old one dies"),
+        ("revoke-token", cmd_revoke_token, "invalidate an annotator's token and logins"),
+        ("disable-annotator", cmd_disable_annotator, "refuse an annotator; judgments stay"),
+        ("enable-annotator", cmd_enable_annotator, "undo disable-annotator"),
+    ):
+        add(name, what, func).add_argument("name", help="annotator name")
+
+    for name, func, what in (
+        ("add-member", cmd_add_member, "let annotators see and work on a project"),
+        ("remove-member", cmd_remove_member, "take annotators off a project (judgments stay)"),
+    ):
+        p = add(name, what, func)
+        p.add_argument("project")
+        p.add_argument("names", nargs="+", metavar="NAME", help="annotator names")
 
     p = add("stats", "agreement and progress per project", cmd_stats)
     p.add_argument("--project")

@@ -1,31 +1,32 @@
 """`rlfoundry llm ...`: the language-model commands.
 
     rlfoundry llm pretrain --task arithmetic --out runs/pre
-    rlfoundry llm sft --task arithmetic --model runs/pre --out runs/sft [--set lr=1e-3]
-    rlfoundry llm sft --resume runs/sft
+    rlfoundry llm sft --task arithmetic --model runs/pre --out runs/sft [--set learning_rate=1e-3]
+    rlfoundry llm grpo --model runs/sft --task arithmetic --steps 50 --out runs/grpo
+    rlfoundry llm reward-model --data pairs.jsonl --out runs/rm
+    rlfoundry llm grpo --resume runs/grpo
     rlfoundry llm generate runs/sft --prompt "12+7=" [--prompt ...] [--temperature 1]
     rlfoundry llm eval runs/sft --task arithmetic       # held-out exact-match accuracy
+    rlfoundry llm pipeline --task arithmetic            # pre-train -> SFT -> GRPO
+    rlfoundry llm import-gguf MODEL.gguf --out models/m  # a GGUF model as a starting model
 
-Training stages take `--config FILE.yaml` and repeatable `--set key=value` (the keys
-of the stage's Config; `rlfoundry llm sft --help` lists the shortcuts). The RL stages
-(reward-model, dpo, ppo, grpo, rloo, pipeline) are added by `llm/rl_cli.py`.
+One training command per LLM stage of `rlfoundry.registry` (`rlfoundry list` shows
+them), each trained by `rlfoundry.api.train`. They take `--config FILE.yaml` and
+repeatable `--set key=value` (the keys of the stage's Config: `rlfoundry list llm-sft`);
+`--model/--task/--data/--steps/--seed` are shortcuts for the same keys (`--steps` sets
+`total_steps`, `--data` the stage's data file).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-#: stage name -> (module, help)
-STAGES = {
-    "pretrain": ("rlfoundry.llm.pretrain", "pre-train a causal LM on a task's corpus"),
-    "sft": ("rlfoundry.llm.sft", "supervised fine-tuning, loss on completion tokens only"),
-}
+from rlfoundry import registry
 
 
 def _print(summary: dict[str, Any]) -> None:
@@ -36,26 +37,23 @@ def _print(summary: dict[str, Any]) -> None:
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
-    from rlfoundry.llm.rl_common import run_stage
+    from rlfoundry.api import train
     from rlfoundry.runtime.config import parse_overrides
 
-    module = importlib.import_module(STAGES[args.stage][0])
+    entry = registry.get(args.entry)
     overrides: dict[str, Any] = {}
-    for key in ("model", "task", "data", "steps", "seed"):
-        value = getattr(args, key, None)
-        if value is not None:
-            overrides["corpus" if key == "data" and args.stage == "pretrain" else key] = value
+    for key, value in (("model", args.model), ("task", args.task), (entry.data_key, args.data)):
+        if key is not None and value is not None:
+            overrides[key] = value
     overrides.update(parse_overrides(args.set))
-    if args.resume:
-        out = Path(args.resume)
-    else:
-        out = Path(args.out or f"runs/{args.stage}-{time.strftime('%Y%m%d-%H%M%S')}")
-    summary = run_stage(
-        module,
-        out,
+    summary = train(
+        entry.name,
+        steps=args.steps,
+        seed=args.seed,
+        out=args.out,
         config=args.config,
         overrides=overrides,
-        resume=bool(args.resume),
+        resume=args.resume,
         progress=not args.no_progress,
         stop_at_step=args.stop_at,
     )
@@ -73,9 +71,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
     from rlfoundry.errors import RLFoundryError
+    from rlfoundry.llm.data import load_jsonl
     from rlfoundry.llm.generation import generate
     from rlfoundry.llm.models import load_model, load_tokenizer
-    from rlfoundry.llm.tasks import load_jsonl
 
     prompts = list(args.prompt or [])
     if args.prompts:
@@ -110,8 +108,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
+    from rlfoundry.llm.evaluation import evaluate_accuracy
     from rlfoundry.llm.models import load_model, load_tokenizer
-    from rlfoundry.llm.tasks import evaluate_accuracy, get_task
+    from rlfoundry.llm.tasks import get_task
 
     torch.set_num_threads(args.threads)
     task = get_task(args.task)
@@ -126,32 +125,52 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stage_parser(sub: Any, name: str, help_: str) -> None:
-    p = sub.add_parser(name, help=help_, description=help_)
+def cmd_import_gguf(args: argparse.Namespace) -> int:
+    from rlfoundry.llm.gguf import cmd_import_gguf
+
+    return cmd_import_gguf(args)
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from rlfoundry.llm.pipeline import run_pipeline
+
+    out = Path(args.out or f"runs/pipeline-{args.task}-{time.strftime('%Y%m%d-%H%M%S')}")
+    res = run_pipeline(task=args.task, out=out, progress=not args.no_progress, seed=args.seed)
+    print(
+        f"{args.task}: held-out exact match {res['accuracy_before']:.1%} after SFT -> "
+        f"{res['accuracy_after']:.1%} after GRPO  ({out})"
+    )
+    return 0
+
+
+def _stage_parser(sub: Any, entry: registry.Entry) -> None:
+    stage = entry.name.removeprefix(registry.LLM_PREFIX)
+    p = sub.add_parser(stage, help=entry.about, description=entry.about)
     p.add_argument("--model", help="starting model: DIR or tiny:nano|micro|small (sets model=)")
     p.add_argument("--task", help="built-in task: arithmetic, sentiment, format (sets task=)")
-    data_key = "corpus" if name == "pretrain" else "data"
-    p.add_argument("--data", help=f"JSONL file to train on (sets {data_key}=)")
-    p.add_argument("--steps", type=int, help="optimizer steps (sets steps=)")
+    if entry.data_key is not None:
+        p.add_argument("--data", help=f"JSONL file to train on (sets {entry.data_key}=)")
+    p.add_argument("--steps", type=int, help="optimizer steps / iterations (sets total_steps=)")
     p.add_argument("--seed", type=int, help="random seed (sets seed=)")
-    p.add_argument("--out", help=f"run directory (default runs/{name}-TIME)")
+    p.add_argument("--out", help=f"run directory (default runs/{stage}-TIME)")
     p.add_argument("--config", help="YAML file of config values")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--stop-at", type=int, help=argparse.SUPPRESS)
-    p.set_defaults(func=cmd_stage, stage=name)
+    p.set_defaults(func=cmd_stage, entry=entry.name, data=None)
 
 
 def register(subparsers: Any) -> None:
-    """Add `rlfoundry llm` and its commands (called through cli.EXTRA_COMMANDS)."""
+    """Add `rlfoundry llm` and its commands (called through cli.main.EXTRA_COMMANDS)."""
     llm = subparsers.add_parser(
-        "llm", help="language models: pretrain, sft, generate, eval, RL stages"
+        "llm", help="language models: the training stages, generate, eval, pipeline"
     )
     sub = llm.add_subparsers(dest="llm_command", metavar="COMMAND", required=True)
-    for name, (_, help_) in STAGES.items():
-        _stage_parser(sub, name, help_)
+    for entry in registry.REGISTRY.values():
+        if entry.kind == "llm":
+            _stage_parser(sub, entry)
 
     p = sub.add_parser("generate", help="complete prompts with a trained model")
     p.add_argument("model_dir", help="run directory or model directory (or tiny:nano)")
@@ -176,8 +195,19 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 
-    try:
-        from rlfoundry.cli.llm_rl import register as register_rl
-    except ImportError:
-        return
-    register_rl(sub)
+    p = sub.add_parser(
+        "import-gguf", help="convert a GGUF file into a model directory the stages can start from"
+    )
+    p.add_argument("gguf", help="the .gguf file")
+    p.add_argument("--out", required=True, help="model directory to write (e.g. models/smollm2)")
+    p.set_defaults(func=cmd_import_gguf)
+
+    p = sub.add_parser(
+        "pipeline",
+        help="pre-train -> SFT -> GRPO on a built-in task; prints accuracy before/after RL",
+    )
+    p.add_argument("--task", default="arithmetic")
+    p.add_argument("--out", help="directory of the three runs (default runs/pipeline-TASK-TIME)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_pipeline)

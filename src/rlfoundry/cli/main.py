@@ -7,32 +7,36 @@
     rlfoundry eval DIR [--episodes N] [--render-video]
     rlfoundry solve ENV_ID [--gamma G]
     rlfoundry plot DIR [DIR ...] [--out FILE.png] [--key episode_return]
-    rlfoundry list [ALGO]
+    rlfoundry list [NAME]
 
-Sub-command groups added by later modules (``rlfoundry llm ...``) register themselves
-through :data:`EXTRA_COMMANDS`.
+The other command groups (``rlfoundry llm ...``, ``quickstart``, ``feedback``, ``trade``,
+``drive``, ``transfer``) live in their own ``rlfoundry.cli`` modules, listed in
+:data:`EXTRA_COMMANDS`. Building the parser imports neither torch nor gymnasium: every
+command imports what it needs when it runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rlfoundry import registry
 from rlfoundry.errors import RLFoundryError
 
-#: (module, function) pairs; each function receives the subparsers object and adds its
-#: commands with ``set_defaults(func=...)``. Missing optional modules are skipped.
-EXTRA_COMMANDS: list[tuple[str, str]] = [
-    ("rlfoundry.cli.quickstart", "register"),
-    ("rlfoundry.cli.feedback", "register"),
-    ("rlfoundry.cli.apps", "register"),
-    ("rlfoundry.cli.llm", "register"),
-    ("rlfoundry.cli.transfer", "register"),
+#: The ``rlfoundry.cli`` modules whose ``register(subparsers)`` adds their commands (with
+#: ``set_defaults(func=...)``).
+EXTRA_COMMANDS: list[str] = [
+    "rlfoundry.cli.quickstart",
+    "rlfoundry.cli.feedback",
+    "rlfoundry.cli.apps",
+    "rlfoundry.cli.llm",
+    "rlfoundry.cli.transfer",
 ]
 
 
@@ -57,6 +61,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is None and args.algo is None:
         raise RLFoundryError(
             "Give an algorithm (e.g. `rlfoundry train qlearning --env FrozenLake-v1`) or --resume DIR."
+        )
+    if args.algo is not None and registry.get(args.algo).kind != "gym":
+        entry = registry.get(args.algo)
+        raise RLFoundryError(
+            f"{entry.name} is a language-model stage; train it with `rlfoundry {entry.command}`."
         )
     overrides = parse_overrides(args.set)
     for flag, key, value in (
@@ -91,14 +100,12 @@ def _check_flag(args: argparse.Namespace, flag: str, key: str) -> None:
     """A shorthand flag is ``--set key=...``: for new runs of algorithms that have ``key``."""
     import dataclasses
 
-    from rlfoundry.algos import get_algo
-
     if args.resume is not None:
         raise RLFoundryError(
             f"{flag} sets up a new run; a resumed run keeps the {key} of its "
             f"config.yaml (drop {flag}, or start a new run)."
         )
-    if key not in {f.name for f in dataclasses.fields(get_algo(args.algo).Config)}:
+    if key not in {f.name for f in dataclasses.fields(registry.load(args.algo).Config)}:
         users = {"render_video": "ppo, a2c, dqn or vpg", "num_envs": "ppo, a2c or dqn"}
         raise RLFoundryError(
             f"{flag} is not available for {args.algo} (its config has no {key}); drop the "
@@ -171,30 +178,37 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from rlfoundry.algos import ALGOS, available, get_algo
     from rlfoundry.runtime.config import describe
 
     console = Console()
     if args.algo:
-        module = get_algo(args.algo)
-        table = Table(title=f"{args.algo} config (use --set key=value)")
-        for col in ("key", "type", "default", "meaning"):
+        entry = registry.get(args.algo)
+        table = Table(title=f"{entry.name} config (use --set key=value)")
+        table.add_column("key", no_wrap=True)
+        for col in ("type", "default", "meaning"):
             table.add_column(col)
-        for name, typ, default, doc in describe(module.Config):
+        for name, typ, default, doc in describe(entry.load().Config):
             table.add_row(name, typ, repr(default), doc)
         console.print(table)
         return 0
-    table = Table(title="algorithms")
-    table.add_column("name")
-    table.add_column("what it is")
-    for name in available():
-        table.add_row(name, ALGOS[name][1])
-    console.print(table)
-    import rlfoundry.envs as envs
+    for kind, title in (
+        ("gym", "algorithms (rlfoundry train NAME)"),
+        ("llm", "language-model stages (rlfoundry llm STAGE)"),
+    ):
+        table = Table(title=title)
+        table.add_column("name", no_wrap=True)
+        table.add_column("what it is")
+        for entry in registry.entries(kind):
+            table.add_row(entry.name, entry.about)
+        console.print(table)
+    from rlfoundry.api import load_plugins
+
+    load_plugins()
+    from rlfoundry.envs import BUILTIN_ENVS
 
     table = Table(title="built-in environments (plus every Gymnasium id)")
     table.add_column("id")
-    for env_id in envs.BUILTIN_ENVS:
+    for env_id in BUILTIN_ENVS:
         table.add_row(env_id)
     console.print(table)
     return 0
@@ -212,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train an algorithm and write a run directory")
     p.add_argument("algo", nargs="?", help="algorithm name (see `rlfoundry list`)")
     p.add_argument("--env", help="Gymnasium environment id")
-    p.add_argument("--steps", type=int, help="environment steps to train for")
+    p.add_argument("--steps", type=int, help="environment steps to train for (total_steps)")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--out", help="run directory to create (default runs/ALGO-ENV-sSEED-TIME)")
     p.add_argument("--config", help="YAML file of config values")
@@ -223,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--init-from",
         metavar="DIR",
-        help="start from the weights of the run in DIR (same algorithm: ppo, a2c, dqn)",
+        help="start from the weights of the run in DIR (same algorithm: "
+        + ", ".join(e.name for e in registry.REGISTRY.values() if e.warm_start)
+        + ")",
     )
     p.add_argument(
         "--render-video",
@@ -275,16 +291,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser(
-        "list", help="list algorithms and built-in environments, or one algorithm's config"
+        "list",
+        help="list algorithms, LLM stages and built-in environments, or one's config",
     )
     p.add_argument("algo", nargs="?")
     p.set_defaults(func=cmd_list)
 
-    for module_name, fn_name in EXTRA_COMMANDS:
-        try:
-            register: Callable[[Any], None] = getattr(importlib.import_module(module_name), fn_name)
-        except ImportError:
-            continue
+    for module_name in EXTRA_COMMANDS:
+        if module_name == "rlfoundry.cli.transfer" and not importlib.util.find_spec(module_name):
+            module_name = "rlfoundry.experiments.transfer"  # until the classic branch merges
+        register: Callable[[Any], None] = importlib.import_module(module_name).register
         register(sub)
     return parser
 

@@ -30,7 +30,7 @@ def _row(name: str, summary: dict[str, Any], target: str) -> str:
 
 
 def run_quickstart(out: Path, include_llm: bool = True, progress: bool = True) -> Path:
-    from rlfoundry.algos import available
+    from rlfoundry import registry
     from rlfoundry.api import train
     from rlfoundry.envs.evaluation import make_env
     from rlfoundry.mdp import evaluate_policy_exact, value_iteration
@@ -83,8 +83,9 @@ def run_quickstart(out: Path, include_llm: bool = True, progress: bool = True) -
     lines += ["![GridWorld](gridworld.png)", ""]
 
     deep = []
+    installed = {e.name for e in registry.entries("gym")}
     for algo in ("ppo", "dqn"):
-        if algo not in available():
+        if algo not in installed:
             continue
         run_dir = out / f"{algo}-cartpole"
         print(f"[3/4] training {algo} on CartPole-v1 (tuned config)")

@@ -10,5 +10,6 @@ training a reward model.
 
 Modules: ``db`` (tables), ``assign`` (who sees what), ``labels`` (what a judgment
 means), ``agreement`` and ``export`` (pure statistics and pairs), ``store`` (database
-operations), ``app`` and ``templates`` (web app), ``cli``.
+operations), ``guards`` (body limit, security headers, failed-token limit: pure ASGI),
+``app`` and ``templates`` (web app), ``cli``.
 """

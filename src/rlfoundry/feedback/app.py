@@ -8,17 +8,22 @@ SameSite=Strict alone already keeps the cookie off cross-site requests, the toke
 the second lock. Every response has a strict Content-Security-Policy whose nonce is
 the only way to run a script, so even an escaping bug would not execute injected JS.
 
-An annotator only ever sees their own judgments; another annotator's assignment or
-judgment id answers 404, the same as one that does not exist.
+An annotator only ever sees their own judgments and the projects they are a member
+of; another annotator's assignment or judgment id, or a project one is not a member
+of, answers 404, the same as one that does not exist. Ids outside 1..2**63-1 answer 422.
+
+In front of all of it (:mod:`rlfoundry.feedback.guards`): request bodies over
+``max_body_bytes`` get 413 before anything is parsed or authenticated, every response
+(errors included) carries the security headers, and a client that presents
+``login_limit`` wrong tokens within a minute gets 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import hmac
-import secrets
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +31,14 @@ from starlette.concurrency import run_in_threadpool
 from rlfoundry.feedback import store
 from rlfoundry.feedback.assign import next_assignment
 from rlfoundry.feedback.db import make_engine
+from rlfoundry.feedback.guards import (
+    DEFAULT_LOGIN_LIMIT,
+    DEFAULT_MAX_BODY,
+    LOGIN_WINDOW,
+    BodyLimit,
+    FailureLimiter,
+    SecurityHeaders,
+)
 from rlfoundry.feedback.labels import LabelError
 from rlfoundry.feedback.store import Conflict, NotFound, Who
 from rlfoundry.feedback.templates import environment
@@ -34,14 +47,44 @@ COOKIE = "rlf_session"
 CSRF_HEADER = "x-csrf-token"
 
 
+ID_MAX = 2**63 - 1  # database integer keys are signed 64-bit
+
+
 class LoginRequired(Exception):
     pass
 
 
+def client_key(request: Request) -> str:
+    """Who the failed-token limit counts against: the client's address (uvicorn takes it
+    from X-Forwarded-For only of a trusted proxy: 127.0.0.1 or $FORWARDED_ALLOW_IPS)."""
+    return request.client.host if request.client else "unknown"
+
+
+def too_many_attempts(wait: int) -> HTTPException:
+    return HTTPException(
+        429,
+        f"Too many wrong tokens from your address; try again in {wait} s.",
+        headers={"Retry-After": str(wait)},
+    )
+
+
 def authenticate(engine: Engine, request: Request) -> Who | None:
+    """The caller, from a Bearer token or a session cookie; ``None`` if neither is valid.
+
+    A presented token counts against the client's failed-attempt limit when wrong, and
+    while the client is over the limit it is refused (429) without being checked, so the
+    answer tells a guesser nothing.
+    """
     auth = request.headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":
-        return store.who_for_token(engine, auth[7:].strip())
+        token = auth[7:].strip()
+        limiter: FailureLimiter = request.app.state.login_limiter
+        if token and (wait := limiter.retry_after(client_key(request))):
+            raise too_many_attempts(wait)
+        who = store.who_for_token(engine, token)
+        if who is None and token:
+            limiter.fail(client_key(request))
+        return who
     key = request.cookies.get(COOKIE)
     return store.who_for_session(engine, key) if key else None
 
@@ -69,6 +112,8 @@ def api_user(request: Request) -> Who:
 
 Api = Annotated[Who, Depends(api_user)]
 Payload = Annotated[dict[str, Any], Body()]
+# Out-of-range ids are refused by validation (422) instead of overflowing the driver.
+Id = Annotated[int, Path(ge=1, le=ID_MAX)]
 
 
 def form_payload(kind: str, form: Any) -> dict[str, Any]:
@@ -90,27 +135,26 @@ def form_payload(kind: str, form: Any) -> dict[str, Any]:
     return payload
 
 
-def create_app(db: str | Engine | None = None, *, secure_cookies: bool = False) -> FastAPI:
-    """The app over database ``db`` (SQLAlchemy URL, engine, or $RLFOUNDRY_FEEDBACK_DB)."""
+def create_app(
+    db: str | Engine | None = None,
+    *,
+    secure_cookies: bool = False,
+    max_body_bytes: int | None = DEFAULT_MAX_BODY,
+    login_limit: int = DEFAULT_LOGIN_LIMIT,
+) -> FastAPI:
+    """The app over database ``db`` (SQLAlchemy URL, engine, or $RLFOUNDRY_FEEDBACK_DB).
+
+    ``max_body_bytes``: larger request bodies get 413 (``None``: no limit).
+    ``login_limit``: wrong tokens a client may present per minute before 429 (0: off).
+    """
     engine = db if isinstance(db, Engine) else make_engine(db)
     templates = environment()
     app = FastAPI(title="rlfoundry feedback", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine = engine
-
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        request.state.nonce = secrets.token_urlsafe(16)
-        response = await call_next(request)
-        n = request.state.nonce
-        response.headers["Content-Security-Policy"] = (
-            f"default-src 'none'; script-src 'nonce-{n}'; style-src 'nonce-{n}'; "
-            "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-        )
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Cache-Control"] = "no-store"
-        return response
+    app.state.login_limiter = FailureLimiter(login_limit, LOGIN_WINDOW)
+    # Added last = outermost: headers go on the body limit's 413 as well.
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(LoginRequired)
     async def _to_login(request: Request, exc: LoginRequired):
@@ -123,9 +167,11 @@ def create_app(db: str | Engine | None = None, *, secure_cookies: bool = False) 
 
         app.exception_handler(exc_type)(_handler)
 
-    def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+    def render(
+        request: Request, name: str, status: int = 200, headers: Any = None, **ctx: Any
+    ) -> HTMLResponse:
         html = templates.get_template(name).render(nonce=request.state.nonce, **ctx)
-        return HTMLResponse(html, status_code=status)
+        return HTMLResponse(html, status_code=status, headers=headers)
 
     async def page_user(request: Request) -> Who:
         who = await run_in_threadpool(authenticate, engine, request)
@@ -150,8 +196,17 @@ def create_app(db: str | Engine | None = None, *, secure_cookies: bool = False) 
         if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
             raise HTTPException(403, "Log in from the app's own login page.")
         form = await request.form()
-        result = await run_in_threadpool(store.login, engine, str(form.get("token", "")).strip())
+        limiter: FailureLimiter = app.state.login_limiter
+        if wait := limiter.retry_after(client_key(request)):
+            msg = f"Too many wrong tokens from your address; try again in {wait} s."
+            return render(
+                request, "login.html", 429, {"Retry-After": str(wait)}, who=None, error=msg
+            )
+        token = str(form.get("token", "")).strip()
+        result = await run_in_threadpool(store.login, engine, token)
         if result is None:
+            if token:
+                limiter.fail(client_key(request))
             return render(request, "login.html", 401, who=None, error="That token is not valid.")
         key, _ = result
         response = RedirectResponse("/", status_code=303)
@@ -184,7 +239,7 @@ def create_app(db: str | Engine | None = None, *, secure_cookies: bool = False) 
                 "kind": p.kind,
                 "progress": store.progress(engine, p.id, who.id, project_wide=True),
             }
-            for p in store.list_projects(engine)
+            for p in store.member_projects(engine, who)
         ]
 
     @app.get("/", response_class=HTMLResponse)
@@ -194,7 +249,7 @@ def create_app(db: str | Engine | None = None, *, secure_cookies: bool = False) 
         return render(request, "home.html", who=who, projects=projects)
 
     def _task_context(project_id: int, who: Who) -> dict[str, Any] | None:
-        project = store.project_by_id(engine, project_id)
+        project = store.member_project(engine, who, project_id)
         if project is None:
             return None
         a = next_assignment(engine, project_id, who.id, project=project)
@@ -212,20 +267,22 @@ def create_app(db: str | Engine | None = None, *, secure_cookies: bool = False) 
         return render(request, "task.html", 422 if error else 200, who=who, error=error, **ctx)
 
     @app.get("/p/{project_id}", response_class=HTMLResponse)
-    async def task_page(request: Request, project_id: int):
+    async def task_page(request: Request, project_id: Id):
         who = await page_user(request)
         return await _show_task(request, who, project_id)
 
     @app.post("/p/{project_id}/submit")
-    async def task_submit(request: Request, project_id: int):
+    async def task_submit(request: Request, project_id: Id):
         who = await page_user(request)
         form = await request.form()
         check_csrf(who, form.get("csrf"))
         try:
-            assignment_id = int(form.get("assignment_id", ""))
+            assignment_id = int(str(form.get("assignment_id", "")))
         except ValueError:
-            raise HTTPException(422, "assignment_id must be a number") from None
-        project = await run_in_threadpool(store.project_by_id, engine, project_id)
+            assignment_id = 0
+        if not 1 <= assignment_id <= ID_MAX:
+            raise HTTPException(422, f"assignment_id must be a whole number from 1 to {ID_MAX}.")
+        project = await run_in_threadpool(store.member_project, engine, who, project_id)
         if project is None:
             raise HTTPException(404, "No such project.")
         kind = project.kind
@@ -266,7 +323,7 @@ def create_app(db: str | Engine | None = None, *, secure_cookies: bool = False) 
         return _projects(who)
 
     @app.post("/api/projects/{project_id}/next")
-    def api_next(who: Api, project_id: int) -> dict[str, Any]:
+    def api_next(who: Api, project_id: Id) -> dict[str, Any]:
         ctx = _task_context(project_id, who)
         if ctx is None:
             raise HTTPException(404, "No such project.")
@@ -277,7 +334,7 @@ def create_app(db: str | Engine | None = None, *, secure_cookies: bool = False) 
         return ctx
 
     @app.post("/api/assignments/{assignment_id}/judgment", status_code=201)
-    def api_submit(who: Api, assignment_id: int, payload: Payload) -> dict[str, Any]:
+    def api_submit(who: Api, assignment_id: Id, payload: Payload) -> dict[str, Any]:
         j = store.submit(engine, who, assignment_id, payload)
         return {"id": j.id, "assignment_id": j.assignment_id}
 
@@ -286,11 +343,11 @@ def create_app(db: str | Engine | None = None, *, secure_cookies: bool = False) 
         return store.own_judgments(engine, who)
 
     @app.get("/api/judgments/{judgment_id}")
-    def api_judgment(who: Api, judgment_id: int) -> dict[str, Any]:
+    def api_judgment(who: Api, judgment_id: Id) -> dict[str, Any]:
         return store.own_judgment(engine, who, judgment_id)
 
     @app.put("/api/judgments/{judgment_id}")
-    def api_update(who: Api, judgment_id: int, payload: Payload) -> dict[str, Any]:
+    def api_update(who: Api, judgment_id: Id, payload: Payload) -> dict[str, Any]:
         return store.update_judgment(engine, who, judgment_id, payload)
 
     @app.get("/api/stats")

@@ -127,6 +127,22 @@ def _reclaim_stale(s: Session, project_id: int, now: datetime, lease: timedelta)
     return len(stale)
 
 
+def release_open(s: Session, annotator_id: int, project_id: int | None = None) -> int:
+    """Give an annotator's open assignments (in one project, or all) back to the pool.
+
+    Used when an annotator is disabled or leaves a project, so their unfinished items
+    reach ``overlap`` through others without waiting for the lease.
+    """
+    cond = [Assignment.annotator_id == annotator_id, Assignment.done_at.is_(None)]
+    if project_id is not None:
+        cond.append(Assignment.project_id == project_id)
+    rows = s.execute(select(Assignment.id, Assignment.item_id).where(*cond)).all()
+    for assignment_id, item_id in rows:
+        s.execute(delete(Assignment).where(Assignment.id == assignment_id))
+        s.execute(update(Item).where(Item.id == item_id).values(n_assigned=Item.n_assigned - 1))
+    return len(rows)
+
+
 def _candidates(
     s: Session, project: Project, annotator_id: int
 ) -> tuple[set[int], list[Candidate], dict[int, int]]:

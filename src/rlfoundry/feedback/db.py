@@ -4,6 +4,8 @@ Duplicates are made impossible by the schema, not by application code: one assig
 per (item, annotator), one judgment per assignment and per (item, annotator). Tokens and
 session keys are stored only as SHA-256 hashes.
 
+Older databases are brought up to date when they are opened (:func:`migrate`).
+
 Labels are stored in *response-index* terms (the order of ``responses`` in the import
 file), never in the left/right order an annotator saw; :mod:`rlfoundry.feedback.labels`
 converts between the two.
@@ -24,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    Connection,
     DateTime,
     Engine,
     ForeignKey,
@@ -34,8 +37,12 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    insert,
+    inspect,
+    literal,
     select,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 from sqlalchemy.pool import StaticPool
@@ -119,6 +126,22 @@ class Annotator(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Set by `feedback disable-annotator`: no token or session of theirs is accepted.
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # Set by `feedback revoke-token` (token_hash then matches no token anyone holds),
+    # cleared by `rotate-token`; kept so that `feedback annotators` can say why.
+    token_revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Membership(Base):
+    """An annotator may see and be given work from a project only as its member."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("project_id", "annotator_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -240,13 +263,45 @@ def make_engine(url: str | None = None, *, create: bool = True) -> Engine:
 
     if create:
         try:
-            Base.metadata.create_all(engine)
+            with engine.execution_options(rlf_immediate=True).begin() as conn:
+                migrate(conn)
         except Exception as err:  # unreachable server, bad credentials, unwritable file
             raise RLFoundryError(
                 f"Cannot use feedback database '{engine.url!r}' ({type(err).__name__}: "
                 f"{str(err).splitlines()[0][:200]}); check --db and that the database is reachable."
             ) from None
     return engine
+
+
+def migrate(conn: Connection) -> None:
+    """Create missing tables and bring a database made by an earlier version up to date.
+
+    Idempotent, and run in one write transaction so two processes opening the same old
+    database do not both alter it. Changes so far:
+
+    * ``annotators.disabled_at`` and ``annotators.token_revoked_at`` (added columns);
+    * ``memberships`` (a new table). Before it, every annotator saw every project, so
+      a database that predates it gets every existing annotator as a member of every
+      existing project: nobody loses work they had, later projects start empty.
+    """
+    before = set(inspect(conn).get_table_names())
+    Base.metadata.create_all(conn)
+    if "annotators" not in before:
+        return  # a new database: create_all made everything
+    have = {c["name"] for c in inspect(conn).get_columns("annotators")}
+    for name in ("disabled_at", "token_revoked_at"):
+        if name not in have:
+            kind = DateTime().compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE annotators ADD COLUMN {name} {kind}"))
+    if "memberships" not in before:
+        conn.execute(
+            insert(Membership).from_select(
+                ["project_id", "annotator_id", "created_at"],
+                select(Project.id, Annotator.id, literal(utcnow(), DateTime)).join(
+                    Annotator, true()
+                ),
+            )
+        )
 
 
 @contextmanager
@@ -299,4 +354,4 @@ def annotator_for_token(s: Session, token: str) -> Annotator | None:
     ann = s.scalar(select(Annotator).where(Annotator.token_hash == digest))
     if ann is None or not hmac.compare_digest(ann.token_hash, digest):
         return None
-    return ann
+    return None if ann.disabled_at is not None else ann

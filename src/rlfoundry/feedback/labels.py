@@ -20,6 +20,7 @@ from typing import Any
 LETTERS = string.ascii_uppercase
 NO_PREFERENCE = ("tie", "both_bad")
 RATING_MIN, RATING_MAX = 1, 5
+MAX_REASON = 5000  # characters of the optional free-text reason
 
 
 class LabelError(ValueError):
@@ -66,6 +67,20 @@ def from_display(kind: str, order: list[int], payload: Mapping[str, Any]) -> Any
             label[order[pos]] = value
         return label
     raise LabelError(f"Unknown task kind '{kind}'.")
+
+
+def check_reason(reason: Any) -> str:
+    """The free-text reason as stored: refused when over :data:`MAX_REASON` characters
+    (an annotator's text is never cut silently)."""
+    if reason is None:
+        return ""
+    if not isinstance(reason, str):
+        raise LabelError("The reason must be text.")
+    if len(reason) > MAX_REASON:
+        raise LabelError(
+            f"The reason is {len(reason)} characters long; the limit is {MAX_REASON}, shorten it."
+        )
+    return reason
 
 
 def to_display(kind: str, order: list[int], label: Any) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Database operations behind the CLI and the web app: projects, import, annotators,
-login sessions, judgments, progress, agreement statistics and export loading.
+"""Database operations behind the CLI and the web app: projects, import, annotators
+and their tokens and memberships, login sessions, judgments, progress, agreement
+statistics and export loading.
 
 Each public function opens its own transaction; writes use ``write_session`` so that
 on SQLite they are serialized (see ``db.make_engine``).
@@ -20,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from rlfoundry.errors import RLFoundryError
 from rlfoundry.feedback import agreement
-from rlfoundry.feedback.assign import expected_gold
+from rlfoundry.feedback.assign import expected_gold, release_open
 from rlfoundry.feedback.db import (
     KINDS,
     Annotator,
@@ -28,6 +29,7 @@ from rlfoundry.feedback.db import (
     Item,
     Judgment,
     LoginSession,
+    Membership,
     Project,
     Response,
     annotator_for_token,
@@ -41,6 +43,7 @@ from rlfoundry.feedback.export import ItemJudgments
 from rlfoundry.feedback.labels import (
     LabelError,
     agreement_units,
+    check_reason,
     from_display,
     gold_match,
     letter,
@@ -279,8 +282,14 @@ def import_items(engine: Engine, project_name: str, items: list[ParsedItem], sou
 # ---------------------------------------------------------------- annotators and sessions
 
 
-def add_annotator(engine: Engine, name: str, *, admin: bool = False) -> str:
-    """Create an annotator and return its token (shown once; only its hash is stored)."""
+def add_annotator(
+    engine: Engine, name: str, *, admin: bool = False, projects: list[str] | None = None
+) -> str:
+    """Create an annotator and return its token (shown once; only its hash is stored).
+
+    ``projects``: the projects they become a member of; ``None`` means every project
+    that exists now (a project created later gets members with :func:`add_members`).
+    """
     name = name.strip()
     if not name or len(name) > 200:
         raise RLFoundryError("Annotator name must be 1-200 characters; pass a short name.")
@@ -288,8 +297,137 @@ def add_annotator(engine: Engine, name: str, *, admin: bool = False) -> str:
     with write_session(engine) as s:
         if s.scalar(select(Annotator.id).where(Annotator.name == name)) is not None:
             raise RLFoundryError(f"Annotator '{name}' already exists; choose another name.")
-        s.add(Annotator(name=name, token_hash=hash_secret(token), is_admin=admin))
+        if projects is None:
+            project_ids = list(s.scalars(select(Project.id)))
+        else:
+            project_ids = list(dict.fromkeys(_project_id(s, p) for p in projects))
+        ann = Annotator(name=name, token_hash=hash_secret(token), is_admin=admin)
+        s.add(ann)
+        s.flush()
+        s.add_all(Membership(project_id=p, annotator_id=ann.id) for p in project_ids)
     return token
+
+
+def _project_id(s: Any, name: str) -> int:
+    pid = s.scalar(select(Project.id).where(Project.name == name))
+    if pid is None:
+        raise RLFoundryError(
+            f"No project named '{name}'; create it first (`rlfoundry feedback create-project`)."
+        )
+    return pid
+
+
+def _annotator(s: Any, name: str) -> Annotator:
+    ann = s.scalar(select(Annotator).where(Annotator.name == name))
+    if ann is None:
+        raise RLFoundryError(
+            f"No annotator named '{name}'; `rlfoundry feedback annotators` lists them."
+        )
+    return ann
+
+
+def _end_sessions(s: Any, annotator_id: int) -> None:
+    s.execute(delete(LoginSession).where(LoginSession.annotator_id == annotator_id))
+
+
+def rotate_token(engine: Engine, name: str) -> str:
+    """Give ``name`` a new token (returned, shown once); the old one and every browser
+    session opened with it stop working at once."""
+    token = new_secret()
+    with write_session(engine) as s:
+        ann = _annotator(s, name)
+        ann.token_hash, ann.token_revoked_at = hash_secret(token), None
+        _end_sessions(s, ann.id)
+    return token
+
+
+def revoke_token(engine: Engine, name: str) -> None:
+    """Invalidate ``name``'s token and sessions; `rotate_token` issues a new one."""
+    with write_session(engine) as s:
+        ann = _annotator(s, name)
+        # The hash of a secret nobody is told: no token matches it, the column stays unique.
+        ann.token_hash, ann.token_revoked_at = hash_secret(new_secret()), utcnow()
+        _end_sessions(s, ann.id)
+
+
+def set_disabled(engine: Engine, name: str, disabled: bool) -> int:
+    """Disable (or enable again) an annotator; returns the open assignments released.
+
+    A disabled annotator's token and sessions are refused from the next request on;
+    their judgments stay, and their open assignments go back to the pool.
+    """
+    with write_session(engine) as s:
+        ann = _annotator(s, name)
+        if not disabled:
+            ann.disabled_at = None
+            return 0
+        ann.disabled_at = ann.disabled_at or utcnow()
+        _end_sessions(s, ann.id)
+        return release_open(s, ann.id)
+
+
+def add_members(engine: Engine, project: str, names: list[str]) -> list[str]:
+    """Make annotators members of ``project``; returns those who were not already."""
+    with write_session(engine) as s:
+        pid = _project_id(s, project)
+        ids = {n: _annotator(s, n).id for n in names}
+        have = set(s.scalars(select(Membership.annotator_id).where(Membership.project_id == pid)))
+        added = [n for n, i in ids.items() if i not in have]
+        s.add_all(Membership(project_id=pid, annotator_id=ids[n]) for n in added)
+    return added
+
+
+def remove_members(engine: Engine, project: str, names: list[str]) -> list[str]:
+    """End membership of ``project`` (their judgments stay, open assignments are released);
+    returns those who were members."""
+    with write_session(engine) as s:
+        pid = _project_id(s, project)
+        removed = []
+        for n in names:
+            aid = _annotator(s, n).id
+            res = s.execute(
+                delete(Membership).where(
+                    Membership.project_id == pid, Membership.annotator_id == aid
+                )
+            )
+            if res.rowcount:
+                removed.append(n)
+                release_open(s, aid, pid)
+    return removed
+
+
+def list_annotators(engine: Engine) -> list[dict[str, Any]]:
+    """Name, role, status, projects and judgment count of every annotator."""
+    with read_session(engine) as s:
+        anns = list(s.scalars(select(Annotator).order_by(Annotator.id)))
+        projects: dict[int, list[str]] = defaultdict(list)
+        for aid, pname in s.execute(
+            select(Membership.annotator_id, Project.name)
+            .join(Project, Project.id == Membership.project_id)
+            .order_by(Project.id)
+        ):
+            projects[aid].append(pname)
+        done = dict(
+            s.execute(
+                select(Judgment.annotator_id, func.count(Judgment.id)).group_by(
+                    Judgment.annotator_id
+                )
+            ).all()
+        )
+    return [
+        {
+            "name": a.name,
+            "admin": a.is_admin,
+            "status": "disabled"
+            if a.disabled_at
+            else "token revoked"
+            if a.token_revoked_at
+            else "active",
+            "projects": projects[a.id],
+            "judgments": done.get(a.id, 0),
+        }
+        for a in anns
+    ]
 
 
 @dataclass(frozen=True)
@@ -332,7 +470,11 @@ def who_for_session(engine: Engine, key: str) -> Who | None:
         row = s.execute(
             select(LoginSession, Annotator)
             .join(Annotator, Annotator.id == LoginSession.annotator_id)
-            .where(LoginSession.key_hash == hash_secret(key), LoginSession.expires_at > utcnow())
+            .where(
+                LoginSession.key_hash == hash_secret(key),
+                LoginSession.expires_at > utcnow(),
+                Annotator.disabled_at.is_(None),
+            )
         ).first()
     if row is None:
         return None
@@ -356,6 +498,11 @@ def _active_ms(value: Any) -> int | None:
     return ms if 0 <= ms <= 86_400_000 else None
 
 
+def _is_member(who: Who):
+    """Join condition: the caller's membership of the row's project."""
+    return (Membership.project_id == Project.id) & (Membership.annotator_id == who.id)
+
+
 def submit(
     engine: Engine,
     who: Who,
@@ -365,12 +512,14 @@ def submit(
     """Record the judgment of an annotator's own open assignment.
 
     Raises NotFound for an assignment that is not theirs (or was reclaimed after its
-    lease), Conflict when it is already judged, LabelError for an invalid label.
+    lease, or of a project they are no longer a member of), Conflict when it is already
+    judged, LabelError for an invalid label or an overlong reason.
     """
     with write_session(engine) as s:
         row = s.execute(
             select(Assignment, Project)
             .join(Project, Project.id == Assignment.project_id)
+            .join(Membership, _is_member(who))
             .where(Assignment.id == assignment_id, Assignment.annotator_id == who.id)
         ).first()
         if row is None:
@@ -381,6 +530,7 @@ def submit(
         if a.done_at is not None:
             raise Conflict("This item is already judged; edit the judgment instead.")
         label = from_display(project.kind, a.order, payload)
+        reason = check_reason(payload.get("reason"))
         now = utcnow()
         j = Judgment(
             assignment_id=a.id,
@@ -388,7 +538,7 @@ def submit(
             item_id=a.item_id,
             annotator_id=who.id,
             label_json=json.dumps(label),
-            reason=str(payload.get("reason") or "")[:5000],
+            reason=reason,
             active_ms=_active_ms(payload.get("active_ms")),
             wall_ms=int((now - a.assigned_at).total_seconds() * 1000),
             created_at=now,
@@ -445,15 +595,18 @@ def own_judgment(engine: Engine, who: Who, judgment_id: int) -> dict:
 
 
 def update_judgment(engine: Engine, who: Who, judgment_id: int, payload: dict) -> dict:
-    """Change one's own judgment (another annotator's is reported as not found)."""
+    """Change one's own judgment in a project one is a member of (another annotator's
+    is reported as not found)."""
     with write_session(engine) as s:
-        row = s.execute(_own_query(who).where(Judgment.id == judgment_id)).first()
+        row = s.execute(
+            _own_query(who).join(Membership, _is_member(who)).where(Judgment.id == judgment_id)
+        ).first()
         if row is None:
-            raise NotFound("No such judgment of yours.")
+            raise NotFound("No such judgment of yours in a project you are a member of.")
         j, a, kind, item, project = row
         j.label_json = json.dumps(from_display(kind, a.order, payload))
         if "reason" in payload:
-            j.reason = str(payload.get("reason") or "")[:5000]
+            j.reason = check_reason(payload.get("reason"))
         j.updated_at = utcnow()
         s.flush()
         return _judgment_view(j, a, kind, item, project)
@@ -514,6 +667,29 @@ def progress(
 def project_by_id(engine: Engine, project_id: int) -> Project | None:
     with read_session(engine) as s:
         return s.get(Project, project_id)
+
+
+def member_projects(engine: Engine, who: Who) -> list[Project]:
+    """The projects ``who`` is a member of, in creation order."""
+    with read_session(engine) as s:
+        return list(
+            s.scalars(
+                select(Project)
+                .join(Membership, Membership.project_id == Project.id)
+                .where(Membership.annotator_id == who.id)
+                .order_by(Project.id)
+            )
+        )
+
+
+def member_project(engine: Engine, who: Who, project_id: int) -> Project | None:
+    """Project ``project_id`` if ``who`` is a member of it (else ``None``, as if absent)."""
+    with read_session(engine) as s:
+        return s.scalar(
+            select(Project)
+            .join(Membership, Membership.project_id == Project.id)
+            .where(Project.id == project_id, Membership.annotator_id == who.id)
+        )
 
 
 def task_view(engine: Engine, project: Project, annotator_id: int, assignment_id: int | None):

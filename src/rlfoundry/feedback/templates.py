@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from jinja2 import DictLoader, Environment
 
+from rlfoundry.feedback.labels import MAX_REASON
+
 BASE = """<!doctype html>
 <html lang="en">
 <head>
@@ -175,7 +177,7 @@ TASK = """{% extends "base.html" %}
 <p>Ranking: <span class="ranking" id="ranking">-</span></p>
 {% endif %}
 <label class="label" for="reason">Reason (optional)</label>
-<textarea name="reason" id="reason" rows="2" placeholder="Why? (optional)"></textarea>
+<textarea name="reason" id="reason" rows="2" maxlength="{{ max_reason }}" placeholder="Why? (optional)"></textarea>
 <div class="row"><button class="primary" type="submit" id="submit">Submit <kbd>Enter</kbd></button>
   <span class="muted">Shortcuts: {{ shortcuts[project.kind] | safe }}</span></div>
 </form>
@@ -333,5 +335,6 @@ def environment() -> Environment:
     )
     env.globals["default_guidelines"] = DEFAULT_GUIDELINES
     env.globals["shortcuts"] = SHORTCUTS
+    env.globals["max_reason"] = MAX_REASON
     env.globals["fmt"] = lambda x: "-" if x is None else f"{x:.3f}"
     return env

@@ -1,13 +1,35 @@
 """Language models as policies over tokens: pre-training -> SFT -> RL alignment.
 
+The stages (each a `Config`, a `check(cfg)` and a `train(cfg, run) -> dict`):
+
+    pretrain.py      next-token prediction on a task corpus
+    sft.py           supervised fine-tuning, loss on completion tokens only
+    reward_model.py  Bradley-Terry reward model on preference pairs
+    dpo.py           Direct Preference Optimization against a frozen reference
+    ppo.py           token-level PPO with a value network and a KL penalty
+    grpo.py          GRPO: group-relative advantages, clipped ratio, optional KL
+    rloo.py          REINFORCE leave-one-out, KL penalty in the reward
+    pipeline.py      pretrain -> sft -> grpo on a built-in task
+
+What they share (no stage imports another stage):
+
     tokenizer.py   byte-level BPE with one token per digit, trained locally
     models.py      built-in tiny models, load/save, LoRA, ValueHead, policy_logprobs
-    tasks.py       arithmetic / sentiment / format tasks, JSONL import, evaluation
+    tasks.py       the `Task` protocol and the built-in tasks (arithmetic, sentiment, format)
+    data.py        JSONL files, tokenising with a completion mask, batches, preference pairs
     generation.py  batched KV-cache sampling (completion ids, mask, log-probs)
-    pretrain.py    next-token prediction on a task corpus
-    sft.py         supervised fine-tuning, loss on completion tokens only
-    cli.py         `rlfoundry llm ...`
+    evaluation.py  held-out greedy accuracy of a model on a task
+    rollout.py     RL rollouts (G samples per prompt) and their log-probs
+    prompts.py     an RL stage's prompts, completion budget and input check
+    rewards.py     reward sources (task, function, reward model, judge) and their sum
+    scoring.py     the scalar reward model that reward_model.py trains
+    chat.py        the one OpenAI-compatible HTTP client (judge, trading reviewer)
+    checkpoint.py  training state for exact resume, the final model
+    supervised.py  the loop of pretrain and sft
+    group_pg.py    the loop of grpo and rloo
 
-The RL stages (reward model, PPO, GRPO, RLOO, DPO) build on these; see their modules.
+Their run directories are opened and written by `rlfoundry.runtime.rundir`, their names
+(`llm-sft`, ...) are in `rlfoundry.registry`.
+
 Importing this package imports neither torch nor transformers.
 """

@@ -28,14 +28,18 @@ import torch
 from torch import Tensor
 
 from rlfoundry.core import dpo_loss, masked_sum
+from rlfoundry.core.schedules import warmup_cosine
 from rlfoundry.errors import ConfigError
-from rlfoundry.llm import rl_common as rc
-from rlfoundry.llm.reward_model import load_pairs
-from rlfoundry.llm.sft import lr_lambda
+from rlfoundry.llm.checkpoint import load_training_state, save_run_model, training_state
+from rlfoundry.llm.data import check_divisible, encode_pairs, load_pairs, next_batch
+from rlfoundry.llm.models import (
+    check_model_path,
+    load_model,
+    load_tokenizer,
+    model_dir,
+    policy_logprobs,
+)
 from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
-
-STAGE = "dpo"
-CURVE_KEY = "eval_reward_margin"
 
 
 @dataclass
@@ -58,13 +62,13 @@ class Config:
     """Strength of the implicit KL constraint to the reference (DPO's beta)."""
     label_smoothing: float = 0.0
     """Assumed probability that a label is flipped (conservative DPO); 0 = plain DPO."""
-    steps: int = 100
+    total_steps: int = 100
     """Optimizer steps."""
     batch_size: int = 16
     """Pairs per optimizer step."""
     micro_batch_size: int = 0
     """Pairs per forward/backward pass (0 = batch_size); `batch_size` must be a multiple of it."""
-    lr: float = 1e-4
+    learning_rate: float = 1e-4
     """AdamW learning rate (cosine decay to 10% after a linear warm-up)."""
     warmup_steps: int = 5
     """Linear learning-rate warm-up steps."""
@@ -80,7 +84,7 @@ class Config:
     """CPU threads for torch."""
 
     def validate(self) -> None:
-        rc.check_divisible(
+        check_divisible(
             "batch_size % micro_batch_size",
             self.batch_size,
             self.micro_batch_size or self.batch_size,
@@ -90,22 +94,20 @@ class Config:
             raise ConfigError(f"beta must be positive, got {self.beta}.")
         if not 0 <= self.label_smoothing < 0.5:
             raise ConfigError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}.")
-        if self.steps < 1:
-            raise ConfigError(f"steps must be at least 1, got {self.steps}.")
+        if self.total_steps < 1:
+            raise ConfigError(f"total_steps must be at least 1, got {self.total_steps}.")
 
 
 def check(cfg: Config) -> None:
     """Fail before training on a missing model or malformed pairs."""
-    rc.check_model_path(cfg.model)
-    load_pairs(cfg)  # type: ignore[arg-type]
+    check_model_path(cfg.model)
+    load_pairs(cfg)
 
 
 def sequence_logps(model: Any, tok: Any, batch: list[dict], max_len: int) -> tuple[Tensor, Tensor]:
     """Summed completion log-probs of chosen `[b]` and rejected `[b]`, one forward pass."""
-    from rlfoundry.llm.models import policy_logprobs
-
     prompts = [p["prompt"] for p in batch]
-    ids, attn, cmask = rc.encode_pairs(
+    ids, attn, cmask = encode_pairs(
         tok,
         prompts + prompts,
         [p["chosen"] for p in batch] + [p["rejected"] for p in batch],
@@ -117,18 +119,24 @@ def sequence_logps(model: Any, tok: Any, batch: list[dict], max_len: int) -> tup
 
 
 @torch.no_grad()
+def pair_logps(model: Any, tok: Any, pairs: list[dict], max_len: int) -> Tensor:
+    """`[N, 2]` summed completion log-probs (chosen, rejected) of `pairs`, 64 at a time."""
+    return torch.cat(
+        [
+            torch.stack(sequence_logps(model, tok, pairs[i : i + 64], max_len), -1)
+            for i in range(0, len(pairs), 64)
+        ]
+    )
+
+
+@torch.no_grad()
 def evaluate(model: Any, tok: Any, pairs: list[dict], ref: Tensor, cfg: Config) -> dict:
     """Held-out implicit-reward margin and accuracy, and the policy's log-prob margin.
 
     `ref` `[N, 2]` holds the reference's chosen/rejected log-probs of `pairs`.
     """
     model.eval()
-    pol = torch.cat(
-        [
-            torch.stack(sequence_logps(model, tok, pairs[i : i + 64], cfg.max_len), -1)
-            for i in range(0, len(pairs), 64)
-        ]
-    )
+    pol = pair_logps(model, tok, pairs, cfg.max_len)
     model.train()
     loss, r_c, r_r = dpo_loss(pol[:, 0], pol[:, 1], ref[:, 0], ref[:, 1], cfg.beta)
     return {
@@ -139,37 +147,27 @@ def evaluate(model: Any, tok: Any, pairs: list[dict], ref: Tensor, cfg: Config) 
     }
 
 
-@torch.no_grad()
-def _ref_logps(ref_model: Any, tok: Any, pairs: list[dict], max_len: int) -> Tensor:
-    return torch.cat(
-        [
-            torch.stack(sequence_logps(ref_model, tok, pairs[i : i + 64], max_len), -1)
-            for i in range(0, len(pairs), 64)
-        ]
-    )
-
-
 def train(cfg: Config, run: Run) -> dict[str, Any]:
-    from rlfoundry.llm.models import load_model, load_tokenizer
-
     seed_everything(cfg.seed)
-    train_pairs, held = load_pairs(cfg)  # type: ignore[arg-type]
-    path = rc.model_dir(cfg.model)
+    train_pairs, held = load_pairs(cfg)
+    path = model_dir(cfg.model)
     tok = load_tokenizer(path)
     model = load_model(path)
     model.train()
     ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps, cfg.steps, 0.1))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, warmup_cosine(cfg.warmup_steps, cfg.total_steps, 0.1)
+    )
     rng = np.random.default_rng(cfg.seed)
     order, cursor, step = rng.permutation(len(train_pairs)), 0, 0
-    held_ref = _ref_logps(ref_model, tok, held, cfg.max_len)  # [N, 2], fixed
+    held_ref = pair_logps(ref_model, tok, held, cfg.max_len)  # [N, 2], fixed
     start = evaluate(model, tok, held, held_ref, cfg)
 
     ckpt = run.load_checkpoint()
     if ckpt is not None:
         step, tensors, state = ckpt
-        rc.load_training_state(tensors, state, {"model": model}, opt, sched)
+        load_training_state(tensors, state, {"model": model}, opt, sched)
         set_generator_state(rng, state["rng"])
         order, cursor = np.asarray(state["order"]), state["cursor"]
     else:
@@ -177,14 +175,8 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
 
     micro = cfg.micro_batch_size or cfg.batch_size
     n_micro = cfg.batch_size // micro
-    while step < cfg.steps:
-        idx = []
-        while len(idx) < cfg.batch_size:
-            if cursor >= len(order):
-                order, cursor = rng.permutation(len(train_pairs)), 0
-            take = min(cfg.batch_size - len(idx), len(order) - cursor)
-            idx.extend(order[cursor : cursor + take].tolist())
-            cursor += take
+    while step < cfg.total_steps:
+        idx, order, cursor = next_batch(rng, order, cursor, len(train_pairs), cfg.batch_size)
         batch = [train_pairs[i] for i in idx]
         opt.zero_grad(set_to_none=True)
         loss_sum, margin_sum, acc_sum = 0.0, 0.0, 0.0
@@ -203,12 +195,12 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         sched.step()
         step += 1
         metrics = {"loss": loss_sum, "reward_margin": margin_sum, "reward_accuracy": acc_sum}
-        if step % cfg.eval_every == 0 or step == cfg.steps:
+        if step % cfg.eval_every == 0 or step == cfg.total_steps:
             metrics.update(evaluate(model, tok, held, held_ref, cfg))
         run.log(step, **metrics)
         run.progress(step, loss=loss_sum, margin=margin_sum)
-        if run.checkpoint_due(step) or step == cfg.steps:
-            tensors, state = rc.training_state({"model": model}, opt, sched)
+        if run.checkpoint_due(step) or step == cfg.total_steps:
+            tensors, state = training_state({"model": model}, opt, sched)
             run.save_checkpoint(
                 step,
                 tensors,
@@ -223,7 +215,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         if run.should_stop(step):
             return {"status": "interrupted", "step": step}
 
-    rc.save_model(model, tok, run.path)
+    save_run_model(model, tok, run.path)
     final = evaluate(model, tok, held, held_ref, cfg)
     return {
         "status": "finished",

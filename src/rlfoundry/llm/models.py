@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlfoundry.errors import RLFoundryError
+from rlfoundry.errors import ConfigError, RLFoundryError
 
 #: Sizes of the built-in family (hidden, MLP width, layers, heads, KV heads).
 SIZES: dict[str, dict[str, int]] = {
@@ -153,6 +153,23 @@ def resolve_model_dir(name: str | os.PathLike) -> Path | None:
             "'Qwen/Qwen2.5-0.5B'."
         )
     return None
+
+
+def model_dir(name: str | os.PathLike) -> str:
+    """A run directory (holding `model/`) or a model directory -> what `load_model` takes;
+    built-in and hub names pass through unchanged."""
+    return str(resolve_model_dir(name) or name)
+
+
+def check_model_path(name: str, field: str = "model") -> None:
+    """A starting model must be given, and a model given as a path must exist (built-in
+    names such as 'tiny' pass). Raises before anything is written."""
+    if not name:
+        raise ConfigError(
+            f"No starting model: set {field} to a model directory (e.g. the output of "
+            "`rlfoundry llm sft`)."
+        )
+    resolve_model_dir(name)  # raises for a path that does not exist
 
 
 def _offline(offline: bool | None) -> bool:

@@ -21,7 +21,7 @@ likely. The exact-match reward moves it there; what makes that fast enough for a
 is many samples per step, sampled at temperature 0.7 (19% of them correct at the
 start against 14% at temperature 1, so fewer groups carry no signal), and using each twice:
 32 prompts x 8 completions per rollout and two passes over it in two mini-batches of
-128 (`epochs=2`: the second pass is slightly off-policy, which the clipped ratio
+128 (`update_epochs=2`: the second pass is slightly off-policy, which the clipped ratio
 handles). Measured from the same SFT models (held-out greedy exact match, 980 sums),
 100 rollouts of 256: one pass at temperature 1 +18 points (seed 0), temperature 0.7
 +20, two passes +25; 200 rollouts with both (these defaults): seed 0 38.2% -> 65.4%
@@ -37,8 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from rlfoundry.llm import grpo
-from rlfoundry.llm import rl_common as rc
+from rlfoundry.llm.evaluation import task_accuracy
+from rlfoundry.llm.models import load_model, load_tokenizer, model_dir
+from rlfoundry.llm.prompts import with_task_budget
 from rlfoundry.runtime.config import atomic_write_text, build_config
+from rlfoundry.runtime.plotting import read_metrics
+from rlfoundry.runtime.rundir import resolve_config, run_entry
 
 #: Pre-training settings of the pipeline (everything else: pretrain.Config defaults,
 #: the measured recipe).
@@ -52,13 +56,13 @@ SFT_DEFAULTS: dict[str, Any] = {"eval_every": 0}
 #: 128, lr 3e-4 decaying to 3e-5, 200 rollouts; the SFT and the GRPO model are
 #: evaluated once each on the whole held-out split.
 GRPO_DEFAULTS: dict[str, Any] = {
-    "steps": 200,
-    "batch_size": 256,
+    "total_steps": 200,
+    "rollout_size": 256,
     "group_size": 8,
-    "mini_batch_size": 128,
-    "epochs": 2,
+    "minibatch_size": 128,
+    "update_epochs": 2,
     "temperature": 0.7,
-    "lr": 3e-4,
+    "learning_rate": 3e-4,
     "min_lr_ratio": 0.1,
     "eval_every": 200,
     "eval_size": 1000,
@@ -74,26 +78,32 @@ def pretrain_and_sft(
     sft_overrides: dict[str, Any] | None = None,
 ) -> Path:
     """Stages 1 and 2; returns the SFT run directory (its `model/` is the SFT model)."""
-    from rlfoundry.llm import pretrain, sft
-
     out = Path(out)
-    pre = pretrain.run(
+    pre = _stage(
+        "llm-pretrain",
         out / "pretrain",
-        progress=progress,
-        **{**PRETRAIN_DEFAULTS, "task": task, "seed": seed, **(pretrain_overrides or {})},
+        {**PRETRAIN_DEFAULTS, "task": task, "seed": seed, **(pretrain_overrides or {})},
+        progress,
     )
-    sft.run(
+    _stage(
+        "llm-sft",
         out / "sft",
-        progress=progress,
-        **{
+        {
             **SFT_DEFAULTS,
             "task": task,
             "model": str(pre["run_dir"]),
             "seed": seed,
             **(sft_overrides or {}),
         },
+        progress,
     )
     return out / "sft"
+
+
+def _stage(name: str, out: Path, overrides: dict[str, Any], progress: bool) -> dict[str, Any]:
+    """Train registry entry `name` into `out`: checked, opened and written by rundir."""
+    _, cfg = resolve_config(name, overrides=overrides)
+    return run_entry(name, cfg, out, progress=progress)
 
 
 def run_pipeline(
@@ -117,18 +127,14 @@ def run_pipeline(
     t_sft = time.perf_counter() - t0
     overrides = {**GRPO_DEFAULTS, "model": str(sft_dir), "task": task, "seed": seed}
     overrides.update(grpo_overrides or {})
-    summary = rc.run_stage(grpo, out / "grpo", overrides=overrides, progress=progress)
-    from rlfoundry.runtime.plotting import read_metrics
-
+    summary = _stage("llm-grpo", out / "grpo", overrides, progress)
     acc = read_metrics(out / "grpo").get("eval_accuracy")
     if acc is not None and len(acc) and acc[0] == acc[0]:  # step 0: the SFT model
         before = float(acc[0])
     else:  # GRPO ran without a step-0 evaluation
-        from rlfoundry.llm.models import load_model, load_tokenizer
-
-        cfg = grpo.with_task_budget(build_config(grpo.Config, overrides))
-        path = rc.model_dir(str(sft_dir))
-        before = grpo.evaluate(load_model(path), load_tokenizer(path), cfg)["eval_accuracy"]
+        cfg = with_task_budget(build_config(grpo.Config, overrides))
+        path = model_dir(str(sft_dir))
+        before = task_accuracy(load_model(path), load_tokenizer(path), cfg)["eval_accuracy"]
     result = {
         "task": task,
         "accuracy_before": before,

@@ -12,7 +12,7 @@ A value network (a copy of the starting model's body plus `models.ValueHead`) gi
 V(s_t); per-token advantages and returns come from GAE (core.gae, time-first: the
 tokens of a completion are the steps of an episode that terminates at its last
 token), then the clipped surrogate and value loss (core.clipped_surrogate,
-core.value_loss) are minimised for `epochs` passes over mini-batches.
+core.value_loss) are minimised for `update_epochs` passes over mini-batches.
 
 kl_coef is fixed, or adaptive when `kl_target > 0` (Ziegler et al. 2019, sec. 2.2):
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -41,18 +41,23 @@ from rlfoundry.core import (
     normalize_advantages,
     value_loss,
 )
+from rlfoundry.core.schedules import warmup_cosine
 from rlfoundry.errors import ConfigError
-from rlfoundry.llm import grpo
-from rlfoundry.llm import rl_common as rc
+from rlfoundry.llm.checkpoint import load_training_state, save_run_model, training_state
+from rlfoundry.llm.data import check_divisible
+from rlfoundry.llm.evaluation import task_accuracy
+from rlfoundry.llm.models import ValueHead, load_model, load_tokenizer, model_dir, position_ids
+from rlfoundry.llm.prompts import check_rl_inputs, load_prompts, with_task_budget
+from rlfoundry.llm.rewards import build_reward
+from rlfoundry.llm.rollout import Rollout, completion_logprobs, rollout
 from rlfoundry.runtime.distributed import all_reduce_sum, init_distributed, sync_gradients
 from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
-
-STAGE = "ppo"
-CURVE_KEY = "reward"
 
 
 @dataclass
 class Config:
+    RENAMED: ClassVar[dict[str, str]] = {"batch_size": "rollout_size"}
+
     model: str = ""
     """Starting policy, KL reference and value-network body: a model directory, e.g. the
     output of `rlfoundry llm sft`."""
@@ -67,22 +72,22 @@ class Config:
     """Prompt template of a judge reward with {prompt} and {completion}; empty = default."""
     judge_model: str = "default"
     """Model name sent to an HTTP judge endpoint."""
-    steps: int = 100
+    total_steps: int = 100
     """Rollout + update iterations."""
-    batch_size: int = 32
+    rollout_size: int = 32
     """Completions per rollout over all processes."""
-    mini_batch_size: int = 0
-    """Completions per optimizer step; 0 = batch_size / 4 (4 mini-batches)."""
+    minibatch_size: int = 0
+    """Completions per optimizer step; 0 = rollout_size / 4 (4 mini-batches)."""
     micro_batch_size: int = 0
-    """Completions per forward/backward pass in each process; 0 = mini_batch_size /
+    """Completions per forward/backward pass in each process; 0 = minibatch_size /
     processes."""
-    epochs: int = 4
+    update_epochs: int = 4
     """PPO passes over each rollout."""
     max_new_tokens: int = 0
     """Completion length budget in tokens; 0 = the task's (arithmetic: answer digits + 2)."""
     temperature: float = 1.0
     """Sampling temperature (the loss's log-probs use the same temperature)."""
-    lr: float = 5e-5
+    learning_rate: float = 5e-5
     """AdamW learning rate of policy and value network (constant after warm-up)."""
     warmup_steps: int = 5
     """Linear learning-rate warm-up steps."""
@@ -90,7 +95,7 @@ class Config:
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip (policy and value separately); 0 disables."""
-    clip_eps: float = 0.2
+    clip_coef: float = 0.2
     """PPO clip range of the probability ratio."""
     vf_coef: float = 0.5
     """Weight of the value loss."""
@@ -98,7 +103,7 @@ class Config:
     """Value clip range around the rollout's values; 0 = no value clipping."""
     gamma: float = 1.0
     """Discount over tokens."""
-    lam: float = 0.95
+    gae_lambda: float = 0.95
     """GAE lambda."""
     kl_coef: float = 0.05
     """KL penalty coefficient per token in the reward (initial value if adaptive)."""
@@ -106,7 +111,7 @@ class Config:
     """Target sequence KL of the adaptive controller; 0 = fixed kl_coef."""
     kl_horizon: int = 10_000
     """Horizon (completions) of the adaptive KL controller."""
-    whiten_advantages: bool = True
+    norm_adv: bool = True
     """Normalise advantages over the rollout's tokens (mean 0, std 1)."""
     mask_truncated: bool = False
     """Drop completions with no EOS within max_new_tokens from the loss."""
@@ -120,21 +125,21 @@ class Config:
     """CPU threads for torch."""
 
     def validate(self) -> None:
-        mini = self.mini_batch_size or max(1, self.batch_size // 4)
-        rc.check_divisible(
-            "batch_size % mini_batch_size",
-            self.batch_size,
+        mini = self.minibatch_size or max(1, self.rollout_size // 4)
+        check_divisible(
+            "rollout_size % minibatch_size",
+            self.rollout_size,
             mini,
-            "set mini_batch_size to a divisor of batch_size (or 0 for batch_size / 4)",
+            "set minibatch_size to a divisor of rollout_size (or 0 for rollout_size / 4)",
         )
         if self.micro_batch_size:
-            rc.check_divisible(
-                "mini_batch_size % micro_batch_size",
+            check_divisible(
+                "minibatch_size % micro_batch_size",
                 mini,
                 self.micro_batch_size,
-                "set micro_batch_size to a divisor of mini_batch_size (or 0)",
+                "set micro_batch_size to a divisor of minibatch_size (or 0)",
             )
-        for name in ("steps", "epochs"):
+        for name in ("total_steps", "update_epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
         if self.temperature <= 0:
@@ -142,11 +147,12 @@ class Config:
 
 
 def check(cfg: Config) -> None:
-    grpo.check(cfg)  # model path, prompts, reward sources
+    """Fail before training: model path, prompts file fields, reward sources."""
+    check_rl_inputs(cfg)
 
 
 def mini_size(cfg: Config) -> int:
-    return cfg.mini_batch_size or max(1, cfg.batch_size // 4)
+    return cfg.minibatch_size or max(1, cfg.rollout_size // 4)
 
 
 def adaptive_kl(coef: float, kl: float, target: float, n: int, horizon: int) -> float:
@@ -160,20 +166,18 @@ class ValueModel(torch.nn.Module):
 
     def __init__(self, body: torch.nn.Module, hidden: int) -> None:
         super().__init__()
-        from rlfoundry.llm.models import ValueHead
-
         self.body = body
         self.head = ValueHead(hidden)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        pos = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        pos = position_ids(attention_mask)
         h = self.body(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=pos
         ).last_hidden_state
         return self.head(h).float()  # [B, L]
 
 
-def completion_values(vm: ValueModel, ro: grpo.Rollout, rows: slice) -> Tensor:
+def completion_values(vm: ValueModel, ro: Rollout, rows: slice) -> Tensor:
     """V of the state before each completion token: the hidden state one position
     earlier, where the token's logits are read too. `[b, T]`."""
     v = vm(ro.input_ids[rows], ro.attention_mask[rows])  # [b, P+T]
@@ -205,36 +209,35 @@ def advantages_and_returns(
 
 
 def train(cfg: Config, run: Run) -> dict[str, Any]:
-    from rlfoundry.llm.models import load_model, load_tokenizer
-
     d = init_distributed()
     mini = mini_size(cfg)
-    rc.check_divisible(
-        f"batch_size over {d.world} processes",
-        cfg.batch_size,
+    check_divisible(
+        f"rollout_size over {d.world} processes",
+        cfg.rollout_size,
         d.world,
-        "make batch_size a multiple of the number of processes",
+        "make rollout_size a multiple of the number of processes",
     )
     micro = cfg.micro_batch_size or mini // d.world
-    rc.check_divisible(
-        f"mini_batch_size % (micro_batch_size * {d.world} processes)",
+    check_divisible(
+        f"minibatch_size % (micro_batch_size * {d.world} processes)",
         mini,
         micro * d.world,
-        "set mini_batch_size to a multiple of micro_batch_size x processes",
+        "set minibatch_size to a multiple of micro_batch_size x processes",
     )
-    cfg = grpo.with_task_budget(cfg)
+    cfg = with_task_budget(cfg)
     seed_everything(cfg.seed)
-    reward_fn = grpo.build_reward(cfg)
-    prompts = grpo.load_prompts(cfg)
-    path = rc.model_dir(cfg.model)
+    reward_fn = build_reward(cfg)
+    prompts = load_prompts(cfg)
+    path = model_dir(cfg.model)
     tok = load_tokenizer(path)
     policy = load_model(path)
     ref = copy.deepcopy(policy).eval().requires_grad_(False)
     vm = ValueModel(copy.deepcopy(policy.base_model), policy.config.hidden_size)
     params = list(policy.parameters()) + list(vm.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    # warm-up, then constant (min_ratio 1): the cosine term is exactly 0
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps))
+        opt, warmup_cosine(cfg.warmup_steps, cfg.total_steps, 1.0)
     )
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + d.rank)
@@ -242,35 +245,37 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
     ckpt = run.load_checkpoint()
     if ckpt is not None:
         step, tensors, state = ckpt
-        rc.load_training_state(tensors, state, {"policy": policy, "value": vm}, opt, sched)
+        load_training_state(tensors, state, {"policy": policy, "value": vm}, opt, sched)
         set_generator_state(rng, state["rng"])
         gen.set_state(tensors["gen_state"].to(torch.uint8))
         kl_coef = state["kl_coef"]
-    if step == 0 and cfg.eval_every > 0 and d.main and (start := grpo.evaluate(policy, tok, cfg)):
+    if step == 0 and cfg.eval_every > 0 and d.main and (start := task_accuracy(policy, tok, cfg)):
         run.log(0, **start)
-    b_local = cfg.batch_size // d.world
+    b_local = cfg.rollout_size // d.world
     mini_local = mini // d.world
 
-    while step < cfg.steps:
+    while step < cfg.total_steps:
         t0 = time.perf_counter()
-        idx = rng.choice(len(prompts), size=cfg.batch_size, replace=len(prompts) < cfg.batch_size)
+        idx = rng.choice(
+            len(prompts), size=cfg.rollout_size, replace=len(prompts) < cfg.rollout_size
+        )
         mine = [prompts[i] for i in idx[d.rank * b_local : (d.rank + 1) * b_local]]
         policy.eval()
-        ro = grpo.rollout(policy, tok, mine, 1, cfg.max_new_tokens, cfg.temperature, gen)
+        ro = rollout(policy, tok, mine, 1, cfg.max_new_tokens, cfg.temperature, gen)
         policy.train()
         score = torch.tensor(reward_fn(ro.prompts, ro.completions), dtype=torch.float32)
         mask = ro.completion_mask.clone()
         if cfg.mask_truncated:
             mask &= ~ro.truncated[:, None]
         with torch.no_grad():
-            ref_logp = grpo.completion_logprobs(ref, ro, slice(None), cfg.temperature)
+            ref_logp = completion_logprobs(ref, ro, slice(None), cfg.temperature)
             old_val = completion_values(vm, ro, slice(None))
             kl_tok = kl_k1(ro.old_logp, ref_logp)  # [B, T]
             rew_tok = token_rewards(score, kl_tok, ro.completion_mask, kl_coef)
             adv, ret = advantages_and_returns(
-                rew_tok, old_val, ro.completion_mask, cfg.gamma, cfg.lam
+                rew_tok, old_val, ro.completion_mask, cfg.gamma, cfg.gae_lambda
             )
-            if cfg.whiten_advantages:
+            if cfg.norm_adv:
                 adv = normalize_advantages(adv, mask)
         stats: dict[str, list[float]] = {
             "pg_loss": [],
@@ -278,7 +283,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
             "ratio": [],
             "clip_fraction": [],
         }
-        for _ in range(cfg.epochs):
+        for _ in range(cfg.update_epochs):
             perm = torch.randperm(b_local, generator=gen)
             for m0 in range(0, b_local, mini_local):
                 mrows = perm[m0 : m0 + mini_local]
@@ -286,11 +291,11 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
                 opt.zero_grad(set_to_none=True)
                 for u0 in range(0, mini_local, micro):
                     rows = mrows[u0 : u0 + micro]
-                    sub = _subset(ro, rows)
+                    sub = ro.select(rows)
                     mk = mask[rows]
-                    logp = grpo.completion_logprobs(policy, sub, slice(None), cfg.temperature)
+                    logp = completion_logprobs(policy, sub, slice(None), cfg.temperature)
                     pg, info = clipped_surrogate(
-                        logp, ro.old_logp[rows], adv[rows], cfg.clip_eps, mk, num_tokens=n_tok
+                        logp, ro.old_logp[rows], adv[rows], cfg.clip_coef, mk, num_tokens=n_tok
                     )
                     val = completion_values(vm, sub, slice(None))
                     # value_loss is a mean over this micro-batch's tokens; reweight it to a
@@ -317,7 +322,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         mean_kl = float(tot[2] / tot[1])
         if cfg.kl_target > 0:
             kl_coef = adaptive_kl(kl_coef, mean_kl, cfg.kl_target, int(tot[1]), cfg.kl_horizon)
-        n_opt = cfg.epochs * (b_local // mini_local)  # optimizer steps this rollout
+        n_opt = cfg.update_epochs * (b_local // mini_local)  # optimizer steps this rollout
         metrics = {
             "reward": float(tot[0] / tot[1]),
             "kl": mean_kl,
@@ -333,11 +338,11 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
             **reward_fn.means(),
         }
         if cfg.eval_every > 0 and step % cfg.eval_every == 0 and d.main:
-            metrics.update(grpo.evaluate(policy, tok, cfg))
+            metrics.update(task_accuracy(policy, tok, cfg))
         run.log(step, **metrics)
         run.progress(step, reward=metrics["reward"], kl=mean_kl)
-        if run.checkpoint_due(step) or step == cfg.steps:
-            tensors, state = rc.training_state({"policy": policy, "value": vm}, opt, sched)
+        if run.checkpoint_due(step) or step == cfg.total_steps:
+            tensors, state = training_state({"policy": policy, "value": vm}, opt, sched)
             tensors["gen_state"] = gen.get_state()
             state.update(rng=generator_state(rng), kl_coef=kl_coef)
             run.save_checkpoint(step, tensors, state)
@@ -346,19 +351,6 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
 
     result: dict[str, Any] = {"status": "finished", "step": step}
     if d.main:
-        rc.save_model(policy, tok, run.path)
-        result.update(grpo.evaluate(policy, tok, cfg))
+        save_run_model(policy, tok, run.path)
+        result.update(task_accuracy(policy, tok, cfg))
     return result
-
-
-def _subset(ro: grpo.Rollout, rows: Tensor) -> grpo.Rollout:
-    """The rows `rows` of a rollout (for shuffled mini-batches)."""
-    return grpo.Rollout(
-        prompts=[ro.prompts[i] for i in rows.tolist()],
-        completions=[ro.completions[i] for i in rows.tolist()],
-        input_ids=ro.input_ids[rows],
-        attention_mask=ro.attention_mask[rows],
-        completion_mask=ro.completion_mask[rows],
-        old_logp=ro.old_logp[rows],
-        truncated=ro.truncated[rows],
-    )

@@ -12,25 +12,22 @@ of documents drawn in seeded epochs:
     L = - sum_{i,t>0} log pi(x_it | x_i<t) / #tokens
 
 Each document is its own row starting at position 0, as prompts do at inference
-(no packing: the built-in documents are a dozen tokens long). The loop is `sft.fit`
-with the whole document as the target; only the data differs. Held-out loss is
+(no packing: the built-in documents are a dozen tokens long). The loop is SFT's,
+`supervised.fit`, with the whole document as the target; only the data differs. Held-out loss is
 measured on the task's held-out corpus, held-out accuracy by greedy generation on
 the task's held-out prompts. Run directory and resume: as `sft`.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rlfoundry.errors import ConfigError
-from rlfoundry.llm import sft
+from rlfoundry.llm.data import encode_examples, load_jsonl
+from rlfoundry.llm.supervised import build_model, check_model_and_task, fit
+from rlfoundry.llm.tasks import get_task
 from rlfoundry.runtime.run import Run, seed_everything
-
-STAGE = "pretrain"
-CURVE_KEY = "loss"
 
 
 @dataclass
@@ -43,14 +40,15 @@ class Config:
     measure accuracy; '' = no task (then give corpus)."""
     corpus: str = ""
     """JSONL of {text} documents to train on instead of the task's corpus."""
-    steps: int = 500
+    total_steps: int = 500
     """Optimizer steps."""
     batch_size: int = 64
     """Documents per step."""
-    lr: float = 3e-3
-    """Peak AdamW learning rate (linear warm-up, then cosine decay to lr * min_lr_ratio)."""
+    learning_rate: float = 3e-3
+    """Peak AdamW learning rate (linear warm-up, then cosine decay to learning_rate *
+    min_lr_ratio)."""
     min_lr_ratio: float = 0.1
-    """Final learning rate as a fraction of lr."""
+    """Final learning rate as a fraction of learning_rate."""
     warmup_steps: int = 30
     """Linear learning-rate warm-up steps."""
     weight_decay: float = 0.0
@@ -69,7 +67,7 @@ class Config:
     """CPU threads for torch."""
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size"):
+        for name in ("total_steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
         if not self.task and not self.corpus:
@@ -78,8 +76,6 @@ class Config:
 
 def documents(cfg: Config) -> tuple[list[str], list[str]]:
     """(train, held-out) documents, checked before training."""
-    from rlfoundry.llm.tasks import get_task, load_jsonl
-
     if cfg.corpus:
         docs = [r["text"] for r in load_jsonl(cfg.corpus, ["text"])]
         k = max(1, min(cfg.eval_size, len(docs) // 20)) if len(docs) > 1 else 0
@@ -90,39 +86,15 @@ def documents(cfg: Config) -> tuple[list[str], list[str]]:
 
 def check(cfg: Config) -> None:
     """Fail before training: model path, task name, corpus fields."""
-    sft.check_model_and_task(cfg)
+    check_model_and_task(cfg)
     documents(cfg)
 
 
 def train(cfg: Config, run: Run) -> dict[str, Any]:
     seed_everything(cfg.seed)
     train_docs, held_docs = documents(cfg)
-    model, tok = sft.build_model(cfg)
+    model, tok = build_model(cfg)
     # a document is a completion of the empty prompt: every token is a target
-    rows = sft.encode_examples(tok, [("", d) for d in train_docs], cfg.max_len)
-    held = sft.encode_examples(tok, [("", d) for d in held_docs], cfg.max_len)
-    return sft.fit(cfg, run, rows, held, model, tok)
-
-
-def run(
-    out: str | os.PathLike,
-    config: str | os.PathLike | dict | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    stop_at_step: int | None = None,
-    **overrides: Any,
-) -> dict[str, Any]:
-    """Python entry point: `pretrain.run("runs/pre", task="arithmetic", steps=300)`."""
-    import sys
-
-    from rlfoundry.llm import rl_common as rc
-
-    return rc.run_stage(
-        sys.modules[__name__],
-        Path(out),
-        config=config,
-        overrides=overrides,
-        resume=resume,
-        progress=progress,
-        stop_at_step=stop_at_step,
-    )
+    rows = encode_examples(tok, [("", d) for d in train_docs], cfg.max_len)
+    held = encode_examples(tok, [("", d) for d in held_docs], cfg.max_len)
+    return fit(cfg, run, rows, held, model, tok)

@@ -12,6 +12,7 @@ Sources, and the config string (`parse_reward`) that builds each:
                                 (first two parameters named `prompts, completions`,
                                 or decorated with `@batched`)
     "rm:DIR"                    a reward model trained by `rlfoundry llm reward-model`
+                                (`scoring.py`)
     "judge:DIR"                 a local causal LM judging with a prompt template
     "judge:http://HOST/v1"      any OpenAI-compatible `/v1/chat/completions` endpoint
     "0.5*SPEC"                  a weight; several specs are summed (`Composite`)
@@ -28,21 +29,23 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import json
 import math
 import os
 import re
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from rlfoundry.errors import RLFoundryError
+from rlfoundry.llm.chat import ChatClient
+from rlfoundry.llm.models import load_model, load_tokenizer
+from rlfoundry.llm.scoring import load_reward_model, score_texts
+from rlfoundry.llm.tasks import get_task
 
 JUDGE_TEMPLATE = (
     "Rate how well the answer responds to the prompt, from 0 (useless) to 9 (perfect).\n"
@@ -85,13 +88,8 @@ def _as_float(value: Any) -> float | None:
     """A plain float from an int/float/bool/NumPy scalar/0-d tensor, else None."""
     if isinstance(value, torch.Tensor):
         return float(value.item()) if value.numel() == 1 else None
-    try:
-        import numpy as np
-
-        if isinstance(value, np.ndarray):
-            return float(value.item()) if value.size == 1 else None
-    except ImportError:  # pragma: no cover - numpy is a dependency
-        pass
+    if isinstance(value, np.ndarray):
+        return float(value.item()) if value.size == 1 else None
     if isinstance(value, (int, float)):
         return float(value)
     if hasattr(value, "__float__") and not isinstance(value, (str, bytes)):
@@ -241,14 +239,10 @@ class RewardModelReward(RewardSource):
     def __init__(self, path: str | os.PathLike, batch_size: int = 32) -> None:
         self.path = _model_dir(path)
         self.name = f"rm:{path}"
-        from rlfoundry.llm.reward_model import load_reward_model
-
         self.model, self.tok = load_reward_model(self.path)
         self.batch_size = batch_size
 
     def score(self, prompts: list[str], completions: list[str]) -> list[Any]:
-        from rlfoundry.llm.reward_model import score_texts
-
         return score_texts(self.model, self.tok, prompts, completions, self.batch_size).tolist()
 
 
@@ -269,8 +263,6 @@ class LocalJudge(RewardSource):
         self.name = f"judge:{path}"
         self.template = template or JUDGE_TEMPLATE
         _check_template(self.template)
-        from rlfoundry.llm.models import load_model, load_tokenizer
-
         self.model = load_model(str(self.path)).eval()
         self.tok = load_tokenizer(str(self.path))
         self.batch_size = batch_size
@@ -333,49 +325,15 @@ class HTTPJudge(RewardSource):
         max_tokens: int = 16,
         workers: int = 8,
     ) -> None:
-        url = url.rstrip("/")
-        if not url.endswith("/chat/completions"):
-            url += "/chat/completions" if url.endswith("/v1") else "/v1/chat/completions"
-        self.url, self.model, self.max_score = url, model, max_score
+        self.client = ChatClient(url, model, timeout, max_tokens, label="Judge endpoint")
+        self.url, self.model, self.max_score = self.client.url, model, max_score
         self.template = template or JUDGE_TEMPLATE
         _check_template(self.template)
-        self.timeout, self.max_tokens, self.workers = timeout, max_tokens, workers
-        self.name = f"judge:{url}"
+        self.workers = workers
+        self.name = f"judge:{self.url}"
 
     def _ask(self, prompt: str, completion: str) -> float:
-        body = {
-            "model": self.model,
-            "messages": [
-                {
-                    "role": "user",
-                    "content": self.template.format(prompt=prompt, completion=completion),
-                }
-            ],
-            "temperature": 0.0,
-            "max_tokens": self.max_tokens,
-        }
-        headers = {"Content-Type": "application/json"}
-        if os.environ.get("OPENAI_API_KEY"):
-            headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
-        req = urllib.request.Request(self.url, json.dumps(body).encode(), headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                reply = json.loads(resp.read().decode())
-            text = str(reply["choices"][0]["message"]["content"])
-        except urllib.error.HTTPError as err:
-            raise RLFoundryError(
-                f"Judge endpoint {self.url} answered HTTP {err.code} ({err.reason}); check the "
-                "URL, the model name and OPENAI_API_KEY."
-            ) from None
-        except (urllib.error.URLError, TimeoutError, OSError) as err:
-            raise RLFoundryError(
-                f"Judge endpoint {self.url} did not answer ({err}); start the server or fix the URL."
-            ) from None
-        except (KeyError, IndexError, TypeError, ValueError):
-            raise RLFoundryError(
-                f"Judge endpoint {self.url} sent a reply without choices[0].message.content; "
-                "point it at an OpenAI-compatible /v1/chat/completions server."
-            ) from None
+        text = self.client.ask(self.template.format(prompt=prompt, completion=completion))
         m = re.search(r"-?\d+(?:\.\d+)?", text)
         if m is None:
             raise _fail(self, f"replied {text!r}, which holds no score", prompt, completion)
@@ -439,14 +397,24 @@ def parse_reward(
     return Composite(parts)
 
 
+def build_reward(cfg: Any) -> Composite:
+    """The reward of an RL stage's config: `cfg.reward` over `cfg.task`, with its judge
+    settings (`judge_template`, `judge_model`). Fails here, before training, when a
+    source cannot be built."""
+    return parse_reward(
+        cfg.reward,
+        task=get_task(cfg.task),
+        judge_template=cfg.judge_template or None,
+        judge_model=cfg.judge_model,
+    )
+
+
 def _one_source(spec: str, task: Any, judge_template: str | None, judge_model: str) -> RewardSource:
     if spec == "task":
         if task is None:
             raise RLFoundryError("Reward 'task' needs a built-in task; set task or another reward.")
         return TaskReward(task)
     if spec.startswith("task:"):
-        from rlfoundry.llm.tasks import get_task
-
         return TaskReward(get_task(spec[5:]))
     if spec.startswith("rm:"):
         return RewardModelReward(spec[3:])

@@ -14,10 +14,11 @@ than a loss term:
 
     R_i = r_i - beta * sum_t (log pi_old(y_t) - log ref(y_t))
 
-With `epochs=1` and one mini-batch the clipped surrogate reduces to REINFORCE
+With `update_epochs=1` and one mini-batch the clipped surrogate reduces to REINFORCE
 (ratio = 1, so the gradient is `A_i grad log pi`); more epochs make it PPO-style.
-The loop, the loss aggregation and the data-parallel rules are GRPO's
-(`grpo.train`), called with this baseline and reward shaping.
+The loop, the loss aggregation and the data-parallel rules are the group
+policy-gradient loop's (`group_pg.train`, shared with GRPO), called with this
+baseline and reward shaping.
 """
 
 from __future__ import annotations
@@ -28,31 +29,32 @@ from typing import Any
 from torch import Tensor
 
 from rlfoundry.core import kl_k1, leave_one_out_advantages, masked_sum
-from rlfoundry.llm import grpo
+from rlfoundry.llm import group_pg
+from rlfoundry.llm.prompts import check_rl_inputs
+from rlfoundry.llm.rollout import Rollout
 from rlfoundry.runtime.run import Run
-
-STAGE = "rloo"
-CURVE_KEY = "reward"
 
 
 @dataclass
-class Config(grpo.Config):
-    """GRPO's fields; `beta` is the KL penalty in the reward here and `scale_std` is unused."""
+class Config(group_pg.GroupConfig):
+    """The group loop's fields (`group_pg.GroupConfig`); `beta` is the KL penalty in the
+    reward here and `scale_std` is unused."""
 
     group_size: int = 4
-    """Completions sampled per prompt (k); batch_size must be a multiple of it."""
+    """Completions sampled per prompt (k); rollout_size must be a multiple of it."""
     beta: float = 0.05
     """KL penalty coefficient in the sequence reward (k1 summed over tokens); 0 = none."""
 
 
 def check(cfg: Config) -> None:
-    grpo.check(cfg)
+    """Fail before training: model path, prompts file fields, reward sources."""
+    check_rl_inputs(cfg)
 
 
-def shaped_reward(beta: float):
+def shaped_reward(beta: float) -> group_pg.RewardShaper:
     """`R = r - beta * sum_t k1_t` (masked to the completion), or `r` when beta is 0."""
 
-    def shape(rew: Tensor, ro: grpo.Rollout, ref_logp: Tensor | None) -> Tensor:
+    def shape(rew: Tensor, ro: Rollout, ref_logp: Tensor | None) -> Tensor:
         if ref_logp is None or beta == 0:
             return rew
         kl_seq = masked_sum(kl_k1(ro.old_logp, ref_logp), ro.completion_mask, dim=-1)  # [B]
@@ -62,7 +64,7 @@ def shaped_reward(beta: float):
 
 
 def train(cfg: Config, run: Run) -> dict[str, Any]:
-    return grpo.train(
+    return group_pg.train(
         cfg,
         run,
         advantages=leave_one_out_advantages,

@@ -1,18 +1,16 @@
-"""Built-in language-model tasks, generated deterministically from a seed, and JSONL import.
+"""Language-model tasks: the `Task` protocol and three built-in tasks.
 
     task = get_task("arithmetic")                 # or "arithmetic:digits=3,ops=+-"
     task.prompts("train", n=1000, seed=0)         # ["17+25=", ...]
-    task.reference("17+25=")                      # "42"
     task.reward("17+25=", "42")                   # 1.0
-    task.pairs("train", n=500, seed=0)            # [{prompt, chosen, rejected}, ...]
-    evaluate_accuracy(model, tok, task, n=200)    # greedy held-out exact match
+    task.is_correct("17+25=", "42")               # True
+    task.pairs("train", n=500, seed=0)            # sentiment: [{prompt, chosen, rejected}, ...]
 
-Every task has `name`, `max_new_tokens`, `prompts(split, n, seed)`,
-`train_prompts(seed, n)`, `reference(prompt)`, `reward(prompt, completion) -> float`,
-`is_correct(prompt, completion) -> bool` (what `evaluate_accuracy` counts),
-`sft_examples(split, n, seed)` (prompt, reference completion) and
-`corpus(split, n, seed)` (plain documents for pre-training); `sentiment` also has
-`pairs`. Completions are the text the model wrote before its EOS.
+A task is data: prompts, reference answers, a reward, a corpus. Anything with the
+attributes of `Task` is one (see its docstring); held-out evaluation, which needs the
+sampler, lives in `evaluation.py`; user data files (JSONL) are read by `data.py`.
+Completions are the text the model wrote before its EOS. Built-in tasks are generated
+deterministically from a seed.
 
 Splits are decided by a hash of the prompt, not by the seed: a held-out ("test")
 prompt can never be drawn for training, whatever seeds or sizes are asked for.
@@ -37,19 +35,67 @@ Tasks:
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from rlfoundry.errors import RLFoundryError
 
 SPLITS = ("train", "test")
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What the stages read from a task (`get_task` returns one; `TASKS` names the built-ins).
+
+    Who uses what: RL stages sample `prompts("train")`, score completions with `reward`
+    (the 'task' reward source, named `task:NAME`) and cap them at `max_new_tokens`;
+    evaluation counts `is_correct` on greedy completions of `prompts("test")`; `sft`
+    trains on `sft_examples`, `pretrain` on `corpus`. Splits must be disjoint whatever
+    the seed (the built-ins split by a hash of the prompt, `held_out`).
+    """
+
+    name: str
+    """Short name, used in reward names and logs."""
+
+    @property
+    def max_new_tokens(self) -> int:
+        """Completion budget in tokens (EOS included) of RL sampling and evaluation."""
+        ...
+
+    def prompts(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[str]:
+        """`n` prompts of `split` ("train" or "test") in an order set by `seed`."""
+        ...
+
+    def reward(self, prompt: str, completion: str) -> float:
+        """Scalar reward of a completion (the text before EOS)."""
+        ...
+
+    def is_correct(self, prompt: str, completion: str) -> bool:
+        """Whether a completion solves the prompt: what held-out accuracy counts."""
+        ...
+
+    def sft_examples(
+        self, split: str = "train", n: int | None = None, seed: int = 0
+    ) -> list[tuple[str, str]]:
+        """(prompt, target completion) pairs for supervised fine-tuning."""
+        ...
+
+    def corpus(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[str]:
+        """Plain documents for pre-training (the language of the task)."""
+        ...
+
+
+@runtime_checkable
+class PreferenceTask(Task, Protocol):
+    """A task with preference pairs, for `reward-model` and `dpo` without a data file."""
+
+    def pairs(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[dict]:
+        """`{prompt, chosen, rejected}` dicts (TRL's preference format)."""
+        ...
 
 
 def held_out(key: str, fraction: float) -> bool:
@@ -137,9 +183,6 @@ class ArithmeticTask:
                     if len(out) >= n:
                         break
         return out
-
-    def train_prompts(self, seed: int = 0, n: int | None = None) -> list[str]:
-        return self.prompts("train", n, seed)
 
     def reference(self, prompt: str) -> str:
         m = _EXPR.match(prompt)
@@ -231,9 +274,6 @@ class SentimentTask:
         n = len(pool) if n is None else n
         return [pool[order[i % len(pool)]] for i in range(n)]
 
-    def train_prompts(self, seed: int = 0, n: int | None = None) -> list[str]:
-        return self.prompts("train", n, seed)
-
     @staticmethod
     def continuation(rng: np.random.Generator, mood: str | None = None) -> str:
         """One templated continuation " really great!" (mood: positive/negative/neutral)."""
@@ -317,9 +357,6 @@ class FormatTask:
     def prompts(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[str]:
         return self._arith.prompts(split, n, seed)
 
-    def train_prompts(self, seed: int = 0, n: int | None = None) -> list[str]:
-        return self.prompts("train", n, seed)
-
     def reference(self, prompt: str) -> str:
         return f"<answer>{self._arith.reference(prompt)}</answer>"
 
@@ -348,17 +385,19 @@ class FormatTask:
 
 # ---------------------------------------------------------------------- registry
 
-TASKS: dict[str, Callable[..., Any]] = {
+#: Built-in tasks by name: a class (or any factory) whose keyword arguments are the
+#: task's settings, "arithmetic:digits=3" -> ArithmeticTask(digits=3).
+TASKS: dict[str, Callable[..., Task]] = {
     "arithmetic": ArithmeticTask,
     "sentiment": SentimentTask,
     "format": FormatTask,
 }
 
 
-def get_task(spec: str | Any) -> Any:
+def get_task(spec: str | Task) -> Task:
     """A built-in task by name, with optional settings: "arithmetic:digits=3,ops=+-".
 
-    A task object (anything with `prompts` and `reward`) is returned unchanged.
+    A task object (anything satisfying `Task`) is returned unchanged.
     """
     if not isinstance(spec, str):
         return spec
@@ -402,78 +441,3 @@ def builtin_corpus() -> list[str]:
         texts += [s.continuation(rng, mood) for _ in range(600)]
     texts += FormatTask().corpus("train", 500)
     return texts
-
-
-# ---------------------------------------------------------------------- evaluation
-
-
-def evaluate_accuracy(
-    model: Any,
-    tok: Any,
-    task: Any,
-    n: int = 200,
-    split: str = "test",
-    seed: int = 0,
-    batch_size: int = 100,
-    max_new_tokens: int | None = None,
-) -> float:
-    """Share of `n` held-out prompts whose greedy completion `task.is_correct` accepts."""
-    from rlfoundry.llm.generation import generate
-
-    task = get_task(task)
-    prompts = task.prompts(split, n, seed)
-    max_new = max_new_tokens or task.max_new_tokens
-    was_training = model.training
-    model.eval()
-    hits = 0
-    for i in range(0, len(prompts), batch_size):
-        chunk = prompts[i : i + batch_size]
-        out = generate(model, tok, chunk, max_new_tokens=max_new, temperature=0.0)
-        hits += sum(task.is_correct(p, c) for p, c in zip(chunk, out.texts))
-    model.train(was_training)
-    return hits / max(1, len(prompts))
-
-
-# ---------------------------------------------------------------------- user data
-
-
-def load_jsonl(path: str | os.PathLike, required_fields: Sequence[str] = ()) -> list[dict]:
-    """Rows of a JSONL file; each must be an object holding string `required_fields`.
-
-    Blank lines are skipped. A missing file, a line that is not JSON, or a row without a
-    required field raises one RLFoundryError naming the file, the line and the fix.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise RLFoundryError(f"Data file '{path}' does not exist; check the path.")
-    rows: list[dict] = []
-    need = ", ".join(required_fields)
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise RLFoundryError(
-                    f"'{path}' line {lineno} is not valid JSON ({err.msg}); "
-                    "write one JSON object per line."
-                ) from None
-            if not isinstance(row, dict):
-                raise RLFoundryError(
-                    f"'{path}' line {lineno} is not a JSON object; each line needs {need}."
-                )
-            for key in required_fields:
-                if key not in row:
-                    raise RLFoundryError(
-                        f"'{path}' line {lineno} has no field '{key}'; every line needs {need}."
-                    )
-                if not isinstance(row[key], str):
-                    raise RLFoundryError(
-                        f"'{path}' line {lineno}: field '{key}' is "
-                        f"{type(row[key]).__name__}, not a string; store it as text."
-                    )
-            rows.append(row)
-    if not rows:
-        raise RLFoundryError(f"Data file '{path}' holds no rows; add one JSON object per line.")
-    return rows

@@ -24,6 +24,8 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
+from rlfoundry.llm.tasks import builtin_corpus
+
 PAD, EOS, BOS = "<pad>", "<eos>", "<bos>"
 SPECIAL_TOKENS = [PAD, EOS, BOS]
 TINY_VOCAB_SIZE = 512
@@ -80,8 +82,6 @@ def build_tokenizer(
 
 @functools.lru_cache(maxsize=1)
 def _tiny_tokenizer_json() -> str:
-    from rlfoundry.llm.tasks import builtin_corpus
-
     return build_tokenizer(builtin_corpus(), TINY_VOCAB_SIZE).backend_tokenizer.to_str()
 
 

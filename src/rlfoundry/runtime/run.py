@@ -6,7 +6,7 @@ A run directory ``DIR`` holds
 - ``metrics.csv``              one row per ``Run.log`` call: ``step`` then named metrics
 - ``tb/``                      TensorBoard events of the same metrics
 - ``checkpoint.safetensors``   tensors + a JSON state (in the file's metadata); never pickle
-- ``summary.json``             evaluation results (written by :mod:`rlfoundry.api`)
+- ``summary.json``             the run's summary (written by :mod:`rlfoundry.runtime.rundir`)
 - ``learning_curve.png``       episode return against environment steps
 
 Algorithms receive a :class:`Run` and call ``log``, ``progress``, ``checkpoint_due``,
@@ -20,7 +20,8 @@ the fresh start, at checkpoints and at the end, and the algorithm does not chang
 A new run may start from another run's weights (``rlfoundry train ... --init-from SRC``,
 transfer by fine-tuning): the algorithm calls :meth:`Run.warm_start` with its networks
 where it would otherwise start from scratch; a resumed run ignores it and continues from
-its own checkpoint.
+its own checkpoint. Opening a directory (new run, resume, data-parallel ranks) is
+:mod:`rlfoundry.runtime.rundir`'s job.
 """
 
 from __future__ import annotations
@@ -46,13 +47,10 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from rlfoundry.errors import ConfigError
-from rlfoundry.runtime.config import atomic_write_bytes, atomic_write_text, load_yaml
+from rlfoundry.runtime.config import atomic_write_bytes, atomic_write_text
 
 CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.csv"
-
-#: Algorithms whose fresh runs call :meth:`Run.warm_start` (``--init-from``).
-WARM_START_ALGOS = ("ppo", "a2c", "dqn")
 
 
 def rng_state() -> dict[str, Any]:
@@ -430,34 +428,6 @@ def load_checkpoint_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     return st_load(data), json.loads(meta.get("state", "{}"))
-
-
-def check_init_from(path: str | os.PathLike, algo: str) -> Path:
-    """The source run directory of ``--init-from``, checked before anything is written:
-    a run of ``algo`` (one of :data:`WARM_START_ALGOS`) that saved a checkpoint."""
-    src = Path(path)
-    if algo not in WARM_START_ALGOS:
-        raise ConfigError(
-            f"--init-from works with {', '.join(WARM_START_ALGOS)}, not {algo}; "
-            "drop --init-from or train one of those."
-        )
-    if not (src / "config.yaml").is_file():
-        raise ConfigError(
-            f"Cannot start from '{src}': it is not a run directory (no config.yaml); "
-            "pass --init-from a directory made by `rlfoundry train`."
-        )
-    if not (src / CHECKPOINT).is_file():
-        raise ConfigError(
-            f"Cannot start from '{src}': it has no {CHECKPOINT} (the run never saved one); "
-            "train the source run first."
-        )
-    src_algo = load_yaml(src / "config.yaml").get("algo")
-    if src_algo != algo:
-        raise ConfigError(
-            f"Cannot start {algo} from '{src}': it was trained by {src_algo}; "
-            f"warm-start from a {algo} run (or train this run with {src_algo})."
-        )
-    return src
 
 
 def _to_float(v: Any) -> float:

@@ -18,8 +18,8 @@ on disk under the SHA-256 of (backend, prompt), so a backtest or a replayed trai
 run asks each question once and stays deterministic.
 
 Backends: an OpenAI-compatible ``/v1/chat/completions`` endpoint (``endpoint=URL``,
-standard library HTTP, ``OPENAI_API_KEY`` sent if set), or a local transformers model
-directory (``model_dir=PATH``, greedy decoding).
+through :mod:`rlfoundry.llm.chat`, standard-library HTTP, ``OPENAI_API_KEY`` sent if
+set), or a local transformers model directory (``model_dir=PATH``, greedy decoding).
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ import hashlib
 import json
 import os
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from rlfoundry.errors import RLFoundryError
+from rlfoundry.llm.chat import ChatClient
 
 if TYPE_CHECKING:
     from rlfoundry.apps.trading.env import TradingEnv
@@ -102,49 +101,21 @@ def parse_verdict(text: str) -> Verdict:
 
 
 # ---------------------------------------------------------------------- backends
-class OpenAIEndpoint:
-    """Chat completions from an OpenAI-compatible server (vLLM, llama.cpp, Ollama, OpenAI)."""
+class OpenAIEndpoint(ChatClient):
+    """An OpenAI-compatible server (vLLM, llama.cpp, Ollama, OpenAI) as the reviewer,
+    through rlfoundry's one chat client (`rlfoundry.llm.chat`)."""
 
     def __init__(
         self, url: str, model: str = "default", timeout: float = 60.0, max_tokens: int = 96
     ) -> None:
-        url = url.rstrip("/")
-        if not url.endswith("/chat/completions"):
-            url = url + ("/chat/completions" if url.endswith("/v1") else "/v1/chat/completions")
-        self.url, self.model, self.timeout, self.max_tokens = url, model, timeout, max_tokens
+        super().__init__(url, model, timeout, max_tokens, label="LLM endpoint")
 
     @property
     def identity(self) -> str:
         return f"openai:{self.url}:{self.model}:{self.max_tokens}"
 
     def complete(self, system: str, prompt: str) -> str:
-        body = {
-            "model": self.model,
-            "messages": [
-                {"role": "system", "content": system},
-                {"role": "user", "content": prompt},
-            ],
-            "temperature": 0.0,
-            "max_tokens": self.max_tokens,
-        }
-        headers = {"Content-Type": "application/json"}
-        if os.environ.get("OPENAI_API_KEY"):
-            headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
-        req = urllib.request.Request(self.url, json.dumps(body).encode(), headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                reply = json.loads(resp.read().decode())
-        except (urllib.error.URLError, TimeoutError, OSError) as err:
-            raise RLFoundryError(
-                f"LLM endpoint {self.url} did not answer ({err}); start the server or fix --llm-endpoint."
-            ) from None
-        try:
-            return str(reply["choices"][0]["message"]["content"])
-        except (KeyError, IndexError, TypeError):
-            raise RLFoundryError(
-                f"LLM endpoint {self.url} sent a reply without choices[0].message.content; "
-                "is it OpenAI-compatible?"
-            ) from None
+        return self.ask(prompt, system=system)
 
 
 class LocalModel:

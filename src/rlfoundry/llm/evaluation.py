@@ -1,0 +1,51 @@
+"""Held-out evaluation of a model on a task: greedy generation, scored by the task.
+
+    evaluate_accuracy(model, tok, "arithmetic", n=200)   # share of held-out prompts solved
+    task_accuracy(model, tok, cfg)                       # {"eval_accuracy": ...} of an RL stage
+
+Kept apart from `tasks.py` (the data) because it needs the sampler: tasks stay plain
+Python that the tokenizer can read, and the sampler never imports them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlfoundry.llm.generation import generate
+from rlfoundry.llm.tasks import Task, get_task
+
+
+def evaluate_accuracy(
+    model: Any,
+    tok: Any,
+    task: str | Task,
+    n: int = 200,
+    split: str = "test",
+    seed: int = 0,
+    batch_size: int = 100,
+    max_new_tokens: int | None = None,
+) -> float:
+    """Share of `n` prompts of `split` whose greedy completion `task.is_correct` accepts."""
+    task = get_task(task)
+    prompts = task.prompts(split, n, seed)
+    max_new = max_new_tokens or task.max_new_tokens
+    was_training = model.training
+    model.eval()
+    hits = 0
+    for i in range(0, len(prompts), batch_size):
+        chunk = prompts[i : i + batch_size]
+        out = generate(model, tok, chunk, max_new_tokens=max_new, temperature=0.0)
+        hits += sum(task.is_correct(p, c) for p, c in zip(chunk, out.texts))
+    model.train(was_training)
+    return hits / max(1, len(prompts))
+
+
+def task_accuracy(model: Any, tok: Any, cfg: Any) -> dict[str, float]:
+    """Held-out greedy accuracy of an RL stage's task (`cfg.task`, `cfg.eval_size` prompts,
+    `cfg.max_new_tokens`) as `{"eval_accuracy": ...}`; `{}` when eval_size is 0."""
+    if cfg.eval_size <= 0:
+        return {}
+    acc = evaluate_accuracy(
+        model, tok, get_task(cfg.task), n=cfg.eval_size, max_new_tokens=cfg.max_new_tokens or None
+    )
+    return {"eval_accuracy": acc}

@@ -1,0 +1,358 @@
+"""The group policy-gradient loop shared by GRPO and RLOO: G samples per prompt, a baseline
+from the group, PPO's clipped surrogate per token.
+
+    group_pg.train(cfg, run, advantages=leave_one_out_advantages, shape_reward=shaped)
+
+One iteration:
+
+1. sample `rollout_size / group_size` prompts and `group_size` completions of each
+   (`rollout.rollout`; pi_old's log-probs come from the sampling pass itself);
+2. score them (`rewards.build_reward`), optionally shape the score with the reference
+   model's log-probs (`shape_reward(rew, ro, ref_logp)`: RLOO's KL penalty);
+3. `adv = advantages(score, group_size)`, one number per completion, broadcast over its
+   tokens: GRPO's group-relative or RLOO's leave-one-out baseline (`rlfoundry.core`);
+4. `update_epochs` passes of `policy_update` over the rollout:
+
+       ratio_t = pi(y_t|x, y_<t) / pi_old(y_t|x, y_<t)
+       L = agg_t[-min(ratio_t A_i, clip(ratio_t, 1-eps, 1+eps_high) A_i) + beta k3_t]
+
+   with the KL term only when it is not already in the reward (GRPO, beta > 0), and the
+   aggregation `loss_agg` over the tokens of the whole optimizer mini-batch.
+
+Data parallel: under `torchrun` / `accelerate launch` each process samples its share
+of the prompts (whole groups), and gradients are summed over processes; the loss is
+normalised by global token counts, so N processes x B/N equal 1 process x B.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlfoundry.core import AGG_MODES, aggregate_loss, clipped_surrogate, kl_k3, masked_mean
+from rlfoundry.core.schedules import warmup_cosine
+from rlfoundry.errors import ConfigError
+from rlfoundry.llm.checkpoint import load_training_state, save_run_model, training_state
+from rlfoundry.llm.data import check_divisible
+from rlfoundry.llm.evaluation import task_accuracy
+from rlfoundry.llm.models import load_model, load_tokenizer, model_dir
+from rlfoundry.llm.prompts import load_prompts, with_task_budget
+from rlfoundry.llm.rewards import build_reward
+from rlfoundry.llm.rollout import Rollout, completion_logprobs, rollout
+from rlfoundry.runtime.distributed import Dist, all_reduce_sum, init_distributed, sync_gradients
+from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
+
+Advantages = Callable[[Tensor, int], Tensor]
+"""`(rew [B], group_size) -> adv [B]`, prompt-major groups."""
+RewardShaper = Callable[[Tensor, Rollout, Tensor | None], Tensor]
+"""`(rew [B], rollout, ref_logp [B, T] or None) -> shaped score [B]`."""
+
+
+@dataclass
+class GroupConfig:
+    """The fields of a group policy-gradient stage (GRPO and RLOO subclass it)."""
+
+    RENAMED: ClassVar[dict[str, str]] = {"batch_size": "rollout_size"}
+
+    model: str = ""
+    """Starting policy (and KL reference): a model directory, e.g. the output of
+    `rlfoundry llm sft`."""
+    task: str = "arithmetic"
+    """Built-in task giving the prompts, the 'task' reward and the held-out evaluation."""
+    prompts: str = ""
+    """JSONL file of training prompts (field `prompt`); empty = the task's prompts."""
+    reward: list[str] = field(default_factory=lambda: ["task"])
+    """Reward sources, summed: 'task', 'module:function', 'rm:DIR', 'judge:DIR',
+    'judge:http://HOST/v1', each optionally 'WEIGHT*SOURCE' (see llm/rewards.py)."""
+    judge_template: str = ""
+    """Prompt template of a judge reward with {prompt} and {completion}; empty = default."""
+    judge_model: str = "default"
+    """Model name sent to an HTTP judge endpoint."""
+    total_steps: int = 100
+    """Rollout + update iterations."""
+    rollout_size: int = 64
+    """Completions per rollout over all processes (prompts x group_size)."""
+    group_size: int = 8
+    """Completions sampled per prompt (G); rollout_size must be a multiple of it."""
+    minibatch_size: int = 0
+    """Completions per optimizer step; 0 = rollout_size (one step per rollout per epoch)."""
+    micro_batch_size: int = 0
+    """Completions per forward/backward pass in each process (gradient accumulation);
+    0 = minibatch_size / processes."""
+    update_epochs: int = 1
+    """Passes over each rollout (GRPO's mu); >1 makes the later passes off-policy."""
+    max_new_tokens: int = 0
+    """Completion length budget in tokens; 0 = the task's (arithmetic: answer digits + 2)."""
+    temperature: float = 1.0
+    """Sampling temperature (the log-probs of the loss use the same temperature)."""
+    learning_rate: float = 1e-4
+    """Peak AdamW learning rate (after a linear warm-up)."""
+    warmup_steps: int = 5
+    """Linear learning-rate warm-up steps."""
+    min_lr_ratio: float = 1.0
+    """Final learning rate as a fraction of learning_rate, reached by cosine decay at the
+    last step; 1 = constant after warm-up."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip; 0 disables."""
+    clip_coef: float = 0.2
+    """PPO clip range of the probability ratio (lower side, and upper unless clip_coef_high)."""
+    clip_coef_high: float = 0.0
+    """Upper clip range (DAPO clip-higher); 0 = same as clip_coef."""
+    beta: float = 0.0
+    """Weight of the KL(pi || ref) term; 0 = no KL and no reference model."""
+    scale_std: bool = True
+    """Divide group-centred rewards by the group std (GRPO; False = Dr. GRPO). RLOO's
+    leave-one-out baseline does not use it."""
+    loss_agg: str = "token-mean"
+    """Token loss aggregation: token-mean | seq-mean-token-mean | seq-mean-token-sum |
+    seq-mean-token-sum-norm (Dr. GRPO, divides by max_new_tokens)."""
+    mask_truncated: bool = False
+    """Drop completions with no EOS within max_new_tokens from the loss (DAPO overlong
+    filtering)."""
+    eval_every: int = 25
+    """Steps between held-out greedy evaluations (0 = only at the end)."""
+    eval_size: int = 200
+    """Held-out prompts per evaluation; 0 = no evaluation."""
+    seed: int = 0
+    """Seed of sampling and prompt order."""
+    torch_threads: int = 1
+    """CPU threads for torch."""
+
+    def validate(self) -> None:
+        check_divisible(
+            "rollout_size % group_size",
+            self.rollout_size,
+            self.group_size,
+            "set rollout_size to a multiple of group_size (rollout = prompts x group_size)",
+        )
+        if self.group_size < 2:
+            raise ConfigError(
+                f"group_size must be at least 2 for a group baseline, got {self.group_size}."
+            )
+        mini = self.minibatch_size or self.rollout_size
+        check_divisible(
+            "rollout_size % minibatch_size",
+            self.rollout_size,
+            mini,
+            "set minibatch_size to a divisor of rollout_size (or 0)",
+        )
+        if self.micro_batch_size:
+            check_divisible(
+                "minibatch_size % micro_batch_size",
+                mini,
+                self.micro_batch_size,
+                "set micro_batch_size to a divisor of minibatch_size (or 0)",
+            )
+        if self.loss_agg not in AGG_MODES:
+            raise ConfigError(
+                f"loss_agg must be one of {', '.join(AGG_MODES)}, got {self.loss_agg!r}."
+            )
+        for name in ("total_steps", "update_epochs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be positive, got {self.temperature}.")
+        if self.beta < 0:
+            raise ConfigError(f"beta must be >= 0, got {self.beta}.")
+
+
+def check_world(cfg: GroupConfig, d: Dist) -> None:
+    """Sizes that depend on the number of processes: whole groups and micro-batches per rank."""
+    mini = cfg.minibatch_size or cfg.rollout_size
+    check_divisible(
+        f"rollout_size / group_size over {d.world} processes",
+        cfg.rollout_size // cfg.group_size,
+        d.world,
+        "make the number of prompts per rollout (rollout_size / group_size) a multiple of "
+        "the number of processes",
+    )
+    micro = cfg.micro_batch_size or mini // d.world
+    check_divisible(
+        f"minibatch_size % (micro_batch_size * {d.world} processes)",
+        mini,
+        micro * d.world,
+        "set minibatch_size to a multiple of micro_batch_size x processes",
+    )
+
+
+# ---------------------------------------------------------------------- the update
+
+
+def policy_update(
+    model: Any,
+    opt: torch.optim.Optimizer,
+    ro: Rollout,
+    adv: Tensor,
+    cfg: Any,
+    d: Dist,
+    ref_logp: Tensor | None = None,
+) -> dict[str, float]:
+    """`cfg.update_epochs` passes of clipped-surrogate (+ beta k3) steps over one local rollout.
+
+    `adv` `[b]` (one per completion, broadcast over its tokens). Every loss term is
+    divided by the number of valid tokens (token-mean) or sequences (seq-*) of the
+    whole optimizer mini-batch summed over processes, so micro-batch sizes and the
+    number of processes do not change the gradient.
+    """
+    b_local = ro.input_ids.shape[0]
+    mini_local = (cfg.minibatch_size or cfg.rollout_size) // d.world
+    micro = cfg.micro_batch_size or mini_local
+    mask = ro.completion_mask.clone()
+    if cfg.mask_truncated:
+        mask &= ~ro.truncated[:, None]
+    max_len = cfg.max_new_tokens if cfg.loss_agg == "seq-mean-token-sum-norm" else None
+    stats: dict[str, list[float]] = {"loss": [], "ratio": [], "clip_fraction": [], "kl": []}
+    stats["ratio_first"] = []
+    eps_high = cfg.clip_coef_high or None
+    for epoch in range(cfg.update_epochs):
+        for m0 in range(0, b_local, mini_local):
+            mini_rows = slice(m0, m0 + mini_local)
+            n_tok = all_reduce_sum(mask[mini_rows].sum().double(), d)
+            n_seq = mini_local * d.world
+            opt.zero_grad(set_to_none=True)
+            for u0 in range(m0, m0 + mini_local, micro):
+                rows = slice(u0, u0 + micro)
+                logp = completion_logprobs(model, ro, rows, cfg.temperature)  # [u, T]
+                mk = mask[rows]
+                if cfg.loss_agg == "token-mean":
+                    kw: dict[str, Any] = {"num_tokens": n_tok}
+                    scale = 1.0
+                else:
+                    kw = {"max_len": max_len} if max_len is not None else {}
+                    scale = (rows.stop - rows.start) / n_seq  # seq-mean over the mini-batch
+                loss, info = clipped_surrogate(
+                    logp,
+                    ro.old_logp[rows],
+                    adv[rows, None],
+                    cfg.clip_coef,
+                    mk,
+                    cfg.loss_agg,
+                    eps_high,
+                    **kw,
+                )
+                loss = loss * scale
+                if ref_logp is not None and cfg.beta > 0:
+                    kl_tok = kl_k3(logp, ref_logp[rows])
+                    loss = loss + cfg.beta * scale * aggregate_loss(kl_tok, mk, cfg.loss_agg, **kw)
+                    stats["kl"].append(float(masked_mean(kl_tok.detach(), mk)))
+                loss.backward()
+                stats["loss"].append(float(loss.detach()))
+                stats["ratio"].append(float(info["ratio"]))
+                stats["clip_fraction"].append(float(info["clip_fraction"]))
+                if epoch == 0 and m0 == 0 and u0 == 0:
+                    stats["ratio_first"].append(float(info["ratio"]))
+            sync_gradients(model, d)
+            if cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            opt.step()
+    out = {k: float(np.mean(v)) for k, v in stats.items() if v and k != "loss"}
+    out["loss"] = float(np.sum(stats["loss"])) / max(1, cfg.update_epochs * (b_local // mini_local))
+    return out
+
+
+# ---------------------------------------------------------------------- the loop
+
+
+def train(
+    cfg: GroupConfig,
+    run: Run,
+    advantages: Advantages,
+    shape_reward: RewardShaper | None = None,
+) -> dict[str, Any]:
+    """The loop of the module docstring. Without `shape_reward` the KL to the reference
+    (when beta > 0) is a loss term; with one, the shaper has put it in the reward."""
+    d = init_distributed()
+    check_world(cfg, d)
+    cfg = with_task_budget(cfg)
+    seed_everything(cfg.seed)
+    reward_fn = build_reward(cfg)
+    prompts = load_prompts(cfg)
+    path = model_dir(cfg.model)
+    tok = load_tokenizer(path)
+    model = load_model(path)
+    model.train()
+    ref = copy.deepcopy(model).eval().requires_grad_(False) if cfg.beta > 0 else None
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, warmup_cosine(cfg.warmup_steps, cfg.total_steps, cfg.min_lr_ratio)
+    )
+    # one prompt-order stream shared by all ranks (each takes its slice), one sampling
+    # stream per rank
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + d.rank)
+    step = 0
+    ckpt = run.load_checkpoint()
+    if ckpt is not None:
+        step, tensors, state = ckpt
+        load_training_state(tensors, state, {"model": model}, opt, sched)
+        set_generator_state(rng, state["rng"])
+        gen.set_state(tensors["gen_state"].to(torch.uint8))
+    n_prompts = cfg.rollout_size // cfg.group_size
+    per_rank = n_prompts // d.world
+    if step == 0 and cfg.eval_every > 0 and d.main and (start := task_accuracy(model, tok, cfg)):
+        run.log(0, **start)
+    last_eval: tuple[int, dict[str, float]] = (-1, {})  # reused at the end if still current
+
+    while step < cfg.total_steps:
+        t0 = time.perf_counter()
+        idx = rng.choice(len(prompts), size=n_prompts, replace=len(prompts) < n_prompts)
+        mine = [prompts[i] for i in idx[d.rank * per_rank : (d.rank + 1) * per_rank]]
+        model.eval()  # no dropout while sampling: the sampling log-probs are pi_old's
+        ro = rollout(model, tok, mine, cfg.group_size, cfg.max_new_tokens, cfg.temperature, gen)
+        model.train()
+        t_gen = time.perf_counter() - t0
+        rew = torch.tensor(reward_fn(ro.prompts, ro.completions), dtype=torch.float32)
+        ref_logp = None
+        if ref is not None:
+            with torch.no_grad():
+                ref_logp = completion_logprobs(ref, ro, slice(None), cfg.temperature)
+        score = rew if shape_reward is None else shape_reward(rew, ro, ref_logp)
+        adv = advantages(score, cfg.group_size)
+        # GRPO puts the KL in the loss; a reward shaper (RLOO) has already put it in the reward
+        upd = policy_update(model, opt, ro, adv, cfg, d, ref_logp if shape_reward is None else None)
+        sched.step()
+        step += 1
+        n_tok = float(ro.completion_mask.sum())
+        g = rew.view(-1, cfg.group_size)
+        local = torch.tensor([rew.sum(), rew.numel(), n_tok, float(ro.truncated.sum())])
+        tot = all_reduce_sum(local, d)
+        metrics = {
+            "reward": float(tot[0] / tot[1]),
+            "completion_len": float(tot[2] / tot[1]),
+            "truncated": float(tot[3] / tot[1]),
+            "frac_zero_std": float((g.std(dim=1) == 0).float().mean()),
+            "lr": sched.get_last_lr()[0],
+            "gen_seconds": t_gen,
+            "step_seconds": time.perf_counter() - t0,
+            "elapsed_seconds": run.elapsed(),
+            **upd,
+            **reward_fn.means(),
+        }
+        if cfg.eval_every > 0 and step % cfg.eval_every == 0 and d.main:
+            last_eval = (step, task_accuracy(model, tok, cfg))
+            metrics.update(last_eval[1])
+        run.log(step, **metrics)
+        run.progress(step, reward=metrics["reward"])
+        if run.checkpoint_due(step) or step == cfg.total_steps:
+            tensors, state = training_state({"model": model}, opt, sched)
+            tensors["gen_state"] = gen.get_state()
+            state["rng"] = generator_state(rng)
+            # every rank saves: each keeps its own sampling stream (rank > 0 in DIR/.rankN)
+            run.save_checkpoint(step, tensors, state)
+        if run.should_stop(step):
+            return {"status": "interrupted", "step": step}
+
+    result: dict[str, Any] = {"status": "finished", "step": step}
+    if d.main:
+        save_run_model(model, tok, run.path)
+        result.update(last_eval[1] if last_eval[0] == step else task_accuracy(model, tok, cfg))
+    return result

@@ -1,0 +1,166 @@
+"""The supervised loop shared by `pretrain` and `sft`: token-mean NLL on the target tokens.
+
+    model, tok = build_model(cfg)                       # starting model (+ LoRA), tokenizer
+    rows = data.encode_examples(tok, pairs, max_len)    # (prompt ids, target ids) per example
+    summary = fit(cfg, run, rows, held_rows, model, tok)
+
+`fit` minimises
+
+    L = - sum_{i,t} m_it log pi(y_it | x_i, y_i<t) / sum_{i,t} m_it
+
+over batches drawn in epochs of a seeded permutation (`data.next_batch`), with AdamW,
+gradient-norm clipping and the warm-up + cosine schedule (`core.schedules`). The mask
+`m` covers the target tokens: the completion (and EOS) for SFT, every token after the
+first for pre-training, whose rows have an empty prompt. The permutation, cursor,
+model, AdamW moments, LR schedule and RNG states go into the Run checkpoint, so an
+interrupted run resumes bit-exactly. `cfg` is the stage's Config: `fit` reads
+`total_steps`, `batch_size`, `learning_rate`, `min_lr_ratio`, `warmup_steps`,
+`weight_decay`, `max_grad_norm`, `eval_every`, `eval_size`, `task`, `seed` and, when
+present, `target_accuracy` and `check_every`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlfoundry.core.schedules import warmup_cosine
+from rlfoundry.errors import ConfigError
+from rlfoundry.llm.checkpoint import load_training_state, save_run_model, training_state
+from rlfoundry.llm.data import collate, next_batch
+from rlfoundry.llm.evaluation import evaluate_accuracy
+from rlfoundry.llm.models import (
+    load_model,
+    load_tokenizer,
+    model_dir,
+    parse_builtin,
+    policy_logprobs,
+    resolve_model_dir,
+)
+from rlfoundry.llm.tasks import get_task
+from rlfoundry.runtime.run import Run, generator_state, set_generator_state
+
+
+def check_model_and_task(cfg: Any) -> None:
+    """A model path that does not exist or an unknown task fails here, in seconds."""
+    if not cfg.model:
+        raise ConfigError("No starting model: set model to a directory or tiny:nano.")
+    if parse_builtin(cfg.model) is None:
+        resolve_model_dir(cfg.model)
+    if cfg.task:
+        get_task(cfg.task)
+
+
+def build_model(cfg: Any) -> tuple[Any, Any]:
+    """The starting model (LoRA-wrapped when lora_rank > 0) and its tokenizer."""
+    name = model_dir(cfg.model)
+    tok = load_tokenizer(name)
+    torch.manual_seed(cfg.seed)  # initialisation of built-in sizes
+    model = load_model(
+        name,
+        lora_rank=getattr(cfg, "lora_rank", 0),
+        lora_alpha=getattr(cfg, "lora_alpha", 0) or None,
+        lora_target_modules=getattr(cfg, "lora_target_modules", "") or None,
+    )
+    return model, tok
+
+
+def nll(model: Any, ids: Tensor, attn: Tensor, cmask: Tensor) -> tuple[Tensor, Tensor]:
+    """Summed NLL of the masked tokens and their count (position 0 is never a target)."""
+    cmask = cmask.clone()
+    cmask[:, 0] = False
+    logp = policy_logprobs(model, ids, attn, cmask)  # [B, L]
+    return -(logp * cmask).sum(), cmask.sum()
+
+
+@torch.no_grad()
+def eval_loss(model: Any, rows: list, pad: int, batch: int = 128) -> float:
+    """Token-mean NLL of held-out rows."""
+    was = model.training
+    model.eval()
+    tot, n = 0.0, 0
+    for i in range(0, len(rows), batch):
+        s, c = nll(model, *collate(rows[i : i + batch], pad))
+        tot, n = tot + float(s), n + int(c)
+    model.train(was)
+    return tot / max(1, n)
+
+
+def evaluate(model: Any, tok: Any, cfg: Any, held: list) -> dict[str, float]:
+    """Held-out token loss and greedy accuracy on the task's held-out prompts."""
+    if cfg.eval_size <= 0:
+        return {}
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    out = {"eval_loss": eval_loss(model, held, pad)} if held else {}
+    if cfg.task:
+        out["eval_accuracy"] = evaluate_accuracy(model, tok, cfg.task, n=cfg.eval_size)
+    return out
+
+
+def fit(cfg: Any, run: Run, train_rows: list, held_rows: list, model: Any, tok: Any) -> dict:
+    """The supervised loop over encoded (prompt ids, target ids) rows; see the module."""
+    if not train_rows:
+        raise ConfigError("No training examples; give data or a task with a train split.")
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, warmup_cosine(cfg.warmup_steps, cfg.total_steps, cfg.min_lr_ratio)
+    )
+    rng = np.random.default_rng(cfg.seed)
+    order, cursor, step = rng.permutation(len(train_rows)), 0, 0
+    ckpt = run.load_checkpoint()
+    if ckpt is not None:
+        step, tensors, state = ckpt
+        load_training_state(tensors, state, {"model": model}, opt, sched)
+        set_generator_state(rng, state["rng"])
+        order, cursor = np.asarray(state["order"]), state["cursor"]
+
+    losses: list[float] = []
+    target = getattr(cfg, "target_accuracy", 0.0)  # pre-training has none
+    reached = False
+    while step < cfg.total_steps:
+        idx, order, cursor = next_batch(rng, order, cursor, len(train_rows), cfg.batch_size)
+        ids, attn, cmask = collate([train_rows[i] for i in idx], pad)
+        s, n = nll(model, ids, attn, cmask)
+        loss = s / n.clamp(min=1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm or float("inf"))
+        opt.step()
+        sched.step()
+        step += 1
+        losses.append(float(loss.detach()))
+        metrics = {"loss": losses[-1], "grad_norm": float(gnorm), "lr": sched.get_last_lr()[0]}
+        if cfg.eval_every > 0 and step % cfg.eval_every == 0 and step < cfg.total_steps:
+            metrics.update(evaluate(model, tok, cfg, held_rows))
+        if target > 0 and cfg.task and step % cfg.check_every == 0 and step < cfg.total_steps:
+            acc = evaluate_accuracy(model, tok, cfg.task, n=cfg.eval_size, split="train")
+            metrics["train_accuracy"] = acc
+            reached = acc >= target
+        run.log(step, **metrics)
+        run.progress(step, loss=losses[-1])
+        if run.checkpoint_due(step) or step == cfg.total_steps or reached:
+            tensors, state = training_state({"model": model}, opt, sched)
+            state.update(rng=generator_state(rng), order=order.tolist(), cursor=int(cursor))
+            run.save_checkpoint(step, tensors, state)
+        if reached:
+            break
+        if run.should_stop(step) and step < cfg.total_steps:
+            return {"status": "interrupted", "step": step}
+
+    final = evaluate(model, tok, cfg, held_rows)
+    if final:
+        run.log(step, **final)
+    save_run_model(model, tok, run.path)
+    tail = losses[-20:]
+    result = {"status": "finished", "step": step, **final}
+    if target > 0:
+        result["reached_target_accuracy"] = reached
+    if tail:
+        result["train_loss"] = float(np.mean(tail))
+    return result
