@@ -37,16 +37,15 @@ def random_policy(env: gym.Env, seed: int = 0) -> Policy:
 
 def load_run_policy(run_dir: str | Path) -> tuple[Policy, str, dict[str, Any]]:
     """``(policy, env_id, env_kwargs)`` of a run directory made by ``rlfoundry train``."""
-    from rlfoundry.api import resolve_config
-    from rlfoundry.runtime.config import load_yaml
+    from rlfoundry.runtime import rundir
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
+    if not (run_dir / rundir.CONFIG).is_file():
         raise RLFoundryError(
             f"'{run_dir}' is not a run directory (no config.yaml); pass one made by `rlfoundry train`."
         )
-    data = load_yaml(run_dir / "config.yaml")
-    module, cfg = resolve_config(data["algo"], config=data)
+    name, data = rundir.read_saved(run_dir)
+    module, cfg = rundir.resolve_config(name, config=data)
     return module.load_policy(run_dir, cfg), cfg.env_id, dict(getattr(cfg, "env_kwargs", {}) or {})
 
 

@@ -1,4 +1,9 @@
-"""The work behind ``rlfoundry trade backtest|report|walkforward`` (parsers in ``apps/cli.py``)."""
+"""The work behind ``rlfoundry trade backtest|report|walkforward`` (parsers in ``rlfoundry/cli/apps.py``).
+
+Runs are read and trained through the run directory's own module
+(:mod:`rlfoundry.runtime.rundir`), as ``rlfoundry train`` does, so the app needs nothing
+from the layers above it.
+"""
 
 from __future__ import annotations
 
@@ -23,23 +28,23 @@ ENV_ID = "rlfoundry/Trading-v0"
 
 def run_policy_factory(run_dir: str | Path) -> tuple[PolicyFactory, dict[str, Any], str]:
     """``(factory, env_kwargs, algo)`` for the trained policy saved in ``run_dir``."""
-    from rlfoundry.api import resolve_config
-    from rlfoundry.runtime.config import load_yaml
+    from rlfoundry.runtime import rundir
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
+    if not (run_dir / rundir.CONFIG).is_file():
         raise RLFoundryError(
             f"'{run_dir}' is not a run directory (no config.yaml); pass one made by "
             f"`rlfoundry train ALGO --env {ENV_ID}`."
         )
-    data = load_yaml(run_dir / "config.yaml")
-    module, cfg = resolve_config(data["algo"], config=data)
-    if cfg.env_id != ENV_ID:
+    name, data = rundir.read_saved(run_dir)
+    module, cfg = rundir.resolve_config(name, config=data)
+    if getattr(cfg, "env_id", None) != ENV_ID:
         raise RLFoundryError(
-            f"Run '{run_dir}' was trained on {cfg.env_id}; `rlfoundry trade` backtests {ENV_ID} runs."
+            f"Run '{run_dir}' was trained on {getattr(cfg, 'env_id', name)}; `rlfoundry trade` "
+            f"backtests {ENV_ID} runs."
         )
     policy = module.load_policy(run_dir, cfg)
-    return (lambda env: policy), dict(getattr(cfg, "env_kwargs", {}) or {}), data["algo"]
+    return (lambda env: policy), dict(getattr(cfg, "env_kwargs", {}) or {}), name
 
 
 def named_policy(spec: str) -> PolicyFactory:
@@ -177,7 +182,7 @@ def walk_forward(
     :func:`~rlfoundry.apps.trading.data.walk_forward_folds`); the report stitches the
     test blocks into one out-of-sample equity curve per seed.
     """
-    from rlfoundry.api import train
+    from rlfoundry.runtime import rundir
 
     out = Path(out)
     bars = load_ohlcv(data)
@@ -196,16 +201,10 @@ def walk_forward(
         for seed in seeds:
             run_dir = out / f"fold{k}" / f"seed{seed}"
             if not (run_dir / "summary.json").exists():
-                train(
-                    algo,
-                    env=ENV_ID,
-                    steps=steps,
-                    seed=seed,
-                    out=run_dir,
-                    overrides={"env_kwargs": {**env_kwargs, "period": train_period}},
-                    progress=False,
-                    evaluate_after=False,
-                )
+                # what `rlfoundry train ALGO --env Trading-v0 ...` does, without evaluating
+                overrides = {"env_kwargs": {**env_kwargs, "period": train_period}}
+                _, cfg = rundir.resolve_config(algo, ENV_ID, steps, seed, overrides=overrides)
+                rundir.run_entry(algo, cfg, run_dir, progress=False)
             factories.append(run_policy_factory(run_dir)[0])
         results = run_suite({f"{algo} agent": factories}, env_kwargs, test_period, random_seeds)
         for label, runs in results.items():
