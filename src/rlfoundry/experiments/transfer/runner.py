@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from rlfoundry.algos import get_algo
+from rlfoundry import registry
 from rlfoundry.algos.tabular.common import greedy_policy, load_q, q_curve
 from rlfoundry.envs.evaluation import make_env
 from rlfoundry.errors import RLFoundryError
@@ -38,7 +38,7 @@ def train_curve(
     """Train ``algo`` on ``env_id(**env_kwargs)`` for ``steps`` from ``q0`` (None: the
     algorithm's own initial table). Returns ``(steps, scores, final Q)`` with a score of
     the initial table at step 0 and then one every ``every`` steps and at the end."""
-    module = get_algo(algo)
+    module = registry.load(algo)
     cfg = build_config(
         module.Config,
         algo_config or {},
