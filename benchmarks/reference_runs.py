@@ -26,7 +26,7 @@ RUNS: dict[str, list[str]] = {
     "a2c-cartpole": ["train", "a2c", "--env", "CartPole-v1", "--steps", "2000", "--seed", "0"],
     "qlearning-frozenlake": ["train", "qlearning", "--env", "FrozenLake-v1", "--steps", "5000"],
     "grpo-tiny": ["llm", "grpo", "--model", "tiny:nano", "--task", "arithmetic", "--steps", "2",
-                  "--set", "batch_size=8", "--set", "group_size=4", "--set", "eval_every=0"],
+                  "--set", "rollout_size=8", "--set", "group_size=4", "--set", "eval_every=0"],
     "sft-tiny": ["llm", "sft", "--model", "tiny:nano", "--task", "arithmetic", "--steps", "5"],
 }
 

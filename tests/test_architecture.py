@@ -23,8 +23,6 @@ import sys
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 import rlfoundry
 from rlfoundry import registry
 
@@ -51,9 +49,6 @@ LAYERS: dict[str, int] = {
 
 #: Where an import may not come from, whatever the layers say.
 NO_APPS_IN = ("envs", "algos", "mdp", "llm")
-
-UNTIL_MERGE = pytest.mark.xfail(strict=False, reason="until the classic branch merges")
-
 
 def module_name(path: Path) -> str:
     parts = path.relative_to(SRC.parent).with_suffix("").parts
@@ -169,18 +164,15 @@ def test_every_module_has_a_layer():
 # ---------------------------------------------------------------------- the rules
 
 
-@UNTIL_MERGE
 def test_no_import_cycles():
     assert find_cycles() == []
 
 
-@UNTIL_MERGE
 def test_layers_point_one_way():
     up = sorted(f"{a} -> {b}" for a, deps in graph().items() for b in deps if layer(b) > layer(a))
     assert up == []
 
 
-@UNTIL_MERGE
 def test_nothing_below_the_apps_imports_them():
     bad = sorted(
         f"{a} -> {b}"
@@ -192,16 +184,12 @@ def test_nothing_below_the_apps_imports_them():
     assert bad == []
 
 
-@UNTIL_MERGE
 def test_no_trainer_imports_another_trainer():
     trainers = {e.module for e in registry.REGISTRY.values()}
     bad = sorted(f"{a} -> {b}" for a in trainers for b in graph()[a] if b in trainers)
     assert bad == []
 
 
-@pytest.mark.xfail(
-    strict=False, reason="until the classic branch merges and feedback/store.py is split"
-)
 def test_no_source_file_over_500_lines():
     long = {
         n: len(p.read_text().splitlines())
@@ -229,7 +217,6 @@ def test_import_rlfoundry_does_not_load_torch():
     assert not {"torch", "gymnasium", "transformers"} & loaded
 
 
-@UNTIL_MERGE  # `transfer` registers from experiments/transfer.py (torch) until cli/transfer.py
 def test_building_the_cli_parser_does_not_load_torch():
     loaded = _loaded_after("from rlfoundry.cli.main import build_parser; build_parser()")
     assert not {"torch", "gymnasium", "transformers"} & loaded

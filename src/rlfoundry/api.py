@@ -39,9 +39,9 @@ def load_plugins() -> None:
 
     The one place the api and the CLI do it, before any env is made; idempotent.
     """
-    # until the classic branch merges: importing rlfoundry.envs still registers the app envs;
-    # then this becomes the apps' own registration call.
-    import rlfoundry.envs  # noqa: F401
+    from rlfoundry import apps
+
+    apps.register()
 
 
 def _check_resume_args(
@@ -70,17 +70,6 @@ def _check_resume_args(
             f"--config and --set do not apply to a resumed run, which continues with "
             f"{saved}; drop them or start a new run with --out."
         )
-
-
-def _check_env(module: Any, cfg: Any) -> None:
-    # until every gym algorithm has check(cfg): the old check_env(env) path
-    from rlfoundry.envs.evaluation import make_env
-
-    env = make_env(cfg.env_id, **getattr(cfg, "env_kwargs", {}) or {})
-    try:
-        module.check_env(env)
-    finally:
-        env.close()
 
 
 def default_out(name: str, cfg: Any) -> Path:
@@ -150,10 +139,13 @@ def train(
             init_from = (config if isinstance(config, dict) else load_yaml(config)).get("init_from")
         if init_from is not None:
             init_from = rundir.check_init_from(init_from, name).resolve()
-        if not hasattr(module, "check") and hasattr(module, "check_env"):
-            _check_env(module, cfg)  # until every gym algorithm has check(cfg)
         out = Path(out) if out is not None else default_out(name, cfg)
     gym = registry.get(name).kind == "gym"
+    callbacks = []
+    if gym:
+        from rlfoundry.envs.evaluation import run_callbacks
+
+        callbacks = run_callbacks(cfg, registry.load(name).load_policy)  # render_video
     return rundir.run_entry(
         name,
         cfg,
@@ -163,6 +155,7 @@ def train(
         stop_at_step=stop_at_step,
         init_from=init_from,
         evaluate=(lambda d: evaluate_run(d, write=False)) if gym and evaluate_after else None,
+        callbacks=callbacks,
     )
 
 
@@ -178,7 +171,7 @@ def evaluate_run(
     ``run_dir/eval.gif``."""
     import torch
 
-    from rlfoundry.envs.evaluation import evaluate, make_env
+    from rlfoundry.envs.evaluation import eval_seed, evaluate, make_env, record_video
 
     load_plugins()
     run_dir = Path(run_dir)
@@ -196,13 +189,13 @@ def evaluate_run(
     if not (run_dir / CHECKPOINT).exists():
         raise RLFoundryError(f"'{run_dir}' has no {CHECKPOINT}; the run never saved one.")
     episodes = episodes if episodes is not None else cfg.eval_episodes
-    eval_seed = seed if seed is not None else cfg.seed + 10_000  # unseen episodes
+    first_seed = seed if seed is not None else eval_seed(cfg.seed)  # unseen episodes
     torch.set_num_threads(1)
     policy = module.load_policy(run_dir, cfg)
     env = make_env(cfg.env_id, **getattr(cfg, "env_kwargs", {}) or {})
     t0 = time.perf_counter()
     try:
-        result = evaluate(policy, env, episodes, eval_seed)
+        result = evaluate(policy, env, episodes, first_seed)
     finally:
         env.close()
     result["eval_seconds"] = round(time.perf_counter() - t0, 3)
@@ -210,10 +203,8 @@ def evaluate_run(
     if extra is not None:  # app metrics over the same number of episodes
         result.update(extra(run_dir, dataclasses.replace(cfg, eval_episodes=episodes), policy))
     if video:
-        from rlfoundry.runtime.video import record_gif
-
         env_kwargs = getattr(cfg, "env_kwargs", {}) or {}
-        gif = record_gif(policy, cfg.env_id, run_dir / "eval.gif", eval_seed, env_kwargs)
+        gif = record_video(policy, cfg.env_id, run_dir / "eval.gif", first_seed, env_kwargs)
         result["video"] = str(gif)
     if write:
         path = run_dir / "summary.json"

@@ -9,15 +9,3 @@ Every algorithm follows the one contract of ``docs/CONTRIBUTING.md`` (``Config``
 :mod:`rlfoundry.registry`, which names it for ``rlfoundry train``, ``rlfoundry list`` and the
 Python API.
 """
-
-from __future__ import annotations
-
-from types import ModuleType
-
-from rlfoundry import registry
-
-
-def get_algo(name: str) -> ModuleType:
-    """The module of gym algorithm ``name`` (:func:`rlfoundry.registry.load`)."""
-    # until experiments/transfer reads rlfoundry.registry itself
-    return registry.load(name)

@@ -204,11 +204,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rlfoundry.api import load_plugins
 
     load_plugins()
+    from rlfoundry.apps import APP_ENVS
     from rlfoundry.envs import BUILTIN_ENVS
 
     table = Table(title="built-in environments (plus every Gymnasium id)")
     table.add_column("id")
-    for env_id in BUILTIN_ENVS:
+    for env_id in BUILTIN_ENVS + APP_ENVS:
         table.add_row(env_id)
     console.print(table)
     return 0

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from rlfoundry import registry
 from rlfoundry.errors import ConfigError, RLFoundryError
 from rlfoundry.runtime.config import atomic_write_text, build_config, load_yaml, save_yaml, to_dict
 from rlfoundry.runtime.distributed import Dist, init_distributed
-from rlfoundry.runtime.run import CHECKPOINT, Run, seed_everything
+from rlfoundry.runtime.run import CHECKPOINT, Callback, Run, seed_everything
 
 CONFIG = "config.yaml"
 
@@ -128,13 +128,20 @@ def open_run(
     stop_at_step: int | None = None,
     init_from: str | os.PathLike | None = None,
     d: Dist | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> Run:
     """Create (or reopen with ``resume``) the run directory ``out`` of entry ``name``."""
     d = d or Dist()
     out = Path(out)
-    kw: dict[str, Any] = {"resume": resume, "stop_at_step": stop_at_step, "init_from": init_from}
+    kw: dict[str, Any] = {
+        "resume": resume,
+        "stop_at_step": stop_at_step,
+        "init_from": init_from,
+        "callbacks": callbacks,
+    }
     if not d.main:
         scratch = out / f".rank{d.rank}"
+        kw["callbacks"] = ()  # a video or an evaluation is rank 0's job
         return Run(scratch, cfg.total_steps, progress=False, tensorboard=False, **kw)
     if resume:
         if not (out / CHECKPOINT).exists():
@@ -178,6 +185,7 @@ def run_entry(
     stop_at_step: int | None = None,
     init_from: str | os.PathLike | None = None,
     evaluate: Callable[[Path], dict[str, Any]] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> dict[str, Any]:
     """Check ``cfg``, open ``out``, train entry ``name`` in it and return the summary.
 
@@ -195,6 +203,7 @@ def run_entry(
     seed_everything(cfg.seed)
     out = Path(out)
     kw = {"progress": progress, "stop_at_step": stop_at_step, "init_from": init_from, "d": d}
+    kw["callbacks"] = callbacks
     with open_run(out, entry.name, cfg, resume=resume, **kw) as run:
         try:
             result = module.train(cfg, run) or {}

@@ -30,15 +30,29 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pandas as pd
 
 from rlfoundry.errors import RLFoundryError
 from rlfoundry.llm.chat import ChatClient
 
-if TYPE_CHECKING:
-    from rlfoundry.apps.trading.env import TradingEnv
+
+class MarketView(Protocol):
+    """What the evaluator reads of a :class:`rlfoundry.apps.trading.env.TradingEnv` at its
+    current bar (a protocol, so the env, which owns an evaluator, is not imported here)."""
+
+    t: int
+    data_name: str
+    cash: float
+    bars: pd.DataFrame
+
+    def value(self, t: int | None = None) -> float: ...
+    def exposure(self) -> float: ...
+    def history(self, bars: int | None = None) -> pd.DataFrame: ...
+    def features(self, bars: int = 1) -> pd.DataFrame: ...
+    def target_exposure(self, action: int) -> float | None: ...
+    def action_name(self, action: int) -> str: ...
 
 SYSTEM_PROMPT = (
     "You are the risk officer of a trading desk. You review one proposed order from an "
@@ -255,7 +269,7 @@ class LLMEvaluator:
         return self.coef * verdict.score - self.risk_coef * verdict.risk
 
     # ------------------------------------------------------------------ prompt
-    def build_prompt(self, env: TradingEnv, action: int) -> str:
+    def build_prompt(self, env: MarketView, action: int) -> str:
         """The user message for ``action`` at the env's current decision bar.
 
         Holds bars up to bar ``t`` and news dated before bar ``t+1``; nothing later.
@@ -314,7 +328,7 @@ class LLMEvaluator:
         tmp.replace(path)
         return reply
 
-    def review(self, env: TradingEnv, action: int) -> Verdict:
+    def review(self, env: MarketView, action: int) -> Verdict:
         """The verdict on ``action`` at the env's current bar (veto includes ``veto_risk``)."""
         verdict = parse_verdict(self.ask(self.build_prompt(env, action)))
         if self.veto_risk is not None and verdict.risk >= self.veto_risk and not verdict.veto:
