@@ -31,6 +31,7 @@ ROOT = "rlfoundry"
 MAX_LINES = 500
 
 LAYERS: dict[str, int] = {
+    "_version": 0,
     "errors": 0,
     "registry": 0,
     "core": 0,

@@ -10,7 +10,7 @@ the package loads nothing heavy: torch comes with the first `train`.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from rlfoundry._version import __version__
 
 __all__ = ["__version__", "train", "evaluate_run"]
 

@@ -216,7 +216,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rlfoundry import __version__
+    from rlfoundry._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="rlfoundry", description="Reinforcement learning from Q-tables to language models."

@@ -153,7 +153,7 @@ def open_run(
             raise RLFoundryError(
                 f"'{out}' already holds a run; resume it with --resume {out} or choose another --out."
             )
-        from rlfoundry import __version__
+        from rlfoundry._version import __version__
 
         out.mkdir(parents=True, exist_ok=True)
         head = {"algo": name, **({"init_from": str(init_from)} if init_from else {})}
