@@ -199,9 +199,7 @@ def test_no_trainer_imports_another_trainer():
     assert bad == []
 
 
-@pytest.mark.xfail(
-    strict=False, reason="until the classic branch merges and feedback/store.py is split"
-)
+@UNTIL_MERGE
 def test_no_source_file_over_500_lines():
     long = {
         n: len(p.read_text().splitlines())
