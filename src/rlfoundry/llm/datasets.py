@@ -26,6 +26,7 @@ local path is tried on the Hugging Face Hub, and offline that fails in one sente
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import socket
@@ -136,10 +137,20 @@ def _load_file(path: Path) -> Table:
         )
     import datasets
 
+    kwargs: dict[str, Any] = {}
+    if builder == "csv":  # "19" stays the text "19" in the text columns, not the number 19
+        with path.open(encoding="utf-8", newline="") as f:
+            header = next(csv.reader(f), [])
+        kwargs["converters"] = {c: str for c in header if c in _CONVERSATIONAL | {"text"}}
     try:
         with _quiet(), tempfile.TemporaryDirectory() as cache:
             ds = datasets.load_dataset(
-                builder, data_files=str(path), split="train", cache_dir=cache, keep_in_memory=True
+                builder,
+                data_files=str(path),
+                split="train",
+                cache_dir=cache,
+                keep_in_memory=True,
+                **kwargs,
             )
             return Table(str(path), ds.to_list(), columns=list(ds.column_names))
     except Exception as err:
@@ -303,11 +314,15 @@ def _check_rows(table: Table, cols: tuple[str, ...]) -> None:
                     f"'{table.source}' {table.where(i)} has no field '{key}'; every row "
                     f"needs {need}."
                 )
-            if isinstance(value, str) or (key in _CONVERSATIONAL and is_conversation(value)):
+            msgs = "a list of {role, content} messages"
+            if key == "messages":
+                ok, kind = is_conversation(value), msgs
+            elif key in _CONVERSATIONAL:
+                ok, kind = isinstance(value, str) or is_conversation(value), f"text or {msgs}"
+            else:
+                ok, kind = isinstance(value, str), "text"
+            if ok:
                 continue
-            kind = (
-                "text or a list of {role, content} messages" if key in _CONVERSATIONAL else "text"
-            )
             raise RLFoundryError(
                 f"'{table.source}' {table.where(i)}: field '{key}' is "
                 f"{type(value).__name__}, not {kind}; store it as {kind}."
