@@ -166,6 +166,24 @@ def test_messages_sft_trains_only_the_assistant_turns(chat_model, tmp_path):
     assert load_tokenizer(out).chat_template == CHATML
 
 
+def test_a_template_that_writes_bos_does_not_get_it_twice():
+    class BosTok:  # a Llama-3-like tokenizer: adds BOS on encode, and its template writes it
+        bos_token, bos_token_id, eos_token = "<s>", 1, "</s>"
+        chat_template = "yes"
+
+        def encode(self, text, add_special_tokens=True):
+            return [1] if add_special_tokens else []
+
+        def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+            body = "".join(f"[{m['role']}]{m['content']}</s>" for m in messages)
+            return "<s>" + body + ("[assistant]" if add_generation_prompt else "")
+
+    tok = BosTok()
+    assert render_prompt(tok, [{"role": "user", "content": "hi"}]) == "[user]hi</s>[assistant]"
+    tok.encode = lambda text, add_special_tokens=True: []  # a tokenizer that adds no BOS
+    assert render_prompt(tok, [{"role": "user", "content": "hi"}]).startswith("<s>[user]")
+
+
 def test_sft_and_pretrain_read_the_example_files(tmp_path):
     s = train("llm-sft", out=tmp_path / "s", progress=False, data=str(EXAMPLES / "sft_pairs.jsonl"),
               **TINY_SFT)  # fmt: skip
