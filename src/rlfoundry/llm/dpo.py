@@ -50,10 +50,11 @@ class Config:
     task: str = "sentiment"
     """Built-in preference task whose pairs are used when `data` is empty."""
     data: str = ""
-    """JSONL file of pairs with fields prompt, chosen, rejected (TRL's format); empty =
-    the built-in task's pairs."""
+    """Preference dataset (TRL's format: prompt, chosen, rejected as text or messages, or
+    chosen and rejected conversations): .jsonl/.json/.csv/.parquet, a save_to_disk
+    directory or a hub name; empty = the built-in task's pairs."""
     eval_data: str = ""
-    """JSONL file of held-out pairs; empty = hold out `eval_fraction` of the data."""
+    """Held-out pairs in the same formats; empty = hold out `eval_fraction` of the data."""
     eval_fraction: float = 0.1
     """Share of the `data` pairs held out when `eval_data` is empty."""
     eval_pairs: int = 200

@@ -67,12 +67,16 @@ class GroupConfig:
     task: str = "arithmetic"
     """Built-in task giving the prompts, the 'task' reward and the held-out evaluation."""
     prompts: str = ""
-    """JSONL file of training prompts (field `prompt`); empty = the task's prompts."""
+    """Dataset of training prompts (column `prompt`, text or messages; its other columns
+    go to the reward functions by name): .jsonl/.json/.csv/.parquet, a save_to_disk
+    directory or a hub name; empty = the task's prompts."""
     reward: list[str] = field(default_factory=lambda: ["task"])
-    """Reward sources, summed: 'task', 'module:function', 'rm:DIR', 'judge:DIR',
-    'judge:http://HOST/v1', each optionally 'WEIGHT*SOURCE' (see llm/rewards.py)."""
+    """Reward sources, summed: 'task', 'numeric_match', 'exact_match', 'module:function',
+    'rm:DIR', 'judge:DIR', 'judge:http://HOST/v1', each optionally 'WEIGHT*SOURCE' (see
+    llm/rewards.py)."""
     judge_template: str = ""
-    """Prompt template of a judge reward with {prompt} and {completion}; empty = default."""
+    """Prompt template of a judge reward with {prompt}, {completion} and any dataset
+    column such as {answer}; empty = default."""
     judge_model: str = "default"
     """Model name sent to an HTTP judge endpoint."""
     total_steps: int = 100
@@ -275,9 +279,9 @@ def train(
     cfg = with_task_budget(cfg)
     seed_everything(cfg.seed)
     reward_fn = build_reward(cfg)
-    prompts = load_prompts(cfg)
     path = model_dir(cfg.model)
     tok = load_tokenizer(path)
+    prompts = load_prompts(cfg, tok)  # messages rendered with tok's chat template
     model = load_model(path)
     model.train()
     ref = copy.deepcopy(model).eval().requires_grad_(False) if cfg.beta > 0 else None
@@ -310,7 +314,8 @@ def train(
         ro = rollout(model, tok, mine, cfg.group_size, cfg.max_new_tokens, cfg.temperature, gen)
         model.train()
         t_gen = time.perf_counter() - t0
-        rew = torch.tensor(reward_fn(ro.prompts, ro.completions), dtype=torch.float32)
+        cols = prompts.columns(idx[d.rank * per_rank : (d.rank + 1) * per_rank], cfg.group_size)
+        rew = torch.tensor(reward_fn(ro.prompts, ro.completions, **cols), dtype=torch.float32)
         ref_logp = None
         if ref is not None:
             with torch.no_grad():

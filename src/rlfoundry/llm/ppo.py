@@ -64,12 +64,16 @@ class Config:
     task: str = "arithmetic"
     """Built-in task giving the prompts, the 'task' reward and the held-out evaluation."""
     prompts: str = ""
-    """JSONL file of training prompts (field `prompt`); empty = the task's prompts."""
+    """Dataset of training prompts (column `prompt`, text or messages; its other columns
+    go to the reward functions by name): .jsonl/.json/.csv/.parquet, a save_to_disk
+    directory or a hub name; empty = the task's prompts."""
     reward: list[str] = field(default_factory=lambda: ["task"])
-    """Reward sources, summed: 'task', 'module:function', 'rm:DIR', 'judge:DIR',
-    'judge:http://HOST/v1', each optionally 'WEIGHT*SOURCE' (see llm/rewards.py)."""
+    """Reward sources, summed: 'task', 'numeric_match', 'exact_match', 'module:function',
+    'rm:DIR', 'judge:DIR', 'judge:http://HOST/v1', each optionally 'WEIGHT*SOURCE' (see
+    llm/rewards.py)."""
     judge_template: str = ""
-    """Prompt template of a judge reward with {prompt} and {completion}; empty = default."""
+    """Prompt template of a judge reward with {prompt}, {completion} and any dataset
+    column such as {answer}; empty = default."""
     judge_model: str = "default"
     """Model name sent to an HTTP judge endpoint."""
     total_steps: int = 100
@@ -227,9 +231,9 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
     cfg = with_task_budget(cfg)
     seed_everything(cfg.seed)
     reward_fn = build_reward(cfg)
-    prompts = load_prompts(cfg)
     path = model_dir(cfg.model)
     tok = load_tokenizer(path)
+    prompts = load_prompts(cfg, tok)  # messages rendered with tok's chat template
     policy = load_model(path)
     ref = copy.deepcopy(policy).eval().requires_grad_(False)
     vm = ValueModel(copy.deepcopy(policy.base_model), policy.config.hidden_size)
@@ -263,7 +267,8 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         policy.eval()
         ro = rollout(policy, tok, mine, 1, cfg.max_new_tokens, cfg.temperature, gen)
         policy.train()
-        score = torch.tensor(reward_fn(ro.prompts, ro.completions), dtype=torch.float32)
+        cols = prompts.columns(idx[d.rank * b_local : (d.rank + 1) * b_local])
+        score = torch.tensor(reward_fn(ro.prompts, ro.completions, **cols), dtype=torch.float32)
         mask = ro.completion_mask.clone()
         if cfg.mask_truncated:
             mask &= ~ro.truncated[:, None]
