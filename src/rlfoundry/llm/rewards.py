@@ -14,7 +14,10 @@ Sources, and the config string (`parse_reward`) that builds each:
     "rm:DIR"                    a reward model trained by `rlfoundry llm reward-model`
                                 (`scoring.py`)
     "judge:DIR"                 a local causal LM judging with a prompt template
-    "judge:http://HOST/v1"      any OpenAI-compatible `/v1/chat/completions` endpoint
+    "judge:http://HOST/v1"      any OpenAI-compatible `/v1/chat/completions` endpoint:
+                                checked by one request before training, retried on
+                                timeouts and 5xx, the reply read as `Score: N` within
+                                [judge_min_score, judge_max_score] (`HTTPJudge`)
     "0.5*SPEC"                  a weight; several specs are summed (`Composite`)
 
 Every score passes through `checked`: a source that raises, or returns NaN/inf or
@@ -34,7 +37,6 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,8 @@ import numpy as np
 import torch
 
 from rlfoundry.errors import RLFoundryError
-from rlfoundry.llm.chat import ChatClient
+from rlfoundry.llm.judge import JudgeEndpoint
+from rlfoundry.llm.judge import check_template as _check_template
 from rlfoundry.llm.models import load_model, load_tokenizer
 from rlfoundry.llm.scoring import load_reward_model, score_texts
 from rlfoundry.llm.tasks import get_task
@@ -72,6 +75,10 @@ class RewardSource:
 
     def score(self, prompts: list[str], completions: list[str]) -> list[Any]:
         raise NotImplementedError
+
+    def metrics(self) -> dict[str, float]:
+        """Numbers about the last batch to log beside the rewards ({} for most sources)."""
+        return {}
 
     def __call__(self, prompts: list[str], completions: list[str]) -> list[float]:
         return checked(self, prompts, completions)
@@ -297,53 +304,10 @@ class LocalJudge(RewardSource):
         return out
 
 
-def _check_template(template: str) -> None:
-    try:
-        template.format(prompt="p", completion="c")
-    except (KeyError, IndexError, ValueError) as err:
-        raise RLFoundryError(
-            f"Judge template cannot be filled ({type(err).__name__}: {err}); use only the "
-            "placeholders {prompt} and {completion} and double any other braces."
-        ) from None
-
-
-class HTTPJudge(RewardSource):
-    """An OpenAI-compatible chat endpoint as judge (vLLM, llama.cpp, Ollama, OpenAI).
-
-    Each pair is sent as one user message (the template filled in) with temperature 0;
-    the first number in the reply, divided by `max_score`, is the reward. A reply with
-    no number is an error, shown with the reply. `OPENAI_API_KEY` is sent if set.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        model: str = "default",
-        template: str | None = None,
-        max_score: float = 9.0,
-        timeout: float = 60.0,
-        max_tokens: int = 16,
-        workers: int = 8,
-    ) -> None:
-        self.client = ChatClient(url, model, timeout, max_tokens, label="Judge endpoint")
-        self.url, self.model, self.max_score = self.client.url, model, max_score
-        self.template = template or JUDGE_TEMPLATE
-        _check_template(self.template)
-        self.workers = workers
-        self.name = f"judge:{self.url}"
-
-    def _ask(self, prompt: str, completion: str) -> float:
-        text = self.client.ask(self.template.format(prompt=prompt, completion=completion))
-        m = re.search(r"-?\d+(?:\.\d+)?", text)
-        if m is None:
-            raise _fail(self, f"replied {text!r}, which holds no score", prompt, completion)
-        return float(m.group(0)) / self.max_score
-
-    def score(self, prompts: list[str], completions: list[str]) -> list[Any]:
-        if len(prompts) == 1 or self.workers <= 1:
-            return [self._ask(p, c) for p, c in zip(prompts, completions)]
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            return list(pool.map(self._ask, prompts, completions))
+class HTTPJudge(JudgeEndpoint, RewardSource):
+    """An OpenAI-compatible chat endpoint as a reward source: `rlfoundry.llm.judge`'s
+    `JudgeEndpoint` (pre-flight, retries, strict `Score: N` in a range, invalid replies
+    counted in `judge/invalid`) with the checks every reward source gets."""
 
 
 # ---------------------------------------------------------------------- composition
@@ -367,10 +331,14 @@ class Composite(RewardSource):
         return total
 
     def means(self) -> dict[str, float]:
-        """Mean score of each source on the last batch, for logging (`reward/NAME`)."""
-        if len(self.parts) < 2:
-            return {}
-        return {f"reward/{k}": sum(v) / max(len(v), 1) for k, v in self.last.items()}
+        """Mean score of each source on the last batch, for logging (`reward/NAME`), and
+        each source's own `metrics()` (a judge's `judge/invalid`)."""
+        out: dict[str, float] = {}
+        if len(self.parts) >= 2:
+            out = {f"reward/{k}": sum(v) / max(len(v), 1) for k, v in self.last.items()}
+        for _, source in self.parts:
+            out.update(source.metrics())
+        return out
 
 
 _WEIGHT = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\*\s*(.+)$")
@@ -381,11 +349,13 @@ def parse_reward(
     task: Any = None,
     judge_template: str | None = None,
     judge_model: str = "default",
+    **judge: Any,
 ) -> Composite:
     """Build a `Composite` from config strings (see the module docstring for the forms).
 
-    Everything that can fail (imports, missing directories, bad templates) fails here,
-    before any training starts.
+    Everything that can fail (imports, missing directories, bad templates, an HTTP judge
+    that does not answer) fails here, before any training starts. `judge` holds the
+    other `HTTPJudge` settings (`timeout`, `retries`, `min_score`, `max_score`).
     """
     if isinstance(specs, str):
         specs = [s for s in specs.split(",") if s.strip()]
@@ -393,23 +363,36 @@ def parse_reward(
     for raw in specs:
         m = _WEIGHT.match(raw)
         weight, spec = (float(m.group(1)), m.group(2).strip()) if m else (1.0, raw.strip())
-        parts.append((weight, _one_source(spec, task, judge_template, judge_model)))
+        parts.append((weight, _one_source(spec, task, judge_template, judge_model, judge)))
     return Composite(parts)
 
 
 def build_reward(cfg: Any) -> Composite:
     """The reward of an RL stage's config: `cfg.reward` over `cfg.task`, with its judge
-    settings (`judge_template`, `judge_model`). Fails here, before training, when a
-    source cannot be built."""
+    settings (`judge_template`, `judge_model`, `judge_timeout`, `judge_retries`,
+    `judge_min_score`, `judge_max_score`). Fails here, before training, when a source
+    cannot be built."""
+    judge = {
+        key: getattr(cfg, f"judge_{key}")
+        for key in ("timeout", "retries", "min_score", "max_score")
+        if hasattr(cfg, f"judge_{key}")
+    }
     return parse_reward(
         cfg.reward,
         task=get_task(cfg.task),
         judge_template=cfg.judge_template or None,
         judge_model=cfg.judge_model,
+        **judge,
     )
 
 
-def _one_source(spec: str, task: Any, judge_template: str | None, judge_model: str) -> RewardSource:
+def _one_source(
+    spec: str,
+    task: Any,
+    judge_template: str | None,
+    judge_model: str,
+    judge: dict[str, Any] | None = None,
+) -> RewardSource:
     if spec == "task":
         if task is None:
             raise RLFoundryError("Reward 'task' needs a built-in task; set task or another reward.")
@@ -421,6 +404,6 @@ def _one_source(spec: str, task: Any, judge_template: str | None, judge_model: s
     if spec.startswith("judge:"):
         target = spec[6:]
         if target.startswith(("http://", "https://")):
-            return HTTPJudge(target, model=judge_model, template=judge_template)
+            return HTTPJudge(target, model=judge_model, template=judge_template, **(judge or {}))
         return LocalJudge(target, template=judge_template)
     return FunctionReward(spec)
