@@ -204,6 +204,31 @@ def test_a_run_killed_before_its_first_checkpoint_is_resumed_from_step_0(tmp_pat
     assert (tmp_path / "ref" / "metrics.csv").read_text() == (out / "metrics.csv").read_text()
 
 
+def test_a_metrics_row_cut_short_by_a_kill_is_dropped_on_resume(tmp_path):
+    with Run(tmp_path, 100, progress=False, tensorboard=False) as run:
+        run.log(1, x=1.0)
+        run.save_checkpoint(2, {"w": torch.zeros(1)})
+        run.log(2, x=2.0)
+    with (tmp_path / "metrics.csv").open("a") as f:
+        f.write("3,3.")  # the kill came in the middle of a row
+    with Run(tmp_path, 100, resume=True, progress=False, tensorboard=False) as run:
+        run.log(3, x=3.5)
+    assert (tmp_path / "metrics.csv").read_text() == "step,x\n1,1.0\n2,2.0\n3,3.5\n"
+
+
+def test_a_damaged_source_of_init_from_is_refused_before_any_write(tmp_path, capsys):
+    src = tmp_path / "src"
+    argv = ["train", "dqn", "--env", "CartPole-v1", "--steps", "200", "--no-progress"]
+    argv += ["--set", "learning_starts=50", "--set", "eval_episodes=1"]
+    assert main([*argv, "--out", str(src)]) == 0
+    ckpt_path = src / CHECKPOINT
+    ckpt_path.write_bytes(ckpt_path.read_bytes()[:-10])
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "ft"), "--init-from", str(src)]) == 2
+    assert "is damaged: it is truncated" in _one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "ft").exists()
+
+
 def test_resuming_a_finished_run_changes_nothing(tmp_path, capsys):
     out = tmp_path / "run"
     assert main([*Q, "--out", str(out)]) == 0
@@ -411,3 +436,7 @@ def test_pipeline_refuses_a_used_directory_and_resumes(tmp_path, capsys):
     result = json.loads((out / "pipeline.json").read_text())
     assert result["task"] == "arithmetic" and 0 <= result["accuracy_after"] <= 1
     assert json.loads((out / "grpo" / "summary.json").read_text())["status"] == "finished"
+    before = _files(out)
+    assert main(["llm", "pipeline", "--resume", str(out), "--no-progress"]) == 0
+    assert "is a finished pipeline" in capsys.readouterr().err
+    assert _files(out) == before

@@ -38,6 +38,7 @@ first drops, then recovers; the gain is not the same for every seed).
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,12 @@ def run_pipeline(
         "grpo_overrides": dict(grpo_overrides or {}),
     }
     plan = _plan(out, plan, resume, overwrite)
+    if resume and (out / "pipeline.json").is_file():  # written last: the pipeline finished
+        print(
+            f"'{out}' is a finished pipeline: nothing to resume, and nothing was changed.",
+            file=sys.stderr,
+        )
+        return json.loads((out / "pipeline.json").read_text())
     task, seed = plan["task"], plan["seed"]
     sft_dir = pretrain_and_sft(
         task,

@@ -52,6 +52,7 @@ from rlfoundry.runtime.run import (
     PREVIOUS,
     Callback,
     Run,
+    load_checkpoint_file,
     parse_checkpoint_every,
     seed_everything,
 )
@@ -210,6 +211,7 @@ def check_init_from(path: str | os.PathLike, name: str) -> Path:
             f"Cannot start from '{src}': it has no {CHECKPOINT} (the run never saved one); "
             "train the source run first."
         )
+    load_checkpoint_file(src / CHECKPOINT)  # a damaged one: one sentence, before any write
     src_name = load_yaml(src / CONFIG).get("algo")
     if src_name != name:
         raise ConfigError(
@@ -268,11 +270,12 @@ def check_out(out: str | os.PathLike, name: str, *, resume: bool, overwrite: boo
 
 
 def fresh_path(folder: Path, stem: str, suffix: str) -> Path:
-    """``folder/STEM-<UTC time>SUFFIX``, a name no earlier file has (re-evaluations, plots)."""
+    """``folder/STEM-<UTC time>SUFFIX``, a name no earlier file has (re-evaluations, plots);
+    a second one in the same second gets ``_2`` (names sort in time order)."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path, n = folder / f"{stem}-{stamp}{suffix}", 1
+    path, n = folder / f"{stem}-{stamp}{suffix}", 2
     while path.exists():
-        path, n = folder / f"{stem}-{stamp}-{n}{suffix}", n + 1
+        path, n = folder / f"{stem}-{stamp}_{n}{suffix}", n + 1
     return path
 
 
