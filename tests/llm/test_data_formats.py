@@ -333,11 +333,11 @@ def test_numeric_match_reads_the_last_number():
 
 
 def test_judge_templates_may_name_dataset_columns():
-    r = parse_reward(
-        "judge:http://127.0.0.1:1/v1", judge_template="Q: {prompt}\nA: {completion}\nRef: {answer}"
-    )
-    assert r.needs == ("answer",)
-    with pytest.raises(RLFoundryError, match="has no \\{completion\\}"):
+    from rlfoundry.llm.judge import check_template
+
+    # the columns a template names (tests/llm/test_judge.py sends them to a live judge)
+    assert check_template("Q: {prompt}\nA: {completion}\nRef: {answer}") == ("answer",)
+    with pytest.raises(RLFoundryError, match="has no \\{completion\\}"):  # before any request
         parse_reward("judge:http://127.0.0.1:1/v1", judge_template="{prompt} {answer}")
 
 

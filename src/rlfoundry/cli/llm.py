@@ -11,6 +11,7 @@
     rlfoundry llm eval DIR --data test.parquet --reward numeric_match   # any data, any reward
     rlfoundry llm list grpo                             # every config key, with its meaning
     rlfoundry llm pipeline --task arithmetic            # pre-train -> SFT -> GRPO
+    rlfoundry llm pipeline --resume runs/pipeline-arithmetic-...   # after a crash
     rlfoundry llm import-gguf MODEL.gguf --out models/m  # a GGUF model as a starting model
 
 One training command per LLM stage of `rlfoundry.registry` (`rlfoundry list` shows
@@ -19,7 +20,8 @@ repeatable `--set key=value` (the keys of the stage's Config: `rlfoundry list ll
 `--model/--task/--data/--steps/--seed` are shortcuts for the same keys (`--steps` sets
 `total_steps`, `--data` the stage's dataset, `--reward` an RL stage's reward). A dataset is
 a .jsonl/.json/.csv/.parquet file, a `save_to_disk` directory or a hub name
-(`rlfoundry.llm.datasets`).
+(`rlfoundry.llm.datasets`). `--out` must be new or empty unless `--overwrite`;
+`--set checkpoint_every=...` sets how often a stage checkpoints.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.no_progress,
         stop_at_step=args.stop_at,
+        overwrite=args.overwrite,
     )
     if args.json:
         print(json.dumps(summary))
@@ -204,10 +207,22 @@ def cmd_import_gguf(args: argparse.Namespace) -> int:
 def cmd_pipeline(args: argparse.Namespace) -> int:
     from rlfoundry.llm.pipeline import run_pipeline
 
-    out = Path(args.out or f"runs/pipeline-{args.task}-{time.strftime('%Y%m%d-%H%M%S')}")
-    res = run_pipeline(task=args.task, out=out, progress=not args.no_progress, seed=args.seed)
+    if args.resume and args.out:
+        from rlfoundry.errors import ConfigError
+
+        raise ConfigError("--resume DIR names the pipeline's directory; drop --out.")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.resume or args.out or f"runs/pipeline-{args.task or 'arithmetic'}-{stamp}")
+    res = run_pipeline(
+        task=args.task,
+        out=out,
+        progress=not args.no_progress,
+        seed=args.seed,
+        resume=args.resume is not None,
+        overwrite=args.overwrite,
+    )
     print(
-        f"{args.task}: held-out exact match {res['accuracy_before']:.1%} after SFT -> "
+        f"{res['task']}: held-out exact match {res['accuracy_before']:.1%} after SFT -> "
         f"{res['accuracy_after']:.1%} after GRPO  ({out})"
     )
     return 0
@@ -238,6 +253,9 @@ def _stage_parser(sub: Any, entry: registry.Entry) -> None:
     p.add_argument("--config", help="YAML file of config values")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the run (or a run's files) in --out"
+    )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--stop-at", type=int, help=argparse.SUPPRESS)
@@ -309,8 +327,12 @@ def register(subparsers: Any) -> None:
         "pipeline",
         help="pre-train -> SFT -> GRPO on a built-in task; prints accuracy before/after RL",
     )
-    p.add_argument("--task", default="arithmetic")
+    p.add_argument("--task", help="built-in task (default arithmetic)")
     p.add_argument("--out", help="directory of the three runs (default runs/pipeline-TASK-TIME)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument(
+        "--resume", metavar="DIR", help="continue the pipeline in DIR (finished stages are kept)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace the runs in --out")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_pipeline)

@@ -78,7 +78,7 @@ class Config:
     max_len: int = 128
     """Longest prompt + completion in tokens."""
     eval_every: int = 25
-    """Steps between held-out evaluations."""
+    """Steps between held-out evaluations (0 = only at the end)."""
     seed: int = 0
     """Seed of the data split and the batch order."""
     torch_threads: int = 1
@@ -196,7 +196,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         sched.step()
         step += 1
         metrics = {"loss": loss_sum, "reward_margin": margin_sum, "reward_accuracy": acc_sum}
-        if step % cfg.eval_every == 0 or step == cfg.total_steps:
+        if (cfg.eval_every > 0 and step % cfg.eval_every == 0) or step == cfg.total_steps:
             metrics.update(evaluate(model, tok, held, held_ref, cfg))
         run.log(step, **metrics)
         run.progress(step, loss=loss_sum, margin=margin_sum)

@@ -12,18 +12,16 @@ dataset without that column fails before training (`rewards.check_reward_columns
 from __future__ import annotations
 
 import os
-import re
 import string
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from rlfoundry.errors import RLFoundryError
-from rlfoundry.llm.chat import ChatClient
+from rlfoundry.llm.judge import JudgeEndpoint
 from rlfoundry.llm.models import load_model, load_tokenizer
-from rlfoundry.llm.reward_base import RewardSource, _fail, row
+from rlfoundry.llm.reward_base import RewardSource, row
 from rlfoundry.llm.scoring import load_reward_model, score_texts
 
 JUDGE_TEMPLATE = (
@@ -136,41 +134,8 @@ def _check_template(template: str) -> tuple[str, ...]:
     return columns
 
 
-class HTTPJudge(RewardSource):
-    """An OpenAI-compatible chat endpoint as judge (vLLM, llama.cpp, Ollama, OpenAI).
-
-    Each pair is sent as one user message (the template filled in) with temperature 0;
-    the first number in the reply, divided by `max_score`, is the reward. A reply with
-    no number is an error, shown with the reply. `OPENAI_API_KEY` is sent if set.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        model: str = "default",
-        template: str | None = None,
-        max_score: float = 9.0,
-        timeout: float = 60.0,
-        max_tokens: int = 16,
-        workers: int = 8,
-    ) -> None:
-        self.client = ChatClient(url, model, timeout, max_tokens, label="Judge endpoint")
-        self.url, self.model, self.max_score = self.client.url, model, max_score
-        self.template = template or JUDGE_TEMPLATE
-        self.needs = _check_template(self.template)
-        self.workers = workers
-        self.name = f"judge:{self.url}"
-
-    def _ask(self, prompt: str, completion: str, fields: dict[str, Any]) -> float:
-        text = self.client.ask(self.template.format(prompt=prompt, completion=completion, **fields))
-        m = re.search(r"-?\d+(?:\.\d+)?", text)
-        if m is None:
-            raise _fail(self, f"replied {text!r}, which holds no score", prompt, completion)
-        return float(m.group(0)) / self.max_score
-
-    def score(self, prompts: list[str], completions: list[str], **columns: Any) -> list[Any]:
-        fields = [row(columns, i) for i in range(len(prompts))]
-        if len(prompts) == 1 or self.workers <= 1:
-            return [self._ask(p, c, f) for p, c, f in zip(prompts, completions, fields)]
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            return list(pool.map(self._ask, prompts, completions, fields))
+class HTTPJudge(JudgeEndpoint, RewardSource):
+    """An OpenAI-compatible chat endpoint as a reward source (`judge:http://HOST/v1`):
+    `rlfoundry.llm.judge`'s `JudgeEndpoint` (pre-flight, retries, strict `Score: N` in a
+    range, invalid replies counted in `judge/invalid`, templates naming dataset columns)
+    with the checks every reward source gets."""

@@ -76,6 +76,16 @@ class Config:
     column such as {answer}; empty = default."""
     judge_model: str = "default"
     """Model name sent to an HTTP judge endpoint."""
+    judge_timeout: float = 60.0
+    """Seconds an HTTP judge may take to answer one request before it is retried."""
+    judge_retries: int = 3
+    """Retries of an HTTP judge request after a timeout, a dropped connection or a 5xx
+    (exponential backoff with jitter); 0 = none."""
+    judge_min_score: float = 0.0
+    """Lowest score an HTTP judge may give (its reply must hold 'Score: N'); reward 0."""
+    judge_max_score: float = 9.0
+    """Highest score an HTTP judge may give (reward 1); a reply outside the range or
+    without 'Score: N' scores 0 and is counted in the judge/invalid metric."""
     total_steps: int = 100
     """Rollout + update iterations."""
     rollout_size: int = 32

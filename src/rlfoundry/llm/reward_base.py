@@ -65,6 +65,10 @@ class RewardSource:
     def score(self, prompts: list[str], completions: list[str], **columns: Any) -> list[Any]:
         raise NotImplementedError
 
+    def metrics(self) -> dict[str, float]:
+        """Numbers about the last batch to log beside the rewards ({} for most sources)."""
+        return {}
+
     def hits(self, prompts: list[str], completions: list[str], scores: list[float]) -> Any:
         """Per completion, whether it is correct; None for a source that is no verifier."""
         return None

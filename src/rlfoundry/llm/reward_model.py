@@ -68,7 +68,7 @@ class Config:
     max_len: int = 128
     """Longest prompt + completion in tokens (prompt cut from the left)."""
     eval_every: int = 50
-    """Steps between held-out evaluations."""
+    """Steps between held-out evaluations (0 = only at the end)."""
     seed: int = 0
     """Seed of the model head, the data split and the batch order."""
     torch_threads: int = 1
@@ -179,7 +179,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         sched.step()
         step += 1
         metrics = {"loss": loss_sum, "accuracy": acc_sum, "lr": sched.get_last_lr()[0]}
-        if step % cfg.eval_every == 0 or step == cfg.total_steps:
+        if (cfg.eval_every > 0 and step % cfg.eval_every == 0) or step == cfg.total_steps:
             metrics.update(evaluate(model, tok, held, cfg.max_len))
         run.log(step, **metrics)
         run.progress(step, loss=loss_sum, acc=metrics.get("eval_accuracy", acc_sum))

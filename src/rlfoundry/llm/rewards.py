@@ -19,8 +19,11 @@ Sources, and the config string (`parse_reward`) that builds each:
                                 `**kwargs` all of them; `@verifier` marks 1/0 correctness
     "rm:DIR"                    a reward model trained by `rlfoundry llm reward-model`
     "judge:DIR"                 a local causal LM judging with a prompt template
-    "judge:http://HOST/v1"      any OpenAI-compatible `/v1/chat/completions` endpoint
-                                (`judges.py`; templates may name dataset columns too)
+    "judge:http://HOST/v1"      any OpenAI-compatible `/v1/chat/completions` endpoint:
+                                checked by one request before training, retried on
+                                timeouts and 5xx, the reply read as `Score: N` within
+                                [judge_min_score, judge_max_score] (`judge.py`;
+                                templates may name dataset columns too)
     "0.5*SPEC"                  a weight; several specs are summed (`Composite`)
 
 Every score passes through `reward_base.checked`: a source that raises, or returns
@@ -169,10 +172,14 @@ class Composite(RewardSource):
         return total
 
     def means(self) -> dict[str, float]:
-        """Mean score of each source on the last batch, for logging (`reward/NAME`)."""
-        if len(self.parts) < 2:
-            return {}
-        return {f"reward/{k}": sum(v) / max(len(v), 1) for k, v in self.last.items()}
+        """Mean score of each source on the last batch, for logging (`reward/NAME`), and
+        each source's own `metrics()` (a judge's `judge/invalid`)."""
+        out: dict[str, float] = {}
+        if len(self.parts) >= 2:
+            out = {f"reward/{k}": sum(v) / max(len(v), 1) for k, v in self.last.items()}
+        for _, source in self.parts:
+            out.update(source.metrics())
+        return out
 
     def accuracy(self, prompts: list[str], completions: list[str]) -> dict[str, float]:
         """Share of the last batch each verifier source accepts: `{"accuracy": ...}` for
@@ -199,6 +206,7 @@ def parse_reward(
     task: Any = None,
     judge_template: str | None = None,
     judge_model: str = "default",
+    **judge: Any,
 ) -> Composite:
     """Build a `Composite` from config strings (see the module docstring for the forms).
 
@@ -211,23 +219,36 @@ def parse_reward(
     for raw in specs:
         m = _WEIGHT.match(raw)
         weight, spec = (float(m.group(1)), m.group(2).strip()) if m else (1.0, raw.strip())
-        parts.append((weight, _one_source(spec, task, judge_template, judge_model)))
+        parts.append((weight, _one_source(spec, task, judge_template, judge_model, judge)))
     return Composite(parts)
 
 
 def build_reward(cfg: Any) -> Composite:
     """The reward of an RL stage's config: `cfg.reward` over `cfg.task`, with its judge
-    settings (`judge_template`, `judge_model`). Fails here, before training, when a
-    source cannot be built."""
+    settings (`judge_template`, `judge_model`, `judge_timeout`, `judge_retries`,
+    `judge_min_score`, `judge_max_score`). Fails here, before training, when a source
+    cannot be built."""
+    judge = {
+        key: getattr(cfg, f"judge_{key}")
+        for key in ("timeout", "retries", "min_score", "max_score")
+        if hasattr(cfg, f"judge_{key}")
+    }
     return parse_reward(
         cfg.reward,
         task=get_task(cfg.task),
         judge_template=cfg.judge_template or None,
         judge_model=cfg.judge_model,
+        **judge,
     )
 
 
-def _one_source(spec: str, task: Any, judge_template: str | None, judge_model: str) -> RewardSource:
+def _one_source(
+    spec: str,
+    task: Any,
+    judge_template: str | None,
+    judge_model: str,
+    judge: dict[str, Any] | None = None,
+) -> RewardSource:
     if spec == "task":
         if task is None:
             raise RLFoundryError("Reward 'task' needs a built-in task; set task or another reward.")
@@ -239,7 +260,7 @@ def _one_source(spec: str, task: Any, judge_template: str | None, judge_model: s
     if spec.startswith("judge:"):
         target = spec[6:]
         if target.startswith(("http://", "https://")):
-            return HTTPJudge(target, model=judge_model, template=judge_template)
+            return HTTPJudge(target, model=judge_model, template=judge_template, **(judge or {}))
         return LocalJudge(target, template=judge_template)
     if spec in BUILTIN:
         return FunctionReward(BUILTIN[spec], name=spec)

@@ -1,19 +1,29 @@
 """The run directory's life: resolve the config, open (new, resume or a rank's scratch),
 train, and write summary.json + learning_curve.png. Gym algorithms and LLM stages alike.
 
-    DIR/config.yaml              {"algo": NAME, ["init_from": SRC,] **config, "rlfoundry_version": V}
+    DIR/config.yaml              {"algo": NAME, ["init_from": SRC,] ["tuned_config": FILE,]
+                                  ["checkpoint_every": EVERY,] **config, "rlfoundry_version": V}
     DIR/metrics.csv, tb/         Run.log rows
-    DIR/checkpoint.safetensors   tensors + JSON state (Run.save_checkpoint)
+    DIR/checkpoint.safetensors   tensors + JSON state + checksum (Run.save_checkpoint)
+    DIR/checkpoint.prev.safetensors  the checkpoint before it
     DIR/summary.json             the summary train returns, once the run finished
     DIR/learning_curve.png       the entry's curve metric (rlfoundry.registry) against steps
 
 Config precedence, lowest first: the Config dataclass defaults, the tuned config shipped
-for (algorithm, env) in ``rlfoundry/configs/NAME/ENV.yaml``, a config file (or mapping),
-``overrides`` (``--set``), then the explicit ``env``/``steps``/``seed`` flags.
+for (algorithm, env) in ``rlfoundry/configs/NAME/ENV.yaml`` (only when the run's
+``env_kwargs`` are those it was tuned for, :func:`find_tuned`), a config file (or
+mapping), ``overrides`` (``--set``), then the explicit ``env``/``steps``/``seed`` flags.
+``checkpoint_every`` (:func:`rlfoundry.runtime.run.parse_checkpoint_every`) is a key of
+every entry's config file and ``--set``, kept in config.yaml beside ``algo``.
 
-A new run refuses a directory that already holds config.yaml; a resume needs config.yaml
-and a checkpoint. Under ``torchrun`` only rank 0 writes: the other ranks get a
-:class:`Run` in a scratch ``DIR/.rankR`` so a loop calls ``run.log`` everywhere alike.
+Which directories a run may use (:func:`check_out`, before ``check(cfg)``): a new run
+takes a new or empty directory; one that holds a run is resumed (``--resume``) or
+started again (``--overwrite``); a non-empty directory that holds no run is refused
+unless ``--overwrite`` says to train into it. ``--overwrite`` deletes the files a run
+writes (:data:`RUN_FILES`) and nothing else, and only once ``check(cfg)`` passed. A
+resume of a run killed before its first checkpoint starts it again from step 0 with its
+config.yaml. Under ``torchrun`` only rank 0 writes: the other ranks get a :class:`Run`
+in a scratch ``DIR/.rankR`` so a loop calls ``run.log`` everywhere alike.
 """
 
 from __future__ import annotations
@@ -21,35 +31,140 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from rlfoundry import registry
 from rlfoundry.errors import ConfigError, RLFoundryError
 from rlfoundry.runtime.config import atomic_write_text, build_config, load_yaml, save_yaml, to_dict
 from rlfoundry.runtime.distributed import Dist, init_distributed
-from rlfoundry.runtime.run import CHECKPOINT, Callback, Run, seed_everything
+from rlfoundry.runtime.run import (
+    CHECKPOINT,
+    PREVIOUS,
+    Callback,
+    Run,
+    load_checkpoint_file,
+    parse_checkpoint_every,
+    seed_everything,
+)
 
 CONFIG = "config.yaml"
+SUMMARY = "summary.json"
 
 #: Keys of a run's config.yaml that are not Config fields ("stage": LLM runs before 0.2).
-RUN_KEYS = ("algo", "stage", "init_from", "rlfoundry_version")
+RUN_KEYS = ("algo", "stage", "init_from", "tuned_config", "checkpoint_every", "rlfoundry_version")
+
+#: What a run writes in its directory (names, then patterns); ``--overwrite`` deletes these.
+RUN_FILES = (CONFIG, "metrics.csv", "tb", CHECKPOINT, PREVIOUS, SUMMARY, "learning_curve.png")
+RUN_FILES += ("model", "eval.gif", "best.safetensors")
+RUN_PATTERNS = ("eval-*.json", "eval-*.gif", "learning_curve-*.png", ".rank*", ".*.tmp")
 
 
 # ---------------------------------------------------------------------- config
 
 
-def tuned_config(name: str, env_id: str) -> dict[str, Any]:
-    """The shipped tuned config for ``name`` on ``env_id`` ({} if none)."""
+@dataclass
+class Tuned:
+    """The shipped tuned config that applies to a run: its ``path`` (``configs/NAME/ENV.yaml``,
+    None when none applies), its ``values``, and a ``note`` when one exists but was skipped."""
+
+    path: str | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None
+
+
+def find_tuned(name: str, env_id: str, env_kwargs: dict[str, Any] | None = None) -> Tuned:
+    """The tuned config shipped for ``name`` on ``env_id``, if it fits ``env_kwargs``.
+
+    A tuned file says what it was tuned for under ``tuned_for:``: ``env_kwargs`` (default
+    ``{}``, the env's defaults) and ``any``, the kwargs it holds for whatever their value
+    (e.g. ``[pole_length]``). When the run's ``env_kwargs`` (None: not given) differ on
+    another key, the file is skipped and ``note`` says why: hyperparameters tuned for the
+    deterministic default GridWorld can fail on a slippery custom layout.
+    """
     safe = env_id.replace("/", "_")
-    path = resources.files("rlfoundry") / "configs" / name / f"{safe}.yaml"
-    if not path.is_file():
-        return {}
-    return load_yaml(Path(str(path)))
+    res = resources.files("rlfoundry") / "configs" / name / f"{safe}.yaml"
+    if not res.is_file():
+        return Tuned()
+    label = f"configs/{name}/{safe}.yaml"
+    values = load_yaml(Path(str(res)))
+    tuned_for = values.pop("tuned_for", None) or {}
+    declared = dict(tuned_for.get("env_kwargs") or values.get("env_kwargs") or {})
+    free = set(tuned_for.get("any") or [])
+    if env_kwargs is not None:
+        mine = {k: v for k, v in env_kwargs.items() if k not in free}
+        if mine != {k: v for k, v in declared.items() if k not in free}:
+            return Tuned(
+                note=f"not using the tuned config {label}: it was tuned for env_kwargs "
+                f"{declared} and this run has {dict(env_kwargs)}, so the run starts from the "
+                f"defaults (pass --config {res} to use it anyway)"
+            )
+    return Tuned(label, values)
+
+
+def tuned_config(name: str, env_id: str) -> dict[str, Any]:
+    """The values of the tuned config shipped for ``name`` on ``env_id`` ({} if none)."""
+    return find_tuned(name, env_id).values
+
+
+@dataclass
+class Resolved:
+    """A config with every source applied, and what the run directory records about it."""
+
+    module: Any
+    cfg: Any
+    tuned: Tuned = field(default_factory=Tuned)
+    checkpoint_every: str | None = None
+
+
+def resolve(
+    name: str,
+    env: str | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    config: str | os.PathLike | dict | None = None,
+    overrides: dict[str, Any] | None = None,
+    tuned: bool = True,
+) -> Resolved:
+    """The config of registry entry ``name`` from every source; ``tuned=False`` skips the
+    shipped tuned file (``--no-tuned``). ``checkpoint_every`` may come from the file or
+    ``overrides``; it is a key of the run, not of the Config."""
+    entry = registry.get(name)
+    module = entry.load()
+    file_cfg = config if isinstance(config, dict) else (load_yaml(config) if config else {})
+    overrides = dict(overrides or {})
+    every = overrides.pop("checkpoint_every", file_cfg.get("checkpoint_every"))
+    if every is not None:
+        parse_checkpoint_every(every)  # a bad value fails here, before anything is written
+        every = str(every)
+    file_cfg = {k: v for k, v in file_cfg.items() if k not in RUN_KEYS}
+    flags = {
+        k: v for k, v in (("env_id", env), ("total_steps", steps), ("seed", seed)) if v is not None
+    }
+    found = Tuned()
+    if entry.kind == "gym" and tuned:  # the env decides which tuned config applies
+        env_id = flags.get("env_id") or overrides.get("env_id") or file_cfg.get("env_id")
+        kwargs = overrides.get("env_kwargs", file_cfg.get("env_kwargs"))
+        if isinstance(kwargs, str):
+            with contextlib.suppress(yaml.YAMLError):
+                kwargs = yaml.safe_load(kwargs)
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise ConfigError(
+                f"Config key 'env_kwargs' needs a mapping such as {{slip: 0.2}}, got {kwargs!r}; "
+                "fix the value in the config file or --set."
+            )
+        found = find_tuned(entry.name, env_id or build_config(module.Config).env_id, kwargs)
+    cfg = build_config(module.Config, found.values, file_cfg, overrides, flags)
+    return Resolved(module, cfg, found, every)
 
 
 def resolve_config(
@@ -61,18 +176,8 @@ def resolve_config(
     overrides: dict[str, Any] | None = None,
 ) -> tuple[Any, Any]:
     """Return ``(module, cfg)`` for registry entry ``name`` with every source applied."""
-    entry = registry.get(name)
-    module = entry.load()
-    file_cfg = config if isinstance(config, dict) else (load_yaml(config) if config else {})
-    file_cfg = {k: v for k, v in file_cfg.items() if k not in RUN_KEYS}
-    flags = {
-        k: v for k, v in (("env_id", env), ("total_steps", steps), ("seed", seed)) if v is not None
-    }
-    tuned: dict[str, Any] = {}
-    if entry.kind == "gym":  # the env decides which tuned config applies, so find it first
-        env_id = flags.get("env_id") or (overrides or {}).get("env_id") or file_cfg.get("env_id")
-        tuned = tuned_config(entry.name, env_id or build_config(module.Config).env_id)
-    return module, build_config(module.Config, tuned, file_cfg, overrides, flags)
+    r = resolve(name, env, steps, seed, config, overrides)
+    return r.module, r.cfg
 
 
 def read_saved(out: str | os.PathLike) -> tuple[str, dict[str, Any]]:
@@ -106,6 +211,7 @@ def check_init_from(path: str | os.PathLike, name: str) -> Path:
             f"Cannot start from '{src}': it has no {CHECKPOINT} (the run never saved one); "
             "train the source run first."
         )
+    load_checkpoint_file(src / CHECKPOINT)  # a damaged one: one sentence, before any write
     src_name = load_yaml(src / CONFIG).get("algo")
     if src_name != name:
         raise ConfigError(
@@ -113,6 +219,77 @@ def check_init_from(path: str | os.PathLike, name: str) -> Path:
             f"warm-start from a {name} run (or train this run with {src_name})."
         )
     return src
+
+
+# ---------------------------------------------------------------------- which directory
+
+
+def _contents(out: Path) -> list[Path]:
+    """What ``out`` holds, less the temp files of an atomic write that a kill cut short."""
+    if not out.is_dir():
+        return []
+    return sorted(
+        p for p in out.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp"))
+    )
+
+
+def finished_summary(out: str | os.PathLike) -> dict[str, Any] | None:
+    """The summary.json of a run that finished, else None (interrupted, or never ended)."""
+    try:
+        summary = json.loads((Path(out) / SUMMARY).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or summary.get("status", "finished") != "finished":
+        return None
+    return summary
+
+
+def check_out(out: str | os.PathLike, name: str, *, resume: bool, overwrite: bool) -> None:
+    """May a run of entry ``name`` use ``out``? One sentence if not; writes nothing."""
+    out = Path(out)
+    command = registry.get(name).command
+    if resume and overwrite:
+        raise ConfigError(
+            "--resume continues a run and --overwrite starts it again from scratch; pass one."
+        )
+    if out.exists() and not out.is_dir():
+        raise RLFoundryError(f"'{out}' is a file, not a directory; choose another --out.")
+    if resume or overwrite or not _contents(out):
+        return
+    if (out / CONFIG).is_file():
+        state = "finished" if finished_summary(out) else "not finished"
+        raise RLFoundryError(
+            f"'{out}' already holds a run ({state}); resume it with `rlfoundry {command} "
+            f"--resume {out}`, start it again with --overwrite, or choose another --out."
+        )
+    names = ", ".join(p.name for p in _contents(out)[:3])
+    raise RLFoundryError(
+        f"'{out}' is not empty and holds no run (it has {names}, ...); choose a new or empty "
+        "--out, or pass --overwrite to train into it (replacing any files a run writes)."
+    )
+
+
+def fresh_path(folder: Path, stem: str, suffix: str) -> Path:
+    """``folder/STEM-<UTC time>SUFFIX``, a name no earlier file has (re-evaluations, plots);
+    a second one in the same second gets ``_2`` (names sort in time order)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path, n = folder / f"{stem}-{stamp}{suffix}", 2
+    while path.exists():
+        path, n = folder / f"{stem}-{stamp}_{n}{suffix}", n + 1
+    return path
+
+
+def clear_run(out: Path, keep: Sequence[str] = ()) -> None:
+    """Delete what a run writes in ``out`` (:data:`RUN_FILES`, :data:`RUN_PATTERNS`),
+    except the names in ``keep``; other files stay."""
+    doomed = [out / n for n in RUN_FILES] + [p for pat in RUN_PATTERNS for p in out.glob(pat)]
+    for path in doomed:
+        if path.name in keep:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 # ---------------------------------------------------------------------- open, train, write
@@ -124,13 +301,17 @@ def open_run(
     cfg: Any,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     stop_at_step: int | None = None,
     init_from: str | os.PathLike | None = None,
     d: Dist | None = None,
     callbacks: Sequence[Callback] = (),
+    checkpoint_every: str | None = None,
+    tuned: str | None = None,
 ) -> Run:
-    """Create (or reopen with ``resume``) the run directory ``out`` of entry ``name``."""
+    """Create (or reopen with ``resume``; replace with ``overwrite``) the run directory
+    ``out`` of entry ``name``. ``tuned`` names the tuned config file used, for config.yaml."""
     d = d or Dist()
     out = Path(out)
     kw: dict[str, Any] = {
@@ -138,27 +319,42 @@ def open_run(
         "stop_at_step": stop_at_step,
         "init_from": init_from,
         "callbacks": callbacks,
+        "checkpoint_every": checkpoint_every,
     }
     if not d.main:
         scratch = out / f".rank{d.rank}"
         kw["callbacks"] = ()  # a video or an evaluation is rank 0's job
         return Run(scratch, cfg.total_steps, progress=False, tensorboard=False, **kw)
-    if resume:
-        if not (out / CHECKPOINT).exists():
-            raise RLFoundryError(
-                f"Cannot resume: '{out}' has no {CHECKPOINT}; start a new run instead."
-            )
-    else:
-        if (out / CONFIG).exists():
-            raise RLFoundryError(
-                f"'{out}' already holds a run; resume it with --resume {out} or choose another --out."
-            )
+    check_out(out, name, resume=resume, overwrite=overwrite)
+    if resume and not (out / CONFIG).is_file():
+        raise RLFoundryError(f"Cannot resume: '{out}' holds no run (no {CONFIG}).")
+    if resume and not (out / CHECKPOINT).exists():
+        # Killed (or failed) before its first checkpoint: run it again from step 0.
+        print(
+            f"'{out}' has no checkpoint yet (it stopped before its first update); starting "
+            f"it again from step 0 with its {CONFIG}.",
+            file=sys.stderr,
+        )
+        clear_run(out, keep=(CONFIG,))
+        kw["resume"] = False
+    elif not resume:
         from rlfoundry._version import __version__
 
+        if overwrite and out.is_dir():
+            clear_run(out)
         out.mkdir(parents=True, exist_ok=True)
-        head = {"algo": name, **({"init_from": str(init_from)} if init_from else {})}
+        head: dict[str, Any] = {"algo": name}
+        for key, value in (
+            ("init_from", init_from),
+            ("tuned_config", tuned),
+            ("checkpoint_every", checkpoint_every),
+        ):
+            if value is not None:
+                head[key] = str(value)
         save_yaml(out / CONFIG, {**head, **to_dict(cfg), "rlfoundry_version": __version__})
-    return Run(out, cfg.total_steps, progress=progress, **kw)
+    run = Run(out, cfg.total_steps, progress=progress, **kw)
+    run.resume_command = f"rlfoundry {registry.get(name).command} --resume {out}"
+    return run
 
 
 def write_summary(
@@ -168,7 +364,7 @@ def write_summary(
     from rlfoundry.runtime.plotting import plot_runs
 
     out = Path(out)
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
     with contextlib.suppress(RLFoundryError, ValueError):
         plot_runs(
             [out], out / "learning_curve.png", key=entry.curve, labels=[entry.name], title=title
@@ -181,20 +377,27 @@ def run_entry(
     out: str | os.PathLike,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     stop_at_step: int | None = None,
     init_from: str | os.PathLike | None = None,
     evaluate: Callable[[Path], dict[str, Any]] | None = None,
     callbacks: Sequence[Callback] = (),
+    checkpoint_every: str | None = None,
+    tuned: str | None = None,
 ) -> dict[str, Any]:
-    """Check ``cfg``, open ``out``, train entry ``name`` in it and return the summary.
+    """Check ``out`` and ``cfg``, open ``out``, train entry ``name`` in it and return the
+    summary.
 
-    ``module.check(cfg)`` runs before anything is written. A finished run's summary
-    (plus ``evaluate(out)``, if given) goes to summary.json; an interrupted one gets a
+    :func:`check_out` and ``module.check(cfg)`` run before anything is written (and
+    before ``overwrite`` deletes anything). A finished run's summary (plus
+    ``evaluate(out)``, if given) goes to summary.json; an interrupted one gets a
     ``resume_command`` instead.
     """
     entry = registry.get(name)
     module = entry.load()
+    if int(os.environ.get("RANK", "0")) == 0:  # rank 0 alone owns the directory
+        check_out(out, entry.name, resume=resume, overwrite=overwrite)
     check = getattr(module, "check", None)
     if check is not None:
         check(cfg)
@@ -203,16 +406,18 @@ def run_entry(
     seed_everything(cfg.seed)
     out = Path(out)
     kw = {"progress": progress, "stop_at_step": stop_at_step, "init_from": init_from, "d": d}
-    kw["callbacks"] = callbacks
-    with open_run(out, entry.name, cfg, resume=resume, **kw) as run:
-        try:
+    kw.update(callbacks=callbacks, checkpoint_every=checkpoint_every, tuned=tuned)
+    try:
+        with open_run(out, entry.name, cfg, resume=resume, overwrite=overwrite, **kw) as run:
             result = module.train(cfg, run) or {}
-        except ConfigError:
-            if init_from is not None and not resume and d.main and not (out / CHECKPOINT).exists():
-                # The source did not fit (raised before any step): free --out for a retry.
-                (out / CONFIG).unlink(missing_ok=True)
-            raise
-        wall, step, interrupted = run.elapsed(), run.step, run.interrupted
+            wall, step, interrupted = run.elapsed(), run.step, run.interrupted
+    except ConfigError:
+        if init_from is not None and not resume and d.main and not (out / CHECKPOINT).exists():
+            # The source did not fit (raised before any step): free --out for a retry.
+            clear_run(out)
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
     env_id = getattr(cfg, "env_id", None)
     summary: dict[str, Any] = {
         "algo": entry.name,
