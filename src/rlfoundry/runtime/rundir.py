@@ -12,8 +12,11 @@ for (algorithm, env) in ``rlfoundry/configs/NAME/ENV.yaml``, a config file (or m
 ``overrides`` (``--set``), then the explicit ``env``/``steps``/``seed`` flags.
 
 A new run refuses a directory that already holds config.yaml; a resume needs config.yaml
-and a checkpoint. Under ``torchrun`` only rank 0 writes: the other ranks get a
-:class:`Run` in a scratch ``DIR/.rankR`` so a loop calls ``run.log`` everywhere alike.
+and a checkpoint. Under ``torchrun`` (or ``accelerate launch``, ``mpirun``) only rank 0
+writes: the other ranks get a :class:`Run` in a scratch ``DIR/.rankR`` so a loop calls
+``run.log`` everywhere alike, and keep their own checkpoint there for a resume. A
+one-process ``accelerate launch --num_processes N`` is first turned into N ranks
+(:mod:`rlfoundry.runtime.launch`).
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ import torch
 from rlfoundry import registry
 from rlfoundry.errors import ConfigError, RLFoundryError
 from rlfoundry.runtime.config import atomic_write_text, build_config, load_yaml, save_yaml, to_dict
-from rlfoundry.runtime.distributed import Dist, init_distributed
+from rlfoundry.runtime.distributed import Dist, launch_env, report_error
+from rlfoundry.runtime.launch import accelerate_request, relaunch
 from rlfoundry.runtime.run import CHECKPOINT, Callback, Run, seed_everything
 
 CONFIG = "config.yaml"
@@ -189,16 +193,40 @@ def run_entry(
 ) -> dict[str, Any]:
     """Check ``cfg``, open ``out``, train entry ``name`` in it and return the summary.
 
-    ``module.check(cfg)`` runs before anything is written. A finished run's summary
-    (plus ``evaluate(out)``, if given) goes to summary.json; an interrupted one gets a
-    ``resume_command`` instead.
+    ``module.check(cfg)`` runs before anything is written (on every rank of a launch of
+    several, so a batch that does not split over them fails there). A finished run's
+    summary (plus ``evaluate(out)``, if given) goes to summary.json; an interrupted one
+    gets a ``resume_command`` instead.
     """
+    try:
+        return _run_entry(
+            name, cfg, out, resume, progress, stop_at_step, init_from, evaluate, callbacks
+        )
+    except RLFoundryError as err:
+        report_error(str(err))  # torchrun's failure report names the sentence, not "see the docs"
+        raise
+
+
+def _run_entry(
+    name: str,
+    cfg: Any,
+    out: str | os.PathLike,
+    resume: bool,
+    progress: bool,
+    stop_at_step: int | None,
+    init_from: str | os.PathLike | None,
+    evaluate: Callable[[Path], dict[str, Any]] | None,
+    callbacks: Sequence[Callback],
+) -> dict[str, Any]:
     entry = registry.get(name)
     module = entry.load()
+    request = accelerate_request()
+    if request is not None:
+        relaunch(request)  # runs this command as N ranks and exits with their exit code
     check = getattr(module, "check", None)
     if check is not None:
         check(cfg)
-    d = init_distributed()
+    d = launch_env()
     torch.set_num_threads(getattr(cfg, "torch_threads", 1) or 1)
     seed_everything(cfg.seed)
     out = Path(out)
@@ -221,6 +249,7 @@ def run_entry(
         "steps": step,
         "wall_seconds": round(wall, 3),
         "run_dir": str(out),
+        **({"processes": d.world} if d.world > 1 else {}),
         **({"init_from": str(init_from)} if init_from else {}),
         **result,
     }
@@ -228,7 +257,7 @@ def run_entry(
     if summary["status"] == "interrupted":
         summary["resume_command"] = f"rlfoundry {entry.command} --resume {out}"
         return summary
-    if evaluate is not None:
+    if evaluate is not None and d.main:
         summary.update(evaluate(out))
     if d.main:
         write_summary(out, summary, entry, f"{entry.name} on {env_id}" if env_id else entry.name)
