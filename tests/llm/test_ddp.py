@@ -195,6 +195,9 @@ def test_accelerate_one_process_launch_is_recognised(tmp_path):
     assert req is not None
     assert (req.num_processes, req.num_machines, req.machine_rank) == (4, 2, 1)
     assert (req.main_process_ip, req.main_process_port) == ("10.0.0.1", 29555)
+    example = Path(__file__).parents[2] / "examples/accelerate/multi_node.yaml"
+    req = parse_accelerate_argv(["accelerate", "launch", "--config_file", str(example), "t.py"])
+    assert req is not None and (req.num_processes, req.num_machines) == (16, 2)
 
 
 @pytest.mark.slow
