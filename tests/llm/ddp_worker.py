@@ -12,6 +12,7 @@ sum is due, or a rank that trains on the whole batch, changes them by 2x).
 "stages": the real SFT, DPO and reward-model trainers (`rlfoundry.api.train`) for three
 steps each on one global batch of 8; with 2+ processes also SFT with fsdp=true. Each
 rank writes how many rows its losses saw (rows-rankR.json): its share, not the batch.
+DPO and SFT with fsdp=true also stop at step 2 and resume (DIR-resumed).
 "train": the real GRPO loop (`group_pg.train`) for two steps, with 2+ processes also
 with fsdp=true and a KL reference (rank 0 writes the run dir).
 """
@@ -106,10 +107,12 @@ def update(out: str, agg: str, fsdp: bool = False) -> None:
         Path(out).with_suffix(".json").write_text(json.dumps(norms))
 
 
-def api_train(name: str, out: Path, **overrides) -> dict:
+def api_train(name: str, out: Path, stop_at_step: int | None = None, **overrides) -> dict:
     from rlfoundry.api import train as api_train
 
-    return api_train(name, out=str(out), overrides=overrides, progress=False)
+    return api_train(
+        name, out=str(out), overrides=overrides, progress=False, stop_at_step=stop_at_step
+    )
 
 
 def count_training_rows(counts: dict[str, int], key: list[str]) -> None:
@@ -141,6 +144,13 @@ def stages(out: Path, d) -> None:
     for key[0], name, cfg in runs:
         api_train(name, out / key[0], total_steps=3, warmup_steps=1, **cfg)
     (out / f"rows-rank{d.rank}.json").write_text(json.dumps(counts))
+    if d.world > 1:  # stopped at step 2 and resumed: every rank from its own checkpoint
+        from rlfoundry.api import train as api_train_raw
+
+        for key, name, cfg in [("dpo", *STAGES["dpo"]), runs[-1]]:
+            run_dir = out / f"{key}-resumed"
+            api_train(name, run_dir, total_steps=3, warmup_steps=1, stop_at_step=2, **cfg)
+            api_train_raw(resume=str(run_dir), progress=False)
 
 
 def train(out: Path, fsdp: bool = False) -> None:

@@ -111,6 +111,30 @@ def test_stage_two_processes_equal_one(runs, stage, two_dir):
     assert not (two / two_dir / ".rank1" / "summary.json").exists()  # only rank 0 writes
 
 
+@pytest.mark.parametrize("stage, two_dir", [("dpo", "dpo-resumed"), ("sft", "sft-fsdp-resumed")])
+def test_two_processes_resume_exactly(runs, stage, two_dir):
+    """Stopped at step 2 and resumed, each rank from its own checkpoint (FSDP: its shard)."""
+    one, two = runs
+    _assert_same_params(
+        one / stage / "model/model.safetensors", two / two_dir / "model/model.safetensors"
+    )
+    assert _column(one / stage / "metrics.csv", "grad_norm") == pytest.approx(
+        _column(two / two_dir / "metrics.csv", "grad_norm"), rel=1e-4
+    )
+
+
+def test_resume_with_another_number_of_processes_is_refused(runs, tmp_path):
+    import shutil
+
+    from rlfoundry.api import train
+
+    run = tmp_path / "dpo"
+    shutil.copytree(runs[1] / "dpo-resumed", run)
+    (run / "summary.json").unlink()
+    with pytest.raises(ConfigError, match="different number of processes than the 1 launched"):
+        train(resume=str(run), progress=False)
+
+
 @pytest.mark.parametrize("name", ["grpo", "grpo-fsdp"])
 def test_grpo_trainer_under_torchrun(runs, name):
     out = runs[1] / name

@@ -148,6 +148,15 @@ def init_distributed(device: str = "auto") -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), d.local_rank, dev)
 
 
+def leave_group(d: Dist) -> None:
+    """Leave the process group (before a process exits early, e.g. on a config error)."""
+    if d.world > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def report_error(message: str) -> None:
     """Put a user-facing error (one sentence) in torchrun's failure report.
 

@@ -34,7 +34,14 @@ import torch
 from rlfoundry import registry
 from rlfoundry.errors import ConfigError, RLFoundryError
 from rlfoundry.runtime.config import atomic_write_text, build_config, load_yaml, save_yaml, to_dict
-from rlfoundry.runtime.distributed import Dist, launch_env, report_error
+from rlfoundry.runtime.distributed import (
+    Dist,
+    any_rank,
+    init_distributed,
+    launch_env,
+    leave_group,
+    report_error,
+)
 from rlfoundry.runtime.launch import accelerate_request, relaunch
 from rlfoundry.runtime.run import CHECKPOINT, Callback, Run, seed_everything
 
@@ -207,6 +214,25 @@ def run_entry(
         raise
 
 
+def check_all_ranks(check: Callable[[Any], None] | None, cfg: Any, d: Dist) -> None:
+    """``check(cfg)`` on every rank; all ranks raise if any does, together, so each prints
+    its sentence before torchrun stops the others (none is left waiting in a collective)."""
+    err: RLFoundryError | None = None
+    try:
+        if check is not None:
+            check(cfg)
+    except RLFoundryError as e:
+        err = e
+    if d.world > 1 and any_rank(d, err is not None)[0] and err is None:
+        err = ConfigError(
+            "Another process of this launch rejected the config (its error is printed "
+            "above); fix it and launch again."
+        )
+    if err is not None:
+        leave_group(d)  # the process exits now: a live gloo group would abort it at exit
+        raise err
+
+
 def _run_entry(
     name: str,
     cfg: Any,
@@ -223,10 +249,10 @@ def _run_entry(
     request = accelerate_request()
     if request is not None:
         relaunch(request)  # runs this command as N ranks and exits with their exit code
-    check = getattr(module, "check", None)
-    if check is not None:
-        check(cfg)
     d = launch_env()
+    if d.world > 1:  # join the group first: the ranks then agree on the check's outcome
+        d = init_distributed(getattr(cfg, "device", "auto"))
+    check_all_ranks(getattr(module, "check", None), cfg, d)
     torch.set_num_threads(getattr(cfg, "torch_threads", 1) or 1)
     seed_everything(cfg.seed)
     out = Path(out)
