@@ -244,3 +244,41 @@ def test_accelerate_launch_runs_two_ranks(tmp_path):
     assert bad.stderr.count("batch_size = 7 does not split evenly over 2 processes") == 2
     assert "Traceback" not in bad.stderr and "exitcode" not in bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices (nccl)")
+@pytest.mark.parametrize("stage", ["sft", "grpo"])
+def test_fsdp_on_two_gpus(tmp_path, stage):
+    """FSDP on 2 GPUs with nccl (each rank on its own GPU): the model saves whole, and
+    SFT's losses follow one CPU process on the same batches (to GPU arithmetic's precision)."""
+    sets = {"sft": {"model": "tiny:nano", "batch_size": 8, "eval_size": 0, "target_accuracy": 0},
+            "grpo": {"model": "tiny", "rollout_size": 16, "group_size": 4, "beta": 0.04,
+                     "eval_every": 0, "eval_size": 8}}[stage]  # fmt: skip
+
+    def argv(out, **extra):
+        pairs = [x for k, v in {**sets, **extra}.items() for x in ("--set", f"{k}={v}")]
+        return [
+            "-m",
+            "rlfoundry",
+            "llm",
+            stage,
+            "--steps",
+            "3",
+            "--no-progress",
+            *pairs,
+            "--out",
+            str(out),
+        ]
+
+    gpu = _torchrun(*argv(tmp_path / "gpu", fsdp="true"))
+    assert gpu.returncode == 0, gpu.stderr[-3000:]
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(tmp_path / "gpu" / "model")
+    if stage == "sft":
+        env = {**_env(), "CUDA_VISIBLE_DEVICES": ""}
+        cmd = [sys.executable, *argv(tmp_path / "cpu")]
+        cpu = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert cpu.returncode == 0, cpu.stderr[-3000:]
+        a = _column(tmp_path / "cpu" / "metrics.csv", "loss")
+        assert a == pytest.approx(_column(tmp_path / "gpu" / "metrics.csv", "loss"), rel=1e-2)
