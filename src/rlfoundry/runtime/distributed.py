@@ -131,6 +131,11 @@ def init_distributed(device: str = "auto") -> Dist:
     dev = _rank_device(device, d.local_rank)
     if d.world <= 1:
         return Dist(device=dev)
+    if dev.type not in ("cuda", "cpu"):
+        raise ConfigError(
+            f"Several processes need device cuda or cpu (nccl or gloo), not {dev.type}; "
+            "set device=cpu or launch one process."
+        )
     import torch.distributed as dist
 
     for key, value in (("RANK", d.rank), ("WORLD_SIZE", d.world), ("LOCAL_RANK", d.local_rank)):
