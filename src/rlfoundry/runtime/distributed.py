@@ -129,8 +129,8 @@ def init_distributed(device: str = "auto") -> Dist:
     """
     d = launch_env()
     dev = _rank_device(device, d.local_rank)
-    if d.world <= 1:
-        return Dist(device=dev)
+    if d.world <= 1:  # one process: an explicit cuda:N stands
+        return Dist(device=torch.device(device) if ":" in device else dev)
     if dev.type not in ("cuda", "cpu"):
         raise ConfigError(
             f"Several processes need device cuda or cpu (nccl or gloo), not {dev.type}; "
