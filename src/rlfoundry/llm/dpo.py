@@ -15,6 +15,12 @@ the implicit reward margin (chosen minus rejected; 0 at the start, since pi = re
 its accuracy (share of pairs with a positive margin), and the policy's own log-prob
 margin `log pi(y_c|x) - log pi(y_r|x)`, which starts at the reference's value and
 should rise.
+
+Data parallel (`torchrun`, `accelerate launch`): each rank takes its share of the same
+global batch of `batch_size` pairs (and computes the reference log-probs of its share),
+each micro-batch loss is 1 / (micro-batches over all ranks) of the global mean, and
+gradients are summed over ranks, so N processes end with the parameters of one. Rank 0
+evaluates and writes.
 """
 
 from __future__ import annotations
@@ -38,6 +44,15 @@ from rlfoundry.llm.models import (
     load_tokenizer,
     model_dir,
     policy_logprobs,
+)
+from rlfoundry.runtime.distributed import (
+    all_reduce_sum,
+    any_rank,
+    broadcast_object,
+    check_batch_split,
+    check_resumed,
+    init_distributed,
+    sync_gradients,
 )
 from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
 
@@ -66,9 +81,10 @@ class Config:
     total_steps: int = 100
     """Optimizer steps."""
     batch_size: int = 16
-    """Pairs per optimizer step."""
+    """Pairs per optimizer step over all processes (each of N processes takes batch_size / N)."""
     micro_batch_size: int = 0
-    """Pairs per forward/backward pass (0 = batch_size); `batch_size` must be a multiple of it."""
+    """Pairs per forward/backward pass in each process (0 = batch_size / processes); the
+    share of each process must be a multiple of it."""
     learning_rate: float = 1e-4
     """AdamW learning rate (cosine decay to 10% after a linear warm-up)."""
     warmup_steps: int = 5
@@ -100,7 +116,9 @@ class Config:
 
 
 def check(cfg: Config) -> None:
-    """Fail before training on a missing model or malformed pairs."""
+    """Fail before training on a missing model, malformed pairs or a batch that the
+    processes of a launch cannot share."""
+    check_batch_split(cfg.batch_size, cfg.micro_batch_size)
     check_model_path(cfg.model)
     load_pairs(cfg)
 
@@ -149,6 +167,7 @@ def evaluate(model: Any, tok: Any, pairs: list[dict], ref: Tensor, cfg: Config) 
 
 
 def train(cfg: Config, run: Run) -> dict[str, Any]:
+    d = init_distributed()
     seed_everything(cfg.seed)
     train_pairs, held = load_pairs(cfg)
     path = model_dir(cfg.model)
@@ -162,8 +181,13 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
     )
     rng = np.random.default_rng(cfg.seed)
     order, cursor, step = rng.permutation(len(train_pairs)), 0, 0
-    held_ref = pair_logps(ref_model, tok, held, cfg.max_len)  # [N, 2], fixed
-    start = evaluate(model, tok, held, held_ref, cfg)
+    # held-out metrics are rank 0's job; every rank gets its numbers
+    held_ref = pair_logps(ref_model, tok, held, cfg.max_len) if d.main else None  # [N, 2], fixed
+
+    def held_out() -> dict:
+        return broadcast_object(evaluate(model, tok, held, held_ref, cfg) if d.main else None, d)
+
+    start = held_out()
 
     ckpt = run.load_checkpoint()
     if ckpt is not None:
@@ -173,12 +197,17 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         order, cursor = np.asarray(state["order"]), state["cursor"]
     else:
         run.log(0, **start)
+    check_resumed(d, None if ckpt is None else ckpt[2].get("world", 1))
 
-    micro = cfg.micro_batch_size or cfg.batch_size
-    n_micro = cfg.batch_size // micro
+    # data parallel: each rank takes its share of the same global batch; every
+    # micro-batch (all of one size) is 1 / n_parts of the global mean
+    mine = d.shard(cfg.batch_size)
+    micro = cfg.micro_batch_size or cfg.batch_size // d.world
+    n_micro = cfg.batch_size // d.world // micro
+    n_parts = n_micro * d.world
     while step < cfg.total_steps:
         idx, order, cursor = next_batch(rng, order, cursor, len(train_pairs), cfg.batch_size)
-        batch = [train_pairs[i] for i in idx]
+        batch = [train_pairs[i] for i in idx[mine]]
         opt.zero_grad(set_to_none=True)
         loss_sum, margin_sum, acc_sum = 0.0, 0.0, 0.0
         for m in range(n_micro):
@@ -187,22 +216,29 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
                 ref_c, ref_r = sequence_logps(ref_model, tok, mb, cfg.max_len)
             pol_c, pol_r = sequence_logps(model, tok, mb, cfg.max_len)
             loss, r_c, r_r = dpo_loss(pol_c, pol_r, ref_c, ref_r, cfg.beta, cfg.label_smoothing)
-            (loss / n_micro).backward()  # mean of equal-size micro-batch means = batch mean
-            loss_sum += float(loss.detach()) / n_micro
-            margin_sum += float((r_c - r_r).mean()) / n_micro
-            acc_sum += float((r_c > r_r).float().mean()) / n_micro
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            (loss / n_parts).backward()  # mean of equal-size micro-batch means = batch mean
+            loss_sum += float(loss.detach()) / n_parts
+            margin_sum += float((r_c - r_r).mean()) / n_parts
+            acc_sum += float((r_c > r_r).float().mean()) / n_parts
+        sync_gradients(model, d)
+        gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
         opt.step()
         sched.step()
         step += 1
+        tot = all_reduce_sum(
+            torch.tensor([loss_sum, margin_sum, acc_sum], dtype=torch.float64), d
+        ).tolist()
+        loss_sum, margin_sum, acc_sum = tot
         metrics = {"loss": loss_sum, "reward_margin": margin_sum, "reward_accuracy": acc_sum}
+        metrics["grad_norm"] = gnorm
         if (cfg.eval_every > 0 and step % cfg.eval_every == 0) or step == cfg.total_steps:
-            metrics.update(evaluate(model, tok, held, held_ref, cfg))
+            metrics.update(held_out())
         run.log(step, **metrics)
         run.progress(step, loss=loss_sum, margin=margin_sum)
-        if run.checkpoint_due(step) or step == cfg.total_steps:
+        due, stop = any_rank(d, run.checkpoint_due(step), run.should_stop(step))
+        if due or step == cfg.total_steps:
             tensors, state = training_state({"model": model}, opt, sched)
-            run.save_checkpoint(
+            run.save_checkpoint(  # rank > 0: in its scratch DIR/.rankR
                 step,
                 tensors,
                 {
@@ -211,13 +247,15 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
                     "order": order.tolist(),
                     "cursor": cursor,
                     "start": start,
+                    "world": d.world,
                 },
             )
-        if run.should_stop(step):
+        if stop:
             return {"status": "interrupted", "step": step}
 
-    save_run_model(model, tok, run.path)
-    final = evaluate(model, tok, held, held_ref, cfg)
+    if d.main:
+        save_run_model(model, tok, run.path)
+    final = held_out()
     return {
         "status": "finished",
         "step": step,

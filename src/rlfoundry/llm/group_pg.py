@@ -21,7 +21,9 @@ One iteration:
 
 Data parallel: under `torchrun` / `accelerate launch` each process samples its share
 of the prompts (whole groups), and gradients are summed over processes; the loss is
-normalised by global token counts, so N processes x B/N equal 1 process x B.
+normalised by global token counts, so N processes x B/N equal 1 process x B. With
+`fsdp` the policy (and reference) are sharded over the processes; each rank samples
+with the whole policy gathered (`runtime.distributed.full_params`).
 """
 
 from __future__ import annotations
@@ -46,7 +48,20 @@ from rlfoundry.llm.models import load_model, load_tokenizer, model_dir
 from rlfoundry.llm.prompts import load_prompts, with_task_budget
 from rlfoundry.llm.rewards import build_reward
 from rlfoundry.llm.rollout import Rollout, completion_logprobs, rollout
-from rlfoundry.runtime.distributed import Dist, all_reduce_sum, init_distributed, sync_gradients
+from rlfoundry.runtime.distributed import (
+    Dist,
+    all_reduce_sum,
+    any_rank,
+    check_fsdp,
+    check_resumed,
+    full_params,
+    init_distributed,
+    on_main,
+    shard_model,
+    sync_gradients,
+    unsharded,
+    world_size,
+)
 from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
 
 Advantages = Callable[[Tensor, int], Tensor]
@@ -100,6 +115,10 @@ class GroupConfig:
     micro_batch_size: int = 0
     """Completions per forward/backward pass in each process (gradient accumulation);
     0 = minibatch_size / processes."""
+    fsdp: bool = False
+    """Shard the policy (and reference), gradients and optimizer state over the processes
+    of a launch (torch's fully_shard), for models that do not fit one device; needs 2+
+    processes. Sampling gathers the whole policy on each rank meanwhile."""
     update_epochs: int = 1
     """Passes over each rollout (GRPO's mu); >1 makes the later passes off-policy."""
     max_new_tokens: int = 0
@@ -179,21 +198,25 @@ class GroupConfig:
             raise ConfigError(f"beta must be >= 0, got {self.beta}.")
 
 
-def check_world(cfg: GroupConfig, d: Dist) -> None:
-    """Sizes that depend on the number of processes: whole groups and micro-batches per rank."""
+def check_world(cfg: GroupConfig, world: int | None = None) -> None:
+    """Sizes that depend on the number of processes (`world`; default: this launch's):
+    whole groups and micro-batches per rank, and FSDP's 2+ processes."""
+    world = world_size() if world is None else world
+    if cfg.fsdp:
+        check_fsdp(world)
     mini = cfg.minibatch_size or cfg.rollout_size
     check_divisible(
-        f"rollout_size / group_size over {d.world} processes",
+        f"rollout_size / group_size over {world} processes",
         cfg.rollout_size // cfg.group_size,
-        d.world,
+        world,
         "make the number of prompts per rollout (rollout_size / group_size) a multiple of "
         "the number of processes",
     )
-    micro = cfg.micro_batch_size or mini // d.world
+    micro = cfg.micro_batch_size or mini // world
     check_divisible(
-        f"minibatch_size % (micro_batch_size * {d.world} processes)",
+        f"minibatch_size % (micro_batch_size * {world} processes)",
         mini,
-        micro * d.world,
+        micro * world,
         "set minibatch_size to a multiple of micro_batch_size x processes",
     )
 
@@ -218,6 +241,7 @@ def policy_update(
     number of processes do not change the gradient.
     """
     b_local = ro.input_ids.shape[0]
+    adv = adv.to(ro.old_logp.device)
     mini_local = (cfg.minibatch_size or cfg.rollout_size) // d.world
     micro = cfg.micro_batch_size or mini_local
     mask = ro.completion_mask.clone()
@@ -285,7 +309,7 @@ def train(
     """The loop of the module docstring. Without `shape_reward` the KL to the reference
     (when beta > 0) is a loss term; with one, the shaper has put it in the reward."""
     d = init_distributed()
-    check_world(cfg, d)
+    check_world(cfg, d.world)
     cfg = with_task_budget(cfg)
     seed_everything(cfg.seed)
     reward_fn = build_reward(cfg)
@@ -295,6 +319,12 @@ def train(
     model = load_model(path)
     model.train()
     ref = copy.deepcopy(model).eval().requires_grad_(False) if cfg.beta > 0 else None
+    plain = None  # rank 0's unsharded copy, to receive the final weights of an FSDP run
+    if cfg.fsdp:
+        plain = copy.deepcopy(model) if d.main else None
+        shard_model(model, d)
+        if ref is not None:
+            shard_model(ref, d, train=False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, warmup_cosine(cfg.warmup_steps, cfg.total_steps, cfg.min_lr_ratio)
@@ -310,9 +340,14 @@ def train(
         load_training_state(tensors, state, {"model": model}, opt, sched)
         set_generator_state(rng, state["rng"])
         gen.set_state(tensors["gen_state"].to(torch.uint8))
+    check_resumed(d, None if ckpt is None else ckpt[2].get("world", 1))
+
+    def evaluate() -> dict[str, float]:  # rank 0's held-out accuracy (via on_main)
+        return task_accuracy(model, tok, cfg)
+
     n_prompts = cfg.rollout_size // cfg.group_size
     per_rank = n_prompts // d.world
-    if step == 0 and cfg.eval_every > 0 and d.main and (start := task_accuracy(model, tok, cfg)):
+    if step == 0 and cfg.eval_every > 0 and (start := on_main(d, model, evaluate)):
         run.log(0, **start)
     last_eval: tuple[int, dict[str, float]] = (-1, {})  # reused at the end if still current
 
@@ -321,7 +356,8 @@ def train(
         idx = rng.choice(len(prompts), size=n_prompts, replace=len(prompts) < n_prompts)
         mine = [prompts[i] for i in idx[d.rank * per_rank : (d.rank + 1) * per_rank]]
         model.eval()  # no dropout while sampling: the sampling log-probs are pi_old's
-        ro = rollout(model, tok, mine, cfg.group_size, cfg.max_new_tokens, cfg.temperature, gen)
+        with full_params(model):  # FSDP: each rank samples its own lengths
+            ro = rollout(model, tok, mine, cfg.group_size, cfg.max_new_tokens, cfg.temperature, gen)
         model.train()
         t_gen = time.perf_counter() - t0
         cols = prompts.columns(idx[d.rank * per_rank : (d.rank + 1) * per_rank], cfg.group_size)
@@ -352,22 +388,25 @@ def train(
             **upd,
             **reward_fn.means(),
         }
-        if cfg.eval_every > 0 and step % cfg.eval_every == 0 and d.main:
-            last_eval = (step, task_accuracy(model, tok, cfg))
+        if cfg.eval_every > 0 and step % cfg.eval_every == 0:
+            last_eval = (step, on_main(d, model, evaluate))
             metrics.update(last_eval[1])
         run.log(step, **metrics)
         run.progress(step, reward=metrics["reward"])
-        if run.checkpoint_due(step) or step == cfg.total_steps:
+        due, stop = any_rank(d, run.checkpoint_due(step), run.should_stop(step))
+        if due or step == cfg.total_steps:
             tensors, state = training_state({"model": model}, opt, sched)
             tensors["gen_state"] = gen.get_state()
             state["rng"] = generator_state(rng)
+            state["world"] = d.world
             # every rank saves: each keeps its own sampling stream (rank > 0 in DIR/.rankN)
             run.save_checkpoint(step, tensors, state)
-        if run.should_stop(step):
+        if stop:
             return {"status": "interrupted", "step": step}
 
     result: dict[str, Any] = {"status": "finished", "step": step}
-    if d.main:
-        save_run_model(model, tok, run.path)
-        result.update(last_eval[1] if last_eval[0] == step else task_accuracy(model, tok, cfg))
+    result.update(last_eval[1] if last_eval[0] == step else on_main(d, model, evaluate))
+    whole = unsharded(model, plain, d)
+    if whole is not None:
+        save_run_model(whole, tok, run.path)
     return result

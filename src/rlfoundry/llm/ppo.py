@@ -50,7 +50,12 @@ from rlfoundry.llm.models import ValueHead, load_model, load_tokenizer, model_di
 from rlfoundry.llm.prompts import check_rl_inputs, load_prompts, with_task_budget
 from rlfoundry.llm.rewards import build_reward
 from rlfoundry.llm.rollout import Rollout, completion_logprobs, rollout
-from rlfoundry.runtime.distributed import all_reduce_sum, init_distributed, sync_gradients
+from rlfoundry.runtime.distributed import (
+    all_reduce_sum,
+    init_distributed,
+    sync_gradients,
+    world_size,
+)
 from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
 
 
@@ -161,7 +166,9 @@ class Config:
 
 
 def check(cfg: Config) -> None:
-    """Fail before training: model path, prompts file fields, reward sources."""
+    """Fail before training: model path, prompts file fields, reward sources, sizes the
+    processes of a launch cannot share."""
+    check_world(cfg, world_size())
     check_rl_inputs(cfg)
 
 
@@ -222,22 +229,29 @@ def advantages_and_returns(
     return adv.T, ret.T
 
 
-def train(cfg: Config, run: Run) -> dict[str, Any]:
-    d = init_distributed()
+def check_world(cfg: Config, world: int) -> None:
+    """Sizes that depend on the number of processes: the rollout and micro-batches per rank."""
     mini = mini_size(cfg)
     check_divisible(
-        f"rollout_size over {d.world} processes",
+        f"rollout_size over {world} processes",
         cfg.rollout_size,
-        d.world,
+        world,
         "make rollout_size a multiple of the number of processes",
     )
-    micro = cfg.micro_batch_size or mini // d.world
+    micro = cfg.micro_batch_size or mini // world
     check_divisible(
-        f"minibatch_size % (micro_batch_size * {d.world} processes)",
+        f"minibatch_size % (micro_batch_size * {world} processes)",
         mini,
-        micro * d.world,
+        micro * world,
         "set minibatch_size to a multiple of micro_batch_size x processes",
     )
+
+
+def train(cfg: Config, run: Run) -> dict[str, Any]:
+    d = init_distributed()
+    check_world(cfg, d.world)
+    mini = mini_size(cfg)
+    micro = cfg.micro_batch_size or mini // d.world
     cfg = with_task_budget(cfg)
     seed_everything(cfg.seed)
     reward_fn = build_reward(cfg)

@@ -14,6 +14,11 @@ on pairs `{prompt, chosen, rejected}` (a JSONL file in TRL's preference format, 
 built-in task's pairs). The metric is pairwise accuracy on held-out pairs: the share
 where the chosen completion scores higher. `DIR/model` is a standard transformers
 sequence-classification model; `rewards.parse_reward("rm:DIR")` uses it as a reward.
+
+Data parallel (`torchrun`, `accelerate launch`): each rank takes its share of the same
+global batch of `batch_size` pairs, each micro-batch loss is 1 / (micro-batches over all
+ranks) of the global mean, and gradients are summed over ranks, so N processes end with
+the parameters of one. Rank 0 evaluates and writes.
 """
 
 from __future__ import annotations
@@ -32,6 +37,15 @@ from rlfoundry.llm.checkpoint import load_training_state, save_run_model, traini
 from rlfoundry.llm.data import check_divisible, encode_pairs, load_pairs, next_batch
 from rlfoundry.llm.models import check_model_path
 from rlfoundry.llm.scoring import build_reward_model, sequence_rewards
+from rlfoundry.runtime.distributed import (
+    all_reduce_sum,
+    any_rank,
+    broadcast_object,
+    check_batch_split,
+    check_resumed,
+    init_distributed,
+    sync_gradients,
+)
 from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
 
 
@@ -55,10 +69,10 @@ class Config:
     total_steps: int = 200
     """Optimizer steps."""
     batch_size: int = 32
-    """Pairs per optimizer step."""
+    """Pairs per optimizer step over all processes (each of N processes takes batch_size / N)."""
     micro_batch_size: int = 0
-    """Pairs per forward/backward pass (0 = batch_size); `batch_size` must be a multiple of it
-    (gradient accumulation)."""
+    """Pairs per forward/backward pass in each process (0 = batch_size / processes); the
+    share of each process must be a multiple of it (gradient accumulation)."""
     learning_rate: float = 1e-3
     """AdamW learning rate (cosine decay to 10% after a linear warm-up)."""
     warmup_steps: int = 10
@@ -126,6 +140,7 @@ def evaluate(model: Any, tok: Any, pairs: list[dict], max_len: int, batch: int =
 
 def train(cfg: Config, run: Run) -> dict[str, Any]:
     """Bradley-Terry training; resumes from `run`'s checkpoint when there is one."""
+    d = init_distributed()
     torch.set_num_threads(cfg.torch_threads)
     seed_everything(cfg.seed)
     train_pairs, held = load_pairs(cfg)
@@ -144,6 +159,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         load_training_state(tensors, state, {"model": model}, opt, sched)
         set_generator_state(rng, state["rng"])
         order, cursor = np.asarray(state["order"]), state["cursor"]
+    check_resumed(d, None if ckpt is None else ckpt[2].get("world", 1))
 
     def save(step: int) -> None:
         tensors, state = training_state({"model": model}, opt, sched)
@@ -155,45 +171,62 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
                 "rng": generator_state(rng),
                 "order": order.tolist(),
                 "cursor": cursor,
+                "world": d.world,
             },
         )
 
-    micro = cfg.micro_batch_size or cfg.batch_size
-    n_micro = cfg.batch_size // micro
+    def held_out() -> dict:  # rank 0 evaluates, every rank gets the numbers
+        return broadcast_object(evaluate(model, tok, held, cfg.max_len) if d.main else None, d)
+
+    # data parallel: each rank takes its share of the same global batch; every
+    # micro-batch (all of one size) is 1 / n_parts of the global mean
+    mine = d.shard(cfg.batch_size)
+    micro = cfg.micro_batch_size or cfg.batch_size // d.world
+    n_micro = cfg.batch_size // d.world // micro
+    n_parts = n_micro * d.world
     while step < cfg.total_steps:
         idx, order, cursor = next_batch(rng, order, cursor, len(train_pairs), cfg.batch_size)
-        batch = [train_pairs[i] for i in idx]
+        batch = [train_pairs[i] for i in idx[mine]]
         opt.zero_grad(set_to_none=True)
         loss_sum, acc_sum = 0.0, 0.0
         for m in range(n_micro):
             mb = batch[m * micro : (m + 1) * micro]
             r_c, r_r = _batch_rewards(model, tok, mb, cfg.max_len)
-            # mean over the micro-batch, scaled so the sum over micro-batches is the
-            # mean over the whole batch: the same gradient for any split.
-            loss = bradley_terry_loss(r_c, r_r) / n_micro
+            # mean over the micro-batch, scaled so the sum over micro-batches (and ranks)
+            # is the mean over the whole batch: the same gradient for any split.
+            loss = bradley_terry_loss(r_c, r_r) / n_parts
             loss.backward()
             loss_sum += float(loss.detach())
-            acc_sum += float(pairwise_accuracy(r_c, r_r)) / n_micro
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            acc_sum += float(pairwise_accuracy(r_c, r_r)) / n_parts
+        sync_gradients(model, d)
+        gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
         opt.step()
         sched.step()
         step += 1
+        loss_sum, acc_sum = all_reduce_sum(
+            torch.tensor([loss_sum, acc_sum], dtype=torch.float64), d
+        ).tolist()
         metrics = {"loss": loss_sum, "accuracy": acc_sum, "lr": sched.get_last_lr()[0]}
+        metrics["grad_norm"] = gnorm
         if (cfg.eval_every > 0 and step % cfg.eval_every == 0) or step == cfg.total_steps:
-            metrics.update(evaluate(model, tok, held, cfg.max_len))
+            metrics.update(held_out())
         run.log(step, **metrics)
         run.progress(step, loss=loss_sum, acc=metrics.get("eval_accuracy", acc_sum))
-        if run.checkpoint_due(step) or step == cfg.total_steps:
-            save(step)
-        if run.should_stop(step):
+        due, stop = any_rank(d, run.checkpoint_due(step), run.should_stop(step))
+        if due or step == cfg.total_steps:
+            save(step)  # rank > 0: in its scratch DIR/.rankR
+        if stop:
             return {"status": "interrupted", "step": step}
 
-    save_run_model(model, tok, run.path)
-    final = evaluate(model, tok, held, cfg.max_len)
+    if d.main:
+        save_run_model(model, tok, run.path)
+    final = held_out()
     return {"status": "finished", "step": step, "eval_pairs": len(held), **final}
 
 
 def check(cfg: Config) -> None:
-    """Fail before training on a missing model or malformed pairs."""
+    """Fail before training on a missing model, malformed pairs or a batch that the
+    processes of a launch cannot share."""
+    check_batch_split(cfg.batch_size, cfg.micro_batch_size)
     check_model_path(cfg.model)
     load_pairs(cfg)

@@ -47,7 +47,9 @@ class Config(group_pg.GroupConfig):
 
 
 def check(cfg: Config) -> None:
-    """Fail before training: model path, prompts file fields, reward sources."""
+    """Fail before training: model path, prompts file fields, reward sources, sizes the
+    processes of a launch cannot share."""
+    group_pg.check_world(cfg)
     check_rl_inputs(cfg)
 
 

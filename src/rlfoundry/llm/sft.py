@@ -50,7 +50,10 @@ class Config:
     total_steps: int = 1000
     """Optimizer steps (at most: see target_accuracy)."""
     batch_size: int = 64
-    """Examples per step."""
+    """Examples per step over all processes (each of N processes takes batch_size / N)."""
+    fsdp: bool = False
+    """Shard parameters, gradients and optimizer state over the processes of a launch
+    (torch's fully_shard), for models that do not fit one device; needs 2+ processes."""
     learning_rate: float = 2e-3
     """Peak AdamW learning rate (linear warm-up, then cosine decay to learning_rate *
     min_lr_ratio)."""

@@ -22,8 +22,11 @@ started again (``--overwrite``); a non-empty directory that holds no run is refu
 unless ``--overwrite`` says to train into it. ``--overwrite`` deletes the files a run
 writes (:data:`RUN_FILES`) and nothing else, and only once ``check(cfg)`` passed. A
 resume of a run killed before its first checkpoint starts it again from step 0 with its
-config.yaml. Under ``torchrun`` only rank 0 writes: the other ranks get a :class:`Run`
-in a scratch ``DIR/.rankR`` so a loop calls ``run.log`` everywhere alike.
+config.yaml. Under ``torchrun`` (or ``accelerate launch``, ``mpirun``) only rank 0
+writes: the other ranks get a :class:`Run` in a scratch ``DIR/.rankR`` so a loop calls
+``run.log`` everywhere alike, and keep their own checkpoint there for a resume. A
+one-process ``accelerate launch --num_processes N`` is first turned into N ranks
+(:mod:`rlfoundry.runtime.launch`).
 """
 
 from __future__ import annotations
@@ -46,7 +49,15 @@ import yaml
 from rlfoundry import registry
 from rlfoundry.errors import ConfigError, RLFoundryError
 from rlfoundry.runtime.config import atomic_write_text, build_config, load_yaml, save_yaml, to_dict
-from rlfoundry.runtime.distributed import Dist, init_distributed
+from rlfoundry.runtime.distributed import (
+    Dist,
+    any_rank,
+    init_distributed,
+    launch_env,
+    leave_group,
+    report_error,
+)
+from rlfoundry.runtime.launch import accelerate_request, relaunch
 from rlfoundry.runtime.run import (
     CHECKPOINT,
     PREVIOUS,
@@ -225,11 +236,16 @@ def check_init_from(path: str | os.PathLike, name: str) -> Path:
 
 
 def _contents(out: Path) -> list[Path]:
-    """What ``out`` holds, less the temp files of an atomic write that a kill cut short."""
+    """What ``out`` holds, less the temp files of an atomic write that a kill cut short and
+    the other ranks' scratch ``.rankR`` folders (a rank may open its scratch Run while rank
+    0 still checks the directory; a new run rewrites them)."""
     if not out.is_dir():
         return []
     return sorted(
-        p for p in out.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp"))
+        p
+        for p in out.iterdir()
+        if not (p.name.startswith(".") and p.name.endswith(".tmp"))
+        and not (p.name.startswith(".rank") and p.is_dir())
     )
 
 
@@ -390,18 +406,82 @@ def run_entry(
     summary.
 
     :func:`check_out` and ``module.check(cfg)`` run before anything is written (and
-    before ``overwrite`` deletes anything). A finished run's summary (plus
-    ``evaluate(out)``, if given) goes to summary.json; an interrupted one gets a
-    ``resume_command`` instead.
+    before ``overwrite`` deletes anything; the check on every rank of a launch of
+    several, so a batch that does not split over them fails there). A finished run's
+    summary (plus ``evaluate(out)``, if given) goes to summary.json; an interrupted one
+    gets a ``resume_command`` instead.
     """
+    try:
+        return _run_entry(
+            name,
+            cfg,
+            out,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+            stop_at_step=stop_at_step,
+            init_from=init_from,
+            evaluate=evaluate,
+            callbacks=callbacks,
+            checkpoint_every=checkpoint_every,
+            tuned=tuned,
+        )
+    except RLFoundryError as err:
+        report_error(str(err))  # torchrun's failure report names the sentence, not "see the docs"
+        raise
+
+
+def check_all_ranks(check: Callable[[Any], None] | None, cfg: Any, d: Dist) -> None:
+    """``check(cfg)`` on every rank; all ranks raise if any does, together, so each prints
+    its sentence before torchrun stops the others (none is left waiting in a collective)."""
+    err: RLFoundryError | None = None
+    try:
+        if check is not None:
+            check(cfg)
+    except RLFoundryError as e:
+        err = e
+    if d.world > 1 and any_rank(d, err is not None)[0] and err is None:
+        err = ConfigError(
+            "Another process of this launch rejected the config (its error is printed "
+            "above); fix it and launch again."
+        )
+    if err is not None:
+        leave_group(d)  # the process exits now: a live gloo group would abort it at exit
+        raise err
+
+
+def _run_entry(
+    name: str,
+    cfg: Any,
+    out: str | os.PathLike,
+    *,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    stop_at_step: int | None,
+    init_from: str | os.PathLike | None,
+    evaluate: Callable[[Path], dict[str, Any]] | None,
+    callbacks: Sequence[Callback],
+    checkpoint_every: str | None,
+    tuned: str | None,
+) -> dict[str, Any]:
     entry = registry.get(name)
     module = entry.load()
-    if int(os.environ.get("RANK", "0")) == 0:  # rank 0 alone owns the directory
-        check_out(out, entry.name, resume=resume, overwrite=overwrite)
+    request = accelerate_request()
+    if request is not None:
+        relaunch(request)  # runs this command as N ranks and exits with their exit code
+    d = launch_env()
     check = getattr(module, "check", None)
-    if check is not None:
-        check(cfg)
-    d = init_distributed()
+
+    def checks(c: Any) -> None:
+        if d.main:  # rank 0 alone owns the directory
+            check_out(out, entry.name, resume=resume, overwrite=overwrite)
+        if check is not None:
+            check(c)
+
+    if d.world > 1:  # join the group first: the ranks then agree on the checks' outcome
+        d = init_distributed(getattr(cfg, "device", "auto"))
+    check_all_ranks(checks, cfg, d)
     torch.set_num_threads(getattr(cfg, "torch_threads", 1) or 1)
     seed_everything(cfg.seed)
     out = Path(out)
@@ -426,6 +506,7 @@ def run_entry(
         "steps": step,
         "wall_seconds": round(wall, 3),
         "run_dir": str(out),
+        **({"processes": d.world} if d.world > 1 else {}),
         **({"init_from": str(init_from)} if init_from else {}),
         **result,
     }
@@ -433,7 +514,7 @@ def run_entry(
     if summary["status"] == "interrupted":
         summary["resume_command"] = f"rlfoundry {entry.command} --resume {out}"
         return summary
-    if evaluate is not None:
+    if evaluate is not None and d.main:
         summary.update(evaluate(out))
     if d.main:
         write_summary(out, summary, entry, f"{entry.name} on {env_id}" if env_id else entry.name)
