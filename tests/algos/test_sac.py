@@ -50,7 +50,6 @@ def test_a_random_policy_fails_the_learning_bar():
     assert result["eval_mean_return"] < BAR - 500
 
 
-@pytest.mark.slow
 def test_sac_reaches_minus_200_on_pendulum_within_20k_steps(tmp_path):
     """Seed 0 with the shipped config (configs/sac/Pendulum-v1.yaml: the zoo's, on 64-64
     networks). Every 2,000 steps the run is stopped, the deterministic policy plays 10

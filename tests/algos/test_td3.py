@@ -67,7 +67,6 @@ def test_a_random_policy_fails_the_learning_bar():
     assert result["eval_mean_return"] < BAR - 500
 
 
-@pytest.mark.slow
 def test_td3_reaches_minus_200_on_pendulum_within_20k_steps(tmp_path):
     """Seed 0 with the shipped config (configs/td3/Pendulum-v1.yaml). Every 2,000 steps
     the run is stopped, the deterministic policy plays 10 episodes (seeds 10,000+) and the
