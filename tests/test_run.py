@@ -263,8 +263,10 @@ def test_read_saved_knows_old_llm_runs_and_missing_ones(tmp_path):
 
 def test_warm_starts_are_the_registry_entries_that_say_so(tmp_path):
     allowed = [e.name for e in registry.REGISTRY.values() if e.warm_start]
-    assert allowed == ["ppo", "a2c", "dqn"]
-    with pytest.raises(ConfigError, match="--init-from works with ppo, a2c, dqn, not vpg"):
+    assert allowed == ["ppo", "a2c", "dqn", "sac", "td3"]
+    with pytest.raises(
+        ConfigError, match="--init-from works with ppo, a2c, dqn, sac, td3, not vpg"
+    ):
         rundir.check_init_from(tmp_path, "vpg")
     with pytest.raises(ConfigError, match="not a run directory"):
         rundir.check_init_from(tmp_path, "ppo")
