@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -202,21 +203,43 @@ def test_resolve_config_reads_a_finetune_config_yaml(tmp_path, source):
     assert cfg.env_id == ENV and cfg.norm_obs
 
 
+#: Bars of the jumpstart test, derived from 5 seeds (see its docstring).
+JUMP_MIN_RETURN, JUMP_MIN_GAIN = 40.0, 35.0
+
+
 @pytest.mark.slow
 def test_finetuned_policy_jumpstarts_on_a_shorter_pole(tmp_path):
     """Seed 0, PPO's shipped config (100k steps) on the 1 m pole: at step 0 on a 0.2 m
-    pole its weights score far above a scratch network's (deterministic policy, 10 target
-    episodes). Measured 178.8 vs 5.0; seeds 1 and 2 of benchmarks/transfer_deep.py: 182.9
-    vs 92.9 and 258.9 vs 78.2. About 35 CPU-seconds."""
+    pole its weights balance the pole far longer than a scratch network of the same seed
+    (deterministic policy, 10 target episodes from seed 10_000).
+
+    How the bars were set. The same measurement with seeds 0-4 (source and scratch both
+    of that seed, on the dev machine where seed 0 fell below the old bar): fine-tuned
+    78.6, 500.0, 469.7, 283.2, 469.3; scratch 5.0, 92.9, 78.2, 4.8, 110.3; gain
+    (fine-tuned - scratch) 73.6, 407.1, 391.5, 278.4, 359.0. Seed 0 measured 178.8 vs
+    5.0 on the CI machine: the training is chaotic, so a different CPU's float rounding
+    acts like a different seed, and the bars must hold across seeds, not near one seed's
+    value. The bars are half the lowest of the five: return >= 40 (half of 78.6) and
+    gain >= 35 (half of 73.6). A trivial policy on the 0.2 m pole fails the return bar
+    (checked below: always-left 4.8, always-right 5.0, uniform random 7.0), and a
+    scratch network against itself has gain 0. (A lucky scratch network can exceed 40 on
+    its own, seeds 1 and 4, which is why the gain over the scratch network of the same
+    seed is asserted as well.) About 15 CPU-seconds."""
     train("ppo", env=ENV, out=tmp_path / "src", progress=False, evaluate_after=False)
     scores = {}
+    target = make_env(ENV, pole_length=0.2)
     for name, src in (("finetune", tmp_path / "src"), ("scratch", None)):
         cfg, rollout, agent, _ = _fresh_ppo(
             tmp_path / name, src, {"env_kwargs": {"pole_length": 0.2}}
         )
         policy = onpolicy.make_policy(agent, rollout.obs_space, rollout.act_space, rollout.obs_norm)
         rollout.close()
-        scores[name] = evaluate(policy, make_env(ENV, **cfg.env_kwargs), 10, 10_000)[
-            "eval_mean_return"
-        ]
-    assert scores["finetune"] >= 100 and scores["finetune"] - scores["scratch"] >= 75, scores
+        scores[name] = evaluate(policy, target, 10, 10_000)["eval_mean_return"]
+    rng = np.random.default_rng(0)
+    trivial = {"random": lambda obs: int(rng.integers(2))}
+    trivial |= {f"always {a}": (lambda obs, a=a: a) for a in (0, 1)}
+    for name, policy in trivial.items():
+        scores[name] = evaluate(policy, target, 10, 10_000)["eval_mean_return"]
+    assert scores["finetune"] >= JUMP_MIN_RETURN, scores
+    assert scores["finetune"] - scores["scratch"] >= JUMP_MIN_GAIN, scores
+    assert all(scores[name] < JUMP_MIN_RETURN for name in trivial), scores  # the bar can fail

@@ -38,3 +38,26 @@ def write_bars(
 def random_walk(n: int, seed: int, vol: float = 0.01) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return 100.0 * np.exp(np.cumsum(rng.normal(0.0, vol, n)))
+
+
+def safe_distance(policy, env, episodes: int, seed: int) -> dict[str, float]:
+    """Collisions and distance together, on the driving evaluation's scenarios (episode
+    ``i`` resets with ``seed + i``): ``safe_distance`` is the mean over episodes of the
+    metres driven in an episode that ends without a collision (a crash scores 0), beside
+    the plain ``collision_rate`` and ``distance`` (m per episode)."""
+    crashes, dists = [], []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        done, dist, info = False, 0.0, {}
+        while not done:
+            obs, _, terminated, truncated, info = env.step(policy(obs))
+            dist += info["distance"]
+            done = terminated or truncated
+        crashes.append(float(bool(info.get("crashed", False))))
+        dists.append(dist)
+    c, d = np.asarray(crashes), np.asarray(dists)
+    return {
+        "collision_rate": float(c.mean()),
+        "distance": float(d.mean()),
+        "safe_distance": float((d * (1.0 - c)).mean()),
+    }

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from apps_helpers import safe_distance
 
 from rlfoundry.cli.main import main
 
@@ -71,14 +72,37 @@ def test_driving_train_eval_reports_driving_metrics(tmp_path: Path, capsys, algo
 
 
 @pytest.mark.slow
-def test_short_dqn_run_crashes_less_than_random(tmp_path: Path):
-    """About 2.5 CPU-minutes. rlfoundry's DQN with the shipped Highway-v0 config cut to
-    3,000 steps, epsilon decaying over the same first 1,200 steps as the full 8,000-step
-    run (so this is exactly that run's beginning), against the uniformly random policy on
-    the same 20 seeded traffic scenarios. Measured: 80 % collisions against 100 %."""
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="DQN does not yet beat always-SLOWER (572.9 safe m): 3,000 steps, seeds 0-3: "
+    "0.0, 76.3, 0.0, 407.3; the shipped 8,000 steps, seeds 0-2: 651.8, 402.0, 425.0 "
+    "(issue 18, item 1). Needs a budget or config where every seed clears it.",
+)
+def test_short_dqn_run_drives_farther_without_collisions_than_any_constant_action(tmp_path: Path):
+    """rlfoundry's DQN with the shipped Highway-v0 config cut to 3,000 steps (epsilon
+    decaying over the same first 1,200 steps as the full 8,000-step run, so this is that
+    run's beginning), against every constant meta-action (always-IDLE among them) and the
+    uniformly random policy, on the same 20 seeded traffic scenarios. About 2 CPU-minutes.
+
+    The score takes collisions and distance together: ``safe_distance``, the metres driven
+    per scenario, a scenario that ends in a collision counting 0. Crashing less by crawling
+    does not clear the bar, nor does driving fast into traffic. The bar is the best
+    constant action's score on the same scenarios, so no constant clears it (asserted).
+    Measured (apps_helpers.safe_distance, one loaded 2-core machine): always-SLOWER 5 %
+    collisions, 584.8 m, safe 572.9 m (the best constant); LANE_LEFT 112.5, IDLE 75.0,
+    LANE_RIGHT 37.5, FASTER 0.0; random 100 % collisions, 0.0.
+
+    The DQN does not clear it, hence the strict xfail (an unexpected pass fails the run,
+    so the marker must then go and the margin be derived from seeds). This 3,000-step run,
+    seeds 0-3: 0.0, 76.3, 0.0, 407.3 safe m (100 %, 90 %, 100 %, 40 % collisions). The
+    full shipped run (8,000 steps, about 2 CPU-minutes of training), seeds 0-2: 651.8,
+    402.0, 425.0 (5 %, 40 %, 35 %): one seed of three beats always-SLOWER, so a test at
+    that budget would pass or fail with the CPU's float rounding. The old bar (fewer
+    collisions than random, 1.5x its distance) was cleared by always-SLOWER itself."""
     pytest.importorskip("highway_env")
     from rlfoundry.api import train
-    from rlfoundry.apps.driving.evaluate import evaluate_driving, load_run_policy, random_policy
+    from rlfoundry.apps.driving.evaluate import load_run_policy, random_policy
     from rlfoundry.envs.evaluation import make_env
 
     run = tmp_path / "run"
@@ -94,8 +118,13 @@ def test_short_dqn_run_crashes_less_than_random(tmp_path: Path):
     )
     policy, env_id, env_kwargs = load_run_policy(run)
     env = make_env(env_id, **env_kwargs)
-    agent = evaluate_driving(policy, env, episodes=20, seed=100_000)
-    rand = evaluate_driving(random_policy(env, seed=100_000), env, episodes=20, seed=100_000)
-    assert rand["collision_rate"] >= 0.9  # hard scenarios: random driving nearly always crashes
-    assert agent["collision_rate"] <= rand["collision_rate"] - 0.1
-    assert agent["distance"] > 1.5 * rand["distance"]  # it survives longer, not just slower
+    scores = {"agent": safe_distance(policy, env, 20, 100_000)}
+    names = env.unwrapped.action_type.actions  # type: ignore[attr-defined]
+    for a, name in names.items():
+        scores[name] = safe_distance(lambda obs, a=a: a, env, 20, 100_000)
+    scores["random"] = safe_distance(random_policy(env, seed=100_000), env, 20, 100_000)
+    best = max(names.values(), key=lambda n: scores[n]["safe_distance"])
+    bar = scores[best]["safe_distance"]
+    # the bar is above always-IDLE and random, and the best constant only equals it
+    assert bar > scores["IDLE"]["safe_distance"] and bar > scores["random"]["safe_distance"]
+    assert scores["agent"]["safe_distance"] > bar, (best, scores)
