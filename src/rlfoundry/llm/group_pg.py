@@ -19,6 +19,9 @@ One iteration:
    with the KL term only when it is not already in the reward (GRPO, beta > 0), and the
    aggregation `loss_agg` over the tokens of the whole optimizer mini-batch.
 
+Device, precision, gradient checkpointing and LoRA come from `policy.ModelOptions`;
+with LoRA the KL reference is the policy with its adapters turned off.
+
 Data parallel: under `torchrun` / `accelerate launch` each process samples its share
 of the prompts (whole groups), and gradients are summed over processes; the loss is
 normalised by global token counts, so N processes x B/N equal 1 process x B.
@@ -26,7 +29,6 @@ normalised by global token counts, so N processes x B/N equal 1 process x B.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,10 +41,23 @@ from torch import Tensor
 from rlfoundry.core import AGG_MODES, aggregate_loss, clipped_surrogate, kl_k3, masked_mean
 from rlfoundry.core.schedules import warmup_cosine
 from rlfoundry.errors import ConfigError
-from rlfoundry.llm.checkpoint import load_training_state, save_run_model, training_state
+from rlfoundry.llm.checkpoint import load_training_state, training_state
 from rlfoundry.llm.data import check_divisible
 from rlfoundry.llm.evaluation import task_accuracy
-from rlfoundry.llm.models import load_model, load_tokenizer, model_dir
+from rlfoundry.llm.policy import (
+    ModelOptions,
+    Reference,
+    build_policy,
+    place_rewards,
+    save_policy,
+    trainable,
+)
+from rlfoundry.llm.precision import (
+    Precision,
+    generator_tensors,
+    make_generator,
+    restore_generator,
+)
 from rlfoundry.llm.prompts import load_prompts, with_task_budget
 from rlfoundry.llm.rewards import build_reward
 from rlfoundry.llm.rollout import Rollout, completion_logprobs, rollout
@@ -56,7 +71,7 @@ RewardShaper = Callable[[Tensor, Rollout, Tensor | None], Tensor]
 
 
 @dataclass
-class GroupConfig:
+class GroupConfig(ModelOptions):
     """The fields of a group policy-gradient stage (GRPO and RLOO subclass it)."""
 
     RENAMED: ClassVar[dict[str, str]] = {"batch_size": "rollout_size"}
@@ -195,14 +210,18 @@ def policy_update(
     cfg: Any,
     d: Dist,
     ref_logp: Tensor | None = None,
+    prec: Precision | None = None,
 ) -> dict[str, float]:
     """`cfg.update_epochs` passes of clipped-surrogate (+ beta k3) steps over one local rollout.
 
     `adv` `[b]` (one per completion, broadcast over its tokens). Every loss term is
     divided by the number of valid tokens (token-mean) or sequences (seq-*) of the
     whole optimizer mini-batch summed over processes, so micro-batch sizes and the
-    number of processes do not change the gradient.
+    number of processes do not change the gradient. `prec`: autocast and float16's
+    loss scaling (default: plain float32 on the model's device).
     """
+    prec = prec or Precision(ro.input_ids.device)
+    params = trainable(model)
     b_local = ro.input_ids.shape[0]
     mini_local = (cfg.minibatch_size or cfg.rollout_size) // d.world
     micro = cfg.micro_batch_size or mini_local
@@ -221,7 +240,8 @@ def policy_update(
             opt.zero_grad(set_to_none=True)
             for u0 in range(m0, m0 + mini_local, micro):
                 rows = slice(u0, u0 + micro)
-                logp = completion_logprobs(model, ro, rows, cfg.temperature)  # [u, T]
+                with prec.autocast():
+                    logp = completion_logprobs(model, ro, rows, cfg.temperature)  # [u, T]
                 mk = mask[rows]
                 if cfg.loss_agg == "token-mean":
                     kw: dict[str, Any] = {"num_tokens": n_tok}
@@ -244,16 +264,17 @@ def policy_update(
                     kl_tok = kl_k3(logp, ref_logp[rows])
                     loss = loss + cfg.beta * scale * aggregate_loss(kl_tok, mk, cfg.loss_agg, **kw)
                     stats["kl"].append(float(masked_mean(kl_tok.detach(), mk)))
-                loss.backward()
+                prec.backward(loss)
                 stats["loss"].append(float(loss.detach()))
                 stats["ratio"].append(float(info["ratio"]))
                 stats["clip_fraction"].append(float(info["clip_fraction"]))
                 if epoch == 0 and m0 == 0 and u0 == 0:
                     stats["ratio_first"].append(float(info["ratio"]))
             sync_gradients(model, d)
+            prec.unscale(opt)  # after the sum over processes: every rank sees the same inf/nan
             if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            opt.step()
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            prec.step(opt)
     out = {k: float(np.mean(v)) for k, v in stats.items() if v and k != "loss"}
     out["loss"] = float(np.sum(stats["loss"])) / max(1, cfg.update_epochs * (b_local // mini_local))
     return out
@@ -276,30 +297,35 @@ def train(
     seed_everything(cfg.seed)
     reward_fn = build_reward(cfg)
     prompts = load_prompts(cfg)
-    path = model_dir(cfg.model)
-    tok = load_tokenizer(path)
-    model = load_model(path)
+    model, tok, prec = build_policy(cfg)
+    dev = prec.device
+    place_rewards(reward_fn, dev)
     model.train()
-    ref = copy.deepcopy(model).eval().requires_grad_(False) if cfg.beta > 0 else None
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    # LoRA: the policy with adapters off; else a frozen copy (none without a KL term)
+    ref = Reference(model, prec) if cfg.beta > 0 else None
+    opt = torch.optim.AdamW(trainable(model), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, warmup_cosine(cfg.warmup_steps, cfg.total_steps, cfg.min_lr_ratio)
     )
     # one prompt-order stream shared by all ranks (each takes its slice), one sampling
     # stream per rank
     rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + d.rank)
+    gen = make_generator(dev, cfg.seed * 1000 + d.rank)
     step = 0
     ckpt = run.load_checkpoint()
     if ckpt is not None:
         step, tensors, state = ckpt
-        load_training_state(tensors, state, {"model": model}, opt, sched)
+        load_training_state(tensors, state, {"model": model}, opt, sched, prec)
         set_generator_state(rng, state["rng"])
-        gen.set_state(tensors["gen_state"].to(torch.uint8))
+        reseed = cfg.seed * 1000 + d.rank + step
+        restore_generator(gen, tensors["gen_state"], state.get("gen_device"), reseed)
     n_prompts = cfg.rollout_size // cfg.group_size
     per_rank = n_prompts // d.world
-    if step == 0 and cfg.eval_every > 0 and d.main and (start := task_accuracy(model, tok, cfg)):
-        run.log(0, **start)
+    if step == 0 and cfg.eval_every > 0 and d.main:
+        with prec.autocast():
+            start = task_accuracy(model, tok, cfg)
+        if start:
+            run.log(0, **start)
     last_eval: tuple[int, dict[str, float]] = (-1, {})  # reused at the end if still current
 
     while step < cfg.total_steps:
@@ -307,23 +333,28 @@ def train(
         idx = rng.choice(len(prompts), size=n_prompts, replace=len(prompts) < n_prompts)
         mine = [prompts[i] for i in idx[d.rank * per_rank : (d.rank + 1) * per_rank]]
         model.eval()  # no dropout while sampling: the sampling log-probs are pi_old's
-        ro = rollout(model, tok, mine, cfg.group_size, cfg.max_new_tokens, cfg.temperature, gen)
+        with prec.autocast():
+            ro = rollout(model, tok, mine, cfg.group_size, cfg.max_new_tokens, cfg.temperature, gen)
         model.train()
         t_gen = time.perf_counter() - t0
-        rew = torch.tensor(reward_fn(ro.prompts, ro.completions), dtype=torch.float32)
+        rew = torch.tensor(reward_fn(ro.prompts, ro.completions), dtype=torch.float32, device=dev)
         ref_logp = None
         if ref is not None:
-            with torch.no_grad():
-                ref_logp = completion_logprobs(ref, ro, slice(None), cfg.temperature)
+            with torch.no_grad(), prec.autocast(), ref() as ref_model:
+                ref_logp = completion_logprobs(ref_model, ro, slice(None), cfg.temperature)
         score = rew if shape_reward is None else shape_reward(rew, ro, ref_logp)
         adv = advantages(score, cfg.group_size)
         # GRPO puts the KL in the loss; a reward shaper (RLOO) has already put it in the reward
-        upd = policy_update(model, opt, ro, adv, cfg, d, ref_logp if shape_reward is None else None)
+        upd = policy_update(
+            model, opt, ro, adv, cfg, d, ref_logp if shape_reward is None else None, prec
+        )
         sched.step()
         step += 1
         n_tok = float(ro.completion_mask.sum())
         g = rew.view(-1, cfg.group_size)
-        local = torch.tensor([rew.sum(), rew.numel(), n_tok, float(ro.truncated.sum())])
+        local = torch.tensor(
+            [float(rew.sum()), rew.numel(), n_tok, float(ro.truncated.sum())], device=dev
+        )
         tot = all_reduce_sum(local, d)
         metrics = {
             "reward": float(tot[0] / tot[1]),
@@ -338,13 +369,14 @@ def train(
             **reward_fn.means(),
         }
         if cfg.eval_every > 0 and step % cfg.eval_every == 0 and d.main:
-            last_eval = (step, task_accuracy(model, tok, cfg))
+            with prec.autocast():
+                last_eval = (step, task_accuracy(model, tok, cfg))
             metrics.update(last_eval[1])
         run.log(step, **metrics)
         run.progress(step, reward=metrics["reward"])
         if run.checkpoint_due(step) or step == cfg.total_steps:
-            tensors, state = training_state({"model": model}, opt, sched)
-            tensors["gen_state"] = gen.get_state()
+            tensors, state = training_state({"model": model}, opt, sched, prec)
+            tensors["gen_state"], state["gen_device"] = generator_tensors(gen)
             state["rng"] = generator_state(rng)
             # every rank saves: each keeps its own sampling stream (rank > 0 in DIR/.rankN)
             run.save_checkpoint(step, tensors, state)
@@ -353,6 +385,9 @@ def train(
 
     result: dict[str, Any] = {"status": "finished", "step": step}
     if d.main:
-        save_run_model(model, tok, run.path)
-        result.update(last_eval[1] if last_eval[0] == step else task_accuracy(model, tok, cfg))
+        if last_eval[0] != step:
+            with prec.autocast():
+                last_eval = (step, task_accuracy(model, tok, cfg))
+        result.update(last_eval[1])
+        save_policy(model, tok, run.path, cfg)  # last: merging LoRA changes the model
     return result

@@ -14,10 +14,13 @@ on pairs `{prompt, chosen, rejected}` (a JSONL file in TRL's preference format, 
 built-in task's pairs). The metric is pairwise accuracy on held-out pairs: the share
 where the chosen completion scores higher. `DIR/model` is a standard transformers
 sequence-classification model; `rewards.parse_reward("rm:DIR")` uses it as a reward.
+Device, precision and LoRA: `policy.ModelOptions` (with LoRA the new score head trains
+in full next to the adapter, and an adapter-only save holds both).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,15 +31,17 @@ from torch import Tensor
 from rlfoundry.core import bradley_terry_loss, pairwise_accuracy
 from rlfoundry.core.schedules import warmup_cosine
 from rlfoundry.errors import ConfigError
-from rlfoundry.llm.checkpoint import load_training_state, save_run_model, training_state
+from rlfoundry.llm.checkpoint import load_training_state, training_state
 from rlfoundry.llm.data import check_divisible, encode_pairs, load_pairs, next_batch
 from rlfoundry.llm.models import check_model_path
+from rlfoundry.llm.policy import ModelOptions, adapt, check_model_options, save_policy, trainable
+from rlfoundry.llm.precision import Precision
 from rlfoundry.llm.scoring import build_reward_model, sequence_rewards
 from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
 
 
 @dataclass
-class Config:
+class Config(ModelOptions):
     model: str = "tiny"
     """Starting model: a directory (a run of `rlfoundry llm pretrain/sft` or a saved
     transformers model) or 'tiny' for the built-in untrained nano model."""
@@ -103,12 +108,15 @@ def _batch_rewards(model: Any, tok: Any, batch: list[dict], max_len: int) -> tup
 
 
 @torch.no_grad()
-def evaluate(model: Any, tok: Any, pairs: list[dict], max_len: int, batch: int = 64) -> dict:
+def evaluate(
+    model: Any, tok: Any, pairs: list[dict], max_len: int, batch: int = 64, prec: Any = None
+) -> dict:
     """Held-out pairwise accuracy and mean margin `r_chosen - r_rejected`."""
     model.eval()
     chosen, rejected = [], []
     for i in range(0, len(pairs), batch):
-        c, r = _batch_rewards(model, tok, pairs[i : i + batch], max_len)
+        with prec.autocast() if prec is not None else contextlib.nullcontext():
+            c, r = _batch_rewards(model, tok, pairs[i : i + batch], max_len)
         chosen.append(c)
         rejected.append(r)
     model.train()
@@ -128,9 +136,12 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
     torch.set_num_threads(cfg.torch_threads)
     seed_everything(cfg.seed)
     train_pairs, held = load_pairs(cfg)
+    prec = Precision.from_config(cfg)
     model, tok = build_reward_model(cfg.model)
+    model = adapt(model.to(prec.device), cfg, prec, task_type="SEQ_CLS")
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    params = trainable(model)
+    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, warmup_cosine(cfg.warmup_steps, cfg.total_steps, 0.1)
     )
@@ -140,12 +151,12 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
     ckpt = run.load_checkpoint()
     if ckpt is not None:
         step, tensors, state = ckpt
-        load_training_state(tensors, state, {"model": model}, opt, sched)
+        load_training_state(tensors, state, {"model": model}, opt, sched, prec)
         set_generator_state(rng, state["rng"])
         order, cursor = np.asarray(state["order"]), state["cursor"]
 
     def save(step: int) -> None:
-        tensors, state = training_state({"model": model}, opt, sched)
+        tensors, state = training_state({"model": model}, opt, sched, prec)
         run.save_checkpoint(
             step,
             tensors,
@@ -166,20 +177,22 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         loss_sum, acc_sum = 0.0, 0.0
         for m in range(n_micro):
             mb = batch[m * micro : (m + 1) * micro]
-            r_c, r_r = _batch_rewards(model, tok, mb, cfg.max_len)
-            # mean over the micro-batch, scaled so the sum over micro-batches is the
-            # mean over the whole batch: the same gradient for any split.
-            loss = bradley_terry_loss(r_c, r_r) / n_micro
-            loss.backward()
+            with prec.autocast():
+                r_c, r_r = _batch_rewards(model, tok, mb, cfg.max_len)
+                # mean over the micro-batch, scaled so the sum over micro-batches is the
+                # mean over the whole batch: the same gradient for any split.
+                loss = bradley_terry_loss(r_c, r_r) / n_micro
+            prec.backward(loss)
             loss_sum += float(loss.detach())
             acc_sum += float(pairwise_accuracy(r_c, r_r)) / n_micro
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        prec.unscale(opt)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        prec.step(opt)
         sched.step()
         step += 1
         metrics = {"loss": loss_sum, "accuracy": acc_sum, "lr": sched.get_last_lr()[0]}
         if step % cfg.eval_every == 0 or step == cfg.total_steps:
-            metrics.update(evaluate(model, tok, held, cfg.max_len))
+            metrics.update(evaluate(model, tok, held, cfg.max_len, prec=prec))
         run.log(step, **metrics)
         run.progress(step, loss=loss_sum, acc=metrics.get("eval_accuracy", acc_sum))
         if run.checkpoint_due(step) or step == cfg.total_steps:
@@ -187,12 +200,14 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         if run.should_stop(step):
             return {"status": "interrupted", "step": step}
 
-    save_run_model(model, tok, run.path)
-    final = evaluate(model, tok, held, cfg.max_len)
+    final = evaluate(model, tok, held, cfg.max_len, prec=prec)
+    save_policy(model, tok, run.path, cfg)  # last: merging LoRA changes the model
     return {"status": "finished", "step": step, "eval_pairs": len(held), **final}
 
 
 def check(cfg: Config) -> None:
-    """Fail before training on a missing model or malformed pairs."""
+    """Fail before training on a missing model, unusable device/dtype/LoRA settings or
+    malformed pairs."""
     check_model_path(cfg.model)
+    check_model_options(cfg)
     load_pairs(cfg)

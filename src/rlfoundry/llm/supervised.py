@@ -1,8 +1,8 @@
 """The supervised loop shared by `pretrain` and `sft`: token-mean NLL on the target tokens.
 
-    model, tok = build_model(cfg)                       # starting model (+ LoRA), tokenizer
+    model, tok, prec = build_model(cfg)                 # starting model (+ LoRA), tokenizer
     rows = data.encode_examples(tok, pairs, max_len)    # (prompt ids, target ids) per example
-    summary = fit(cfg, run, rows, held_rows, model, tok)
+    summary = fit(cfg, run, rows, held_rows, model, tok, prec)
 
 `fit` minimises
 
@@ -15,12 +15,14 @@ first for pre-training, whose rows have an empty prompt. The permutation, cursor
 model, AdamW moments, LR schedule and RNG states go into the Run checkpoint, so an
 interrupted run resumes bit-exactly. `cfg` is the stage's Config: `fit` reads
 `total_steps`, `batch_size`, `learning_rate`, `min_lr_ratio`, `warmup_steps`,
-`weight_decay`, `max_grad_norm`, `eval_every`, `eval_size`, `task`, `seed` and, when
-present, `target_accuracy` and `check_every`.
+`weight_decay`, `max_grad_norm`, `eval_every`, `eval_size`, `task`, `seed`, the
+`policy.ModelOptions` (device, dtype, LoRA, saving) and, when present,
+`target_accuracy` and `check_every`.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -29,47 +31,40 @@ from torch import Tensor
 
 from rlfoundry.core.schedules import warmup_cosine
 from rlfoundry.errors import ConfigError
-from rlfoundry.llm.checkpoint import load_training_state, save_run_model, training_state
+from rlfoundry.llm.checkpoint import load_training_state, training_state
 from rlfoundry.llm.data import collate, next_batch
 from rlfoundry.llm.evaluation import evaluate_accuracy
-from rlfoundry.llm.models import (
-    load_model,
-    load_tokenizer,
-    model_dir,
-    parse_builtin,
-    policy_logprobs,
-    resolve_model_dir,
-)
+from rlfoundry.llm.models import parse_builtin, policy_logprobs, resolve_model_dir
+from rlfoundry.llm.policy import build_policy, check_model_options, save_policy, trainable
+from rlfoundry.llm.precision import Precision
 from rlfoundry.llm.tasks import get_task
 from rlfoundry.runtime.run import Run, generator_state, set_generator_state
 
 
-def check_model_and_task(cfg: Any) -> None:
-    """A model path that does not exist or an unknown task fails here, in seconds."""
+def check_model_and_task(cfg: Any, lora: bool = True) -> None:
+    """A model path that does not exist, an unknown task or unusable device, dtype or LoRA
+    settings (`lora=False`: LoRA refused, as in pre-training) fail here, in seconds."""
     if not cfg.model:
         raise ConfigError("No starting model: set model to a directory or tiny:nano.")
     if parse_builtin(cfg.model) is None:
         resolve_model_dir(cfg.model)
     if cfg.task:
         get_task(cfg.task)
+    check_model_options(cfg, lora=lora)
 
 
-def build_model(cfg: Any) -> tuple[Any, Any]:
-    """The starting model (LoRA-wrapped when lora_rank > 0) and its tokenizer."""
-    name = model_dir(cfg.model)
-    tok = load_tokenizer(name)
+def build_model(cfg: Any) -> tuple[Any, Any, Precision]:
+    """The starting model (LoRA-wrapped when lora_rank > 0) on its device, its tokenizer
+    and the run's Precision."""
     torch.manual_seed(cfg.seed)  # initialisation of built-in sizes
-    model = load_model(
-        name,
-        lora_rank=getattr(cfg, "lora_rank", 0),
-        lora_alpha=getattr(cfg, "lora_alpha", 0) or None,
-        lora_target_modules=getattr(cfg, "lora_target_modules", "") or None,
-    )
-    return model, tok
+    return build_policy(cfg)
 
 
 def nll(model: Any, ids: Tensor, attn: Tensor, cmask: Tensor) -> tuple[Tensor, Tensor]:
-    """Summed NLL of the masked tokens and their count (position 0 is never a target)."""
+    """Summed NLL of the masked tokens and their count (position 0 is never a target).
+    The batch moves to the model's device."""
+    dev = next(model.parameters()).device
+    ids, attn, cmask = ids.to(dev), attn.to(dev), cmask.to(dev)
     cmask = cmask.clone()
     cmask[:, 0] = False
     logp = policy_logprobs(model, ids, attn, cmask)  # [B, L]
@@ -89,24 +84,36 @@ def eval_loss(model: Any, rows: list, pad: int, batch: int = 128) -> float:
     return tot / max(1, n)
 
 
-def evaluate(model: Any, tok: Any, cfg: Any, held: list) -> dict[str, float]:
+def evaluate(
+    model: Any, tok: Any, cfg: Any, held: list, prec: Precision | None = None
+) -> dict[str, float]:
     """Held-out token loss and greedy accuracy on the task's held-out prompts."""
     if cfg.eval_size <= 0:
         return {}
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    out = {"eval_loss": eval_loss(model, held, pad)} if held else {}
-    if cfg.task:
-        out["eval_accuracy"] = evaluate_accuracy(model, tok, cfg.task, n=cfg.eval_size)
+    with prec.autocast() if prec is not None else contextlib.nullcontext():
+        out = {"eval_loss": eval_loss(model, held, pad)} if held else {}
+        if cfg.task:
+            out["eval_accuracy"] = evaluate_accuracy(model, tok, cfg.task, n=cfg.eval_size)
     return out
 
 
-def fit(cfg: Any, run: Run, train_rows: list, held_rows: list, model: Any, tok: Any) -> dict:
+def fit(
+    cfg: Any,
+    run: Run,
+    train_rows: list,
+    held_rows: list,
+    model: Any,
+    tok: Any,
+    prec: Precision | None = None,
+) -> dict:
     """The supervised loop over encoded (prompt ids, target ids) rows; see the module."""
     if not train_rows:
         raise ConfigError("No training examples; give data or a task with a train split.")
+    prec = prec or Precision(next(model.parameters()).device)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = trainable(model)
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, warmup_cosine(cfg.warmup_steps, cfg.total_steps, cfg.min_lr_ratio)
@@ -116,7 +123,7 @@ def fit(cfg: Any, run: Run, train_rows: list, held_rows: list, model: Any, tok: 
     ckpt = run.load_checkpoint()
     if ckpt is not None:
         step, tensors, state = ckpt
-        load_training_state(tensors, state, {"model": model}, opt, sched)
+        load_training_state(tensors, state, {"model": model}, opt, sched, prec)
         set_generator_state(rng, state["rng"])
         order, cursor = np.asarray(state["order"]), state["cursor"]
 
@@ -126,26 +133,29 @@ def fit(cfg: Any, run: Run, train_rows: list, held_rows: list, model: Any, tok: 
     while step < cfg.total_steps:
         idx, order, cursor = next_batch(rng, order, cursor, len(train_rows), cfg.batch_size)
         ids, attn, cmask = collate([train_rows[i] for i in idx], pad)
-        s, n = nll(model, ids, attn, cmask)
-        loss = s / n.clamp(min=1)
+        with prec.autocast():
+            s, n = nll(model, ids, attn, cmask)
+            loss = s / n.clamp(min=1)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        prec.backward(loss)
+        prec.unscale(opt)
         gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm or float("inf"))
-        opt.step()
+        prec.step(opt)
         sched.step()
         step += 1
         losses.append(float(loss.detach()))
         metrics = {"loss": losses[-1], "grad_norm": float(gnorm), "lr": sched.get_last_lr()[0]}
         if cfg.eval_every > 0 and step % cfg.eval_every == 0 and step < cfg.total_steps:
-            metrics.update(evaluate(model, tok, cfg, held_rows))
+            metrics.update(evaluate(model, tok, cfg, held_rows, prec))
         if target > 0 and cfg.task and step % cfg.check_every == 0 and step < cfg.total_steps:
-            acc = evaluate_accuracy(model, tok, cfg.task, n=cfg.eval_size, split="train")
+            with prec.autocast():
+                acc = evaluate_accuracy(model, tok, cfg.task, n=cfg.eval_size, split="train")
             metrics["train_accuracy"] = acc
             reached = acc >= target
         run.log(step, **metrics)
         run.progress(step, loss=losses[-1])
         if run.checkpoint_due(step) or step == cfg.total_steps or reached:
-            tensors, state = training_state({"model": model}, opt, sched)
+            tensors, state = training_state({"model": model}, opt, sched, prec)
             state.update(rng=generator_state(rng), order=order.tolist(), cursor=int(cursor))
             run.save_checkpoint(step, tensors, state)
         if reached:
@@ -153,10 +163,10 @@ def fit(cfg: Any, run: Run, train_rows: list, held_rows: list, model: Any, tok: 
         if run.should_stop(step) and step < cfg.total_steps:
             return {"status": "interrupted", "step": step}
 
-    final = evaluate(model, tok, cfg, held_rows)
+    final = evaluate(model, tok, cfg, held_rows, prec)
     if final:
         run.log(step, **final)
-    save_run_model(model, tok, run.path)
+    save_policy(model, tok, run.path, cfg)
     tail = losses[-20:]
     result = {"status": "finished", "step": step, **final}
     if target > 0:
