@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,9 @@ def add_lora(
         fan_in_fan_out=conv1d,
         task_type=task_type,
     )
-    wrapped = get_peft_model(model, cfg)
+    with warnings.catch_warnings():  # peft 0.21 reads an attribute transformers 5 renamed
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        wrapped = get_peft_model(model, cfg)
     for p in wrapped.parameters():
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()

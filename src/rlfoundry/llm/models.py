@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -255,9 +256,14 @@ def _load(name: str, builtin: tuple[str, str] | None, dtype: Any, offline: bool 
         path = resolve_model_dir(name)
         kwargs: dict[str, Any] = {"dtype": dtype} if dtype is not None else {}
         if path is not None and (path / "adapter_config.json").is_file():
-            from peft import AutoPeftModelForCausalLM
+            # the base named in adapter_config.json, then the adapter (peft's AutoPeftModel
+            # would also resize the embeddings to the tokenizer's length)
+            from peft import PeftModel
 
-            model = AutoPeftModelForCausalLM.from_pretrained(str(path), **kwargs)
+            base = _load(lora.adapter_base(path), None, dtype, offline)
+            with warnings.catch_warnings():  # peft reads an attribute transformers 5 renamed
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+                model = PeftModel.from_pretrained(base, str(path))
         elif path is not None:
             model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
         else:

@@ -125,7 +125,7 @@ def _check_adapter_base(name: str) -> None:
         return
     raise ConfigError(
         f"save_adapter_only needs the starting model saved as full weights, and '{name}' is "
-        f"{why}; start from a full model directory (e.g. a run saved with "
+        f"{why}; start from a full model directory (a run saved with "
         "save_adapter_only=false) or set save_adapter_only=false."
     )
 
@@ -151,7 +151,11 @@ def adapt(model: Any, cfg: Any, prec: Precision, task_type: str | None = "CAUSAL
     its weights stored in `dtype` (they are frozen) under a float32 LoRA adapter."""
     if cfg.gradient_checkpointing:
         # non-reentrant: gradients reach the adapters even though the embeddings are frozen
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        kw = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x's name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
     if cfg.lora_rank <= 0:
         return model
     if prec.mixed:
