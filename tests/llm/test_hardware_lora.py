@@ -125,7 +125,14 @@ def test_adapter_only_save_reloads_like_the_merged_one(tmp_path, base_dir, name)
     with torch.no_grad():
         la, lm = a(ids).logits, m(ids).logits
     assert torch.allclose(la, lm, atol=1e-5)
-    if name != "llm-reward-model":  # through peft itself, and through rlfoundry's loader
+    if name == "llm-reward-model":  # as an RL reward ("rm:DIR") it scores like the merged one
+        from rlfoundry.llm.rewards import parse_reward
+
+        pc = (["1+1="] * 2, ["2", "3"])
+        assert parse_reward(f"rm:{tmp_path / 'a'}")(*pc) == pytest.approx(
+            parse_reward(f"rm:{tmp_path / 'm'}")(*pc), abs=1e-5
+        )
+    else:  # through peft itself, and through rlfoundry's loader
         from peft import PeftModel
         from transformers import AutoModelForCausalLM
 

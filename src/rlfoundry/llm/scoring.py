@@ -23,11 +23,22 @@ from rlfoundry.llm.lora import adapter_base, merged
 from rlfoundry.llm.models import load_tokenizer, model_dir, tiny_config
 
 
-def build_reward_model(name: str) -> tuple[Any, Any]:
-    """A sequence-classification model with one output from a causal LM (or 'tiny').
+def _from_dir(path: str, **kwargs: Any) -> Any:
+    """A sequence classifier from a model directory (`kwargs` to from_pretrained); a LoRA
+    adapter saved alone (adapter_config.json) is loaded onto its base with one output
+    (the reward-model stage's head) and folded in."""
+    from transformers import AutoModelForSequenceClassification
 
-    A LoRA adapter saved alone (adapter_config.json) is loaded onto its base and folded in.
-    """
+    if not (Path(path) / "adapter_config.json").is_file():
+        return AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    from peft import PeftModel
+
+    base = AutoModelForSequenceClassification.from_pretrained(adapter_base(path), num_labels=1)
+    return merged(PeftModel.from_pretrained(base, path))
+
+
+def build_reward_model(name: str) -> tuple[Any, Any]:
+    """A sequence-classification model with one output from a causal LM (or 'tiny')."""
     from transformers import AutoModelForSequenceClassification
 
     if name == "tiny":
@@ -38,25 +49,15 @@ def build_reward_model(name: str) -> tuple[Any, Any]:
     else:
         path = model_dir(name)
         tok = load_tokenizer(path)
-        if (Path(path) / "adapter_config.json").is_file():
-            from peft import PeftModel
-
-            base = AutoModelForSequenceClassification.from_pretrained(
-                adapter_base(path), num_labels=1
-            )
-            model = merged(PeftModel.from_pretrained(base, path))
-        else:
-            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+        model = _from_dir(path, num_labels=1)
     model.config.pad_token_id = tok.pad_token_id
     return model, tok
 
 
 def load_reward_model(path: str | Path) -> tuple[Any, Any]:
     """The trained reward model and tokenizer saved in `DIR/model` (or `DIR`)."""
-    from transformers import AutoModelForSequenceClassification
-
     path = model_dir(str(path))
-    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    model = _from_dir(path).eval()
     if model.config.num_labels != 1:
         raise RLFoundryError(
             f"'{path}' has {model.config.num_labels} outputs, not 1; pass a reward model "
