@@ -54,6 +54,7 @@ from rlfoundry.llm.policy import (
 )
 from rlfoundry.llm.precision import (
     Precision,
+    count_dtype,
     generator_tensors,
     make_generator,
     restore_generator,
@@ -235,7 +236,7 @@ def policy_update(
     for epoch in range(cfg.update_epochs):
         for m0 in range(0, b_local, mini_local):
             mini_rows = slice(m0, m0 + mini_local)
-            n_tok = all_reduce_sum(mask[mini_rows].sum().double(), d)
+            n_tok = all_reduce_sum(mask[mini_rows].sum().to(count_dtype(mask)), d)
             n_seq = mini_local * d.world
             opt.zero_grad(set_to_none=True)
             for u0 in range(m0, m0 + mini_local, micro):

@@ -61,7 +61,12 @@ from rlfoundry.llm.policy import (
     save_policy,
     trainable,
 )
-from rlfoundry.llm.precision import generator_tensors, make_generator, restore_generator
+from rlfoundry.llm.precision import (
+    count_dtype,
+    generator_tensors,
+    make_generator,
+    restore_generator,
+)
 from rlfoundry.llm.prompts import check_rl_inputs, load_prompts, with_task_budget
 from rlfoundry.llm.rewards import build_reward
 from rlfoundry.llm.rollout import Rollout, completion_logprobs, rollout
@@ -315,7 +320,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
             perm = torch.randperm(b_local, generator=gen, device=gen.device)
             for m0 in range(0, b_local, mini_local):
                 mrows = perm[m0 : m0 + mini_local]
-                n_tok = all_reduce_sum(mask[mrows].sum().double(), d).clamp(min=1)
+                n_tok = all_reduce_sum(mask[mrows].sum().to(count_dtype(mask)), d).clamp(min=1)
                 opt.zero_grad(set_to_none=True)
                 for u0 in range(0, mini_local, micro):
                     rows = mrows[u0 : u0 + micro]

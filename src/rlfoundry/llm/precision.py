@@ -139,6 +139,12 @@ class Precision:
         return tuple(t.to(self.device, non_blocking=True) for t in tensors)
 
 
+def count_dtype(t: Tensor) -> torch.dtype:
+    """float64 for token counts (exact far beyond float32's 2^24); float32 on MPS, which
+    has no float64."""
+    return torch.float32 if t.device.type == "mps" else torch.float64
+
+
 # ---------------------------------------------------------------------- sampling generator
 
 
