@@ -136,13 +136,17 @@ def _check_adapter_base(name: str) -> None:
 def load_policy(cfg: Any) -> tuple[Any, Any, Precision]:
     """The starting model (a plain transformers model, any saved adapter folded in) on the
     device, its tokenizer, and the run's Precision. Built-in sizes draw their initial
-    weights from torch's global RNG."""
+    weights from torch's global RNG. Weights that will train are float32 (master weights);
+    with LoRA in half precision the whole loaded model is frozen, so it is read in `dtype`
+    straight away (never held in float32)."""
     prec = Precision.from_config(cfg)
     name = model_dir(cfg.model)
     tok = load_tokenizer(name)
-    model = merged(load_model(name))
-    if any(p.dtype != torch.float32 for p in model.parameters() if p.is_floating_point()):
-        model = model.float()  # trainable weights are float32 master weights
+    frozen = cfg.lora_rank > 0 and prec.mixed
+    want = prec.dtype if frozen else torch.float32
+    model = merged(load_model(name, dtype=want if frozen else None))
+    if any(p.dtype != want for p in model.parameters() if p.is_floating_point()):
+        model = model.to(want)
     return model.to(prec.device), tok, prec
 
 
