@@ -12,11 +12,13 @@ install() {
     # shellcheck disable=SC1091
     . .venv/bin/activate
     if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+        echo "installing rlfoundry and its dependencies into .venv (about 2 minutes, once)..." >&2
         python -m pip install -q --upgrade pip
         # torch first and pinned: a looser pin would pull a multi-GB CUDA build.
         python -m pip install -q torch==2.13.0
         python -m pip install -q -e ".[dev,llm,feedback,bench,apps,beyond]"
         touch .venv/.installed
+        echo "installed; to use the rlfoundry command yourself: source .venv/bin/activate" >&2
     fi
 }
 
@@ -24,6 +26,7 @@ browser() {
     # Debian's Chromium drives the feedback app's browser test (Playwright uses it, no download).
     if ! command -v chromium >/dev/null 2>&1; then
         if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+            echo "installing Debian's chromium for the browser test (apt-get, once)..." >&2
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
         else
             echo "note: chromium is not installed; the browser test will be skipped" >&2

@@ -66,8 +66,9 @@ def free_port() -> int:
 
 def setup_db(path: Path, *, annotators: int, items: int, gold: int, overlap: int, gold_every: int):
     """A compare project with ``items`` regular and ``gold`` gold items; returns tokens."""
-    from rlfoundry.feedback import store
+    from rlfoundry.feedback.accounts import add_annotator
     from rlfoundry.feedback.db import make_engine
+    from rlfoundry.feedback.projects import create_project, import_items, parse_jsonl
 
     engine = make_engine(f"sqlite:///{path}")
     lines = [
@@ -83,9 +84,9 @@ def setup_db(path: Path, *, annotators: int, items: int, gold: int, overlap: int
     ]
     src = path.with_suffix(".jsonl")
     src.write_text("\n".join(lines) + "\n")
-    store.create_project(engine, "load", "compare", overlap=overlap, gold_every=gold_every)
-    store.import_items(engine, "load", store.parse_jsonl(src, "compare"), src)
-    tokens = [store.add_annotator(engine, f"a{k:02d}") for k in range(annotators)]
+    create_project(engine, "load", "compare", overlap=overlap, gold_every=gold_every)
+    import_items(engine, "load", parse_jsonl(src, "compare"), src)
+    tokens = [add_annotator(engine, f"a{k:02d}") for k in range(annotators)]
     engine.dispose()
     return tokens
 

@@ -19,9 +19,12 @@ def test_num_envs_flag_sets_the_vector_env_width(tmp_path):
     assert int(cfg["total_steps"]) == 256
     # eval of the saved run, with a GIF of one episode
     assert main(["eval", str(out), "--episodes", "2", "--render-video"]) == 0
-    assert (out / "eval.gif").stat().st_size > 0
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["eval_episodes"] == 2 and summary["video"] == str(out / "eval.gif")
+    (gif,) = out.glob("eval-*.gif")  # its own files: the training record stays as it was
+    assert gif.stat().st_size > 0
+    (record,) = out.glob("eval-*.json")
+    result = json.loads(record.read_text())
+    assert result["eval_episodes"] == 2 and result["video"] == str(gif)
+    assert json.loads((out / "summary.json").read_text())["eval_episodes"] == 1
 
 
 def test_async_envs_flag_steps_the_envs_in_subprocesses(tmp_path):

@@ -124,10 +124,12 @@ def test_run_calls_its_callbacks_in_order(tmp_path):
     with Run(tmp_path, 10, progress=False, tensorboard=False, callbacks=[rec]) as run:
         run.checkpoint_interval_s = 1e9
         assert not run.warm_start({"q": np.zeros((2, 2))})  # no init_from: nothing loaded
+        assert run.checkpoint_due(1)  # a fresh run's first chance: always
+        run.save_checkpoint(1, {"q": np.zeros(2)})
         assert [run.checkpoint_due(s) for s in (4, 5, 6)] == [False, True, False]
         run.save_checkpoint(5, {"q": np.zeros(2)})
         run.progress(10)
-    assert rec.calls == [("start", ["q"]), ("checkpoint", 5, 5), ("end", 10)]
+    assert rec.calls == [("start", ["q"]), ("checkpoint", 1, 1), ("checkpoint", 5, 5), ("end", 10)]
 
 
 def test_no_end_hook_for_an_interrupted_run_or_an_error(tmp_path):
@@ -155,7 +157,7 @@ def test_evaluate_scores_at_each_interval_and_the_end(tmp_path):
     with Run(tmp_path, 8, progress=False, tensorboard=False, callbacks=[ev]) as run:
         run.warm_start({})
         for step, w in ((3, 1.0), (6, 5.0), (8, 2.0)):
-            assert run.checkpoint_due(step) == (step >= 4)
+            assert run.checkpoint_due(step)  # 3: a fresh run's first chance; 6, 8: the interval
             run.save_checkpoint(step, {"w": torch.full((2,), w)})
     assert ev.steps == [0, 6, 8] and ev.values == [-1.0, 10.0, 4.0]
     best, _ = load_checkpoint_file(tmp_path / "best.safetensors")
@@ -231,14 +233,14 @@ def test_open_run_writes_config_yaml_and_refuses_an_existing_run(tmp_path):
     from rlfoundry.runtime.config import load_yaml
 
     out = tmp_path / "run"
-    with pytest.raises(RLFoundryError, match=f"Cannot resume: '{out}' has no {CHECKPOINT}"):
+    with pytest.raises(RLFoundryError, match=f"Cannot resume: '{out}' holds no run"):
         rundir.open_run(out, "qlearning", _Cfg(), resume=True)
     with rundir.open_run(out, "qlearning", _Cfg(total_steps=7), progress=False) as run:
         assert run.total_steps == 7 and run.path == out
     saved = load_yaml(out / "config.yaml")
     assert list(saved) == ["algo", "total_steps", "seed", "rlfoundry_version"]
     assert saved["algo"] == "qlearning" and saved["total_steps"] == 7
-    with pytest.raises(RLFoundryError, match="already holds a run; resume it with --resume"):
+    with pytest.raises(RLFoundryError, match="already holds a run .* resume it with `rlfoundry"):
         rundir.open_run(out, "qlearning", _Cfg())
     assert rundir.read_saved(out) == ("qlearning", saved)
 
@@ -261,8 +263,10 @@ def test_read_saved_knows_old_llm_runs_and_missing_ones(tmp_path):
 
 def test_warm_starts_are_the_registry_entries_that_say_so(tmp_path):
     allowed = [e.name for e in registry.REGISTRY.values() if e.warm_start]
-    assert allowed == ["ppo", "a2c", "dqn"]
-    with pytest.raises(ConfigError, match="--init-from works with ppo, a2c, dqn, not vpg"):
+    assert allowed == ["ppo", "a2c", "dqn", "sac", "td3"]
+    with pytest.raises(
+        ConfigError, match="--init-from works with ppo, a2c, dqn, sac, td3, not vpg"
+    ):
         rundir.check_init_from(tmp_path, "vpg")
     with pytest.raises(ConfigError, match="not a run directory"):
         rundir.check_init_from(tmp_path, "ppo")

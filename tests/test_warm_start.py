@@ -153,7 +153,9 @@ def test_bad_sources_are_refused_before_training(tmp_path, source):
         _ppo(tmp_path, "r", init_from=tmp_path / "nockpt")
     with pytest.raises(ConfigError, match="trained by ppo; warm-start from a dqn run"):
         train("dqn", env=ENV, out=tmp_path / "r", init_from=source)
-    with pytest.raises(ConfigError, match="--init-from works with ppo, a2c, dqn, not vpg"):
+    with pytest.raises(
+        ConfigError, match="--init-from works with ppo, a2c, dqn, sac, td3, not vpg"
+    ):
         train("vpg", env=ENV, out=tmp_path / "r", init_from=source)
     assert not (tmp_path / "r").exists()  # refused before the run directory was made
     with pytest.raises(ConfigError, match="drop it when resuming"):

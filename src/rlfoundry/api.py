@@ -13,12 +13,18 @@ any directory is written, and an existing run is never overwritten.
 ``init_from=SRC`` (``--init-from``) starts a new run from the weights of the run in SRC
 (fine-tuning, see :meth:`rlfoundry.runtime.run.Run.warm_start`); SRC is written to the new run's
 config.yaml as ``init_from``, so ``--config THAT/config.yaml`` repeats the fine-tune.
+
+A run directory is the training record: a new run refuses a directory that holds a run
+or other files unless ``overwrite=True`` (``--overwrite``); resuming a finished run
+changes nothing; ``evaluate_run`` writes each re-evaluation to its own
+``eval-<UTC time>.json`` and never touches summary.json.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +35,7 @@ from rlfoundry.errors import ConfigError, RLFoundryError
 from rlfoundry.runtime import rundir
 from rlfoundry.runtime.config import atomic_write_text, load_yaml
 from rlfoundry.runtime.run import CHECKPOINT
-from rlfoundry.runtime.rundir import RUN_KEYS, resolve_config, tuned_config
+from rlfoundry.runtime.rundir import RUN_KEYS, resolve, resolve_config, tuned_config
 
 __all__ = ["RUN_KEYS", "evaluate_run", "load_plugins", "resolve_config", "train", "tuned_config"]
 
@@ -67,8 +73,8 @@ def _check_resume_args(
             )
     if config is not None or overrides:
         raise ConfigError(
-            f"--config and --set do not apply to a resumed run, which continues with "
-            f"{saved}; drop them or start a new run with --out."
+            f"--config and --set do not apply to a resumed run (only checkpoint_every may "
+            f"change), which continues with {saved}; drop them or start a new run with --out."
         )
 
 
@@ -95,6 +101,8 @@ def train(
     stop_at_step: int | None = None,
     evaluate_after: bool = True,
     init_from: str | Path | None = None,
+    overwrite: bool = False,
+    tuned: bool = True,
     *,
     algo: str | None = None,
     **values: Any,
@@ -103,7 +111,12 @@ def train(
 
     ``steps`` sets ``total_steps``; ``values`` are config keys, applied after
     ``overrides``. ``resume=DIR`` continues the run in DIR from its checkpoint with its
-    saved config (the other arguments, if given, must not contradict it).
+    saved config (the other arguments, if given, must not contradict it); a finished
+    run is left as it is and its summary returned. ``overwrite`` lets a new run replace
+    the run (or the files a run writes) in ``out``. ``tuned=False`` starts from the
+    defaults instead of the tuned config shipped for (name, env). ``checkpoint_every``
+    (a key of ``overrides`` or ``values``, allowed on a resume too) sets how often the
+    run checkpoints (:func:`rlfoundry.runtime.run.parse_checkpoint_every`).
     ``stop_at_step`` behaves like a Ctrl-C at that step (tests and ``--stop-at``).
     ``init_from=DIR`` starts the new run from the weights of the run in DIR (same
     algorithm, one with ``warm_start`` in the registry), or from the ``init_from`` of a
@@ -113,11 +126,17 @@ def train(
     load_plugins()
     name = name or algo
     overrides = {**(overrides or {}), **values}
+    tuned_file = None
     if resume is not None:
         if init_from is not None:
             raise ConfigError(
                 "--init-from starts a new run; drop it when resuming (a fine-tune run "
                 "resumes from its own checkpoint)."
+            )
+        if overwrite:
+            raise ConfigError(
+                "--resume continues a run and --overwrite starts one again from scratch; "
+                "pass one of them."
             )
         out = Path(resume)
         saved_name, data = rundir.read_saved(out)
@@ -128,13 +147,27 @@ def train(
                 f"resume it with `rlfoundry {command} --resume {out}`."
             )
         name, init_from = saved_name, data.get("init_from")
-        _, cfg = resolve_config(name, config=data)
+        every = overrides.pop("checkpoint_every", None)
+        r = resolve(name, config=data, tuned=False)
+        cfg, every = r.cfg, every if every is not None else r.checkpoint_every
         _check_resume_args(out / rundir.CONFIG, cfg, env, steps, seed, config, overrides)
+        done = rundir.finished_summary(out)
+        if done is not None:
+            _say(
+                f"'{out}' is a finished run ({done.get('steps', cfg.total_steps)} steps): "
+                "nothing to resume, and nothing was changed."
+            )
+            return {**done, "status": "finished"}
     else:
         if name is None:
             raise ConfigError("No algorithm given; run `rlfoundry list` to see them.")
         name = registry.get(name).name
-        module, cfg = resolve_config(name, env, steps, seed, config, overrides)
+        r = resolve(name, env, steps, seed, config, overrides, tuned=tuned)
+        cfg, every, tuned_file = r.cfg, r.checkpoint_every, r.tuned.path
+        if r.tuned.note:
+            _say(f"note: {r.tuned.note}.")
+        elif tuned_file:
+            _say(f"tuned config: {tuned_file} (--no-tuned starts from the defaults).")
         if init_from is None and config is not None:
             init_from = (config if isinstance(config, dict) else load_yaml(config)).get("init_from")
         if init_from is not None:
@@ -151,12 +184,20 @@ def train(
         cfg,
         out,
         resume=resume is not None,
+        overwrite=overwrite,
         progress=progress,
         stop_at_step=stop_at_step,
         init_from=init_from,
         evaluate=(lambda d: evaluate_run(d, write=False)) if gym and evaluate_after else None,
         callbacks=callbacks,
+        checkpoint_every=every,
+        tuned=tuned_file,
     )
+
+
+def _say(line: str) -> None:
+    """One line for the person at the console (stderr, beside the progress bar)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def evaluate_run(
@@ -166,9 +207,12 @@ def evaluate_run(
     write: bool = True,
     video: bool = False,
 ) -> dict[str, Any]:
-    """Re-evaluate the saved policy of the gym run in ``run_dir``; update its summary.json
-    if ``write``; with ``video``, also record the first evaluation episode to
-    ``run_dir/eval.gif``."""
+    """Re-evaluate the saved policy of the gym run in ``run_dir``.
+
+    With ``write``, the result goes to a new ``run_dir/eval-<UTC time>.json`` (its path is
+    ``result["eval_file"]``): summary.json, the training's own evaluation, is never
+    changed. With ``video``, the first evaluation episode is recorded to a new
+    ``run_dir/eval-<UTC time>.gif`` (the training's ``eval.gif`` stays)."""
     import torch
 
     from rlfoundry.envs.evaluation import eval_seed, evaluate, make_env, record_video
@@ -204,15 +248,11 @@ def evaluate_run(
         result.update(extra(run_dir, dataclasses.replace(cfg, eval_episodes=episodes), policy))
     if video:
         env_kwargs = getattr(cfg, "env_kwargs", {}) or {}
-        gif = record_video(policy, cfg.env_id, run_dir / "eval.gif", first_seed, env_kwargs)
-        result["video"] = str(gif)
+        gif_path = rundir.fresh_path(run_dir, "eval", ".gif")
+        result["video"] = str(record_video(policy, cfg.env_id, gif_path, first_seed, env_kwargs))
     if write:
-        path = run_dir / "summary.json"
-        summary = (
-            json.loads(path.read_text())
-            if path.exists()
-            else {"algo": name, "env": cfg.env_id, "seed": cfg.seed}
-        )
-        summary.update(result)
-        atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+        path = rundir.fresh_path(run_dir, "eval", ".json")
+        record = {"algo": name, "env": cfg.env_id, "seed": cfg.seed, "eval_seed": first_seed}
+        atomic_write_text(path, json.dumps({**record, **result}, indent=2) + "\n")
+        result["eval_file"] = str(path)
     return result

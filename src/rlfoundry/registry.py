@@ -72,6 +72,8 @@ _ENTRIES = (
     _gym("ppo", "rlfoundry.algos.deep.ppo", "PPO: clipped-surrogate actor-critic, Discrete or Box actions", warm_start=True),
     _gym("a2c", "rlfoundry.algos.deep.a2c", "A2C: synchronous advantage actor-critic (one step per segment)", warm_start=True),
     _gym("dqn", "rlfoundry.algos.deep.dqn", "DQN / Double DQN: replay memory and a target network", warm_start=True),
+    _gym("sac", "rlfoundry.algos.deep.sac", "SAC: soft actor-critic, entropy-regularised, bounded Box actions", warm_start=True),
+    _gym("td3", "rlfoundry.algos.deep.td3", "TD3: twin delayed DDPG, bounded Box actions", warm_start=True),
     _gym("vpg", "rlfoundry.algos.deep.vpg", "VPG / REINFORCE: the policy gradient of seed 003"),
     _gym("selfplay_ppo", "rlfoundry.algos.multiagent.selfplay_ppo", "self-play PPO with action masking on PettingZoo games"),
     _gym("mappo", "rlfoundry.algos.multiagent.mappo", "MAPPO / IPPO: parameter-shared PPO for cooperative teams"),

@@ -285,7 +285,10 @@ def test_cli_train_eval_smoke(tmp_path, capsys, algo):
     capsys.readouterr()
     assert main(["eval", str(out), "--episodes", "5"]) == 0
     assert "eval_mean_return" in capsys.readouterr().out
-    assert json.loads((out / "summary.json").read_text())["eval_episodes"] == 5
+    # a re-evaluation gets its own file; the training's summary.json keeps its 20 episodes
+    assert json.loads((out / "summary.json").read_text())["eval_episodes"] == 20
+    (again,) = out.glob("eval-*.json")
+    assert json.loads(again.read_text())["eval_episodes"] == 5
 
 
 def test_cli_plot_and_list(tmp_path, capsys):

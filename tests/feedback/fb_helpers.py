@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rlfoundry.feedback import store
+from rlfoundry.feedback.projects import create_project, import_items, parse_jsonl
 
 
 def write_jsonl(path: Path, rows: list) -> Path:
@@ -15,9 +15,9 @@ def write_jsonl(path: Path, rows: list) -> Path:
 
 def load(engine, tmp_path: Path, name: str, kind: str, rows: list, **project) -> None:
     """Create project ``name`` and import ``rows`` ({id, prompt, responses, gold?})."""
-    store.create_project(engine, name, kind, **project)
+    create_project(engine, name, kind, **project)
     src = write_jsonl(tmp_path / f"{name}.jsonl", rows)
-    store.import_items(engine, name, store.parse_jsonl(src, kind), src)
+    import_items(engine, name, parse_jsonl(src, kind), src)
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from rlfoundry.feedback import store
+from rlfoundry.feedback.accounts import add_annotator, who_for_token
 from rlfoundry.feedback.assign import Candidate, choose_item, expected_gold, next_assignment
 from rlfoundry.feedback.db import Assignment, Item, read_session, utcnow, write_session
+from rlfoundry.feedback.judgments import NotFound, submit
 
 RNG = random.Random(0)
 
@@ -71,13 +72,13 @@ def drain(engine, pid, who):
     seen = []
     while (a := next_assignment(engine, pid, who.id)) is not None:
         seen.append(a.item_id)
-        store.submit(engine, who, a.id, {"choice": "A"})
+        submit(engine, who, a.id, {"choice": "A"})
     return seen
 
 
 def test_overlap_is_exact_and_nobody_sees_an_item_twice(engine, tmp_path):
     load(engine, tmp_path, "p", "compare", rows(5, gold=2), overlap=2, gold_every=3)
-    whos = [store.who_for_token(engine, store.add_annotator(engine, f"a{k}")) for k in range(3)]
+    whos = [who_for_token(engine, add_annotator(engine, f"a{k}")) for k in range(3)]
     seen = {w.name: drain(engine, 1, w) for w in whos}
     for items in seen.values():
         assert len(items) == len(set(items))
@@ -93,7 +94,7 @@ def test_overlap_is_exact_and_nobody_sees_an_item_twice(engine, tmp_path):
 
 def test_reload_returns_the_open_assignment_and_leases_expire(engine, tmp_path):
     load(engine, tmp_path, "p", "compare", rows(1), overlap=1, gold_every=0)
-    a, b = (store.who_for_token(engine, store.add_annotator(engine, n)) for n in "ab")
+    a, b = (who_for_token(engine, add_annotator(engine, n)) for n in "ab")
     first = next_assignment(engine, 1, a.id)
     assert next_assignment(engine, 1, a.id).id == first.id  # reload: same item
     assert next_assignment(engine, 1, b.id) is None  # the only slot is held
@@ -103,11 +104,11 @@ def test_reload_returns_the_open_assignment_and_leases_expire(engine, tmp_path):
     assert taken is not None and taken.item_id == first.item_id
     # a's stale submit is refused, so the item still gets exactly one judgment
     try:
-        store.submit(engine, a, first.id, {"choice": "A"})
+        submit(engine, a, first.id, {"choice": "A"})
         raise AssertionError("stale assignment accepted")
-    except store.NotFound:
+    except NotFound:
         pass
-    store.submit(engine, b, taken.id, {"choice": "B"})
+    submit(engine, b, taken.id, {"choice": "B"})
     with read_session(engine) as s:
         assert s.scalar(select(Item.n_assigned)) == 1
 
@@ -115,7 +116,7 @@ def test_reload_returns_the_open_assignment_and_leases_expire(engine, tmp_path):
 def test_concurrent_requests_never_over_assign(engine, tmp_path):
     overlap, n_items, n_ann = 3, 12, 10
     load(engine, tmp_path, "p", "compare", rows(n_items, gold=1), overlap=overlap, gold_every=4)
-    whos = [store.who_for_token(engine, store.add_annotator(engine, f"a{k}")) for k in range(n_ann)]
+    whos = [who_for_token(engine, add_annotator(engine, f"a{k}")) for k in range(n_ann)]
     start = threading.Barrier(n_ann)
     errors = []
 

@@ -35,8 +35,9 @@ import uvicorn  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from rlfoundry.cli.main import build_parser, main  # noqa: E402
-from rlfoundry.feedback import store  # noqa: E402
+from rlfoundry.feedback.accounts import add_annotator, who_for_token  # noqa: E402
 from rlfoundry.feedback.app import create_app  # noqa: E402
+from rlfoundry.feedback.judgments import own_judgments  # noqa: E402
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -118,7 +119,7 @@ def test_annotator_compares_ranks_rates_and_the_export_trains(engine, tmp_path):
         overlap=1,
         gold_every=0,
     )
-    token = store.add_annotator(engine, "ann")
+    token = add_annotator(engine, "ann")
     shown: dict[str, str] = {}
     dialogs: list[str] = []
     with ServerThread(create_app(engine)) as srv, sync_playwright() as pw:
@@ -181,8 +182,8 @@ def test_annotator_compares_ranks_rates_and_the_export_trains(engine, tmp_path):
         browser.close()
     assert dialogs == []  # no injected script ever ran
 
-    who = store.who_for_token(engine, token)
-    mine = store.own_judgments(engine, who)
+    who = who_for_token(engine, token)
+    mine = own_judgments(engine, who)
     assert [(j["project"], j["reason"]) for j in mine][0] == ("cmp", "B greets 1 time1")
     assert all(j["active_ms"] is not None and j["wall_ms"] >= 0 for j in mine)
 

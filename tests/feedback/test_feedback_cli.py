@@ -6,9 +6,12 @@ import pytest
 from fb_helpers import write_jsonl
 
 from rlfoundry.cli.main import main
-from rlfoundry.feedback import store
+from rlfoundry.feedback.accounts import who_for_token
 from rlfoundry.feedback.assign import next_assignment
 from rlfoundry.feedback.db import make_engine
+from rlfoundry.feedback.judgments import submit
+from rlfoundry.feedback.projects import get_project
+from rlfoundry.feedback.tasks import assignment_view
 
 
 def run(capsys, *argv):
@@ -52,15 +55,15 @@ def test_feedback_cli_round_trip(tmp_path, capsys):
     assert run(capsys, "add-annotator", "bob", "--db", db)[0] == 2
 
     engine = make_engine(db)
-    project = store.get_project(engine, "cmp")
+    project = get_project(engine, "cmp")
     assert project.kind == "compare" and project.guidelines.startswith("Prefer")
     for token in (ann, bob):
-        who = store.who_for_token(engine, token)
+        who = who_for_token(engine, token)
         while (a := next_assignment(engine, project.id, who.id)) is not None:
-            view = store.assignment_view(engine, a.id)
+            view = assignment_view(engine, a.id)
             # both always pick the response whose text is the smaller number
             best = min(view["responses"], key=lambda r: r["text"])["letter"]
-            store.submit(engine, who, a.id, {"choice": best})
+            submit(engine, who, a.id, {"choice": best})
     engine.dispose()
 
     code, out, _ = run(capsys, "stats", "--db", db, "--project", "cmp", "--json")
@@ -121,15 +124,15 @@ def test_every_kind_exports_through_the_cli(tmp_path, capsys, kind):
     assert run(capsys, "import", str(src), "--db", db, "--kind", kind, "--overlap", "1")[0] == 0
     token = run(capsys, "add-annotator", "a", "--db", db)[1].strip().splitlines()[-1]
     engine = make_engine(db)
-    who = store.who_for_token(engine, token)
+    who = who_for_token(engine, token)
     a = next_assignment(engine, 1, who.id)
-    letters = [r["letter"] for r in store.assignment_view(engine, a.id)["responses"]]
+    letters = [r["letter"] for r in assignment_view(engine, a.id)["responses"]]
     payload = {
         "compare": {"choice": "A"},
         "rank": {"ranking": letters},
         "rate": {"ratings": dict(zip(letters, (5, 3, 1)))},
     }[kind]
-    store.submit(engine, who, a.id, payload)
+    submit(engine, who, a.id, payload)
     engine.dispose()
     code, out, err = run(capsys, "export", "--db", db)
     pairs = [json.loads(line) for line in out.splitlines()]

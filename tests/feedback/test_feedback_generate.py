@@ -11,8 +11,8 @@ pytest.importorskip("transformers", reason="needs the llm extra")
 import torch  # noqa: E402
 
 from rlfoundry.cli.main import main  # noqa: E402
-from rlfoundry.feedback import store  # noqa: E402
 from rlfoundry.feedback.db import make_engine  # noqa: E402
+from rlfoundry.feedback.projects import get_project, list_projects  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -45,7 +45,7 @@ def test_generate_samples_k_responses_per_prompt_into_a_project(tmp_path, capsys
     assert "generated 3 responses for 5 prompts into 'prompts' (rank)" in out
 
     engine = make_engine(db)
-    project = store.get_project(engine, "prompts")
+    project = get_project(engine, "prompts")
     assert project.kind == "rank"
     items = _items(engine, project.id)
     assert sorted(items) == [f"q{i}" for i in range(5)]
@@ -62,7 +62,7 @@ def test_generate_samples_k_responses_per_prompt_into_a_project(tmp_path, capsys
     args2 = ["generate", "--model", str(model_dir), "--prompts", str(prompts), "--db", db2]
     assert run(capsys, *args2, "-n", "3", "--max-new-tokens", "6", "--batch-size", "2")[0] == 0
     engine = make_engine(db2)
-    assert _items(engine, store.get_project(engine, "prompts").id) == items
+    assert _items(engine, get_project(engine, "prompts").id) == items
     engine.dispose()
 
 
@@ -78,7 +78,7 @@ def test_generate_two_responses_make_a_compare_project_from_a_text_file(
     )  # fmt: skip
     assert code == 0, err
     engine = make_engine(db)
-    project = store.get_project(engine, "greetings")
+    project = get_project(engine, "greetings")
     assert project.kind == "compare" and project.overlap == 1
     items = _items(engine, project.id)
     assert {k: v[0] for k, v in items.items()} == {"p1": "Say hi", "p3": "Say bye"}
@@ -98,7 +98,7 @@ def test_generate_errors_before_sampling(tmp_path, capsys, model_dir):
     code, _, err = run(capsys, *base, "--model", str(model_dir), "-n", "1")
     assert code == 2 and "rank project needs -n 2" in err
     engine = make_engine(db)
-    assert store.list_projects(engine) == []  # nothing was created
+    assert list_projects(engine) == []  # nothing was created
     engine.dispose()
     # -n 1 is fine for ratings
     assert run(capsys, *base, "--model", str(model_dir), "-n", "1", "--kind", "rate")[0] == 0

@@ -14,11 +14,12 @@ from fb_helpers import bearer, load
 from sqlalchemy import func, select
 
 from rlfoundry.cli.main import main
-from rlfoundry.feedback import store
+from rlfoundry.feedback.accounts import add_annotator, list_annotators
 from rlfoundry.feedback.app import ID_MAX, create_app
 from rlfoundry.feedback.db import Judgment, make_engine, read_session
 from rlfoundry.feedback.guards import BodyLimit, FailureLimiter
 from rlfoundry.feedback.labels import MAX_REASON
+from rlfoundry.feedback.reports import project_stats
 
 ROWS = [{"id": f"q{k}", "prompt": f"Q{k}?", "responses": [f"{k}a", f"{k}b"]} for k in range(4)]
 SECURITY_HEADERS = {
@@ -33,7 +34,7 @@ SECURITY_HEADERS = {
 @pytest.fixture
 def tokens(engine, tmp_path):
     load(engine, tmp_path, "p", "compare", ROWS, overlap=2, gold_every=0)
-    return {n: store.add_annotator(engine, n) for n in ("ann", "bob")}
+    return {n: add_annotator(engine, n) for n in ("ann", "bob")}
 
 
 def has_security_headers(r) -> bool:
@@ -258,7 +259,7 @@ def test_a_disabled_annotators_judgments_stay_in_stats_and_export(engine, tokens
     for name in ("ann", "bob"):
         assert judge(client, tokens[name])[1].status_code == 201
     assert cli(capsys, "disable-annotator", "bob", "--db", str(engine.url))[0] == 0
-    stats = store.project_stats(engine, "p")
+    stats = project_stats(engine, "p")
     assert stats["judgments"] == 2 and stats["annotators"]["bob"]["done"] == 1
 
 
@@ -429,7 +430,7 @@ def test_a_database_made_by_the_previous_schema_opens_and_keeps_working(tmp_path
     # opening it again changes nothing (idempotent), and a new project has no members
     engine = make_engine(db)
     load(engine, tmp_path, "gamma", "compare", ROWS, overlap=1, gold_every=0)
-    rows = {r["name"]: r for r in store.list_annotators(engine)}
+    rows = {r["name"]: r for r in list_annotators(engine)}
     assert rows["ann"]["projects"] == ["alpha", "beta"] and rows["ann"]["judgments"] == 2
     assert rows["boss"]["status"] == "disabled"
     engine.dispose()

@@ -8,9 +8,10 @@ from fb_helpers import bearer, load, write_jsonl
 from sqlalchemy import func, select
 
 from rlfoundry.errors import RLFoundryError
-from rlfoundry.feedback import store
+from rlfoundry.feedback.accounts import add_annotator, add_members
 from rlfoundry.feedback.app import create_app
 from rlfoundry.feedback.db import Annotator, Item, Judgment, Project, read_session
+from rlfoundry.feedback.projects import import_items, parse_jsonl
 
 XSS_PROMPT = "Say hi <script>alert('p')</script>"
 XSS_RESPONSE = '<img src=x onerror="alert(1)"><b>bold</b>'
@@ -23,7 +24,7 @@ def setup(engine, tmp_path):
         {"id": "x2", "prompt": "plain", "responses": ["a", "b"]},
     ]
     load(engine, tmp_path, "p", "compare", rows, overlap=2, gold_every=0)
-    return {n: store.add_annotator(engine, n, admin=(n == "boss")) for n in ("ann", "bob", "boss")}
+    return {n: add_annotator(engine, n, admin=(n == "boss")) for n in ("ann", "bob", "boss")}
 
 
 def judge(client, token, choice="A"):
@@ -157,7 +158,7 @@ def test_html_in_prompts_and_responses_is_escaped(client, setup, engine, tmp_pat
         {"id": "x", "prompt": XSS_PROMPT, "responses": [XSS_RESPONSE, "</div><script>1</script>"]}
     ]
     load(engine, tmp_path, "xss", "compare", rows, overlap=1, gold_every=0)
-    store.add_members(engine, "xss", ["ann"])  # created after ann: no members yet
+    add_members(engine, "xss", ["ann"])  # created after ann: no members yet
     login(client, setup["ann"])
     html = client.get("/p/2").text
     assert "<script>alert" not in html and "<img src=x" not in html and "<b>bold" not in html
@@ -189,7 +190,7 @@ def test_malformed_import_lines_are_reported_and_nothing_is_committed(engine, tm
         ],
     )
     with pytest.raises(RLFoundryError) as err:
-        store.parse_jsonl(src, "compare")
+        parse_jsonl(src, "compare")
     msg = str(err.value)
     for n in (2, 3, 4, 5, 6, 7):
         assert f"line {n}:" in msg
@@ -217,9 +218,9 @@ def test_import_into_existing_project_is_all_or_nothing(engine, tmp_path):
             {"id": "a", "prompt": "p", "responses": ["x", "y"]},
         ],
     )
-    items = store.parse_jsonl(src, "compare")  # valid on its own
+    items = parse_jsonl(src, "compare")  # valid on its own
     with pytest.raises(RLFoundryError, match="line 2: id 'a' is already in project 'p'"):
-        store.import_items(engine, "p", items, src)
+        import_items(engine, "p", items, src)
     with read_session(engine) as s:
         assert list(s.scalars(select(Item.external_id))) == ["a"]  # 'b' was not committed
 
@@ -241,7 +242,7 @@ def test_serve_binds_to_loopback_unless_told_otherwise(monkeypatch, tmp_path):
 def test_admin_page_shows_agreement_to_admins_only(client, setup, engine, tmp_path):
     one = [{"id": "o", "prompt": "one", "responses": ["a", "b"]}]
     load(engine, tmp_path, "one", "compare", one, overlap=2, gold_every=0)
-    store.add_members(engine, "one", ["ann", "bob"])
+    add_members(engine, "one", ["ann", "bob"])
     for name in ("ann", "bob"):  # both judge the only item: one shared unit
         task = client.post("/api/projects/2/next", headers=bearer(setup[name])).json()
         r = client.post(

@@ -146,20 +146,21 @@ def test_http_judge_over_loopback():
     with _Judge() as server:
         r = parse_reward(f"judge:{server.url}", judge_model="tiny-judge")
         assert r(["q1", "q2", "q3"], ["abc", "a", "abcdefghi"]) == [3 / 9, 1 / 9, 1.0]
-    assert len(server.requests) == 3
-    req = server.requests[0]
+    assert len(server.requests) == 4  # the pre-flight request, then one per pair
+    req = server.requests[1]
     assert req["path"] == "/v1/chat/completions"
     assert req["body"]["model"] == "tiny-judge" and req["body"]["temperature"] == 0.0
     assert "Prompt: q" in req["body"]["messages"][0]["content"]
 
 
 def test_http_judge_errors():
+    # a judge that never answers in the format stops at its pre-flight request
     with _Judge(reply="I cannot say") as server, pytest.raises(RLFoundryError) as err:
-        HTTPJudge(server.url)(["q"], ["answer"])
-    assert "holds no score" in str(err.value) and "'answer'" in str(err.value)
+        HTTPJudge(server.url)
+    assert "'I cannot say' to a test request" in str(err.value) and "Score: N" in str(err.value)
     with _Judge() as server:
         url = server.url
     with pytest.raises(RLFoundryError, match="did not answer"):
-        HTTPJudge(url, timeout=2)(["q"], ["a"])
+        HTTPJudge(url, timeout=2, retries=0)
     with pytest.raises(RLFoundryError, match="placeholders"):
         HTTPJudge("http://127.0.0.1:1/v1", template="{question}")

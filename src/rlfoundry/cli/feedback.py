@@ -93,10 +93,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_create_project(args: argparse.Namespace) -> int:
-    from rlfoundry.feedback import store
+    from rlfoundry.feedback.projects import create_project
 
     guidelines = _read_guidelines(args.guidelines)
-    store.create_project(
+    create_project(
         _engine(args),
         args.name,
         args.kind,
@@ -118,11 +118,11 @@ def _read_guidelines(path: str | None) -> str:
 
 
 def _ensure_project(engine: Any, args: argparse.Namespace, kind: str) -> str:
-    from rlfoundry.feedback import store
+    from rlfoundry.feedback.projects import create_project, list_projects
 
     name = args.project
-    if name not in {p.name for p in store.list_projects(engine)}:
-        store.create_project(
+    if name not in {p.name for p in list_projects(engine)}:
+        create_project(
             engine,
             name,
             kind,
@@ -135,33 +135,31 @@ def _ensure_project(engine: Any, args: argparse.Namespace, kind: str) -> str:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from rlfoundry.feedback import store
+    from rlfoundry.feedback.projects import import_items, infer_kind, list_projects, parse_jsonl
 
     engine = _engine(args)
     args.project = args.project or Path(args.file).stem
-    existing = {p.name: p for p in store.list_projects(engine)}
+    existing = {p.name: p for p in list_projects(engine)}
     if args.project in existing:
         kind = existing[args.project].kind
     else:
-        kind = args.kind or (
-            store.infer_kind(args.file) if Path(args.file).is_file() else "compare"
-        )
-    items = store.parse_jsonl(args.file, kind)  # all lines checked before anything is written
+        kind = args.kind or (infer_kind(args.file) if Path(args.file).is_file() else "compare")
+    items = parse_jsonl(args.file, kind)  # all lines checked before anything is written
     _ensure_project(engine, args, kind)
-    n = store.import_items(engine, args.project, items, Path(args.file))
+    n = import_items(engine, args.project, items, Path(args.file))
     n_gold = sum(it.is_gold for it in items)
     print(f"imported {n} items ({n_gold} gold) into '{args.project}'")
     return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from rlfoundry.feedback import store
     from rlfoundry.feedback.generate import check_n_fits, generate_items, read_prompts
+    from rlfoundry.feedback.projects import import_items, list_projects
 
     engine = _engine(args)
     read_prompts(args.prompts)  # a bad prompts file is reported before anything else
     args.project = args.project or Path(args.prompts).stem
-    existing = {p.name: p for p in store.list_projects(engine)}
+    existing = {p.name: p for p in list_projects(engine)}
     if args.project in existing:
         kind = existing[args.project].kind
     else:
@@ -179,17 +177,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
         device=args.device,
     )
     _ensure_project(engine, args, kind)
-    n = store.import_items(engine, args.project, items, Path(args.prompts))
+    n = import_items(engine, args.project, items, Path(args.prompts))
     print(f"generated {args.n} responses for {n} prompts into '{args.project}' ({kind})")
     return 0
 
 
 def cmd_add_annotator(args: argparse.Namespace) -> int:
-    from rlfoundry.feedback import store
+    from rlfoundry.feedback.accounts import add_annotator
+    from rlfoundry.feedback.projects import list_projects
 
     engine = _engine(args)
-    token = store.add_annotator(engine, args.name, admin=args.admin, projects=args.project)
-    projects = args.project or [p.name for p in store.list_projects(engine)]
+    token = add_annotator(engine, args.name, admin=args.admin, projects=args.project)
+    projects = args.project or [p.name for p in list_projects(engine)]
     role = "admin " if args.admin else ""
     where = (
         f"member of {', '.join(projects)}"
@@ -202,9 +201,9 @@ def cmd_add_annotator(args: argparse.Namespace) -> int:
 
 
 def cmd_rotate_token(args: argparse.Namespace) -> int:
-    from rlfoundry.feedback import store
+    from rlfoundry.feedback.accounts import rotate_token
 
-    token = store.rotate_token(_engine(args), args.name)
+    token = rotate_token(_engine(args), args.name)
     print(
         f"new token of '{args.name}' (the old one and its logins stop working now; "
         "shown once, keep it secret):"
@@ -214,9 +213,9 @@ def cmd_rotate_token(args: argparse.Namespace) -> int:
 
 
 def cmd_revoke_token(args: argparse.Namespace) -> int:
-    from rlfoundry.feedback import store
+    from rlfoundry.feedback.accounts import revoke_token
 
-    store.revoke_token(_engine(args), args.name)
+    revoke_token(_engine(args), args.name)
     print(
         f"token of '{args.name}' revoked and their logins ended; "
         f"`rlfoundry feedback rotate-token {args.name}` issues a new one"
@@ -225,9 +224,9 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
 
 
 def cmd_disable_annotator(args: argparse.Namespace) -> int:
-    from rlfoundry.feedback import store
+    from rlfoundry.feedback.accounts import set_disabled
 
-    released = store.set_disabled(_engine(args), args.name, True)
+    released = set_disabled(_engine(args), args.name, True)
     print(
         f"annotator '{args.name}' disabled: token and logins refused from now on, "
         f"judgments kept, {released} open assignment(s) returned to the pool"
@@ -236,17 +235,17 @@ def cmd_disable_annotator(args: argparse.Namespace) -> int:
 
 
 def cmd_enable_annotator(args: argparse.Namespace) -> int:
-    from rlfoundry.feedback import store
+    from rlfoundry.feedback.accounts import set_disabled
 
-    store.set_disabled(_engine(args), args.name, False)
+    set_disabled(_engine(args), args.name, False)
     print(f"annotator '{args.name}' enabled; their token works again")
     return 0
 
 
 def cmd_add_member(args: argparse.Namespace) -> int:
-    from rlfoundry.feedback import store
+    from rlfoundry.feedback.accounts import add_members
 
-    added = store.add_members(_engine(args), args.project, args.names)
+    added = add_members(_engine(args), args.project, args.names)
     already = [n for n in args.names if n not in added]
     print(
         f"'{args.project}': added {', '.join(added) or 'nobody'}"
@@ -256,9 +255,9 @@ def cmd_add_member(args: argparse.Namespace) -> int:
 
 
 def cmd_remove_member(args: argparse.Namespace) -> int:
-    from rlfoundry.feedback import store
+    from rlfoundry.feedback.accounts import remove_members
 
-    removed = store.remove_members(_engine(args), args.project, args.names)
+    removed = remove_members(_engine(args), args.project, args.names)
     others = [n for n in args.names if n not in removed]
     print(
         f"'{args.project}': removed {', '.join(removed) or 'nobody'} (judgments kept, open "
@@ -269,9 +268,9 @@ def cmd_remove_member(args: argparse.Namespace) -> int:
 
 
 def cmd_annotators(args: argparse.Namespace) -> int:
-    from rlfoundry.feedback import store
+    from rlfoundry.feedback.accounts import list_annotators
 
-    rows = store.list_annotators(_engine(args))
+    rows = list_annotators(_engine(args))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -287,13 +286,14 @@ def cmd_annotators(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from rlfoundry.feedback import store
+    from rlfoundry.feedback.projects import list_projects
+    from rlfoundry.feedback.reports import project_stats
 
     engine = _engine(args)
-    names = [args.project] if args.project else [p.name for p in store.list_projects(engine)]
+    names = [args.project] if args.project else [p.name for p in list_projects(engine)]
     if not names:
         raise RLFoundryError("The database has no projects yet; import items first.")
-    stats = [store.project_stats(engine, name) for name in names]
+    stats = [project_stats(engine, name) for name in names]
     if args.json:
         print(json.dumps(stats, indent=2))
         return 0
@@ -336,15 +336,16 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from rlfoundry.feedback import store
     from rlfoundry.feedback.export import to_pairs
+    from rlfoundry.feedback.projects import list_projects
+    from rlfoundry.feedback.reports import items_for_export
     from rlfoundry.runtime.config import atomic_write_text
 
     engine = _engine(args)
-    names = [args.project] if args.project else [p.name for p in store.list_projects(engine)]
+    names = [args.project] if args.project else [p.name for p in list_projects(engine)]
     if not names:
         raise RLFoundryError("The database has no projects yet; import items first.")
-    items = [it for name in names for it in store.items_for_export(engine, name)]
+    items = [it for name in names for it in items_for_export(engine, name)]
     pairs, summary = to_pairs(
         items,
         aggregate=args.aggregate,

@@ -5,16 +5,23 @@
     rlfoundry llm grpo --model runs/sft --task arithmetic --steps 50 --out runs/grpo
     rlfoundry llm reward-model --data pairs.jsonl --out runs/rm
     rlfoundry llm grpo --resume runs/grpo
+    rlfoundry llm grpo --model DIR --data prompts.csv --reward numeric_match  # answer column
     rlfoundry llm generate runs/sft --prompt "12+7=" [--prompt ...] [--temperature 1]
     rlfoundry llm eval runs/sft --task arithmetic       # held-out exact-match accuracy
+    rlfoundry llm eval DIR --data test.parquet --reward numeric_match   # any data, any reward
+    rlfoundry llm list grpo                             # every config key, with its meaning
     rlfoundry llm pipeline --task arithmetic            # pre-train -> SFT -> GRPO
+    rlfoundry llm pipeline --resume runs/pipeline-arithmetic-...   # after a crash
     rlfoundry llm import-gguf MODEL.gguf --out models/m  # a GGUF model as a starting model
 
 One training command per LLM stage of `rlfoundry.registry` (`rlfoundry list` shows
 them), each trained by `rlfoundry.api.train`. They take `--config FILE.yaml` and
 repeatable `--set key=value` (the keys of the stage's Config: `rlfoundry list llm-sft`);
 `--model/--task/--data/--steps/--seed` are shortcuts for the same keys (`--steps` sets
-`total_steps`, `--data` the stage's data file).
+`total_steps`, `--data` the stage's dataset, `--reward` an RL stage's reward). A dataset is
+a .jsonl/.json/.csv/.parquet file, a `save_to_disk` directory or a hub name
+(`rlfoundry.llm.datasets`). `--out` must be new or empty unless `--overwrite`;
+`--set checkpoint_every=...` sets how often a stage checkpoints.
 """
 
 from __future__ import annotations
@@ -42,7 +49,13 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
     entry = registry.get(args.entry)
     overrides: dict[str, Any] = {}
-    for key, value in (("model", args.model), ("task", args.task), (entry.data_key, args.data)):
+    flags = (
+        ("model", args.model),
+        ("task", args.task),
+        (entry.data_key, args.data),
+        ("reward", getattr(args, "reward", None)),
+    )
+    for key, value in flags:
         if key is not None and value is not None:
             overrides[key] = value
     overrides.update(parse_overrides(args.set))
@@ -56,6 +69,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.no_progress,
         stop_at_step=args.stop_at,
+        overwrite=args.overwrite,
     )
     if args.json:
         print(json.dumps(summary))
@@ -71,19 +85,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
     from rlfoundry.errors import RLFoundryError
-    from rlfoundry.llm.data import load_jsonl
     from rlfoundry.llm.generation import generate
     from rlfoundry.llm.models import load_model, load_tokenizer
+    from rlfoundry.llm.prompts import load_prompts
 
-    prompts = list(args.prompt or [])
-    if args.prompts:
-        prompts += [r["prompt"] for r in load_jsonl(args.prompts, ["prompt"])]
-    if not prompts:
-        raise RLFoundryError("No prompts: give --prompt TEXT (repeatable) or --prompts FILE.jsonl.")
+    if not args.prompt and not args.prompts:
+        raise RLFoundryError("No prompts: give --prompt TEXT (repeatable) or --prompts FILE.")
     if args.n < 1:
         raise RLFoundryError(f"-n must be at least 1, got {args.n}.")
     torch.set_num_threads(args.threads)
     tok = load_tokenizer(args.model_dir)
+    prompts = list(args.prompt or [])
+    if args.prompts:  # messages get the model's chat template
+        prompts += list(load_prompts(argparse.Namespace(prompts=args.prompts), tok))
     model = load_model(args.model_dir).eval()
     rep = [p for p in prompts for _ in range(args.n)]
     gen = torch.Generator().manual_seed(args.seed)
@@ -108,21 +122,80 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from rlfoundry.llm.evaluation import evaluate_accuracy
+    from rlfoundry.errors import RLFoundryError
+    from rlfoundry.llm.evaluation import evaluate_accuracy, score_prompts
     from rlfoundry.llm.models import load_model, load_tokenizer
+    from rlfoundry.llm.prompts import PromptSet, load_prompts
+    from rlfoundry.llm.rewards import check_reward_columns, parse_reward
     from rlfoundry.llm.tasks import get_task
 
     torch.set_num_threads(args.threads)
-    task = get_task(args.task)
+    if args.data is None and not args.reward:  # a task's held-out exact match
+        task = get_task(args.task or "arithmetic")
+        tok = load_tokenizer(args.model_dir)
+        model = load_model(args.model_dir).eval()
+        n_prompts = args.n or 200
+        acc = evaluate_accuracy(model, tok, task, n=n_prompts, seed=args.seed)
+        n = len(task.prompts("test", n_prompts, args.seed))
+        name = args.task or "arithmetic"
+        if args.json:
+            print(json.dumps({"task": name, "accuracy": acc, "n": n}))
+        else:
+            print(f"{name}: held-out exact-match accuracy {acc:.1%} ({round(acc * n)}/{n})")
+        return 0
+    if args.data is not None and not args.reward and not args.task:
+        raise RLFoundryError(
+            "Nothing scores --data: give --reward (e.g. numeric_match, exact_match, "
+            "my_rewards.py:score, rm:DIR, judge:DIR) or --task NAME for its reward."
+        )
+    task = get_task(args.task) if args.task else None
+    reward = parse_reward(
+        args.reward or ["task"], task, args.judge_template or None, args.judge_model
+    )
     tok = load_tokenizer(args.model_dir)
-    model = load_model(args.model_dir).eval()
-    acc = evaluate_accuracy(model, tok, task, n=args.n, seed=args.seed)
-    n = len(task.prompts("test", args.n, args.seed))
-    if args.json:
-        print(json.dumps({"task": args.task, "accuracy": acc, "n": n}))
+    if args.data is not None:
+        prompts = load_prompts(argparse.Namespace(prompts=args.data), tok)
     else:
-        print(f"{args.task}: held-out exact-match accuracy {acc:.1%} ({round(acc * n)}/{n})")
+        prompts = PromptSet(
+            task.prompts("test", args.n or 200, args.seed), source=f"task {task.name}"
+        )
+    check_reward_columns(reward, list(prompts.extra), prompts.source)
+    keep = range(min(args.n, len(prompts)) if args.n else len(prompts))
+    max_new = args.max_new_tokens or (task.max_new_tokens if task else 64)
+    model = load_model(args.model_dir).eval()
+    res = score_prompts(
+        model,
+        tok,
+        [prompts[i] for i in keep],
+        reward,
+        prompts.columns(keep),
+        max_new_tokens=max_new,
+        batch_size=args.batch_size,
+        temperature=args.temperature,
+        seed=args.seed,
+    )
+    if args.save:
+        with open(args.save, "w", encoding="utf-8") as f:
+            for i, c, r in zip(keep, res["completions"], res["rewards"]):
+                f.write(json.dumps({"prompt": prompts[i], "completion": c, "reward": r}) + "\n")
+    summary = {k: v for k, v in res.items() if k not in ("completions", "rewards")}
+    summary = {"data": args.data or f"task {task.name}", "reward": reward.name, **summary}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print(summary)
     return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rlfoundry.cli.main import cmd_list as list_entry
+
+    if args.stage is None:
+        for entry in registry.entries("llm"):
+            print(f"{entry.name.removeprefix(registry.LLM_PREFIX):>14}  {entry.about}")
+        return 0
+    name = args.stage if args.stage.startswith(registry.LLM_PREFIX) else "llm-" + args.stage
+    return list_entry(argparse.Namespace(algo=name))
 
 
 def cmd_import_gguf(args: argparse.Namespace) -> int:
@@ -134,10 +207,22 @@ def cmd_import_gguf(args: argparse.Namespace) -> int:
 def cmd_pipeline(args: argparse.Namespace) -> int:
     from rlfoundry.llm.pipeline import run_pipeline
 
-    out = Path(args.out or f"runs/pipeline-{args.task}-{time.strftime('%Y%m%d-%H%M%S')}")
-    res = run_pipeline(task=args.task, out=out, progress=not args.no_progress, seed=args.seed)
+    if args.resume and args.out:
+        from rlfoundry.errors import ConfigError
+
+        raise ConfigError("--resume DIR names the pipeline's directory; drop --out.")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.resume or args.out or f"runs/pipeline-{args.task or 'arithmetic'}-{stamp}")
+    res = run_pipeline(
+        task=args.task,
+        out=out,
+        progress=not args.no_progress,
+        seed=args.seed,
+        resume=args.resume is not None,
+        overwrite=args.overwrite,
+    )
     print(
-        f"{args.task}: held-out exact match {res['accuracy_before']:.1%} after SFT -> "
+        f"{res['task']}: held-out exact match {res['accuracy_before']:.1%} after SFT -> "
         f"{res['accuracy_after']:.1%} after GRPO  ({out})"
     )
     return 0
@@ -149,13 +234,28 @@ def _stage_parser(sub: Any, entry: registry.Entry) -> None:
     p.add_argument("--model", help="starting model: DIR or tiny:nano|micro|small (sets model=)")
     p.add_argument("--task", help="built-in task: arithmetic, sentiment, format (sets task=)")
     if entry.data_key is not None:
-        p.add_argument("--data", help=f"JSONL file to train on (sets {entry.data_key}=)")
+        p.add_argument(
+            "--data",
+            help=f"dataset: .jsonl/.json/.csv/.parquet, a save_to_disk dir or a hub name "
+            f"(sets {entry.data_key}=)",
+        )
+    if entry.data_key == "prompts":
+        p.add_argument(
+            "--reward",
+            action="append",
+            metavar="SPEC",
+            help="reward source, repeatable: task, numeric_match, module:fn, rm:DIR, "
+            "judge:DIR, 0.5*SPEC (sets reward=)",
+        )
     p.add_argument("--steps", type=int, help="optimizer steps / iterations (sets total_steps=)")
     p.add_argument("--seed", type=int, help="random seed (sets seed=)")
     p.add_argument("--out", help=f"run directory (default runs/{stage}-TIME)")
     p.add_argument("--config", help="YAML file of config values")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the run (or a run's files) in --out"
+    )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--stop-at", type=int, help=argparse.SUPPRESS)
@@ -175,7 +275,7 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("generate", help="complete prompts with a trained model")
     p.add_argument("model_dir", help="run directory or model directory (or tiny:nano)")
     p.add_argument("--prompt", action="append", help="prompt text (repeatable)")
-    p.add_argument("--prompts", help="JSONL file of {prompt}")
+    p.add_argument("--prompts", help="dataset with a prompt column (text or messages)")
     p.add_argument("-n", type=int, default=1, help="completions per prompt")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
@@ -186,14 +286,35 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per completion")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("eval", help="held-out exact-match accuracy of a model on a task")
+    p = sub.add_parser(
+        "eval",
+        help="score a model: a task's held-out accuracy, or any dataset with any reward",
+    )
     p.add_argument("model_dir", help="run directory or model directory")
-    p.add_argument("--task", default="arithmetic")
-    p.add_argument("-n", "--n", type=int, default=200, help="held-out prompts")
+    p.add_argument("--task", help="built-in task (default arithmetic without --data)")
+    p.add_argument("--data", help="dataset with a prompt column; other columns go to the reward")
+    p.add_argument(
+        "--reward",
+        action="append",
+        metavar="SPEC",
+        help="reward or verifier, repeatable: numeric_match, exact_match, module:fn, "
+        "file.py:fn, rm:DIR, judge:DIR, judge:http://HOST/v1, task, 0.5*SPEC",
+    )
+    p.add_argument("-n", "--n", type=int, default=0, help="prompts (0 = 200 of a task, all data)")
+    p.add_argument("--max-new-tokens", type=int, default=0, help="0 = the task's, else 64")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--judge-template", help="judge prompt with {prompt}, {completion}, {COLUMN}")
+    p.add_argument("--judge-model", default="default", help="model name sent to an HTTP judge")
+    p.add_argument("--save", metavar="FILE.jsonl", help="write prompt, completion, reward rows")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("list", help="every config key of a stage, with its meaning")
+    p.add_argument("stage", nargs="?", help="a stage (grpo, sft, ...); none = list the stages")
+    p.set_defaults(func=cmd_list)
 
     p = sub.add_parser(
         "import-gguf", help="convert a GGUF file into a model directory the stages can start from"
@@ -206,8 +327,12 @@ def register(subparsers: Any) -> None:
         "pipeline",
         help="pre-train -> SFT -> GRPO on a built-in task; prints accuracy before/after RL",
     )
-    p.add_argument("--task", default="arithmetic")
+    p.add_argument("--task", help="built-in task (default arithmetic)")
     p.add_argument("--out", help="directory of the three runs (default runs/pipeline-TASK-TIME)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument(
+        "--resume", metavar="DIR", help="continue the pipeline in DIR (finished stages are kept)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace the runs in --out")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_pipeline)

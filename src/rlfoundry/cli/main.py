@@ -1,13 +1,17 @@
 """The ``rlfoundry`` command line.
 
-    rlfoundry train ALGO --env ENV_ID [--steps N] [--seed S] [--out DIR]
-                         [--config FILE.yaml] [--set key=value ...] [--resume DIR]
+    rlfoundry train ALGO --env ENV_ID [--steps N] [--seed S] [--out DIR] [--overwrite]
+                         [--config FILE.yaml] [--set key=value ...] [--no-tuned]
                          [--init-from SRC_RUN_DIR] [--render-video]
                          [--num-envs N] [--async-envs]
-    rlfoundry eval DIR [--episodes N] [--render-video]
-    rlfoundry solve ENV_ID [--gamma G]
+    rlfoundry train --resume DIR [--set checkpoint_every=EVERY]
+    rlfoundry eval DIR [--episodes N] [--render-video]      # -> DIR/eval-<UTC time>.json
+    rlfoundry solve ENV_ID [--gamma G] [--set env_kwargs={...}]
     rlfoundry plot DIR [DIR ...] [--out FILE.png] [--key episode_return]
     rlfoundry list [NAME]
+
+Every run takes ``--set checkpoint_every=EVERY`` (steps ``1000``, a time ``60s``/``5m``,
+or both ``1000,60s``; default 60s), on a resume too.
 
 The other command groups (``rlfoundry llm ...``, ``quickstart``, ``feedback``, ``trade``,
 ``drive``, ``transfer``) live in their own ``rlfoundry.cli`` modules, listed in
@@ -88,6 +92,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         stop_at_step=args.stop_at,
         init_from=args.init_from,
+        overwrite=args.overwrite,
+        tuned=not args.no_tuned,
     )
     _print_summary(summary)
     if summary.get("status") == "interrupted":
@@ -123,6 +129,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _env_kwargs(items: list[str] | None) -> dict[str, Any]:
+    """``solve --set env_kwargs={...}``: the one key solve takes."""
+    import yaml
+
+    from rlfoundry.runtime.config import parse_overrides
+
+    kwargs: dict[str, Any] = {}
+    for key, value in parse_overrides(items).items():
+        if key != "env_kwargs":
+            raise RLFoundryError(
+                f"solve takes only --set env_kwargs={{...}}, not {key}; drop --set {key}."
+            )
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise RLFoundryError(
+                f"env_kwargs needs a mapping such as {{slip: 0.2}}, got {value!r}; fix --set."
+            )
+        kwargs.update(parsed)
+    return kwargs
+
+
 def cmd_solve(args: argparse.Namespace) -> int:
     from rlfoundry.envs.evaluation import make_env
     from rlfoundry.mdp import (
@@ -132,7 +162,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
         value_iteration,
     )
 
-    env = make_env(args.env)
+    env_kwargs = _env_kwargs(args.set)
+    env = make_env(args.env, **env_kwargs)
     gamma = DEFAULT_SOLVE_GAMMA if args.gamma is None else args.gamma
     if not hasattr(env.unwrapped, "P"):
         raise RLFoundryError(
@@ -144,6 +175,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     horizon = env.spec.max_episode_steps if env.spec else None
     result = {
         "env": args.env,
+        **({"env_kwargs": env_kwargs} if env_kwargs else {}),
         "gamma": gamma,
         "optimal_return": ret,
         "horizon": horizon,
@@ -164,11 +196,13 @@ def cmd_solve(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from rlfoundry.runtime.plotting import plot_runs
 
-    out = args.out or (
-        Path(args.runs[0]) / "learning_curve.png"
-        if len(args.runs) == 1
-        else Path("learning_curves.png")
-    )
+    if args.out:
+        out = Path(args.out)
+    else:  # a new file: never over a run's own learning_curve.png or an earlier plot
+        from rlfoundry.runtime.rundir import fresh_path
+
+        one = len(args.runs) == 1
+        out = fresh_path(Path(args.runs[0]) if one else Path("."), "learning_curve", ".png")
     path = plot_runs(args.runs, out, key=args.key, title=args.title)
     print(path)
     return 0
@@ -189,6 +223,13 @@ def cmd_list(args: argparse.Namespace) -> int:
             table.add_column(col)
         for name, typ, default, doc in describe(entry.load().Config):
             table.add_row(name, typ, repr(default), doc)
+        table.add_row(
+            "checkpoint_every",
+            "str",
+            "'60s'",
+            "Every run's: how often to checkpoint, in steps (1000), time (60s, 5m) or both "
+            "(1000,60s); a fresh run also checkpoints after its first update.",
+        )
         console.print(table)
         return 0
     for kind, title in (
@@ -229,12 +270,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", help="Gymnasium environment id")
     p.add_argument("--steps", type=int, help="environment steps to train for (total_steps)")
     p.add_argument("--seed", type=int, help="random seed")
-    p.add_argument("--out", help="run directory to create (default runs/ALGO-ENV-sSEED-TIME)")
+    p.add_argument(
+        "--out", help="run directory to create, new or empty (default runs/ALGO-ENV-sSEED-TIME)"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="let --out be a directory that holds a run or other files: the files a run "
+        "writes there are replaced",
+    )
     p.add_argument("--config", help="YAML file of config values")
     p.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="override one config value (repeatable)"
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override one config value (repeatable); checkpoint_every=1000|60s|1000,60s "
+        "sets how often to checkpoint (default 60s)",
     )
-    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+    p.add_argument(
+        "--no-tuned",
+        action="store_true",
+        help="start from the algorithm's defaults, not the tuned config shipped for the env",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the run in DIR from its checkpoint (a finished run: nothing to do, exit 0)",
+    )
     p.add_argument(
         "--init-from",
         metavar="DIR",
@@ -263,7 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="re-evaluate a saved run")
+    p = sub.add_parser(
+        "eval", help="re-evaluate a saved run into DIR/eval-<UTC time>.json (summary.json stays)"
+    )
     p.add_argument("run_dir")
     p.add_argument("--episodes", type=int)
     p.add_argument("--seed", type=int)
@@ -281,12 +345,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="discount used to solve for the policy (default 0.999; its return is then "
         "judged undiscounted under the time limit)",
     )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="env_kwargs={...}",
+        help="keyword arguments of the env, e.g. --set 'env_kwargs={slip: 0.2}'",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.set_defaults(func=cmd_solve)
 
     p = sub.add_parser("plot", help="overlay learning curves of run directories")
     p.add_argument("runs", nargs="+")
-    p.add_argument("--out")
+    p.add_argument(
+        "--out", help="image to write (default: a new learning_curve-<UTC time>.png in the run)"
+    )
     p.add_argument("--key", default="episode_return")
     p.add_argument("--title")
     p.set_defaults(func=cmd_plot)
@@ -313,6 +385,18 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except RLFoundryError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        from rlfoundry.runtime.checkpoint import DISK_FULL
+
+        if err.errno not in DISK_FULL:
+            raise
+        print(
+            f"error: no space is left on the device writing {err.filename or 'a file'}; "
+            "the checkpoint already written is intact, so free some space and run the "
+            "command again (with --resume DIR for a run).",
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -33,6 +33,15 @@ from rlfoundry.core.losses import (
     policy_gradient_loss,
     value_loss,
 )
+from rlfoundry.core.offpolicy import (
+    clipped_double_q_target,
+    entropy_coef_loss,
+    polyak_update,
+    sac_actor_loss,
+    smoothed_target_action,
+    soft_q_target,
+    squashed_gaussian,
+)
 from rlfoundry.core.returns import discounted_returns, episode_return, reward_to_go
 from rlfoundry.core.td import (
     double_q_target,
@@ -47,10 +56,12 @@ __all__ = [
     "aggregate_loss",
     "bradley_terry_loss",
     "categorical_entropy",
+    "clipped_double_q_target",
     "clipped_surrogate",
     "discounted_returns",
     "double_q_target",
     "dpo_loss",
+    "entropy_coef_loss",
     "entropy_from_logits",
     "episode_return",
     "expected_sarsa_target",
@@ -68,8 +79,13 @@ __all__ = [
     "normalize_advantages",
     "pairwise_accuracy",
     "policy_gradient_loss",
+    "polyak_update",
     "q_learning_target",
     "reward_to_go",
+    "sac_actor_loss",
     "sarsa_target",
+    "smoothed_target_action",
+    "soft_q_target",
+    "squashed_gaussian",
     "value_loss",
 ]

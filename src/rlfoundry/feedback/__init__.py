@@ -8,8 +8,17 @@ training a reward model.
     rlfoundry feedback export --format pairs --out pairs.jsonl
     rlfoundry llm reward-model --pairs pairs.jsonl      # or llm dpo
 
-Modules: ``db`` (tables), ``assign`` (who sees what), ``labels`` (what a judgment
-means), ``agreement`` and ``export`` (pure statistics and pairs), ``store`` (database
-operations), ``guards`` (body limit, security headers, failed-token limit: pure ASGI),
-``app`` and ``templates`` (web app), ``cli``.
+Modules, lowest first (each imports only its own group and the groups before it):
+
+* ``db`` (tables);
+* ``assign`` (who sees what), ``labels`` (what a judgment means), ``agreement`` and
+  ``export`` (pure statistics and pairs);
+* the database operations: ``projects`` (projects, parsing and importing items),
+  ``accounts`` (annotators, tokens, memberships, login sessions), ``judgments`` (submit,
+  read and edit one's own), ``tasks`` (progress and what an annotator is shown),
+  ``reports`` (agreement statistics, items for export);
+  each of their public functions opens its own transaction, and writes use
+  ``db.write_session`` so that on SQLite they are serialized (see ``db.make_engine``);
+* ``guards`` (body limit, security headers, failed-token limit: pure ASGI), ``app`` and
+  ``templates`` (web app), ``generate``, and ``rlfoundry.cli.feedback``.
 """

@@ -28,7 +28,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from rlfoundry.feedback import store
+from rlfoundry.feedback import accounts
+from rlfoundry.feedback.accounts import Who, member_project, member_projects
 from rlfoundry.feedback.assign import next_assignment
 from rlfoundry.feedback.db import make_engine
 from rlfoundry.feedback.guards import (
@@ -39,8 +40,18 @@ from rlfoundry.feedback.guards import (
     FailureLimiter,
     SecurityHeaders,
 )
+from rlfoundry.feedback.judgments import (
+    Conflict,
+    NotFound,
+    own_judgment,
+    own_judgments,
+    submit,
+    update_judgment,
+)
 from rlfoundry.feedback.labels import LabelError
-from rlfoundry.feedback.store import Conflict, NotFound, Who
+from rlfoundry.feedback.projects import list_projects
+from rlfoundry.feedback.reports import project_stats
+from rlfoundry.feedback.tasks import progress, task_view
 from rlfoundry.feedback.templates import environment
 
 COOKIE = "rlf_session"
@@ -81,12 +92,12 @@ def authenticate(engine: Engine, request: Request) -> Who | None:
         limiter: FailureLimiter = request.app.state.login_limiter
         if token and (wait := limiter.retry_after(client_key(request))):
             raise too_many_attempts(wait)
-        who = store.who_for_token(engine, token)
+        who = accounts.who_for_token(engine, token)
         if who is None and token:
             limiter.fail(client_key(request))
         return who
     key = request.cookies.get(COOKIE)
-    return store.who_for_session(engine, key) if key else None
+    return accounts.who_for_session(engine, key) if key else None
 
 
 def check_csrf(who: Who, supplied: str | None) -> None:
@@ -203,7 +214,7 @@ def create_app(
                 request, "login.html", 429, {"Retry-After": str(wait)}, who=None, error=msg
             )
         token = str(form.get("token", "")).strip()
-        result = await run_in_threadpool(store.login, engine, token)
+        result = await run_in_threadpool(accounts.login, engine, token)
         if result is None:
             if token:
                 limiter.fail(client_key(request))
@@ -213,7 +224,7 @@ def create_app(
         response.set_cookie(
             COOKIE,
             key,
-            max_age=int(store.SESSION_TTL.total_seconds()),
+            max_age=int(accounts.SESSION_TTL.total_seconds()),
             httponly=True,
             samesite="strict",
             secure=secure_cookies,
@@ -226,7 +237,7 @@ def create_app(
         who = await page_user(request)
         form = await request.form()
         check_csrf(who, form.get("csrf"))
-        await run_in_threadpool(store.logout, engine, request.cookies.get(COOKIE, ""))
+        await run_in_threadpool(accounts.logout, engine, request.cookies.get(COOKIE, ""))
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response
@@ -237,9 +248,9 @@ def create_app(
                 "id": p.id,
                 "name": p.name,
                 "kind": p.kind,
-                "progress": store.progress(engine, p.id, who.id, project_wide=True),
+                "progress": progress(engine, p.id, who.id, project_wide=True),
             }
-            for p in store.member_projects(engine, who)
+            for p in member_projects(engine, who)
         ]
 
     @app.get("/", response_class=HTMLResponse)
@@ -249,11 +260,11 @@ def create_app(
         return render(request, "home.html", who=who, projects=projects)
 
     def _task_context(project_id: int, who: Who) -> dict[str, Any] | None:
-        project = store.member_project(engine, who, project_id)
+        project = member_project(engine, who, project_id)
         if project is None:
             return None
         a = next_assignment(engine, project_id, who.id, project=project)
-        view = store.task_view(engine, project, who.id, None if a is None else a.id)
+        view = task_view(engine, project, who.id, None if a is None else a.id)
         return {"project": project, **view}
 
     async def _show_task(request: Request, who: Who, project_id: int, error: str | None = None):
@@ -282,18 +293,21 @@ def create_app(
             assignment_id = 0
         if not 1 <= assignment_id <= ID_MAX:
             raise HTTPException(422, f"assignment_id must be a whole number from 1 to {ID_MAX}.")
-        project = await run_in_threadpool(store.member_project, engine, who, project_id)
+        project = await run_in_threadpool(member_project, engine, who, project_id)
         if project is None:
             raise HTTPException(404, "No such project.")
         kind = project.kind
         try:
             payload = form_payload(kind, form)
-            await run_in_threadpool(store.submit, engine, who, assignment_id, payload)
+            await run_in_threadpool(submit, engine, who, assignment_id, payload)
         except LabelError as err:
             return await _show_task(request, who, project_id, error=str(err))
         except (NotFound, Conflict):
             pass  # stale tab or double submit: just show what is next
         return RedirectResponse(f"/p/{project_id}", status_code=303)
+
+    def _all_stats() -> list[dict[str, Any]]:
+        return [project_stats(engine, p.name) for p in list_projects(engine)]
 
     @app.get("/admin", response_class=HTMLResponse)
     async def admin_page(request: Request):
@@ -307,9 +321,7 @@ def create_app(
                 title="Admins only",
                 message="Ask for an admin token (rlfoundry feedback add-annotator NAME --admin).",
             )
-        stats = await run_in_threadpool(
-            lambda: [store.project_stats(engine, p.name) for p in store.list_projects(engine)]
-        )
+        stats = await run_in_threadpool(_all_stats)
         return render(request, "admin.html", who=who, stats=stats)
 
     # ------------------------------------------------------------------ JSON API
@@ -335,26 +347,26 @@ def create_app(
 
     @app.post("/api/assignments/{assignment_id}/judgment", status_code=201)
     def api_submit(who: Api, assignment_id: Id, payload: Payload) -> dict[str, Any]:
-        j = store.submit(engine, who, assignment_id, payload)
+        j = submit(engine, who, assignment_id, payload)
         return {"id": j.id, "assignment_id": j.assignment_id}
 
     @app.get("/api/judgments")
     def api_judgments(who: Api) -> list[dict[str, Any]]:
-        return store.own_judgments(engine, who)
+        return own_judgments(engine, who)
 
     @app.get("/api/judgments/{judgment_id}")
     def api_judgment(who: Api, judgment_id: Id) -> dict[str, Any]:
-        return store.own_judgment(engine, who, judgment_id)
+        return own_judgment(engine, who, judgment_id)
 
     @app.put("/api/judgments/{judgment_id}")
     def api_update(who: Api, judgment_id: Id, payload: Payload) -> dict[str, Any]:
-        return store.update_judgment(engine, who, judgment_id, payload)
+        return update_judgment(engine, who, judgment_id, payload)
 
     @app.get("/api/stats")
     def api_stats(who: Api) -> list[dict[str, Any]]:
         if not who.is_admin:
             raise HTTPException(403, "Agreement statistics are for admin annotators.")
-        return [store.project_stats(engine, p.name) for p in store.list_projects(engine)]
+        return _all_stats()
 
     @app.get("/favicon.ico")
     def favicon() -> Response:

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from rlfoundry.errors import RLFoundryError
-from rlfoundry.feedback.store import ParsedItem
+from rlfoundry.feedback.projects import ParsedItem
 
 
 def read_prompts(path: str | Path) -> list[tuple[str, str]]:

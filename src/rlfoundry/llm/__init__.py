@@ -19,12 +19,17 @@ What they share (no stage imports another stage):
     precision.py   device choice, autocast, float16 loss scaling, the sampling generator
     lora.py        LoRA targets by name, wrapping, the adapters-off reference, merging
     tasks.py       the `Task` protocol and the built-in tasks (arithmetic, sentiment, format)
-    data.py        JSONL files, tokenising with a completion mask, batches, preference pairs
+    datasets.py    files (JSONL, JSON, CSV, Parquet), save_to_disk dirs, hub names; column formats
+    chat_format.py messages to text: the chat template, or plain text without one
+    data.py        examples and pairs from datasets, tokenising with a completion mask, batches
     generation.py  batched KV-cache sampling (completion ids, mask, log-probs)
-    evaluation.py  held-out greedy accuracy of a model on a task
+    evaluation.py  held-out greedy accuracy on a task; mean reward / accuracy on any prompts
     rollout.py     RL rollouts (G samples per prompt) and their log-probs
-    prompts.py     an RL stage's prompts, completion budget and input check
-    rewards.py     reward sources (task, function, reward model, judge) and their sum
+    prompts.py     an RL stage's prompts (and their extra columns), budget and input check
+    rewards.py     reward specs (task, verifier, function, reward model, judge) and their sum
+    reward_base.py the reward-source contract: dataset columns as arguments, the score check
+    verifiers.py   numeric_match, exact_match: completions against an `answer` column
+    judges.py      reward model and LLM-judge sources
     scoring.py     the scalar reward model that reward_model.py trains
     chat.py        the one OpenAI-compatible HTTP client (judge, trading reviewer)
     checkpoint.py  training state for exact resume, the final model

@@ -19,6 +19,12 @@ should rise.
 With LoRA (`lora_rank > 0`) the reference is the policy with its adapters turned off,
 so the starting model's weights are held once; device and precision:
 `policy.ModelOptions`.
+
+Data parallel (`torchrun`, `accelerate launch`): each rank takes its share of the same
+global batch of `batch_size` pairs (and computes the reference log-probs of its share),
+each micro-batch loss is 1 / (micro-batches over all ranks) of the global mean, and
+gradients are summed over ranks, so N processes end with the parameters of one. Rank 0
+evaluates and writes.
 """
 
 from __future__ import annotations
@@ -46,6 +52,16 @@ from rlfoundry.llm.policy import (
     trainable,
 )
 from rlfoundry.llm.precision import Precision
+from rlfoundry.runtime.distributed import (
+    all_reduce_sum,
+    any_rank,
+    broadcast_object,
+    check_batch_split,
+    check_resumed,
+    grad_norm,
+    init_distributed,
+    sync_gradients,
+)
 from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
 
 
@@ -57,10 +73,11 @@ class Config(ModelOptions):
     task: str = "sentiment"
     """Built-in preference task whose pairs are used when `data` is empty."""
     data: str = ""
-    """JSONL file of pairs with fields prompt, chosen, rejected (TRL's format); empty =
-    the built-in task's pairs."""
+    """Preference dataset (TRL's format: prompt, chosen, rejected as text or messages, or
+    chosen and rejected conversations): .jsonl/.json/.csv/.parquet, a save_to_disk
+    directory or a hub name; empty = the built-in task's pairs."""
     eval_data: str = ""
-    """JSONL file of held-out pairs; empty = hold out `eval_fraction` of the data."""
+    """Held-out pairs in the same formats; empty = hold out `eval_fraction` of the data."""
     eval_fraction: float = 0.1
     """Share of the `data` pairs held out when `eval_data` is empty."""
     eval_pairs: int = 200
@@ -72,9 +89,10 @@ class Config(ModelOptions):
     total_steps: int = 100
     """Optimizer steps."""
     batch_size: int = 16
-    """Pairs per optimizer step."""
+    """Pairs per optimizer step over all processes (each of N processes takes batch_size / N)."""
     micro_batch_size: int = 0
-    """Pairs per forward/backward pass (0 = batch_size); `batch_size` must be a multiple of it."""
+    """Pairs per forward/backward pass in each process (0 = batch_size / processes); the
+    share of each process must be a multiple of it."""
     learning_rate: float = 1e-4
     """AdamW learning rate (cosine decay to 10% after a linear warm-up)."""
     warmup_steps: int = 5
@@ -84,7 +102,7 @@ class Config(ModelOptions):
     max_len: int = 128
     """Longest prompt + completion in tokens."""
     eval_every: int = 25
-    """Steps between held-out evaluations."""
+    """Steps between held-out evaluations (0 = only at the end)."""
     seed: int = 0
     """Seed of the data split and the batch order."""
     torch_threads: int = 1
@@ -106,8 +124,9 @@ class Config(ModelOptions):
 
 
 def check(cfg: Config) -> None:
-    """Fail before training on a missing model, unusable device/dtype/LoRA settings or
-    malformed pairs."""
+    """Fail before training on a missing model, unusable device/dtype/LoRA settings,
+    malformed pairs or a batch that the processes of a launch cannot share."""
+    check_batch_split(cfg.batch_size, cfg.micro_batch_size)
     check_model_path(cfg.model)
     check_model_options(cfg)
     load_pairs(cfg)
@@ -164,6 +183,7 @@ def evaluate(
 
 
 def train(cfg: Config, run: Run) -> dict[str, Any]:
+    d = init_distributed(cfg.device)
     seed_everything(cfg.seed)
     train_pairs, held = load_pairs(cfg)
     model, tok, prec = build_policy(cfg)
@@ -176,9 +196,17 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
     )
     rng = np.random.default_rng(cfg.seed)
     order, cursor, step = rng.permutation(len(train_pairs)), 0, 0
-    with ref() as ref_model:
-        held_ref = pair_logps(ref_model, tok, held, cfg.max_len, prec)  # [N, 2], fixed
-    start = evaluate(model, tok, held, held_ref, cfg, prec)
+    # held-out metrics are rank 0's job; every rank gets its numbers
+    held_ref = None
+    if d.main:
+        with ref() as ref_model:
+            held_ref = pair_logps(ref_model, tok, held, cfg.max_len, prec)  # [N, 2], fixed
+
+    def held_out() -> dict:
+        out = evaluate(model, tok, held, held_ref, cfg, prec) if d.main else None
+        return broadcast_object(out, d)
+
+    start = held_out()
 
     ckpt = run.load_checkpoint()
     if ckpt is not None:
@@ -188,12 +216,17 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         order, cursor = np.asarray(state["order"]), state["cursor"]
     else:
         run.log(0, **start)
+    check_resumed(d, None if ckpt is None else ckpt[2].get("world", 1))
 
-    micro = cfg.micro_batch_size or cfg.batch_size
-    n_micro = cfg.batch_size // micro
+    # data parallel: each rank takes its share of the same global batch; every
+    # micro-batch (all of one size) is 1 / n_parts of the global mean
+    mine = d.shard(cfg.batch_size)
+    micro = cfg.micro_batch_size or cfg.batch_size // d.world
+    n_micro = cfg.batch_size // d.world // micro
+    n_parts = n_micro * d.world
     while step < cfg.total_steps:
         idx, order, cursor = next_batch(rng, order, cursor, len(train_pairs), cfg.batch_size)
-        batch = [train_pairs[i] for i in idx]
+        batch = [train_pairs[i] for i in idx[mine]]
         opt.zero_grad(set_to_none=True)
         loss_sum, margin_sum, acc_sum = 0.0, 0.0, 0.0
         for m in range(n_micro):
@@ -203,23 +236,30 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
             with prec.autocast():
                 pol_c, pol_r = sequence_logps(model, tok, mb, cfg.max_len)
                 loss, r_c, r_r = dpo_loss(pol_c, pol_r, ref_c, ref_r, cfg.beta, cfg.label_smoothing)
-            prec.backward(loss / n_micro)  # mean of equal-size micro-batch means = batch mean
-            loss_sum += float(loss.detach()) / n_micro
-            margin_sum += float((r_c - r_r).mean()) / n_micro
-            acc_sum += float((r_c > r_r).float().mean()) / n_micro
+            prec.backward(loss / n_parts)  # mean of equal-size micro-batch means = batch mean
+            loss_sum += float(loss.detach()) / n_parts
+            margin_sum += float((r_c - r_r).mean()) / n_parts
+            acc_sum += float((r_c > r_r).float().mean()) / n_parts
+        sync_gradients(model, d)
         prec.unscale(opt)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        gnorm = grad_norm(params, 1.0)
         prec.step(opt)
         sched.step()
         step += 1
+        tot = all_reduce_sum(
+            torch.tensor([loss_sum, margin_sum, acc_sum], dtype=torch.float64), d
+        ).tolist()
+        loss_sum, margin_sum, acc_sum = tot
         metrics = {"loss": loss_sum, "reward_margin": margin_sum, "reward_accuracy": acc_sum}
-        if step % cfg.eval_every == 0 or step == cfg.total_steps:
-            metrics.update(evaluate(model, tok, held, held_ref, cfg, prec))
+        metrics["grad_norm"] = gnorm
+        if (cfg.eval_every > 0 and step % cfg.eval_every == 0) or step == cfg.total_steps:
+            metrics.update(held_out())
         run.log(step, **metrics)
         run.progress(step, loss=loss_sum, margin=margin_sum)
-        if run.checkpoint_due(step) or step == cfg.total_steps:
+        due, stop = any_rank(d, run.checkpoint_due(step), run.should_stop(step))
+        if due or step == cfg.total_steps:
             tensors, state = training_state({"model": model}, opt, sched, prec)
-            run.save_checkpoint(
+            run.save_checkpoint(  # rank > 0: in its scratch DIR/.rankR
                 step,
                 tensors,
                 {
@@ -228,13 +268,15 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
                     "order": order.tolist(),
                     "cursor": cursor,
                     "start": start,
+                    "world": d.world,
                 },
             )
-        if run.should_stop(step):
+        if stop:
             return {"status": "interrupted", "step": step}
 
-    final = evaluate(model, tok, held, held_ref, cfg, prec)
-    save_policy(model, tok, run.path, cfg)  # last: merging LoRA changes the model
+    final = held_out()
+    if d.main:
+        save_policy(model, tok, run.path, cfg)  # last: merging LoRA changes the model
     return {
         "status": "finished",
         "step": step,

@@ -1,7 +1,8 @@
-"""Held-out evaluation of a model on a task: greedy generation, scored by the task.
+"""Evaluation of a model: greedy generation, scored by a task or by any reward.
 
     evaluate_accuracy(model, tok, "arithmetic", n=200)   # share of held-out prompts solved
     task_accuracy(model, tok, cfg)                       # {"eval_accuracy": ...} of an RL stage
+    score_prompts(model, tok, prompts, reward, columns)  # mean reward (+ accuracy) on a dataset
 
 Kept apart from `tasks.py` (the data) because it needs the sampler: tasks stay plain
 Python that the tokenizer can read, and the sampler never imports them.
@@ -9,7 +10,10 @@ Python that the tokenizer can read, and the sampler never imports them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+import torch
 
 from rlfoundry.llm.generation import generate
 from rlfoundry.llm.tasks import Task, get_task
@@ -49,3 +53,48 @@ def task_accuracy(model: Any, tok: Any, cfg: Any) -> dict[str, float]:
         model, tok, get_task(cfg.task), n=cfg.eval_size, max_new_tokens=cfg.max_new_tokens or None
     )
     return {"eval_accuracy": acc}
+
+
+def score_prompts(
+    model: Any,
+    tok: Any,
+    prompts: Sequence[str],
+    reward: Any,
+    columns: dict[str, list[Any]] | None = None,
+    max_new_tokens: int = 64,
+    batch_size: int = 32,
+    temperature: float = 0.0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Complete every prompt (greedy at temperature 0) and score it with `reward` (a
+    `rewards.Composite`), passing it the dataset `columns` (one value per prompt).
+
+    Returns `mean_reward`, the verifiers' `accuracy` (`Composite.accuracy`; absent for
+    rewards that are no verifier), `n`, and per prompt its `completions` and `rewards`.
+    """
+    columns = columns or {}
+    gen = torch.Generator().manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    completions: list[str] = []
+    scores: list[float] = []
+    hits: dict[str, float] = {}
+    for i in range(0, len(prompts), batch_size):
+        chunk = list(prompts[i : i + batch_size])
+        out = generate(
+            model, tok, chunk, max_new_tokens=max_new_tokens, temperature=temperature, generator=gen
+        )
+        cols = {k: list(v[i : i + batch_size]) for k, v in columns.items()}
+        scores += reward(chunk, out.texts, **cols)
+        for k, v in reward.accuracy(chunk, out.texts).items():
+            hits[k] = hits.get(k, 0.0) + v * len(chunk)
+        completions += out.texts
+    model.train(was_training)
+    n = len(completions)
+    return {
+        "mean_reward": sum(scores) / max(1, n),
+        **{k: v / max(1, n) for k, v in hits.items()},
+        "n": n,
+        "completions": completions,
+        "rewards": scores,
+    }

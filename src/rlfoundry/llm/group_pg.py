@@ -24,11 +24,14 @@ with LoRA the KL reference is the policy with its adapters turned off.
 
 Data parallel: under `torchrun` / `accelerate launch` each process samples its share
 of the prompts (whole groups), and gradients are summed over processes; the loss is
-normalised by global token counts, so N processes x B/N equal 1 process x B.
+normalised by global token counts, so N processes x B/N equal 1 process x B. With
+`fsdp` the policy (and reference) are sharded over the processes; each rank samples
+with the whole policy gathered (`runtime.distributed.full_params`).
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,7 +65,20 @@ from rlfoundry.llm.precision import (
 from rlfoundry.llm.prompts import load_prompts, with_task_budget
 from rlfoundry.llm.rewards import build_reward
 from rlfoundry.llm.rollout import Rollout, completion_logprobs, rollout
-from rlfoundry.runtime.distributed import Dist, all_reduce_sum, init_distributed, sync_gradients
+from rlfoundry.runtime.distributed import (
+    Dist,
+    all_reduce_sum,
+    any_rank,
+    check_fsdp,
+    check_resumed,
+    full_params,
+    init_distributed,
+    on_main,
+    shard_model,
+    sync_gradients,
+    unsharded,
+    world_size,
+)
 from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
 
 Advantages = Callable[[Tensor, int], Tensor]
@@ -83,14 +99,28 @@ class GroupConfig(ModelOptions):
     task: str = "arithmetic"
     """Built-in task giving the prompts, the 'task' reward and the held-out evaluation."""
     prompts: str = ""
-    """JSONL file of training prompts (field `prompt`); empty = the task's prompts."""
+    """Dataset of training prompts (column `prompt`, text or messages; its other columns
+    go to the reward functions by name): .jsonl/.json/.csv/.parquet, a save_to_disk
+    directory or a hub name; empty = the task's prompts."""
     reward: list[str] = field(default_factory=lambda: ["task"])
-    """Reward sources, summed: 'task', 'module:function', 'rm:DIR', 'judge:DIR',
-    'judge:http://HOST/v1', each optionally 'WEIGHT*SOURCE' (see llm/rewards.py)."""
+    """Reward sources, summed: 'task', 'numeric_match', 'exact_match', 'module:function',
+    'rm:DIR', 'judge:DIR', 'judge:http://HOST/v1', each optionally 'WEIGHT*SOURCE' (see
+    llm/rewards.py)."""
     judge_template: str = ""
-    """Prompt template of a judge reward with {prompt} and {completion}; empty = default."""
+    """Prompt template of a judge reward with {prompt}, {completion} and any dataset
+    column such as {answer}; empty = default."""
     judge_model: str = "default"
     """Model name sent to an HTTP judge endpoint."""
+    judge_timeout: float = 60.0
+    """Seconds an HTTP judge may take to answer one request before it is retried."""
+    judge_retries: int = 3
+    """Retries of an HTTP judge request after a timeout, a dropped connection or a 5xx
+    (exponential backoff with jitter); 0 = none."""
+    judge_min_score: float = 0.0
+    """Lowest score an HTTP judge may give (its reply must hold 'Score: N'); reward 0."""
+    judge_max_score: float = 9.0
+    """Highest score an HTTP judge may give (reward 1); a reply outside the range or
+    without 'Score: N' scores 0 and is counted in the judge/invalid metric."""
     total_steps: int = 100
     """Rollout + update iterations."""
     rollout_size: int = 64
@@ -102,6 +132,10 @@ class GroupConfig(ModelOptions):
     micro_batch_size: int = 0
     """Completions per forward/backward pass in each process (gradient accumulation);
     0 = minibatch_size / processes."""
+    fsdp: bool = False
+    """Shard the policy (and reference), gradients and optimizer state over the processes
+    of a launch (torch's fully_shard), for models that do not fit one device; needs 2+
+    processes. Sampling gathers the whole policy on each rank meanwhile."""
     update_epochs: int = 1
     """Passes over each rollout (GRPO's mu); >1 makes the later passes off-policy."""
     max_new_tokens: int = 0
@@ -181,21 +215,25 @@ class GroupConfig(ModelOptions):
             raise ConfigError(f"beta must be >= 0, got {self.beta}.")
 
 
-def check_world(cfg: GroupConfig, d: Dist) -> None:
-    """Sizes that depend on the number of processes: whole groups and micro-batches per rank."""
+def check_world(cfg: GroupConfig, world: int | None = None) -> None:
+    """Sizes that depend on the number of processes (`world`; default: this launch's):
+    whole groups and micro-batches per rank, and FSDP's 2+ processes."""
+    world = world_size() if world is None else world
+    if cfg.fsdp:
+        check_fsdp(world)
     mini = cfg.minibatch_size or cfg.rollout_size
     check_divisible(
-        f"rollout_size / group_size over {d.world} processes",
+        f"rollout_size / group_size over {world} processes",
         cfg.rollout_size // cfg.group_size,
-        d.world,
+        world,
         "make the number of prompts per rollout (rollout_size / group_size) a multiple of "
         "the number of processes",
     )
-    micro = cfg.micro_batch_size or mini // d.world
+    micro = cfg.micro_batch_size or mini // world
     check_divisible(
-        f"minibatch_size % (micro_batch_size * {d.world} processes)",
+        f"minibatch_size % (micro_batch_size * {world} processes)",
         mini,
-        micro * d.world,
+        micro * world,
         "set minibatch_size to a multiple of micro_batch_size x processes",
     )
 
@@ -224,6 +262,7 @@ def policy_update(
     prec = prec or Precision(ro.input_ids.device)
     params = trainable(model)
     b_local = ro.input_ids.shape[0]
+    adv = adv.to(ro.old_logp.device)
     mini_local = (cfg.minibatch_size or cfg.rollout_size) // d.world
     micro = cfg.micro_batch_size or mini_local
     mask = ro.completion_mask.clone()
@@ -292,18 +331,24 @@ def train(
 ) -> dict[str, Any]:
     """The loop of the module docstring. Without `shape_reward` the KL to the reference
     (when beta > 0) is a loss term; with one, the shaper has put it in the reward."""
-    d = init_distributed()
-    check_world(cfg, d)
+    d = init_distributed(cfg.device)
+    check_world(cfg, d.world)
     cfg = with_task_budget(cfg)
     seed_everything(cfg.seed)
     reward_fn = build_reward(cfg)
-    prompts = load_prompts(cfg)
     model, tok, prec = build_policy(cfg)
+    prompts = load_prompts(cfg, tok)  # messages rendered with tok's chat template
     dev = prec.device
     place_rewards(reward_fn, dev)
     model.train()
     # LoRA: the policy with adapters off; else a frozen copy (none without a KL term)
     ref = Reference(model, prec) if cfg.beta > 0 else None
+    plain = None  # rank 0's unsharded copy, to receive the final weights of an FSDP run
+    if cfg.fsdp:
+        plain = copy.deepcopy(model) if d.main else None
+        shard_model(model, d)
+        if ref is not None and ref.copy is not None:
+            shard_model(ref.copy, d, train=False)
     opt = torch.optim.AdamW(trainable(model), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, warmup_cosine(cfg.warmup_steps, cfg.total_steps, cfg.min_lr_ratio)
@@ -320,13 +365,16 @@ def train(
         set_generator_state(rng, state["rng"])
         reseed = cfg.seed * 1000 + d.rank + step
         restore_generator(gen, tensors["gen_state"], state.get("gen_device"), reseed)
+    check_resumed(d, None if ckpt is None else ckpt[2].get("world", 1))
+
+    def evaluate() -> dict[str, float]:  # rank 0's held-out accuracy (via on_main)
+        with prec.autocast():
+            return task_accuracy(model, tok, cfg)
+
     n_prompts = cfg.rollout_size // cfg.group_size
     per_rank = n_prompts // d.world
-    if step == 0 and cfg.eval_every > 0 and d.main:
-        with prec.autocast():
-            start = task_accuracy(model, tok, cfg)
-        if start:
-            run.log(0, **start)
+    if step == 0 and cfg.eval_every > 0 and (start := on_main(d, model, evaluate)):
+        run.log(0, **start)
     last_eval: tuple[int, dict[str, float]] = (-1, {})  # reused at the end if still current
 
     while step < cfg.total_steps:
@@ -334,11 +382,13 @@ def train(
         idx = rng.choice(len(prompts), size=n_prompts, replace=len(prompts) < n_prompts)
         mine = [prompts[i] for i in idx[d.rank * per_rank : (d.rank + 1) * per_rank]]
         model.eval()  # no dropout while sampling: the sampling log-probs are pi_old's
-        with prec.autocast():
+        with full_params(model), prec.autocast():  # FSDP: each rank samples its own lengths
             ro = rollout(model, tok, mine, cfg.group_size, cfg.max_new_tokens, cfg.temperature, gen)
         model.train()
         t_gen = time.perf_counter() - t0
-        rew = torch.tensor(reward_fn(ro.prompts, ro.completions), dtype=torch.float32, device=dev)
+        cols = prompts.columns(idx[d.rank * per_rank : (d.rank + 1) * per_rank], cfg.group_size)
+        scores = reward_fn(ro.prompts, ro.completions, **cols)
+        rew = torch.tensor(scores, dtype=torch.float32, device=dev)
         ref_logp = None
         if ref is not None:
             with torch.no_grad(), prec.autocast(), ref() as ref_model:
@@ -369,26 +419,25 @@ def train(
             **upd,
             **reward_fn.means(),
         }
-        if cfg.eval_every > 0 and step % cfg.eval_every == 0 and d.main:
-            with prec.autocast():
-                last_eval = (step, task_accuracy(model, tok, cfg))
+        if cfg.eval_every > 0 and step % cfg.eval_every == 0:
+            last_eval = (step, on_main(d, model, evaluate))
             metrics.update(last_eval[1])
         run.log(step, **metrics)
         run.progress(step, reward=metrics["reward"])
-        if run.checkpoint_due(step) or step == cfg.total_steps:
+        due, stop = any_rank(d, run.checkpoint_due(step), run.should_stop(step))
+        if due or step == cfg.total_steps:
             tensors, state = training_state({"model": model}, opt, sched, prec)
             tensors["gen_state"], state["gen_device"] = generator_tensors(gen)
             state["rng"] = generator_state(rng)
+            state["world"] = d.world
             # every rank saves: each keeps its own sampling stream (rank > 0 in DIR/.rankN)
             run.save_checkpoint(step, tensors, state)
-        if run.should_stop(step):
+        if stop:
             return {"status": "interrupted", "step": step}
 
     result: dict[str, Any] = {"status": "finished", "step": step}
-    if d.main:
-        if last_eval[0] != step:
-            with prec.autocast():
-                last_eval = (step, task_accuracy(model, tok, cfg))
-        result.update(last_eval[1])
-        save_policy(model, tok, run.path, cfg)  # last: merging LoRA changes the model
+    result.update(last_eval[1] if last_eval[0] == step else on_main(d, model, evaluate))
+    whole = unsharded(model, plain, d)
+    if whole is not None:
+        save_policy(whole, tok, run.path, cfg)  # last: merging LoRA changes the model
     return result

@@ -10,6 +10,12 @@
 The held-out exact-match accuracy of the SFT model (`accuracy_before`) and of the
 GRPO model (`accuracy_after`) is measured with the same greedy evaluation on the
 task's whole test split (980 sums for arithmetic; prompts never used in training).
+The three runs go to `OUT/pretrain`, `OUT/sft` and `OUT/grpo`; `OUT/pipeline.yaml` holds
+the settings, so `rlfoundry llm pipeline --resume OUT` (`run_pipeline(out=OUT,
+resume=True)`) skips the finished stages and resumes the interrupted one. A new
+pipeline refuses a non-empty OUT unless `--overwrite` (`overwrite=True`) says to
+replace the runs in it, as every stage does.
+
 The default budget is CPU-sized: 83 CPU seconds on one core (seed 0), which is what
 `rlfoundry quickstart` and the learning test in tests/llm/test_learning.py run.
 
@@ -32,17 +38,23 @@ first drops, then recovers; the gain is not the same for every seed).
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from rlfoundry.errors import ConfigError, RLFoundryError
 from rlfoundry.llm import grpo
 from rlfoundry.llm.evaluation import task_accuracy
 from rlfoundry.llm.models import load_model, load_tokenizer, model_dir
 from rlfoundry.llm.prompts import with_task_budget
-from rlfoundry.runtime.config import atomic_write_text, build_config
+from rlfoundry.runtime.config import atomic_write_text, build_config, load_yaml, save_yaml
 from rlfoundry.runtime.plotting import read_metrics
-from rlfoundry.runtime.rundir import resolve_config, run_entry
+from rlfoundry.runtime.rundir import CONFIG, finished_summary, resolve, run_entry
+
+#: The pipeline's own record in OUT: its settings, for --resume.
+PIPELINE = "pipeline.yaml"
+STAGES = ("pretrain", "sft", "grpo")
 
 #: Pre-training settings of the pipeline (everything else: pretrain.Config defaults,
 #: the measured recipe).
@@ -76,14 +88,18 @@ def pretrain_and_sft(
     progress: bool = True,
     pretrain_overrides: dict[str, Any] | None = None,
     sft_overrides: dict[str, Any] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> Path:
-    """Stages 1 and 2; returns the SFT run directory (its `model/` is the SFT model)."""
+    """Stages 1 and 2; returns the SFT run directory (its `model/` is the SFT model).
+    `resume` skips a finished stage and resumes a started one; `overwrite` replaces them."""
     out = Path(out)
+    how = {"progress": progress, "resume": resume, "overwrite": overwrite}
     pre = _stage(
         "llm-pretrain",
         out / "pretrain",
-        {**PRETRAIN_DEFAULTS, "task": task, "seed": seed, **(pretrain_overrides or {})},
-        progress,
+        _pretrain_overrides(task, seed, pretrain_overrides),
+        **how,
     )
     _stage(
         "llm-sft",
@@ -95,39 +111,124 @@ def pretrain_and_sft(
             "seed": seed,
             **(sft_overrides or {}),
         },
-        progress,
+        **how,
     )
     return out / "sft"
 
 
-def _stage(name: str, out: Path, overrides: dict[str, Any], progress: bool) -> dict[str, Any]:
-    """Train registry entry `name` into `out`: checked, opened and written by rundir."""
-    _, cfg = resolve_config(name, overrides=overrides)
-    return run_entry(name, cfg, out, progress=progress)
+def _stage(
+    name: str,
+    out: Path,
+    overrides: dict[str, Any],
+    progress: bool,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Train registry entry `name` into `out`: checked, opened and written by rundir. With
+    `resume`, a finished stage is skipped and a started one continues with its config.yaml."""
+    if resume and (out / CONFIG).is_file():
+        done = finished_summary(out)
+        if done is not None:
+            return done
+        r = resolve(name, config=load_yaml(out / CONFIG))
+        every = r.checkpoint_every
+        return run_entry(name, r.cfg, out, resume=True, progress=progress, checkpoint_every=every)
+    cfg = resolve(name, overrides=overrides).cfg
+    return run_entry(name, cfg, out, progress=progress, overwrite=overwrite)
+
+
+def _plan(out: Path, plan: dict[str, Any], resume: bool, overwrite: bool) -> dict[str, Any]:
+    """The pipeline's settings: saved to OUT/pipeline.yaml by a new pipeline, read back by
+    a resumed one. A new pipeline refuses a non-empty OUT unless `overwrite`."""
+    if resume and overwrite:
+        raise ConfigError(
+            "--resume continues a pipeline and --overwrite starts it again; pass one."
+        )
+    if resume:
+        if not (out / PIPELINE).is_file():
+            raise RLFoundryError(
+                f"Cannot resume: '{out}' holds no pipeline (no {PIPELINE}); pass the --out "
+                "of an earlier `rlfoundry llm pipeline`, or start a new one."
+            )
+        saved = load_yaml(out / PIPELINE)
+        for key in ("task", "seed"):
+            if plan.get(key) is not None and plan[key] != saved.get(key):
+                raise ConfigError(
+                    f"--{key} {plan[key]} contradicts the resumed pipeline's {saved.get(key)} "
+                    f"({out / PIPELINE}); drop --{key} or start a new pipeline."
+                )
+        return saved
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if held and not overwrite:
+        what = "a pipeline" if PIPELINE in held else f"other files ({', '.join(held[:3])})"
+        raise RLFoundryError(
+            f"'{out}' already holds {what}; resume it with `rlfoundry llm pipeline --resume "
+            f"{out}`, pass --overwrite to replace its runs, or choose another --out."
+        )
+    plan = {**plan, "task": plan.get("task") or "arithmetic", "seed": plan.get("seed") or 0}
+    # the first stage's own check (task name, ...) before anything is written
+    pre = _pretrain_overrides(plan["task"], plan["seed"], plan["pretrain_overrides"])
+    r = resolve("llm-pretrain", overrides=pre)
+    r.module.check(r.cfg)
+    (out / "pipeline.json").unlink(missing_ok=True)
+    save_yaml(out / PIPELINE, plan)
+    return plan
+
+
+def _pretrain_overrides(task: str, seed: int, extra: dict[str, Any] | None) -> dict[str, Any]:
+    return {**PRETRAIN_DEFAULTS, "task": task, "seed": seed, **(extra or {})}
 
 
 def run_pipeline(
-    task: str = "arithmetic",
+    task: str | None = None,
     out: str | Path = "runs/pipeline",
     progress: bool = True,
-    seed: int = 0,
+    seed: int | None = None,
     grpo_overrides: dict[str, Any] | None = None,
     pretrain_overrides: dict[str, Any] | None = None,
     sft_overrides: dict[str, Any] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run the three stages into `out/{pretrain,sft,grpo}`; return the accuracies.
 
     Returns a dict with `accuracy_before` (SFT model) and `accuracy_after` (GRPO
     model), both held-out greedy exact match, plus timings; also written to
-    `out/pipeline.json`.
+    `out/pipeline.json`. `task` defaults to arithmetic and `seed` to 0. `resume=True`
+    continues the pipeline in `out` with the settings of its pipeline.yaml (the
+    arguments, if given, must agree); `overwrite=True` replaces the runs in `out`.
     """
     t0 = time.perf_counter()
     out = Path(out)
-    sft_dir = pretrain_and_sft(task, out, seed, progress, pretrain_overrides, sft_overrides)
+    plan = {
+        "task": task,
+        "seed": seed,
+        "pretrain_overrides": dict(pretrain_overrides or {}),
+        "sft_overrides": dict(sft_overrides or {}),
+        "grpo_overrides": dict(grpo_overrides or {}),
+    }
+    plan = _plan(out, plan, resume, overwrite)
+    if resume and (out / "pipeline.json").is_file():  # written last: the pipeline finished
+        print(
+            f"'{out}' is a finished pipeline: nothing to resume, and nothing was changed.",
+            file=sys.stderr,
+        )
+        return json.loads((out / "pipeline.json").read_text())
+    task, seed = plan["task"], plan["seed"]
+    sft_dir = pretrain_and_sft(
+        task,
+        out,
+        seed,
+        progress,
+        plan["pretrain_overrides"],
+        plan["sft_overrides"],
+        resume,
+        overwrite,
+    )
     t_sft = time.perf_counter() - t0
     overrides = {**GRPO_DEFAULTS, "model": str(sft_dir), "task": task, "seed": seed}
-    overrides.update(grpo_overrides or {})
-    summary = _stage("llm-grpo", out / "grpo", overrides, progress)
+    overrides.update(plan["grpo_overrides"])
+    summary = _stage("llm-grpo", out / "grpo", overrides, progress, resume, overwrite)
     acc = read_metrics(out / "grpo").get("eval_accuracy")
     if acc is not None and len(acc) and acc[0] == acc[0]:  # step 0: the SFT model
         before = float(acc[0])
@@ -142,7 +243,7 @@ def run_pipeline(
         "pretrain_sft_seconds": round(t_sft, 1),
         "grpo_seconds": summary["wall_seconds"],
         "total_seconds": round(time.perf_counter() - t0, 1),
-        "run_dirs": {k: str(out / k) for k in ("pretrain", "sft", "grpo")},
+        "run_dirs": {k: str(out / k) for k in STAGES},
     }
     atomic_write_text(out / "pipeline.json", json.dumps(result, indent=2) + "\n")
     return result

@@ -70,7 +70,12 @@ from rlfoundry.llm.precision import (
 from rlfoundry.llm.prompts import check_rl_inputs, load_prompts, with_task_budget
 from rlfoundry.llm.rewards import build_reward
 from rlfoundry.llm.rollout import Rollout, completion_logprobs, rollout
-from rlfoundry.runtime.distributed import all_reduce_sum, init_distributed, sync_gradients
+from rlfoundry.runtime.distributed import (
+    all_reduce_sum,
+    init_distributed,
+    sync_gradients,
+    world_size,
+)
 from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
 
 
@@ -84,14 +89,28 @@ class Config(ModelOptions):
     task: str = "arithmetic"
     """Built-in task giving the prompts, the 'task' reward and the held-out evaluation."""
     prompts: str = ""
-    """JSONL file of training prompts (field `prompt`); empty = the task's prompts."""
+    """Dataset of training prompts (column `prompt`, text or messages; its other columns
+    go to the reward functions by name): .jsonl/.json/.csv/.parquet, a save_to_disk
+    directory or a hub name; empty = the task's prompts."""
     reward: list[str] = field(default_factory=lambda: ["task"])
-    """Reward sources, summed: 'task', 'module:function', 'rm:DIR', 'judge:DIR',
-    'judge:http://HOST/v1', each optionally 'WEIGHT*SOURCE' (see llm/rewards.py)."""
+    """Reward sources, summed: 'task', 'numeric_match', 'exact_match', 'module:function',
+    'rm:DIR', 'judge:DIR', 'judge:http://HOST/v1', each optionally 'WEIGHT*SOURCE' (see
+    llm/rewards.py)."""
     judge_template: str = ""
-    """Prompt template of a judge reward with {prompt} and {completion}; empty = default."""
+    """Prompt template of a judge reward with {prompt}, {completion} and any dataset
+    column such as {answer}; empty = default."""
     judge_model: str = "default"
     """Model name sent to an HTTP judge endpoint."""
+    judge_timeout: float = 60.0
+    """Seconds an HTTP judge may take to answer one request before it is retried."""
+    judge_retries: int = 3
+    """Retries of an HTTP judge request after a timeout, a dropped connection or a 5xx
+    (exponential backoff with jitter); 0 = none."""
+    judge_min_score: float = 0.0
+    """Lowest score an HTTP judge may give (its reply must hold 'Score: N'); reward 0."""
+    judge_max_score: float = 9.0
+    """Highest score an HTTP judge may give (reward 1); a reply outside the range or
+    without 'Score: N' scores 0 and is counted in the judge/invalid metric."""
     total_steps: int = 100
     """Rollout + update iterations."""
     rollout_size: int = 32
@@ -168,7 +187,8 @@ class Config(ModelOptions):
 
 def check(cfg: Config) -> None:
     """Fail before training: model path, device/dtype/LoRA settings, prompts file fields,
-    reward sources."""
+    reward sources, sizes the processes of a launch cannot share."""
+    check_world(cfg, world_size())
     check_rl_inputs(cfg)
     check_model_options(cfg)
 
@@ -230,27 +250,34 @@ def advantages_and_returns(
     return adv.T, ret.T
 
 
-def train(cfg: Config, run: Run) -> dict[str, Any]:
-    d = init_distributed()
+def check_world(cfg: Config, world: int) -> None:
+    """Sizes that depend on the number of processes: the rollout and micro-batches per rank."""
     mini = mini_size(cfg)
     check_divisible(
-        f"rollout_size over {d.world} processes",
+        f"rollout_size over {world} processes",
         cfg.rollout_size,
-        d.world,
+        world,
         "make rollout_size a multiple of the number of processes",
     )
-    micro = cfg.micro_batch_size or mini // d.world
+    micro = cfg.micro_batch_size or mini // world
     check_divisible(
-        f"minibatch_size % (micro_batch_size * {d.world} processes)",
+        f"minibatch_size % (micro_batch_size * {world} processes)",
         mini,
-        micro * d.world,
+        micro * world,
         "set minibatch_size to a multiple of micro_batch_size x processes",
     )
+
+
+def train(cfg: Config, run: Run) -> dict[str, Any]:
+    d = init_distributed(cfg.device)
+    check_world(cfg, d.world)
+    mini = mini_size(cfg)
+    micro = cfg.micro_batch_size or mini // d.world
     cfg = with_task_budget(cfg)
     seed_everything(cfg.seed)
     reward_fn = build_reward(cfg)
-    prompts = load_prompts(cfg)
     policy, tok, prec = load_policy(cfg)
+    prompts = load_prompts(cfg, tok)  # messages rendered with tok's chat template
     dev = prec.device
     place_rewards(reward_fn, dev)
     # the value network's body: a copy of the starting model's, taken before LoRA wraps the
@@ -294,7 +321,9 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         with prec.autocast():
             ro = rollout(policy, tok, mine, 1, cfg.max_new_tokens, cfg.temperature, gen)
         policy.train()
-        score = torch.tensor(reward_fn(ro.prompts, ro.completions), dtype=torch.float32, device=dev)
+        cols = prompts.columns(idx[d.rank * b_local : (d.rank + 1) * b_local])
+        scores = reward_fn(ro.prompts, ro.completions, **cols)
+        score = torch.tensor(scores, dtype=torch.float32, device=dev)
         mask = ro.completion_mask.clone()
         if cfg.mask_truncated:
             mask &= ~ro.truncated[:, None]

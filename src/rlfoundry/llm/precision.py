@@ -53,8 +53,12 @@ def resolve_device(name: str) -> torch.device:
             f"Unknown device '{name}'; use one of {', '.join(DEVICES)} (auto = cuda if "
             "available, else mps, else cpu)."
         )
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
+    if name == "auto":  # several processes: cuda or cpu, as init_distributed picks
+        from rlfoundry.runtime.distributed import world_size  # torchrun, accelerate, mpirun
+
+        several = world_size() > 1
+        mps = _mps_available() and not several
+        name = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlfoundry.errors import ConfigError
-from rlfoundry.llm.data import encode_examples, load_jsonl
+from rlfoundry.llm.data import encode_examples, load_texts
 from rlfoundry.llm.policy import ModelOptions
 from rlfoundry.llm.supervised import build_model, check_model_and_task, fit
 from rlfoundry.llm.tasks import get_task
@@ -41,11 +41,15 @@ class Config(ModelOptions):
     """Built-in task whose corpus is the training text and whose held-out prompts
     measure accuracy; '' = no task (then give corpus)."""
     corpus: str = ""
-    """JSONL of {text} documents to train on instead of the task's corpus."""
+    """Dataset of documents (column `text`: .jsonl/.json/.csv/.parquet, a save_to_disk
+    directory or a hub name) to train on instead of the task's corpus."""
     total_steps: int = 500
     """Optimizer steps."""
     batch_size: int = 64
-    """Documents per step."""
+    """Documents per step over all processes (each of N processes takes batch_size / N)."""
+    fsdp: bool = False
+    """Shard parameters, gradients and optimizer state over the processes of a launch
+    (torch's fully_shard), for models that do not fit one device; needs 2+ processes."""
     learning_rate: float = 3e-3
     """Peak AdamW learning rate (linear warm-up, then cosine decay to learning_rate *
     min_lr_ratio)."""
@@ -79,7 +83,7 @@ class Config(ModelOptions):
 def documents(cfg: Config) -> tuple[list[str], list[str]]:
     """(train, held-out) documents, checked before training."""
     if cfg.corpus:
-        docs = [r["text"] for r in load_jsonl(cfg.corpus, ["text"])]
+        docs = load_texts(cfg.corpus)
         k = max(1, min(cfg.eval_size, len(docs) // 20)) if len(docs) > 1 else 0
         return docs[k:], docs[:k]
     task = get_task(cfg.task)

@@ -1,8 +1,11 @@
-"""The inputs of an RL stage: its prompts, its completion-length budget, their check.
+"""The inputs of an RL stage: its prompts, their extra columns, the completion-length
+budget, their check.
 
-    prompts = load_prompts(cfg)     # cfg.prompts (JSONL of {prompt}) or the task's train split
-    cfg = with_task_budget(cfg)     # max_new_tokens 0 -> the task's budget
-    check_rl_inputs(cfg)            # model path, prompts file, reward sources: before training
+    prompts = load_prompts(cfg, tok)   # cfg.prompts (a dataset with `prompt`) or the task's
+    prompts[i]                         # the text the model continues (chat template applied)
+    prompts.columns(idx, group_size)   # the other columns of rows idx, for the reward
+    cfg = with_task_budget(cfg)        # max_new_tokens 0 -> the task's budget
+    check_rl_inputs(cfg)               # model path, prompts file, reward sources: before training
 
 They read only `model`, `prompts`, `task`, `seed`, `max_new_tokens` and the reward
 fields of the config, so PPO, GRPO and RLOO share them.
@@ -11,20 +14,49 @@ fields of the config, so PPO, GRPO and RLOO share them.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from rlfoundry.llm.data import load_jsonl
+from rlfoundry.llm.chat_format import render_prompt
+from rlfoundry.llm.datasets import load_table, require
 from rlfoundry.llm.models import check_model_path
-from rlfoundry.llm.rewards import build_reward
+from rlfoundry.llm.rewards import build_reward, check_reward_columns
 from rlfoundry.llm.tasks import get_task
 
 
-def load_prompts(cfg: Any) -> list[str]:
-    """Training prompts: the `prompt` field of every line of `cfg.prompts`, or the task's
-    train split in the order of `cfg.seed`. Raises on a bad file before training."""
+@dataclass
+class PromptSet(Sequence[str]):
+    """Rendered prompts, and the dataset's other columns (one value per prompt)."""
+
+    texts: list[str]
+    extra: dict[str, list[Any]] = field(default_factory=dict)
+    source: str = "the task"
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.texts[i]
+
+    def columns(self, idx: Sequence[int], repeat: int = 1) -> dict[str, list[Any]]:
+        """The extra columns of rows `idx`, each value repeated `repeat` times in a row
+        (prompt-major, like a rollout's `group_size` completions per prompt)."""
+        return {k: [v[int(i)] for i in idx for _ in range(repeat)] for k, v in self.extra.items()}
+
+
+def load_prompts(cfg: Any, tok: Any = None) -> PromptSet:
+    """Training prompts: the `prompt` column of the `cfg.prompts` dataset (text, or
+    messages rendered with `tok`'s chat template; plain text without `tok`) with its
+    other columns, or the task's train split in the order of `cfg.seed`. Raises on a
+    bad dataset before training."""
     if cfg.prompts:
-        return [r["prompt"] for r in load_jsonl(cfg.prompts, ["prompt"])]
-    return list(get_task(cfg.task).prompts("train", None, cfg.seed))
+        table = load_table(cfg.prompts)
+        require(table, "prompts")
+        texts = [render_prompt(tok, p) for p in table.column("prompt")]
+        extra = {c: table.column(c) for c in table.columns if c != "prompt"}
+        return PromptSet(texts, extra, table.source)
+    return PromptSet(list(get_task(cfg.task).prompts("train", None, cfg.seed)))
 
 
 def with_task_budget(cfg: Any) -> Any:
@@ -36,7 +68,8 @@ def with_task_budget(cfg: Any) -> Any:
 
 def check_rl_inputs(cfg: Any) -> None:
     """Fail before training: the model path, the prompts file's fields, the reward
-    sources (imports the functions, finds the model directories, checks templates)."""
+    sources (imports the functions, finds the model directories, checks templates) and
+    the dataset columns the reward functions ask for."""
     check_model_path(cfg.model)
-    load_prompts(cfg)
-    build_reward(cfg)
+    prompts = load_prompts(cfg)
+    check_reward_columns(build_reward(cfg), list(prompts.extra), prompts.source)

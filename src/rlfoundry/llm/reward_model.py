@@ -16,6 +16,11 @@ where the chosen completion scores higher. `DIR/model` is a standard transformer
 sequence-classification model; `rewards.parse_reward("rm:DIR")` uses it as a reward.
 Device, precision and LoRA: `policy.ModelOptions` (with LoRA the new score head trains
 in full next to the adapter, and an adapter-only save holds both).
+
+Data parallel (`torchrun`, `accelerate launch`): each rank takes its share of the same
+global batch of `batch_size` pairs, each micro-batch loss is 1 / (micro-batches over all
+ranks) of the global mean, and gradients are summed over ranks, so N processes end with
+the parameters of one. Rank 0 evaluates and writes.
 """
 
 from __future__ import annotations
@@ -37,6 +42,16 @@ from rlfoundry.llm.models import check_model_path
 from rlfoundry.llm.policy import ModelOptions, adapt, check_model_options, save_policy, trainable
 from rlfoundry.llm.precision import Precision
 from rlfoundry.llm.scoring import build_reward_model, sequence_rewards
+from rlfoundry.runtime.distributed import (
+    all_reduce_sum,
+    any_rank,
+    broadcast_object,
+    check_batch_split,
+    check_resumed,
+    grad_norm,
+    init_distributed,
+    sync_gradients,
+)
 from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
 
 
@@ -48,10 +63,11 @@ class Config(ModelOptions):
     task: str = "sentiment"
     """Built-in preference task whose pairs are used when `data` is empty."""
     data: str = ""
-    """JSONL file of pairs with fields prompt, chosen, rejected (TRL's format); empty =
-    the built-in task's pairs."""
+    """Preference dataset (TRL's format: prompt, chosen, rejected as text or messages, or
+    chosen and rejected conversations): .jsonl/.json/.csv/.parquet, a save_to_disk
+    directory or a hub name; empty = the built-in task's pairs."""
     eval_data: str = ""
-    """JSONL file of held-out pairs; empty = hold out `eval_fraction` of the data."""
+    """Held-out pairs in the same formats; empty = hold out `eval_fraction` of the data."""
     eval_fraction: float = 0.1
     """Share of the `data` pairs held out for the accuracy metric when `eval_data` is empty."""
     eval_pairs: int = 200
@@ -59,10 +75,10 @@ class Config(ModelOptions):
     total_steps: int = 200
     """Optimizer steps."""
     batch_size: int = 32
-    """Pairs per optimizer step."""
+    """Pairs per optimizer step over all processes (each of N processes takes batch_size / N)."""
     micro_batch_size: int = 0
-    """Pairs per forward/backward pass (0 = batch_size); `batch_size` must be a multiple of it
-    (gradient accumulation)."""
+    """Pairs per forward/backward pass in each process (0 = batch_size / processes); the
+    share of each process must be a multiple of it (gradient accumulation)."""
     learning_rate: float = 1e-3
     """AdamW learning rate (cosine decay to 10% after a linear warm-up)."""
     warmup_steps: int = 10
@@ -72,7 +88,7 @@ class Config(ModelOptions):
     max_len: int = 128
     """Longest prompt + completion in tokens (prompt cut from the left)."""
     eval_every: int = 50
-    """Steps between held-out evaluations."""
+    """Steps between held-out evaluations (0 = only at the end)."""
     seed: int = 0
     """Seed of the model head, the data split and the batch order."""
     torch_threads: int = 1
@@ -133,6 +149,7 @@ def evaluate(
 
 def train(cfg: Config, run: Run) -> dict[str, Any]:
     """Bradley-Terry training; resumes from `run`'s checkpoint when there is one."""
+    d = init_distributed(cfg.device)
     torch.set_num_threads(cfg.torch_threads)
     seed_everything(cfg.seed)
     train_pairs, held = load_pairs(cfg)
@@ -154,6 +171,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         load_training_state(tensors, state, {"model": model}, opt, sched, prec)
         set_generator_state(rng, state["rng"])
         order, cursor = np.asarray(state["order"]), state["cursor"]
+    check_resumed(d, None if ckpt is None else ckpt[2].get("world", 1))
 
     def save(step: int) -> None:
         tensors, state = training_state({"model": model}, opt, sched, prec)
@@ -165,49 +183,66 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
                 "rng": generator_state(rng),
                 "order": order.tolist(),
                 "cursor": cursor,
+                "world": d.world,
             },
         )
 
-    micro = cfg.micro_batch_size or cfg.batch_size
-    n_micro = cfg.batch_size // micro
+    def held_out() -> dict:  # rank 0 evaluates, every rank gets the numbers
+        out = evaluate(model, tok, held, cfg.max_len, prec=prec) if d.main else None
+        return broadcast_object(out, d)
+
+    # data parallel: each rank takes its share of the same global batch; every
+    # micro-batch (all of one size) is 1 / n_parts of the global mean
+    mine = d.shard(cfg.batch_size)
+    micro = cfg.micro_batch_size or cfg.batch_size // d.world
+    n_micro = cfg.batch_size // d.world // micro
+    n_parts = n_micro * d.world
     while step < cfg.total_steps:
         idx, order, cursor = next_batch(rng, order, cursor, len(train_pairs), cfg.batch_size)
-        batch = [train_pairs[i] for i in idx]
+        batch = [train_pairs[i] for i in idx[mine]]
         opt.zero_grad(set_to_none=True)
         loss_sum, acc_sum = 0.0, 0.0
         for m in range(n_micro):
             mb = batch[m * micro : (m + 1) * micro]
             with prec.autocast():
                 r_c, r_r = _batch_rewards(model, tok, mb, cfg.max_len)
-                # mean over the micro-batch, scaled so the sum over micro-batches is the
-                # mean over the whole batch: the same gradient for any split.
-                loss = bradley_terry_loss(r_c, r_r) / n_micro
+                # mean over the micro-batch, scaled so the sum over micro-batches (and ranks)
+                # is the mean over the whole batch: the same gradient for any split.
+                loss = bradley_terry_loss(r_c, r_r) / n_parts
             prec.backward(loss)
             loss_sum += float(loss.detach())
-            acc_sum += float(pairwise_accuracy(r_c, r_r)) / n_micro
+            acc_sum += float(pairwise_accuracy(r_c, r_r)) / n_parts
+        sync_gradients(model, d)
         prec.unscale(opt)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        gnorm = grad_norm(params, 1.0)
         prec.step(opt)
         sched.step()
         step += 1
+        loss_sum, acc_sum = all_reduce_sum(
+            torch.tensor([loss_sum, acc_sum], dtype=torch.float64), d
+        ).tolist()
         metrics = {"loss": loss_sum, "accuracy": acc_sum, "lr": sched.get_last_lr()[0]}
-        if step % cfg.eval_every == 0 or step == cfg.total_steps:
-            metrics.update(evaluate(model, tok, held, cfg.max_len, prec=prec))
+        metrics["grad_norm"] = gnorm
+        if (cfg.eval_every > 0 and step % cfg.eval_every == 0) or step == cfg.total_steps:
+            metrics.update(held_out())
         run.log(step, **metrics)
         run.progress(step, loss=loss_sum, acc=metrics.get("eval_accuracy", acc_sum))
-        if run.checkpoint_due(step) or step == cfg.total_steps:
-            save(step)
-        if run.should_stop(step):
+        due, stop = any_rank(d, run.checkpoint_due(step), run.should_stop(step))
+        if due or step == cfg.total_steps:
+            save(step)  # rank > 0: in its scratch DIR/.rankR
+        if stop:
             return {"status": "interrupted", "step": step}
 
-    final = evaluate(model, tok, held, cfg.max_len, prec=prec)
-    save_policy(model, tok, run.path, cfg)  # last: merging LoRA changes the model
+    final = held_out()
+    if d.main:
+        save_policy(model, tok, run.path, cfg)  # last: merging LoRA changes the model
     return {"status": "finished", "step": step, "eval_pairs": len(held), **final}
 
 
 def check(cfg: Config) -> None:
-    """Fail before training on a missing model, unusable device/dtype/LoRA settings or
-    malformed pairs."""
+    """Fail before training on a missing model, unusable device/dtype/LoRA settings,
+    malformed pairs or a batch that the processes of a launch cannot share."""
+    check_batch_split(cfg.batch_size, cfg.micro_batch_size)
     check_model_path(cfg.model)
     check_model_options(cfg)
     load_pairs(cfg)

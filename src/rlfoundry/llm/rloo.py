@@ -49,7 +49,8 @@ class Config(group_pg.GroupConfig):
 
 def check(cfg: Config) -> None:
     """Fail before training: model path, device/dtype/LoRA settings, prompts file fields,
-    reward sources."""
+    reward sources, sizes the processes of a launch cannot share."""
+    group_pg.check_world(cfg)
     check_rl_inputs(cfg)
     check_model_options(cfg)
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlfoundry.errors import ConfigError
-from rlfoundry.llm.data import encode_examples, load_jsonl
+from rlfoundry.llm.data import encode_examples, load_examples
 from rlfoundry.llm.policy import ModelOptions
 from rlfoundry.llm.supervised import build_model, check_model_and_task, fit
 from rlfoundry.llm.tasks import get_task
@@ -45,14 +45,19 @@ class Config(ModelOptions):
     """Built-in task giving the training pairs and the held-out accuracy; with `data`,
     set task='' unless the data is that task's."""
     data: str = ""
-    """JSONL of {prompt, completion} to train on instead of the task's pairs."""
+    """Dataset to train on instead of the task's pairs: a .jsonl/.json/.csv/.parquet file,
+    a save_to_disk directory or a hub name, with columns prompt+completion, messages
+    (trains on the assistant turns) or text (docs/llm.md, 'Data formats')."""
     eval_data: str = ""
-    """JSONL of held-out {prompt, completion} for the eval loss; empty = the task's
+    """Held-out dataset in the same formats, for the eval loss; empty = the task's
     held-out split (or 5% of `data`)."""
     total_steps: int = 1000
     """Optimizer steps (at most: see target_accuracy)."""
     batch_size: int = 64
-    """Examples per step."""
+    """Examples per step over all processes (each of N processes takes batch_size / N)."""
+    fsdp: bool = False
+    """Shard parameters, gradients and optimizer state over the processes of a launch
+    (torch's fully_shard), for models that do not fit one device; needs 2+ processes."""
     learning_rate: float = 2e-3
     """Peak AdamW learning rate (linear warm-up, then cosine decay to learning_rate *
     min_lr_ratio)."""
@@ -94,16 +99,14 @@ class Config(ModelOptions):
 # ---------------------------------------------------------------------- data
 
 
-def sft_pairs(cfg: Any) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(train, held-out) (prompt, completion) pairs, checked before training."""
+def sft_pairs(cfg: Any) -> tuple[list[tuple[Any, Any]], list[tuple[Any, Any]]]:
+    """(train, held-out) (prompt, completion) examples, checked before training; messages
+    stay messages (`encode_examples` renders them for the tokenizer)."""
     n_eval = max(cfg.eval_size, 1)
     if cfg.data:
-        rows = [
-            (r["prompt"], r["completion"]) for r in load_jsonl(cfg.data, ["prompt", "completion"])
-        ]
+        rows = load_examples(cfg.data)
         if cfg.eval_data:
-            held = load_jsonl(cfg.eval_data, ["prompt", "completion"])
-            return rows, [(r["prompt"], r["completion"]) for r in held]
+            return rows, load_examples(cfg.eval_data)
         k = max(1, len(rows) // 20) if len(rows) > 1 else 0
         return rows[k:], rows[:k]
     task = get_task(cfg.task)

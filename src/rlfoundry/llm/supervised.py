@@ -17,12 +17,19 @@ interrupted run resumes bit-exactly. `cfg` is the stage's Config: `fit` reads
 `total_steps`, `batch_size`, `learning_rate`, `min_lr_ratio`, `warmup_steps`,
 `weight_decay`, `max_grad_norm`, `eval_every`, `eval_size`, `task`, `seed`, the
 `policy.ModelOptions` (device, dtype, LoRA, saving) and, when present,
-`target_accuracy` and `check_every`.
+`target_accuracy`, `check_every` and `fsdp`.
+
+Data parallel (`torchrun`, `accelerate launch`): every rank draws the same global batch
+of `batch_size` rows and takes its contiguous share; the sum of the NLL is divided by
+the target tokens of the GLOBAL batch and gradients are summed over ranks
+(`runtime.distributed`), so N processes end with the parameters of one. Rank 0
+evaluates and writes; with `fsdp` the model is sharded over the ranks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Any
 
 import numpy as np
@@ -38,12 +45,29 @@ from rlfoundry.llm.models import parse_builtin, policy_logprobs, resolve_model_d
 from rlfoundry.llm.policy import build_policy, check_model_options, save_policy, trainable
 from rlfoundry.llm.precision import Precision
 from rlfoundry.llm.tasks import get_task
+from rlfoundry.runtime.distributed import (
+    all_reduce_sum,
+    any_rank,
+    check_batch_split,
+    check_fsdp,
+    check_resumed,
+    grad_norm,
+    init_distributed,
+    on_main,
+    shard_model,
+    sync_gradients,
+    unsharded,
+)
 from rlfoundry.runtime.run import Run, generator_state, set_generator_state
 
 
 def check_model_and_task(cfg: Any, lora: bool = True) -> None:
-    """A model path that does not exist, an unknown task or unusable device, dtype or LoRA
-    settings (`lora=False`: LoRA refused, as in pre-training) fail here, in seconds."""
+    """A model path that does not exist, an unknown task, unusable device, dtype or LoRA
+    settings (`lora=False`: LoRA refused, as in pre-training) or a batch that the
+    processes of a launch cannot share fail here, in seconds."""
+    check_batch_split(cfg.batch_size)
+    if getattr(cfg, "fsdp", False):
+        check_fsdp()
     if not cfg.model:
         raise ConfigError("No starting model: set model to a directory or tiny:nano.")
     if parse_builtin(cfg.model) is None:
@@ -76,9 +100,10 @@ def eval_loss(model: Any, rows: list, pad: int, batch: int = 128) -> float:
     """Token-mean NLL of held-out rows."""
     was = model.training
     model.eval()
+    dev = next(model.parameters()).device
     tot, n = 0.0, 0
     for i in range(0, len(rows), batch):
-        s, c = nll(model, *collate(rows[i : i + batch], pad))
+        s, c = nll(model, *(t.to(dev) for t in collate(rows[i : i + batch], pad)))
         tot, n = tot + float(s), n + int(c)
     model.train(was)
     return tot / max(1, n)
@@ -98,6 +123,12 @@ def evaluate(
     return out
 
 
+def _train_accuracy(model: Any, tok: Any, cfg: Any, prec: Precision) -> float:
+    """Greedy accuracy on the task's training prompts (the early-stop check)."""
+    with prec.autocast():
+        return evaluate_accuracy(model, tok, cfg.task, n=cfg.eval_size, split="train")
+
+
 def fit(
     cfg: Any,
     run: Run,
@@ -111,7 +142,13 @@ def fit(
     if not train_rows:
         raise ConfigError("No training examples; give data or a task with a train split.")
     prec = prec or Precision(next(model.parameters()).device)
+    d = init_distributed(getattr(cfg, "device", "auto"))
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    plain = None  # rank 0's unsharded copy, to receive the final weights of an FSDP run
+    if getattr(cfg, "fsdp", False):
+        plain = copy.deepcopy(model) if d.main else None
+        shard_model(model, d)
+    dev = next(model.parameters()).device
     model.train()
     params = trainable(model)
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -126,47 +163,56 @@ def fit(
         load_training_state(tensors, state, {"model": model}, opt, sched, prec)
         set_generator_state(rng, state["rng"])
         order, cursor = np.asarray(state["order"]), state["cursor"]
+    check_resumed(d, None if ckpt is None else ckpt[2].get("world", 1))
 
     losses: list[float] = []
     target = getattr(cfg, "target_accuracy", 0.0)  # pre-training has none
     reached = False
+    mine = d.shard(cfg.batch_size)  # each rank: its rows of the same global batch
     while step < cfg.total_steps:
         idx, order, cursor = next_batch(rng, order, cursor, len(train_rows), cfg.batch_size)
-        ids, attn, cmask = collate([train_rows[i] for i in idx], pad)
+        batch = collate([train_rows[i] for i in idx[mine]], pad)
         with prec.autocast():
-            s, n = nll(model, ids, attn, cmask)
-            loss = s / n.clamp(min=1)
+            s, n = nll(model, *(t.to(dev) for t in batch))
+            n_all = all_reduce_sum(n, d).clamp(min=1)  # target tokens of the global batch
+            loss = s / n_all
         opt.zero_grad(set_to_none=True)
         prec.backward(loss)
+        sync_gradients(model, d)
         prec.unscale(opt)
-        gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm or float("inf"))
+        gnorm = grad_norm(params, cfg.max_grad_norm)
         prec.step(opt)
         sched.step()
         step += 1
-        losses.append(float(loss.detach()))
-        metrics = {"loss": losses[-1], "grad_norm": float(gnorm), "lr": sched.get_last_lr()[0]}
+        losses.append(float(all_reduce_sum(s.detach(), d) / n_all))
+        metrics = {"loss": losses[-1], "grad_norm": gnorm, "lr": sched.get_last_lr()[0]}
         if cfg.eval_every > 0 and step % cfg.eval_every == 0 and step < cfg.total_steps:
-            metrics.update(evaluate(model, tok, cfg, held_rows, prec))
+            metrics.update(on_main(d, model, lambda: evaluate(model, tok, cfg, held_rows, prec)))
         if target > 0 and cfg.task and step % cfg.check_every == 0 and step < cfg.total_steps:
-            with prec.autocast():
-                acc = evaluate_accuracy(model, tok, cfg.task, n=cfg.eval_size, split="train")
+            acc = on_main(  # rank 0 evaluates; every rank gets the number
+                d, model, lambda: _train_accuracy(model, tok, cfg, prec)
+            )
             metrics["train_accuracy"] = acc
             reached = acc >= target
         run.log(step, **metrics)
         run.progress(step, loss=losses[-1])
-        if run.checkpoint_due(step) or step == cfg.total_steps or reached:
+        due, stop = any_rank(d, run.checkpoint_due(step), run.should_stop(step))
+        if due or step == cfg.total_steps or reached:
             tensors, state = training_state({"model": model}, opt, sched, prec)
             state.update(rng=generator_state(rng), order=order.tolist(), cursor=int(cursor))
-            run.save_checkpoint(step, tensors, state)
+            state["world"] = d.world
+            run.save_checkpoint(step, tensors, state)  # rank > 0: in its scratch DIR/.rankR
         if reached:
             break
-        if run.should_stop(step) and step < cfg.total_steps:
+        if stop and step < cfg.total_steps:
             return {"status": "interrupted", "step": step}
 
-    final = evaluate(model, tok, cfg, held_rows, prec)
+    final = on_main(d, model, lambda: evaluate(model, tok, cfg, held_rows, prec))
     if final:
         run.log(step, **final)
-    save_policy(model, tok, run.path, cfg)
+    whole = unsharded(model, plain, d)
+    if whole is not None:
+        save_policy(whole, tok, run.path, cfg)  # last: merging LoRA changes the model
     tail = losses[-20:]
     result = {"status": "finished", "step": step, **final}
     if target > 0:

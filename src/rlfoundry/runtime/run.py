@@ -13,6 +13,14 @@ Algorithms receive a :class:`Run` and call ``log``, ``progress``, ``checkpoint_d
 ``save_checkpoint`` / ``load_checkpoint`` and check ``stop_requested`` (set by Ctrl-C
 or SIGTERM) so an interrupted run saves its state and can be resumed exactly.
 
+When a checkpoint is due is the Run's decision, the same for every algorithm
+(``checkpoint_every``, :func:`parse_checkpoint_every`): the first call of
+``checkpoint_due`` in a fresh run says yes, so a checkpoint exists right after the
+first update; then every ``checkpoint_every`` (default :data:`DEFAULT_CHECKPOINT_EVERY`:
+every 60 s of wall time; ``"1000"`` every 1000 steps, ``"1000,60s"`` whichever comes
+first). A kill -9 therefore loses at most that much work. The file itself (checksum, the
+previous checkpoint kept, damaged files) is :mod:`rlfoundry.runtime.checkpoint`'s.
+
 Extra behaviour (periodic evaluation, a video after training, a transfer start) is
 attached as ``callbacks`` (:mod:`rlfoundry.runtime.callbacks`): the Run calls them at
 the fresh start, at checkpoints and at the end, and the algorithm does not change.
@@ -28,7 +36,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import random
@@ -42,14 +49,30 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 from torch import nn
 
 from rlfoundry.errors import ConfigError
-from rlfoundry.runtime.config import atomic_write_bytes, atomic_write_text
+from rlfoundry.runtime import checkpoint as ckpt
+from rlfoundry.runtime.checkpoint import (
+    CHECKPOINT,
+    DEFAULT_CHECKPOINT_EVERY,
+    DISK_FULL,
+    PREVIOUS,
+    CheckpointError,
+    parse_checkpoint_every,
+)
+from rlfoundry.runtime.config import atomic_write_text
 
-CHECKPOINT = "checkpoint.safetensors"
+__all__ = [
+    "CHECKPOINT",
+    "DEFAULT_CHECKPOINT_EVERY",
+    "PREVIOUS",
+    "CheckpointError",
+    "Run",
+    "load_checkpoint_file",
+    "parse_checkpoint_every",
+]
+
 METRICS = "metrics.csv"
 
 
@@ -118,7 +141,8 @@ class Run:
         resume: bool = False,
         progress: bool = True,
         tensorboard: bool = True,
-        checkpoint_interval_s: float = 60.0,
+        checkpoint_every: str | int | None = None,
+        checkpoint_interval_s: float | None = None,
         stop_at_step: int | None = None,
         init_from: str | os.PathLike | None = None,
         callbacks: Sequence[Callback] = (),
@@ -131,7 +155,14 @@ class Run:
         self.path.mkdir(parents=True, exist_ok=True)
         self.total_steps = int(total_steps)
         self.resume = resume
-        self.checkpoint_interval_s = checkpoint_interval_s
+        #: Steps / wall seconds between checkpoints (0 / inf: off), see parse_checkpoint_every.
+        self.checkpoint_every_steps, self.checkpoint_interval_s = parse_checkpoint_every(
+            checkpoint_every
+        )
+        if checkpoint_interval_s is not None:
+            self.checkpoint_interval_s = checkpoint_interval_s
+        #: The command that continues this run, for messages (set by the opener).
+        self.resume_command: str | None = None
         #: Test hook and ``--stop-at``: behave as if interrupted once this step is reached.
         self.stop_at_step = stop_at_step
         self.stop_requested = False
@@ -143,16 +174,22 @@ class Run:
         self._rows = 0
         self._last: dict[str, float] = {}
         self.step = 0
+        self._saved_step: int | None = None  # step of the newest checkpoint on disk
 
         if resume:
-            ckpt = self.load_checkpoint()
-            if ckpt is not None:
-                self.step = int(ckpt[2].get("step", 0))
-                self._wall_before = float(ckpt[2].get("_wall_seconds", 0.0))
+            found = self.load_checkpoint()
+            if found is not None:
+                self.step = self._saved_step = int(found[2].get("step", 0))
+                self._wall_before = float(found[2].get("_wall_seconds", 0.0))
             self._truncate_metrics(self.step)
         elif (self.path / METRICS).exists():
             (self.path / METRICS).unlink()
+        for stale in self.path.glob(".*.tmp"):  # an atomic write cut short by a kill
+            stale.unlink(missing_ok=True)
         self._load_fields()
+        #: A fresh run checkpoints at the first chance, so its directory can be resumed.
+        self._first_due = self._saved_step is None
+        self._last_ckpt_step = self.step
 
         self._tb = None
         if tensorboard:
@@ -221,11 +258,14 @@ class Run:
         path = self.path / METRICS
         if not path.exists():
             return
-        with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-        fields = list(rows[0].keys()) if rows else []
-        keep = [r for r in rows if float(r["step"]) <= step]
-        self._write_all(fields, keep)
+        text = path.read_text()
+        if text and not text.endswith("\n"):  # a row cut short by a kill: drop it
+            text = text[: text.rfind("\n") + 1]
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        fields = next(csv.reader(io.StringIO(text, newline="")), [])
+        keep = [r for r in rows if r.get("step") and float(r["step"]) <= step]
+        if fields:
+            self._write_all(fields, keep)
 
     def _write_all(self, fields: list[str], rows: list[dict[str, Any]]) -> None:
         buf = io.StringIO()
@@ -246,9 +286,16 @@ class Run:
                     old_rows = list(csv.DictReader(f))
             self._fields = (self._fields or ["step"]) + new
             self._write_all(self._fields, old_rows)
-        with path.open("a", newline="") as f:
-            row = {"step": int(step), **clean}
-            csv.DictWriter(f, fieldnames=self._fields, lineterminator="\n").writerow(row)
+        buf = io.StringIO()
+        row = {"step": int(step), **clean}
+        csv.DictWriter(buf, fieldnames=self._fields, lineterminator="\n").writerow(row)
+        try:
+            with path.open("a", newline="") as f:
+                f.write(buf.getvalue())  # one write: a kill leaves whole rows (or a cut one)
+        except OSError as err:
+            if err.errno in DISK_FULL:
+                raise self._disk_full(path, step) from None
+            raise
         self._rows += 1
         self._last.update(clean)
         if self._tb is not None:
@@ -275,19 +322,28 @@ class Run:
         return self._wall_before + time.perf_counter() - self._start
 
     def checkpoint_due(self, step: int) -> bool:
-        """True if a checkpoint should be written now: stop requested or the interval elapsed."""
-        if self.should_stop(step):
+        """True if a checkpoint should be written now: a stop was requested, this is a fresh
+        run's first chance, a callback asks, or ``checkpoint_every`` steps or seconds passed."""
+        if self.should_stop(step) or self._first_due:
             return True
         if any(cb.checkpoint_due(step) for cb in self.callbacks):
+            return True
+        if (
+            self.checkpoint_every_steps
+            and step - self._last_ckpt_step >= self.checkpoint_every_steps
+        ):
             return True
         return time.monotonic() - self._last_ckpt_time >= self.checkpoint_interval_s
 
     def save_checkpoint(
         self, step: int, tensors: dict[str, Any], state: dict[str, Any] | None = None
     ) -> Path:
-        """Write ``tensors`` (torch or NumPy arrays) and a JSON ``state`` atomically.
+        """Write ``tensors`` (torch or NumPy arrays) and a JSON ``state`` atomically, with a
+        checksum, keeping the checkpoint it replaces as ``checkpoint.prev.safetensors``.
 
-        Torch's global RNG state is stored too; ``state`` must be JSON-serialisable.
+        Torch's global RNG state is stored too (read, never drawn from: saving does not
+        change the run); ``state`` must be JSON-serialisable. A full disk raises one
+        sentence and leaves the previous checkpoint as it was.
         """
         payload: dict[str, torch.Tensor] = {}
         for key, value in tensors.items():
@@ -302,9 +358,14 @@ class Run:
         meta_state["step"] = int(step)
         meta_state["_wall_seconds"] = self.elapsed()
         meta_state["_rng"] = rng_state()
-        data = st_save(payload, metadata={"state": json.dumps(meta_state)})
-        atomic_write_bytes(self.path / CHECKPOINT, data)
+        try:
+            ckpt.write(self.path / CHECKPOINT, ckpt.encode(payload, meta_state))
+        except OSError as err:
+            if err.errno in DISK_FULL:
+                raise self._disk_full(self.path / CHECKPOINT, step) from None
+            raise
         self._last_ckpt_time = time.monotonic()
+        self._first_due, self._last_ckpt_step, self._saved_step = False, int(step), int(step)
         for cb in self.callbacks:
             cb.on_checkpoint(self, int(step), tensors, meta_state)
         return self.path / CHECKPOINT
@@ -322,6 +383,9 @@ class Run:
             set_rng_state(state["_rng"])
         tensors = {k: v for k, v in tensors.items() if not k.startswith("_rng/")}
         return int(state["step"]), tensors, state
+
+    def _disk_full(self, path: Path, step: int) -> CheckpointError:
+        return ckpt.disk_full(path, step, self._saved_step, self.resume_command)
 
     def warm_start(self, modules: dict[str, Any], stats: dict[str, Any] | None = None) -> bool:
         """Load ``modules`` (checkpoint prefix -> network) from ``init_from``'s checkpoint.
@@ -418,16 +482,10 @@ class Run:
 
 
 def load_checkpoint_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict] | None:
-    """Read a checkpoint written by :meth:`Run.save_checkpoint` (safetensors, no pickle)."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    data = path.read_bytes()
-    from safetensors import safe_open  # metadata is only reachable through safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    return st_load(data), json.loads(meta.get("state", "{}"))
+    """Read a checkpoint written by :meth:`Run.save_checkpoint` (safetensors, no pickle);
+    None if there is none. A damaged file raises one :class:`CheckpointError` sentence
+    naming the damage and the previous checkpoint, if one is intact."""
+    return ckpt.read(path)
 
 
 def _to_float(v: Any) -> float:

@@ -15,6 +15,9 @@ stopped, without pickle.
     ...
     load_module_state("q", q_net, tensors)
     load_optimizer_state("opt", optimizer, tensors, state["opt"])
+
+Parameters sharded by FSDP (DTensors) are stored as this process's shard and loaded
+back into the same sharding, so each rank of an FSDP run keeps its own checkpoint.
 """
 
 from __future__ import annotations
@@ -35,7 +38,25 @@ def module_state(prefix: str, module: nn.Module) -> dict[str, Tensor]:
     The tensors are detached copies: the caller may keep training before writing them
     (and safetensors refuses tensors that share memory, e.g. tied weights).
     """
-    return {f"{prefix}/{k}": v.detach().clone() for k, v in module.state_dict().items()}
+    return {f"{prefix}/{k}": _local(v).detach().clone() for k, v in module.state_dict().items()}
+
+
+def _local(t: Tensor) -> Tensor:
+    """This process's shard of an FSDP-sharded tensor (a DTensor); other tensors as they are."""
+    to_local = getattr(t, "to_local", None)
+    return to_local() if callable(to_local) else t
+
+
+def _sharded_like(t: Tensor, like: Any) -> Tensor:
+    """`t` (a stored shard) as a DTensor sharded as `like`; `t` itself if `like` is no DTensor."""
+    if not callable(getattr(like, "to_local", None)) or t.shape != like.to_local().shape:
+        return t
+    from torch.distributed.tensor import DTensor
+
+    return DTensor.from_local(
+        t.to(like.to_local().device), like.device_mesh, like.placements,
+        shape=like.shape, stride=like.stride(),
+    )  # fmt: skip
 
 
 def load_module_state(prefix: str, module: nn.Module, tensors: dict[str, Tensor]) -> None:
@@ -43,6 +64,8 @@ def load_module_state(prefix: str, module: nn.Module, tensors: dict[str, Tensor]
     parameter must be there, with its shape)."""
     head = f"{prefix}/"
     sd = {k[len(head) :]: v for k, v in tensors.items() if k.startswith(head)}
+    current = module.state_dict()
+    sd = {k: _sharded_like(v, current.get(k)) for k, v in sd.items()}
     try:
         module.load_state_dict(sd, strict=True)
     except RuntimeError as err:
@@ -59,7 +82,7 @@ def split_state(prefix: str, obj: Any) -> tuple[dict[str, Tensor], Any]:
 
     def walk(x: Any, path: str) -> Any:
         if isinstance(x, Tensor):
-            tensors[path] = x.detach().clone()
+            tensors[path] = _local(x).detach().clone()
             return {_TENSOR: path}
         if isinstance(x, dict):
             if all(isinstance(k, str) for k in x) and not ({_TENSOR, _TUPLE, _DICT} & set(x)):
@@ -106,8 +129,14 @@ def load_optimizer_state(
 ) -> None:
     """Restore what :func:`optimizer_state` saved; ``optimizer`` must be built over the same
     parameters in the same order."""
+    loaded = join_state(tensors, state)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for i, per_param in loaded.get("state", {}).items():
+        if isinstance(i, int) and i < len(params):
+            for k, v in per_param.items():
+                per_param[k] = _sharded_like(v, params[i]) if k != "step" else v
     try:
-        optimizer.load_state_dict(join_state(tensors, state))
+        optimizer.load_state_dict(loaded)
     except (ValueError, KeyError) as err:
         raise RLFoundryError(
             f"The checkpoint's '{prefix}' optimizer state does not fit this model "

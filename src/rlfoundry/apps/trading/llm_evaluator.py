@@ -19,7 +19,9 @@ run asks each question once and stays deterministic.
 
 Backends: an OpenAI-compatible ``/v1/chat/completions`` endpoint (``endpoint=URL``,
 through :mod:`rlfoundry.llm.chat`, standard-library HTTP, ``OPENAI_API_KEY`` sent if
-set), or a local transformers model directory (``model_dir=PATH``, greedy decoding).
+set; the same retries with backoff on timeouts and 5xx as the LLM judge, ``retries``
+and ``timeout`` keys), or a local transformers model directory (``model_dir=PATH``,
+greedy decoding).
 """
 
 from __future__ import annotations
@@ -120,9 +122,14 @@ class OpenAIEndpoint(ChatClient):
     through rlfoundry's one chat client (`rlfoundry.llm.chat`)."""
 
     def __init__(
-        self, url: str, model: str = "default", timeout: float = 60.0, max_tokens: int = 96
+        self,
+        url: str,
+        model: str = "default",
+        timeout: float = 60.0,
+        max_tokens: int = 96,
+        retries: int = 3,
     ) -> None:
-        super().__init__(url, model, timeout, max_tokens, label="LLM endpoint")
+        super().__init__(url, model, timeout, max_tokens, label="LLM endpoint", retries=retries)
 
     @property
     def identity(self) -> str:
@@ -244,9 +251,10 @@ class LLMEvaluator:
         endpoint, model_dir = cfg.pop("endpoint", None), cfg.pop("model_dir", None)
         model = cfg.pop("model", "default")
         max_tokens = int(cfg.pop("max_tokens", 96))
+        retries, timeout = int(cfg.pop("retries", 3)), float(cfg.pop("timeout", 60.0))
         if endpoint:
             backend: OpenAIEndpoint | LocalModel = OpenAIEndpoint(
-                endpoint, model, max_tokens=max_tokens
+                endpoint, model, timeout, max_tokens=max_tokens, retries=retries
             )
         elif model_dir:
             backend = LocalModel(model_dir, max_new_tokens=max_tokens)

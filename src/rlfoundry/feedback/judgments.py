@@ -1,0 +1,155 @@
+"""Judgments: an annotator submits the judgment of their own open assignment (handed
+out by :func:`rlfoundry.feedback.assign.next_assignment`), reads and edits their own.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
+
+from rlfoundry.errors import RLFoundryError
+from rlfoundry.feedback.accounts import Who
+from rlfoundry.feedback.db import (
+    Assignment,
+    Item,
+    Judgment,
+    Membership,
+    Project,
+    read_session,
+    utcnow,
+    write_session,
+)
+from rlfoundry.feedback.labels import check_reason, from_display, to_display
+
+
+class NotFound(RLFoundryError):
+    """Not there, or not the caller's (the app answers 404 either way)."""
+
+
+class Conflict(RLFoundryError):
+    """Already judged (the app answers 409)."""
+
+
+def _active_ms(value: Any) -> int | None:
+    try:
+        ms = int(value)
+    except (TypeError, ValueError):
+        return None
+    return ms if 0 <= ms <= 86_400_000 else None
+
+
+def _is_member(who: Who):
+    """Join condition: the caller's membership of the row's project."""
+    return (Membership.project_id == Project.id) & (Membership.annotator_id == who.id)
+
+
+def submit(
+    engine: Engine,
+    who: Who,
+    assignment_id: int,
+    payload: dict[str, Any],
+) -> Judgment:
+    """Record the judgment of an annotator's own open assignment.
+
+    Raises NotFound for an assignment that is not theirs (or was reclaimed after its
+    lease, or of a project they are no longer a member of), Conflict when it is already
+    judged, LabelError for an invalid label or an overlong reason.
+    """
+    with write_session(engine) as s:
+        row = s.execute(
+            select(Assignment, Project)
+            .join(Project, Project.id == Assignment.project_id)
+            .join(Membership, _is_member(who))
+            .where(Assignment.id == assignment_id, Assignment.annotator_id == who.id)
+        ).first()
+        if row is None:
+            raise NotFound(
+                "This assignment is not yours or has expired; load the next item instead."
+            )
+        a, project = row
+        if a.done_at is not None:
+            raise Conflict("This item is already judged; edit the judgment instead.")
+        label = from_display(project.kind, a.order, payload)
+        reason = check_reason(payload.get("reason"))
+        now = utcnow()
+        j = Judgment(
+            assignment_id=a.id,
+            project_id=a.project_id,
+            item_id=a.item_id,
+            annotator_id=who.id,
+            label_json=json.dumps(label),
+            reason=reason,
+            active_ms=_active_ms(payload.get("active_ms")),
+            wall_ms=int((now - a.assigned_at).total_seconds() * 1000),
+            created_at=now,
+            updated_at=now,
+        )
+        a.done_at = now
+        s.add(j)
+        try:
+            s.flush()
+        except IntegrityError:
+            raise Conflict("This item is already judged; edit the judgment instead.") from None
+        return j
+
+
+def _judgment_view(j: Judgment, a: Assignment, kind: str, item: Item, project: str) -> dict:
+    return {
+        "id": j.id,
+        "assignment_id": j.assignment_id,
+        "project": project,
+        "item": item.external_id,
+        "kind": kind,
+        **to_display(kind, a.order, j.label),
+        "reason": j.reason,
+        "active_ms": j.active_ms,
+        "wall_ms": j.wall_ms,
+        "created_at": j.created_at.isoformat() + "Z",
+        "updated_at": j.updated_at.isoformat() + "Z",
+    }
+
+
+def _own_query(who: Who):
+    return (
+        select(Judgment, Assignment, Project.kind, Item, Project.name)
+        .join(Assignment, Assignment.id == Judgment.assignment_id)
+        .join(Project, Project.id == Judgment.project_id)
+        .join(Item, Item.id == Judgment.item_id)
+        .where(Judgment.annotator_id == who.id)
+    )
+
+
+def own_judgments(engine: Engine, who: Who) -> list[dict]:
+    """Only the caller's judgments, labels in the order the caller saw."""
+    with read_session(engine) as s:
+        rows = s.execute(_own_query(who).order_by(Judgment.id)).all()
+        return [_judgment_view(*r) for r in rows]
+
+
+def own_judgment(engine: Engine, who: Who, judgment_id: int) -> dict:
+    with read_session(engine) as s:
+        row = s.execute(_own_query(who).where(Judgment.id == judgment_id)).first()
+        if row is None:
+            raise NotFound("No such judgment of yours.")
+        return _judgment_view(*row)
+
+
+def update_judgment(engine: Engine, who: Who, judgment_id: int, payload: dict) -> dict:
+    """Change one's own judgment in a project one is a member of (another annotator's
+    is reported as not found)."""
+    with write_session(engine) as s:
+        row = s.execute(
+            _own_query(who).join(Membership, _is_member(who)).where(Judgment.id == judgment_id)
+        ).first()
+        if row is None:
+            raise NotFound("No such judgment of yours in a project you are a member of.")
+        j, a, kind, item, project = row
+        j.label_json = json.dumps(from_display(kind, a.order, payload))
+        if "reason" in payload:
+            j.reason = check_reason(payload.get("reason"))
+        j.updated_at = utcnow()
+        s.flush()
+        return _judgment_view(j, a, kind, item, project)

@@ -1,0 +1,49 @@
+"""Built-in verifiers: rewards that check a completion against a dataset column.
+
+    reward: [numeric_match]      # in a config; the prompts' dataset has an `answer` column
+    rlfoundry llm eval DIR --data test.parquet --reward numeric_match
+
+Each takes the `answer` column (TRL's convention: a reward function's extra parameters
+are dataset columns) and returns 1.0 or 0.0, so `llm eval` reports its accuracy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from rlfoundry.llm.reward_base import verifier
+
+# 1,234,567.5 | -12 | 3.25 | .5: a thousands-separated number first, so "1,234" is one
+_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+")
+
+
+def last_number(text: Any) -> float | None:
+    """The last number written in `text` (commas as thousands separators), or None.
+    GSM8K's answers end with '#### 72', and models state the result last."""
+    found = _NUMBER.findall(str(text))
+    return float(found[-1].replace(",", "")) if found else None
+
+
+@verifier
+def numeric_match(prompt: str, completion: str, answer: Any) -> float:
+    """1.0 when the last number in the completion equals the last number in `answer`
+    (to a relative 1e-6), else 0.0; 0.0 too when either holds no number."""
+    want, got = last_number(answer), last_number(completion)
+    if want is None or got is None:
+        return 0.0
+    return float(abs(got - want) <= 1e-6 * max(1.0, abs(want)))
+
+
+@verifier
+def exact_match(prompt: str, completion: str, answer: Any) -> float:
+    """1.0 when the completion, stripped of surrounding whitespace, is `answer`, else 0.0."""
+    return float(completion.strip() == str(answer).strip())
+
+
+#: Reward names that need no `module:` prefix in a reward spec.
+BUILTIN: dict[str, Callable[..., float]] = {
+    "numeric_match": numeric_match,
+    "exact_match": exact_match,
+}
