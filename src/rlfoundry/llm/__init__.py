@@ -14,7 +14,10 @@ The stages (each a `Config`, a `check(cfg)` and a `train(cfg, run) -> dict`):
 What they share (no stage imports another stage):
 
     tokenizer.py   byte-level BPE with one token per digit, trained locally
-    models.py      built-in tiny models, load/save, LoRA, ValueHead, policy_logprobs
+    models.py      built-in tiny models, load/save, ValueHead, policy_logprobs
+    policy.py      the device/dtype/LoRA fields of every Config and the one model builder
+    precision.py   device choice, autocast, float16 loss scaling, the sampling generator
+    lora.py        LoRA targets by name, wrapping, the adapters-off reference, merging
     tasks.py       the `Task` protocol and the built-in tasks (arithmetic, sentiment, format)
     datasets.py    files (JSONL, JSON, CSV, Parquet), save_to_disk dirs, hub names; column formats
     chat_format.py messages to text: the chat template, or plain text without one

@@ -16,6 +16,10 @@ its accuracy (share of pairs with a positive margin), and the policy's own log-p
 margin `log pi(y_c|x) - log pi(y_r|x)`, which starts at the reference's value and
 should rise.
 
+With LoRA (`lora_rank > 0`) the reference is the policy with its adapters turned off,
+so the starting model's weights are held once; device and precision:
+`policy.ModelOptions`.
+
 Data parallel (`torchrun`, `accelerate launch`): each rank takes its share of the same
 global batch of `batch_size` pairs (and computes the reference log-probs of its share),
 each micro-batch loss is 1 / (micro-batches over all ranks) of the global mean, and
@@ -25,7 +29,7 @@ evaluates and writes.
 
 from __future__ import annotations
 
-import copy
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,21 +40,25 @@ from torch import Tensor
 from rlfoundry.core import dpo_loss, masked_sum
 from rlfoundry.core.schedules import warmup_cosine
 from rlfoundry.errors import ConfigError
-from rlfoundry.llm.checkpoint import load_training_state, save_run_model, training_state
+from rlfoundry.llm.checkpoint import load_training_state, training_state
 from rlfoundry.llm.data import check_divisible, encode_pairs, load_pairs, next_batch
-from rlfoundry.llm.models import (
-    check_model_path,
-    load_model,
-    load_tokenizer,
-    model_dir,
-    policy_logprobs,
+from rlfoundry.llm.models import check_model_path, policy_logprobs
+from rlfoundry.llm.policy import (
+    ModelOptions,
+    Reference,
+    build_policy,
+    check_model_options,
+    save_policy,
+    trainable,
 )
+from rlfoundry.llm.precision import Precision
 from rlfoundry.runtime.distributed import (
     all_reduce_sum,
     any_rank,
     broadcast_object,
     check_batch_split,
     check_resumed,
+    grad_norm,
     init_distributed,
     sync_gradients,
 )
@@ -58,7 +66,7 @@ from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_gen
 
 
 @dataclass
-class Config:
+class Config(ModelOptions):
     model: str = ""
     """Starting policy and reference: a model directory (e.g. `rlfoundry llm sft` output),
     or 'tiny' for the untrained built-in nano model (tests only)."""
@@ -116,10 +124,11 @@ class Config:
 
 
 def check(cfg: Config) -> None:
-    """Fail before training on a missing model, malformed pairs or a batch that the
-    processes of a launch cannot share."""
+    """Fail before training on a missing model, unusable device/dtype/LoRA settings,
+    malformed pairs or a batch that the processes of a launch cannot share."""
     check_batch_split(cfg.batch_size, cfg.micro_batch_size)
     check_model_path(cfg.model)
+    check_model_options(cfg)
     load_pairs(cfg)
 
 
@@ -132,30 +141,37 @@ def sequence_logps(model: Any, tok: Any, batch: list[dict], max_len: int) -> tup
         [p["chosen"] for p in batch] + [p["rejected"] for p in batch],
         max_len,
     )
+    dev = next(model.parameters()).device
+    ids, attn, cmask = ids.to(dev), attn.to(dev), cmask.to(dev)
     logp = policy_logprobs(model, ids, attn, cmask)  # [2b, L]
     seq = masked_sum(logp, cmask, dim=-1)  # [2b]
     return seq[: len(batch)], seq[len(batch) :]
 
 
 @torch.no_grad()
-def pair_logps(model: Any, tok: Any, pairs: list[dict], max_len: int) -> Tensor:
+def pair_logps(
+    model: Any, tok: Any, pairs: list[dict], max_len: int, prec: Precision | None = None
+) -> Tensor:
     """`[N, 2]` summed completion log-probs (chosen, rejected) of `pairs`, 64 at a time."""
-    return torch.cat(
-        [
-            torch.stack(sequence_logps(model, tok, pairs[i : i + 64], max_len), -1)
-            for i in range(0, len(pairs), 64)
-        ]
-    )
+    with prec.autocast() if prec is not None else contextlib.nullcontext():
+        return torch.cat(
+            [
+                torch.stack(sequence_logps(model, tok, pairs[i : i + 64], max_len), -1)
+                for i in range(0, len(pairs), 64)
+            ]
+        )
 
 
 @torch.no_grad()
-def evaluate(model: Any, tok: Any, pairs: list[dict], ref: Tensor, cfg: Config) -> dict:
+def evaluate(
+    model: Any, tok: Any, pairs: list[dict], ref: Tensor, cfg: Config, prec: Precision | None = None
+) -> dict:
     """Held-out implicit-reward margin and accuracy, and the policy's log-prob margin.
 
     `ref` `[N, 2]` holds the reference's chosen/rejected log-probs of `pairs`.
     """
     model.eval()
-    pol = pair_logps(model, tok, pairs, cfg.max_len)
+    pol = pair_logps(model, tok, pairs, cfg.max_len, prec)
     model.train()
     loss, r_c, r_r = dpo_loss(pol[:, 0], pol[:, 1], ref[:, 0], ref[:, 1], cfg.beta)
     return {
@@ -167,32 +183,35 @@ def evaluate(model: Any, tok: Any, pairs: list[dict], ref: Tensor, cfg: Config) 
 
 
 def train(cfg: Config, run: Run) -> dict[str, Any]:
-    d = init_distributed()
+    d = init_distributed(cfg.device)
     seed_everything(cfg.seed)
     train_pairs, held = load_pairs(cfg)
-    path = model_dir(cfg.model)
-    tok = load_tokenizer(path)
-    model = load_model(path)
+    model, tok, prec = build_policy(cfg)
     model.train()
-    ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    ref = Reference(model, prec)  # LoRA: the policy with adapters off; else a frozen copy
+    params = trainable(model)
+    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, warmup_cosine(cfg.warmup_steps, cfg.total_steps, 0.1)
     )
     rng = np.random.default_rng(cfg.seed)
     order, cursor, step = rng.permutation(len(train_pairs)), 0, 0
     # held-out metrics are rank 0's job; every rank gets its numbers
-    held_ref = pair_logps(ref_model, tok, held, cfg.max_len) if d.main else None  # [N, 2], fixed
+    held_ref = None
+    if d.main:
+        with ref() as ref_model:
+            held_ref = pair_logps(ref_model, tok, held, cfg.max_len, prec)  # [N, 2], fixed
 
     def held_out() -> dict:
-        return broadcast_object(evaluate(model, tok, held, held_ref, cfg) if d.main else None, d)
+        out = evaluate(model, tok, held, held_ref, cfg, prec) if d.main else None
+        return broadcast_object(out, d)
 
     start = held_out()
 
     ckpt = run.load_checkpoint()
     if ckpt is not None:
         step, tensors, state = ckpt
-        load_training_state(tensors, state, {"model": model}, opt, sched)
+        load_training_state(tensors, state, {"model": model}, opt, sched, prec)
         set_generator_state(rng, state["rng"])
         order, cursor = np.asarray(state["order"]), state["cursor"]
     else:
@@ -212,17 +231,19 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         loss_sum, margin_sum, acc_sum = 0.0, 0.0, 0.0
         for m in range(n_micro):
             mb = batch[m * micro : (m + 1) * micro]
-            with torch.no_grad():
+            with torch.no_grad(), prec.autocast(), ref() as ref_model:
                 ref_c, ref_r = sequence_logps(ref_model, tok, mb, cfg.max_len)
-            pol_c, pol_r = sequence_logps(model, tok, mb, cfg.max_len)
-            loss, r_c, r_r = dpo_loss(pol_c, pol_r, ref_c, ref_r, cfg.beta, cfg.label_smoothing)
-            (loss / n_parts).backward()  # mean of equal-size micro-batch means = batch mean
+            with prec.autocast():
+                pol_c, pol_r = sequence_logps(model, tok, mb, cfg.max_len)
+                loss, r_c, r_r = dpo_loss(pol_c, pol_r, ref_c, ref_r, cfg.beta, cfg.label_smoothing)
+            prec.backward(loss / n_parts)  # mean of equal-size micro-batch means = batch mean
             loss_sum += float(loss.detach()) / n_parts
             margin_sum += float((r_c - r_r).mean()) / n_parts
             acc_sum += float((r_c > r_r).float().mean()) / n_parts
         sync_gradients(model, d)
-        gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
-        opt.step()
+        prec.unscale(opt)
+        gnorm = grad_norm(params, 1.0)
+        prec.step(opt)
         sched.step()
         step += 1
         tot = all_reduce_sum(
@@ -237,7 +258,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         run.progress(step, loss=loss_sum, margin=margin_sum)
         due, stop = any_rank(d, run.checkpoint_due(step), run.should_stop(step))
         if due or step == cfg.total_steps:
-            tensors, state = training_state({"model": model}, opt, sched)
+            tensors, state = training_state({"model": model}, opt, sched, prec)
             run.save_checkpoint(  # rank > 0: in its scratch DIR/.rankR
                 step,
                 tensors,
@@ -253,9 +274,9 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         if stop:
             return {"status": "interrupted", "step": step}
 
-    if d.main:
-        save_run_model(model, tok, run.path)
     final = held_out()
+    if d.main:
+        save_policy(model, tok, run.path, cfg)  # last: merging LoRA changes the model
     return {
         "status": "finished",
         "step": step,

@@ -152,7 +152,9 @@ def sample(
         logits_to_keep=1,
     )
     # transformers >= 5.2x names the KV cache `cache` (`past_key_values` warns, then goes)
-    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else None
+    # (a peft wrapper's forward takes **kwargs: read the wrapped model's signature)
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cache_kw = "cache" if "cache" in inspect.signature(inner.forward).parameters else None
     cache_kw = cache_kw or "past_key_values"
     cache, logits = out[cache_kw], out.logits[:, -1]
     next_pos = pos[:, -1:] + 1  # [B, 1]

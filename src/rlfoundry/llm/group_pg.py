@@ -19,6 +19,9 @@ One iteration:
    with the KL term only when it is not already in the reward (GRPO, beta > 0), and the
    aggregation `loss_agg` over the tokens of the whole optimizer mini-batch.
 
+Device, precision, gradient checkpointing and LoRA come from `policy.ModelOptions`;
+with LoRA the KL reference is the policy with its adapters turned off.
+
 Data parallel: under `torchrun` / `accelerate launch` each process samples its share
 of the prompts (whole groups), and gradients are summed over processes; the loss is
 normalised by global token counts, so N processes x B/N equal 1 process x B. With
@@ -41,10 +44,24 @@ from torch import Tensor
 from rlfoundry.core import AGG_MODES, aggregate_loss, clipped_surrogate, kl_k3, masked_mean
 from rlfoundry.core.schedules import warmup_cosine
 from rlfoundry.errors import ConfigError
-from rlfoundry.llm.checkpoint import load_training_state, save_run_model, training_state
+from rlfoundry.llm.checkpoint import load_training_state, training_state
 from rlfoundry.llm.data import check_divisible
 from rlfoundry.llm.evaluation import task_accuracy
-from rlfoundry.llm.models import load_model, load_tokenizer, model_dir
+from rlfoundry.llm.policy import (
+    ModelOptions,
+    Reference,
+    build_policy,
+    place_rewards,
+    save_policy,
+    trainable,
+)
+from rlfoundry.llm.precision import (
+    Precision,
+    count_dtype,
+    generator_tensors,
+    make_generator,
+    restore_generator,
+)
 from rlfoundry.llm.prompts import load_prompts, with_task_budget
 from rlfoundry.llm.rewards import build_reward
 from rlfoundry.llm.rollout import Rollout, completion_logprobs, rollout
@@ -71,7 +88,7 @@ RewardShaper = Callable[[Tensor, Rollout, Tensor | None], Tensor]
 
 
 @dataclass
-class GroupConfig:
+class GroupConfig(ModelOptions):
     """The fields of a group policy-gradient stage (GRPO and RLOO subclass it)."""
 
     RENAMED: ClassVar[dict[str, str]] = {"batch_size": "rollout_size"}
@@ -232,14 +249,18 @@ def policy_update(
     cfg: Any,
     d: Dist,
     ref_logp: Tensor | None = None,
+    prec: Precision | None = None,
 ) -> dict[str, float]:
     """`cfg.update_epochs` passes of clipped-surrogate (+ beta k3) steps over one local rollout.
 
     `adv` `[b]` (one per completion, broadcast over its tokens). Every loss term is
     divided by the number of valid tokens (token-mean) or sequences (seq-*) of the
     whole optimizer mini-batch summed over processes, so micro-batch sizes and the
-    number of processes do not change the gradient.
+    number of processes do not change the gradient. `prec`: autocast and float16's
+    loss scaling (default: plain float32 on the model's device).
     """
+    prec = prec or Precision(ro.input_ids.device)
+    params = trainable(model)
     b_local = ro.input_ids.shape[0]
     adv = adv.to(ro.old_logp.device)
     mini_local = (cfg.minibatch_size or cfg.rollout_size) // d.world
@@ -254,12 +275,13 @@ def policy_update(
     for epoch in range(cfg.update_epochs):
         for m0 in range(0, b_local, mini_local):
             mini_rows = slice(m0, m0 + mini_local)
-            n_tok = all_reduce_sum(mask[mini_rows].sum().double(), d)
+            n_tok = all_reduce_sum(mask[mini_rows].sum().to(count_dtype(mask)), d)
             n_seq = mini_local * d.world
             opt.zero_grad(set_to_none=True)
             for u0 in range(m0, m0 + mini_local, micro):
                 rows = slice(u0, u0 + micro)
-                logp = completion_logprobs(model, ro, rows, cfg.temperature)  # [u, T]
+                with prec.autocast():
+                    logp = completion_logprobs(model, ro, rows, cfg.temperature)  # [u, T]
                 mk = mask[rows]
                 if cfg.loss_agg == "token-mean":
                     kw: dict[str, Any] = {"num_tokens": n_tok}
@@ -282,16 +304,17 @@ def policy_update(
                     kl_tok = kl_k3(logp, ref_logp[rows])
                     loss = loss + cfg.beta * scale * aggregate_loss(kl_tok, mk, cfg.loss_agg, **kw)
                     stats["kl"].append(float(masked_mean(kl_tok.detach(), mk)))
-                loss.backward()
+                prec.backward(loss)
                 stats["loss"].append(float(loss.detach()))
                 stats["ratio"].append(float(info["ratio"]))
                 stats["clip_fraction"].append(float(info["clip_fraction"]))
                 if epoch == 0 and m0 == 0 and u0 == 0:
                     stats["ratio_first"].append(float(info["ratio"]))
             sync_gradients(model, d)
+            prec.unscale(opt)  # after the sum over processes: every rank sees the same inf/nan
             if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            opt.step()
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            prec.step(opt)
     out = {k: float(np.mean(v)) for k, v in stats.items() if v and k != "loss"}
     out["loss"] = float(np.sum(stats["loss"])) / max(1, cfg.update_epochs * (b_local // mini_local))
     return out
@@ -308,42 +331,45 @@ def train(
 ) -> dict[str, Any]:
     """The loop of the module docstring. Without `shape_reward` the KL to the reference
     (when beta > 0) is a loss term; with one, the shaper has put it in the reward."""
-    d = init_distributed()
+    d = init_distributed(cfg.device)
     check_world(cfg, d.world)
     cfg = with_task_budget(cfg)
     seed_everything(cfg.seed)
     reward_fn = build_reward(cfg)
-    path = model_dir(cfg.model)
-    tok = load_tokenizer(path)
+    model, tok, prec = build_policy(cfg)
     prompts = load_prompts(cfg, tok)  # messages rendered with tok's chat template
-    model = load_model(path)
+    dev = prec.device
+    place_rewards(reward_fn, dev)
     model.train()
-    ref = copy.deepcopy(model).eval().requires_grad_(False) if cfg.beta > 0 else None
+    # LoRA: the policy with adapters off; else a frozen copy (none without a KL term)
+    ref = Reference(model, prec) if cfg.beta > 0 else None
     plain = None  # rank 0's unsharded copy, to receive the final weights of an FSDP run
     if cfg.fsdp:
         plain = copy.deepcopy(model) if d.main else None
         shard_model(model, d)
-        if ref is not None:
-            shard_model(ref, d, train=False)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        if ref is not None and ref.copy is not None:
+            shard_model(ref.copy, d, train=False)
+    opt = torch.optim.AdamW(trainable(model), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, warmup_cosine(cfg.warmup_steps, cfg.total_steps, cfg.min_lr_ratio)
     )
     # one prompt-order stream shared by all ranks (each takes its slice), one sampling
     # stream per rank
     rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + d.rank)
+    gen = make_generator(dev, cfg.seed * 1000 + d.rank)
     step = 0
     ckpt = run.load_checkpoint()
     if ckpt is not None:
         step, tensors, state = ckpt
-        load_training_state(tensors, state, {"model": model}, opt, sched)
+        load_training_state(tensors, state, {"model": model}, opt, sched, prec)
         set_generator_state(rng, state["rng"])
-        gen.set_state(tensors["gen_state"].to(torch.uint8))
+        reseed = cfg.seed * 1000 + d.rank + step
+        restore_generator(gen, tensors["gen_state"], state.get("gen_device"), reseed)
     check_resumed(d, None if ckpt is None else ckpt[2].get("world", 1))
 
     def evaluate() -> dict[str, float]:  # rank 0's held-out accuracy (via on_main)
-        return task_accuracy(model, tok, cfg)
+        with prec.autocast():
+            return task_accuracy(model, tok, cfg)
 
     n_prompts = cfg.rollout_size // cfg.group_size
     per_rank = n_prompts // d.world
@@ -356,25 +382,30 @@ def train(
         idx = rng.choice(len(prompts), size=n_prompts, replace=len(prompts) < n_prompts)
         mine = [prompts[i] for i in idx[d.rank * per_rank : (d.rank + 1) * per_rank]]
         model.eval()  # no dropout while sampling: the sampling log-probs are pi_old's
-        with full_params(model):  # FSDP: each rank samples its own lengths
+        with full_params(model), prec.autocast():  # FSDP: each rank samples its own lengths
             ro = rollout(model, tok, mine, cfg.group_size, cfg.max_new_tokens, cfg.temperature, gen)
         model.train()
         t_gen = time.perf_counter() - t0
         cols = prompts.columns(idx[d.rank * per_rank : (d.rank + 1) * per_rank], cfg.group_size)
-        rew = torch.tensor(reward_fn(ro.prompts, ro.completions, **cols), dtype=torch.float32)
+        scores = reward_fn(ro.prompts, ro.completions, **cols)
+        rew = torch.tensor(scores, dtype=torch.float32, device=dev)
         ref_logp = None
         if ref is not None:
-            with torch.no_grad():
-                ref_logp = completion_logprobs(ref, ro, slice(None), cfg.temperature)
+            with torch.no_grad(), prec.autocast(), ref() as ref_model:
+                ref_logp = completion_logprobs(ref_model, ro, slice(None), cfg.temperature)
         score = rew if shape_reward is None else shape_reward(rew, ro, ref_logp)
         adv = advantages(score, cfg.group_size)
         # GRPO puts the KL in the loss; a reward shaper (RLOO) has already put it in the reward
-        upd = policy_update(model, opt, ro, adv, cfg, d, ref_logp if shape_reward is None else None)
+        upd = policy_update(
+            model, opt, ro, adv, cfg, d, ref_logp if shape_reward is None else None, prec
+        )
         sched.step()
         step += 1
         n_tok = float(ro.completion_mask.sum())
         g = rew.view(-1, cfg.group_size)
-        local = torch.tensor([rew.sum(), rew.numel(), n_tok, float(ro.truncated.sum())])
+        local = torch.tensor(
+            [float(rew.sum()), rew.numel(), n_tok, float(ro.truncated.sum())], device=dev
+        )
         tot = all_reduce_sum(local, d)
         metrics = {
             "reward": float(tot[0] / tot[1]),
@@ -395,8 +426,8 @@ def train(
         run.progress(step, reward=metrics["reward"])
         due, stop = any_rank(d, run.checkpoint_due(step), run.should_stop(step))
         if due or step == cfg.total_steps:
-            tensors, state = training_state({"model": model}, opt, sched)
-            tensors["gen_state"] = gen.get_state()
+            tensors, state = training_state({"model": model}, opt, sched, prec)
+            tensors["gen_state"], state["gen_device"] = generator_tensors(gen)
             state["rng"] = generator_state(rng)
             state["world"] = d.world
             # every rank saves: each keeps its own sampling stream (rank > 0 in DIR/.rankN)
@@ -408,5 +439,5 @@ def train(
     result.update(last_eval[1] if last_eval[0] == step else on_main(d, model, evaluate))
     whole = unsharded(model, plain, d)
     if whole is not None:
-        save_run_model(whole, tok, run.path)
+        save_policy(whole, tok, run.path, cfg)  # last: merging LoRA changes the model
     return result

@@ -37,6 +37,7 @@ from torch import Tensor
 
 from rlfoundry.core import group_relative_advantages
 from rlfoundry.llm import group_pg
+from rlfoundry.llm.policy import check_model_options
 from rlfoundry.llm.prompts import check_rl_inputs
 from rlfoundry.runtime.run import Run
 
@@ -50,10 +51,11 @@ class Config(group_pg.GroupConfig):
 
 
 def check(cfg: Config) -> None:
-    """Fail before training: model path, prompts file fields, reward sources, sizes the
-    processes of a launch cannot share."""
+    """Fail before training: model path, device/dtype/LoRA settings, prompts file fields,
+    reward sources, sizes the processes of a launch cannot share."""
     group_pg.check_world(cfg)
     check_rl_inputs(cfg)
+    check_model_options(cfg)
 
 
 def train(cfg: Config, run: Run) -> dict[str, Any]:

@@ -34,10 +34,9 @@ JUDGE_TEMPLATE = (
 def _model_dir(path: str | os.PathLike) -> Path:
     """A run directory or the model directory inside it -> the model directory."""
     path = Path(path)
-    if (path / "model" / "config.json").is_file():
-        return path / "model"
-    if (path / "config.json").is_file():
-        return path
+    for inner in (path / "model", path):  # full weights, or a LoRA adapter saved alone
+        if (inner / "config.json").is_file() or (inner / "adapter_config.json").is_file():
+            return inner
     raise RLFoundryError(
         f"'{path}' is not a model directory (no config.json in it or in {path}/model); "
         "pass the output directory of an rlfoundry llm command or a saved transformers model."
@@ -102,12 +101,13 @@ class LocalJudge(RewardSource):
             width = max(len(e) for e in enc)
             pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
             # left padding: the next-token logits of every row sit at the last position
-            ids = torch.tensor([[pad] * (width - len(e)) + e for e in enc])
-            mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in enc])
+            dev = next(self.model.parameters()).device  # the stage may have moved the model
+            ids = torch.tensor([[pad] * (width - len(e)) + e for e in enc], device=dev)
+            mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in enc], device=dev)
             pos = (mask.cumsum(-1) - 1).clamp(min=0)
             logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1]
-            p = torch.softmax(logits.float()[:, self.digit_ids], dim=-1)  # [b, 10]
-            out.extend((p @ torch.arange(10.0) / 9.0).tolist())
+            p = torch.softmax(logits.float()[:, self.digit_ids.to(dev)], dim=-1)  # [b, 10]
+            out.extend((p @ torch.arange(10.0, device=dev) / 9.0).tolist())
         return out
 
 

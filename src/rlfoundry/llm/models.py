@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import torch
 from torch import Tensor
 
 from rlfoundry.errors import ConfigError, RLFoundryError
+from rlfoundry.llm import lora
 
 #: Sizes of the built-in family (hidden, MLP width, layers, heads, KV heads).
 SIZES: dict[str, dict[str, int]] = {
@@ -138,7 +140,7 @@ def resolve_model_dir(name: str | os.PathLike) -> Path | None:
     """
     name = str(name)
     p = Path(name).expanduser()
-    if (p / "model" / "config.json").is_file():
+    if (p / "model" / "config.json").is_file() or (p / "model" / "adapter_config.json").is_file():
         return p / "model"
     if (p / "config.json").is_file() or (p / "adapter_config.json").is_file():
         return p
@@ -196,7 +198,7 @@ def quiet_progress() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _from_hub(cls: Any, name: str, offline: bool | None, what: str, **kwargs: Any) -> Any:
+def from_hub(cls: Any, name: str, offline: bool | None, what: str, **kwargs: Any) -> Any:
     """`cls.from_pretrained(name)`: from the local HF cache's snapshot directory when the
     repo is cached (no network at all), else a download unless offline."""
     from huggingface_hub import try_to_load_from_cache
@@ -254,13 +256,18 @@ def _load(name: str, builtin: tuple[str, str] | None, dtype: Any, offline: bool 
         path = resolve_model_dir(name)
         kwargs: dict[str, Any] = {"dtype": dtype} if dtype is not None else {}
         if path is not None and (path / "adapter_config.json").is_file():
-            from peft import AutoPeftModelForCausalLM
+            # the base named in adapter_config.json, then the adapter (peft's AutoPeftModel
+            # would also resize the embeddings to the tokenizer's length)
+            from peft import PeftModel
 
-            model = AutoPeftModelForCausalLM.from_pretrained(str(path), **kwargs)
+            base = _load(lora.adapter_base(path), None, dtype, offline)
+            with warnings.catch_warnings():  # peft reads an attribute transformers 5 renamed
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+                model = PeftModel.from_pretrained(base, str(path))
         elif path is not None:
             model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
         else:
-            model = _from_hub(AutoModelForCausalLM, name, offline, "Model", **kwargs)
+            model = from_hub(AutoModelForCausalLM, name, offline, "Model", **kwargs)
     return model
 
 
@@ -271,39 +278,14 @@ def add_lora(
     target_modules: list[str] | str | None = None,
     dropout: float = 0.0,
 ) -> Any:
-    """Wrap `model` in a peft LoRA adapter (Hu et al. 2021): W + (alpha/rank) B A."""
-    from peft import LoraConfig, get_peft_model
-
-    if isinstance(target_modules, str):
-        target_modules = [m.strip() for m in target_modules.split(",") if m.strip()]
-    targets = target_modules or [
-        "q_proj",
-        "k_proj",
-        "v_proj",
-        "o_proj",
-        "gate_proj",
-        "up_proj",
-        "down_proj",
-    ]
-    cfg = LoraConfig(
-        r=rank,
-        lora_alpha=alpha if alpha is not None else 2 * rank,
-        target_modules=targets,
-        lora_dropout=dropout,
-        task_type="CAUSAL_LM",
-    )
-    try:
-        return get_peft_model(model, cfg)
-    except ValueError as err:
-        raise RLFoundryError(
-            f"LoRA target modules {targets} do not match this model ({err}); set "
-            "lora_target_modules to names of its linear layers."
-        ) from None
+    """Wrap `model` in a peft LoRA adapter (Hu et al. 2021): W + (alpha/rank) B A.
+    See `lora.add_lora`; the default targets are the attention and MLP projections."""
+    return lora.add_lora(model, rank, alpha, target_modules, dropout)
 
 
 def merge_lora(model: Any) -> Any:
     """The plain model with any LoRA adapter folded into its weights (no-op otherwise)."""
-    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    return lora.merged(model)
 
 
 def load_tokenizer(name_or_dir: str | os.PathLike = "tiny", offline: bool | None = None) -> Any:
@@ -323,7 +305,7 @@ def load_tokenizer(name_or_dir: str | os.PathLike = "tiny", offline: bool | None
     if path is not None:
         tok = AutoTokenizer.from_pretrained(str(path))
     else:
-        tok = _from_hub(AutoTokenizer, name, offline, "Tokenizer")
+        tok = from_hub(AutoTokenizer, name, offline, "Tokenizer")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok

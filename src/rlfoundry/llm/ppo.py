@@ -19,6 +19,10 @@ kl_coef is fixed, or adaptive when `kl_target > 0` (Ziegler et al. 2019, sec. 2.
     e = clip(KL / kl_target - 1, -0.2, 0.2);   kl_coef <- kl_coef * (1 + e * n / kl_horizon)
 
 with KL the mean summed-k1 of the rollout and n its number of completions.
+
+Device, precision and LoRA: `policy.ModelOptions`. With LoRA the KL reference is the
+policy with its adapters turned off, and the value network's body (a copy of the
+starting model's) gets its own adapter.
 """
 
 from __future__ import annotations
@@ -43,10 +47,26 @@ from rlfoundry.core import (
 )
 from rlfoundry.core.schedules import warmup_cosine
 from rlfoundry.errors import ConfigError
-from rlfoundry.llm.checkpoint import load_training_state, save_run_model, training_state
+from rlfoundry.llm.checkpoint import load_training_state, training_state
 from rlfoundry.llm.data import check_divisible
 from rlfoundry.llm.evaluation import task_accuracy
-from rlfoundry.llm.models import ValueHead, load_model, load_tokenizer, model_dir, position_ids
+from rlfoundry.llm.models import ValueHead, position_ids
+from rlfoundry.llm.policy import (
+    ModelOptions,
+    Reference,
+    adapt,
+    check_model_options,
+    load_policy,
+    place_rewards,
+    save_policy,
+    trainable,
+)
+from rlfoundry.llm.precision import (
+    count_dtype,
+    generator_tensors,
+    make_generator,
+    restore_generator,
+)
 from rlfoundry.llm.prompts import check_rl_inputs, load_prompts, with_task_budget
 from rlfoundry.llm.rewards import build_reward
 from rlfoundry.llm.rollout import Rollout, completion_logprobs, rollout
@@ -60,7 +80,7 @@ from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_gen
 
 
 @dataclass
-class Config:
+class Config(ModelOptions):
     RENAMED: ClassVar[dict[str, str]] = {"batch_size": "rollout_size"}
 
     model: str = ""
@@ -166,10 +186,11 @@ class Config:
 
 
 def check(cfg: Config) -> None:
-    """Fail before training: model path, prompts file fields, reward sources, sizes the
-    processes of a launch cannot share."""
+    """Fail before training: model path, device/dtype/LoRA settings, prompts file fields,
+    reward sources, sizes the processes of a launch cannot share."""
     check_world(cfg, world_size())
     check_rl_inputs(cfg)
+    check_model_options(cfg)
 
 
 def mini_size(cfg: Config) -> int:
@@ -209,7 +230,7 @@ def token_rewards(score: Tensor, kl_tok: Tensor, mask: Tensor, kl_coef: float) -
     """`[B, T]`: -kl_coef * k1 on every completion token, plus the score on the last."""
     rew = torch.where(mask, -kl_coef * kl_tok, 0.0)
     last = mask.long().cumsum(-1).argmax(-1)  # index of the last valid token
-    rew[torch.arange(rew.shape[0]), last] += score
+    rew[torch.arange(rew.shape[0], device=rew.device), last] += score
     return rew
 
 
@@ -221,7 +242,7 @@ def advantages_and_returns(
     next_val = torch.cat([val[:, 1:], torch.zeros_like(val[:, :1])], dim=1)
     last = mask.long().cumsum(-1).argmax(-1)
     term = torch.zeros_like(mask)
-    term[torch.arange(mask.shape[0]), last] = True
+    term[torch.arange(mask.shape[0], device=mask.device), last] = True
     term |= ~mask  # padding after the end: every step its own empty episode
     adv, ret = gae(
         rew.T, val.T, next_val.T, term.T, torch.zeros_like(term.T), gamma, lam
@@ -248,37 +269,45 @@ def check_world(cfg: Config, world: int) -> None:
 
 
 def train(cfg: Config, run: Run) -> dict[str, Any]:
-    d = init_distributed()
+    d = init_distributed(cfg.device)
     check_world(cfg, d.world)
     mini = mini_size(cfg)
     micro = cfg.micro_batch_size or mini // d.world
     cfg = with_task_budget(cfg)
     seed_everything(cfg.seed)
     reward_fn = build_reward(cfg)
-    path = model_dir(cfg.model)
-    tok = load_tokenizer(path)
+    policy, tok, prec = load_policy(cfg)
     prompts = load_prompts(cfg, tok)  # messages rendered with tok's chat template
-    policy = load_model(path)
-    ref = copy.deepcopy(policy).eval().requires_grad_(False)
-    vm = ValueModel(copy.deepcopy(policy.base_model), policy.config.hidden_size)
-    params = list(policy.parameters()) + list(vm.parameters())
+    dev = prec.device
+    place_rewards(reward_fn, dev)
+    # the value network's body: a copy of the starting model's, taken before LoRA wraps the
+    # policy, with its own adapter when lora_rank > 0
+    body = adapt(copy.deepcopy(policy.base_model), cfg, prec, task_type=None)
+    vm = ValueModel(body, policy.config.hidden_size).to(dev)
+    policy = adapt(policy, cfg, prec)
+    ref = Reference(policy, prec)  # LoRA: the policy with adapters off; else a frozen copy
+    params = trainable(policy) + trainable(vm)
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     # warm-up, then constant (min_ratio 1): the cosine term is exactly 0
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, warmup_cosine(cfg.warmup_steps, cfg.total_steps, 1.0)
     )
     rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + d.rank)
+    gen = make_generator(dev, cfg.seed * 1000 + d.rank)
     kl_coef, step = cfg.kl_coef, 0
     ckpt = run.load_checkpoint()
     if ckpt is not None:
         step, tensors, state = ckpt
-        load_training_state(tensors, state, {"policy": policy, "value": vm}, opt, sched)
+        load_training_state(tensors, state, {"policy": policy, "value": vm}, opt, sched, prec)
         set_generator_state(rng, state["rng"])
-        gen.set_state(tensors["gen_state"].to(torch.uint8))
+        reseed = cfg.seed * 1000 + d.rank + step
+        restore_generator(gen, tensors["gen_state"], state.get("gen_device"), reseed)
         kl_coef = state["kl_coef"]
-    if step == 0 and cfg.eval_every > 0 and d.main and (start := task_accuracy(policy, tok, cfg)):
-        run.log(0, **start)
+    if step == 0 and cfg.eval_every > 0 and d.main:
+        with prec.autocast():
+            start = task_accuracy(policy, tok, cfg)
+        if start:
+            run.log(0, **start)
     b_local = cfg.rollout_size // d.world
     mini_local = mini // d.world
 
@@ -289,16 +318,20 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         )
         mine = [prompts[i] for i in idx[d.rank * b_local : (d.rank + 1) * b_local]]
         policy.eval()
-        ro = rollout(policy, tok, mine, 1, cfg.max_new_tokens, cfg.temperature, gen)
+        with prec.autocast():
+            ro = rollout(policy, tok, mine, 1, cfg.max_new_tokens, cfg.temperature, gen)
         policy.train()
         cols = prompts.columns(idx[d.rank * b_local : (d.rank + 1) * b_local])
-        score = torch.tensor(reward_fn(ro.prompts, ro.completions, **cols), dtype=torch.float32)
+        scores = reward_fn(ro.prompts, ro.completions, **cols)
+        score = torch.tensor(scores, dtype=torch.float32, device=dev)
         mask = ro.completion_mask.clone()
         if cfg.mask_truncated:
             mask &= ~ro.truncated[:, None]
         with torch.no_grad():
-            ref_logp = completion_logprobs(ref, ro, slice(None), cfg.temperature)
-            old_val = completion_values(vm, ro, slice(None))
+            with prec.autocast(), ref() as ref_model:
+                ref_logp = completion_logprobs(ref_model, ro, slice(None), cfg.temperature)
+            with prec.autocast():
+                old_val = completion_values(vm, ro, slice(None))
             kl_tok = kl_k1(ro.old_logp, ref_logp)  # [B, T]
             rew_tok = token_rewards(score, kl_tok, ro.completion_mask, kl_coef)
             adv, ret = advantages_and_returns(
@@ -313,40 +346,42 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
             "clip_fraction": [],
         }
         for _ in range(cfg.update_epochs):
-            perm = torch.randperm(b_local, generator=gen)
+            perm = torch.randperm(b_local, generator=gen, device=gen.device)
             for m0 in range(0, b_local, mini_local):
                 mrows = perm[m0 : m0 + mini_local]
-                n_tok = all_reduce_sum(mask[mrows].sum().double(), d).clamp(min=1)
+                n_tok = all_reduce_sum(mask[mrows].sum().to(count_dtype(mask)), d).clamp(min=1)
                 opt.zero_grad(set_to_none=True)
                 for u0 in range(0, mini_local, micro):
                     rows = mrows[u0 : u0 + micro]
                     sub = ro.select(rows)
                     mk = mask[rows]
-                    logp = completion_logprobs(policy, sub, slice(None), cfg.temperature)
-                    pg, info = clipped_surrogate(
-                        logp, ro.old_logp[rows], adv[rows], cfg.clip_coef, mk, num_tokens=n_tok
-                    )
-                    val = completion_values(vm, sub, slice(None))
-                    # value_loss is a mean over this micro-batch's tokens; reweight it to a
-                    # share of the mini-batch's token mean so accumulation is split-invariant.
-                    vf = value_loss(val, ret[rows], old_val[rows], cfg.vf_clip or None, mk) * (
-                        mk.sum() / n_tok
-                    )
-                    (pg + cfg.vf_coef * vf).backward()
+                    with prec.autocast():
+                        logp = completion_logprobs(policy, sub, slice(None), cfg.temperature)
+                        pg, info = clipped_surrogate(
+                            logp, ro.old_logp[rows], adv[rows], cfg.clip_coef, mk, num_tokens=n_tok
+                        )
+                        val = completion_values(vm, sub, slice(None))
+                        # value_loss is a mean over this micro-batch's tokens; reweight it to a
+                        # share of the mini-batch's token mean so accumulation is split-invariant
+                        vf = value_loss(val, ret[rows], old_val[rows], cfg.vf_clip or None, mk) * (
+                            mk.sum() / n_tok
+                        )
+                    prec.backward(pg + cfg.vf_coef * vf)
                     stats["pg_loss"].append(float(pg.detach()))
                     stats["vf_loss"].append(float(vf.detach()))
                     stats["ratio"].append(float(info["ratio"]))
                     stats["clip_fraction"].append(float(info["clip_fraction"]))
                 sync_gradients(policy, d)
                 sync_gradients(vm, d)
+                prec.unscale(opt)
                 if cfg.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-                    torch.nn.utils.clip_grad_norm_(vm.parameters(), cfg.max_grad_norm)
-                opt.step()
+                    torch.nn.utils.clip_grad_norm_(trainable(policy), cfg.max_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(trainable(vm), cfg.max_grad_norm)
+                prec.step(opt)
         sched.step()
         step += 1
         kl_seq = masked_sum(kl_tok, ro.completion_mask, dim=-1)  # [B]
-        local = torch.tensor([score.sum(), score.numel(), kl_seq.sum()])
+        local = torch.tensor([float(score.sum()), score.numel(), float(kl_seq.sum())], device=dev)
         tot = all_reduce_sum(local, d)
         mean_kl = float(tot[2] / tot[1])
         if cfg.kl_target > 0:
@@ -367,12 +402,13 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
             **reward_fn.means(),
         }
         if cfg.eval_every > 0 and step % cfg.eval_every == 0 and d.main:
-            metrics.update(task_accuracy(policy, tok, cfg))
+            with prec.autocast():
+                metrics.update(task_accuracy(policy, tok, cfg))
         run.log(step, **metrics)
         run.progress(step, reward=metrics["reward"], kl=mean_kl)
         if run.checkpoint_due(step) or step == cfg.total_steps:
-            tensors, state = training_state({"policy": policy, "value": vm}, opt, sched)
-            tensors["gen_state"] = gen.get_state()
+            tensors, state = training_state({"policy": policy, "value": vm}, opt, sched, prec)
+            tensors["gen_state"], state["gen_device"] = generator_tensors(gen)
             state.update(rng=generator_state(rng), kl_coef=kl_coef)
             run.save_checkpoint(step, tensors, state)
         if run.should_stop(step):
@@ -380,6 +416,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
 
     result: dict[str, Any] = {"status": "finished", "step": step}
     if d.main:
-        save_run_model(policy, tok, run.path)
-        result.update(task_accuracy(policy, tok, cfg))
+        with prec.autocast():
+            result.update(task_accuracy(policy, tok, cfg))
+        save_policy(policy, tok, run.path, cfg)  # last: merging LoRA changes the model
     return result

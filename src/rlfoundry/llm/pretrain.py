@@ -15,7 +15,8 @@ Each document is its own row starting at position 0, as prompts do at inference
 (no packing: the built-in documents are a dozen tokens long). The loop is SFT's,
 `supervised.fit`, with the whole document as the target; only the data differs. Held-out loss is
 measured on the task's held-out corpus, held-out accuracy by greedy generation on
-the task's held-out prompts. Run directory and resume: as `sft`.
+the task's held-out prompts. Run directory and resume: as `sft`. Device, precision and
+checkpointing: `policy.ModelOptions`; LoRA is refused (pre-training trains every weight).
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from typing import Any
 
 from rlfoundry.errors import ConfigError
 from rlfoundry.llm.data import encode_examples, load_texts
+from rlfoundry.llm.policy import ModelOptions
 from rlfoundry.llm.supervised import build_model, check_model_and_task, fit
 from rlfoundry.llm.tasks import get_task
 from rlfoundry.runtime.run import Run, seed_everything
 
 
 @dataclass
-class Config:
+class Config(ModelOptions):
     model: str = "tiny:nano"
     """Model to train: a built-in size tiny:nano|micro|small[:qwen2|llama] (random
     init from `seed`), or a model/run directory to continue pre-training."""
@@ -89,16 +91,16 @@ def documents(cfg: Config) -> tuple[list[str], list[str]]:
 
 
 def check(cfg: Config) -> None:
-    """Fail before training: model path, task name, corpus fields."""
-    check_model_and_task(cfg)
+    """Fail before training: model path, task name, device/dtype (no LoRA), corpus fields."""
+    check_model_and_task(cfg, lora=False)
     documents(cfg)
 
 
 def train(cfg: Config, run: Run) -> dict[str, Any]:
     seed_everything(cfg.seed)
     train_docs, held_docs = documents(cfg)
-    model, tok = build_model(cfg)
+    model, tok, prec = build_model(cfg)
     # a document is a completion of the empty prompt: every token is a target
     rows = encode_examples(tok, [("", d) for d in train_docs], cfg.max_len)
     held = encode_examples(tok, [("", d) for d in held_docs], cfg.max_len)
-    return fit(cfg, run, rows, held, model, tok)
+    return fit(cfg, run, rows, held, model, tok, prec)

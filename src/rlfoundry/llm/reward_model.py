@@ -14,6 +14,8 @@ on pairs `{prompt, chosen, rejected}` (a JSONL file in TRL's preference format, 
 built-in task's pairs). The metric is pairwise accuracy on held-out pairs: the share
 where the chosen completion scores higher. `DIR/model` is a standard transformers
 sequence-classification model; `rewards.parse_reward("rm:DIR")` uses it as a reward.
+Device, precision and LoRA: `policy.ModelOptions` (with LoRA the new score head trains
+in full next to the adapter, and an adapter-only save holds both).
 
 Data parallel (`torchrun`, `accelerate launch`): each rank takes its share of the same
 global batch of `batch_size` pairs, each micro-batch loss is 1 / (micro-batches over all
@@ -23,6 +25,7 @@ the parameters of one. Rank 0 evaluates and writes.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +36,11 @@ from torch import Tensor
 from rlfoundry.core import bradley_terry_loss, pairwise_accuracy
 from rlfoundry.core.schedules import warmup_cosine
 from rlfoundry.errors import ConfigError
-from rlfoundry.llm.checkpoint import load_training_state, save_run_model, training_state
+from rlfoundry.llm.checkpoint import load_training_state, training_state
 from rlfoundry.llm.data import check_divisible, encode_pairs, load_pairs, next_batch
 from rlfoundry.llm.models import check_model_path
+from rlfoundry.llm.policy import ModelOptions, adapt, check_model_options, save_policy, trainable
+from rlfoundry.llm.precision import Precision
 from rlfoundry.llm.scoring import build_reward_model, sequence_rewards
 from rlfoundry.runtime.distributed import (
     all_reduce_sum,
@@ -43,6 +48,7 @@ from rlfoundry.runtime.distributed import (
     broadcast_object,
     check_batch_split,
     check_resumed,
+    grad_norm,
     init_distributed,
     sync_gradients,
 )
@@ -50,7 +56,7 @@ from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_gen
 
 
 @dataclass
-class Config:
+class Config(ModelOptions):
     model: str = "tiny"
     """Starting model: a directory (a run of `rlfoundry llm pretrain/sft` or a saved
     transformers model) or 'tiny' for the built-in untrained nano model."""
@@ -118,12 +124,15 @@ def _batch_rewards(model: Any, tok: Any, batch: list[dict], max_len: int) -> tup
 
 
 @torch.no_grad()
-def evaluate(model: Any, tok: Any, pairs: list[dict], max_len: int, batch: int = 64) -> dict:
+def evaluate(
+    model: Any, tok: Any, pairs: list[dict], max_len: int, batch: int = 64, prec: Any = None
+) -> dict:
     """Held-out pairwise accuracy and mean margin `r_chosen - r_rejected`."""
     model.eval()
     chosen, rejected = [], []
     for i in range(0, len(pairs), batch):
-        c, r = _batch_rewards(model, tok, pairs[i : i + batch], max_len)
+        with prec.autocast() if prec is not None else contextlib.nullcontext():
+            c, r = _batch_rewards(model, tok, pairs[i : i + batch], max_len)
         chosen.append(c)
         rejected.append(r)
     model.train()
@@ -140,13 +149,16 @@ def evaluate(model: Any, tok: Any, pairs: list[dict], max_len: int, batch: int =
 
 def train(cfg: Config, run: Run) -> dict[str, Any]:
     """Bradley-Terry training; resumes from `run`'s checkpoint when there is one."""
-    d = init_distributed()
+    d = init_distributed(cfg.device)
     torch.set_num_threads(cfg.torch_threads)
     seed_everything(cfg.seed)
     train_pairs, held = load_pairs(cfg)
+    prec = Precision.from_config(cfg)
     model, tok = build_reward_model(cfg.model)
+    model = adapt(model.to(prec.device), cfg, prec, task_type="SEQ_CLS")
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    params = trainable(model)
+    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, warmup_cosine(cfg.warmup_steps, cfg.total_steps, 0.1)
     )
@@ -156,13 +168,13 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
     ckpt = run.load_checkpoint()
     if ckpt is not None:
         step, tensors, state = ckpt
-        load_training_state(tensors, state, {"model": model}, opt, sched)
+        load_training_state(tensors, state, {"model": model}, opt, sched, prec)
         set_generator_state(rng, state["rng"])
         order, cursor = np.asarray(state["order"]), state["cursor"]
     check_resumed(d, None if ckpt is None else ckpt[2].get("world", 1))
 
     def save(step: int) -> None:
-        tensors, state = training_state({"model": model}, opt, sched)
+        tensors, state = training_state({"model": model}, opt, sched, prec)
         run.save_checkpoint(
             step,
             tensors,
@@ -176,7 +188,8 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         )
 
     def held_out() -> dict:  # rank 0 evaluates, every rank gets the numbers
-        return broadcast_object(evaluate(model, tok, held, cfg.max_len) if d.main else None, d)
+        out = evaluate(model, tok, held, cfg.max_len, prec=prec) if d.main else None
+        return broadcast_object(out, d)
 
     # data parallel: each rank takes its share of the same global batch; every
     # micro-batch (all of one size) is 1 / n_parts of the global mean
@@ -191,16 +204,18 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         loss_sum, acc_sum = 0.0, 0.0
         for m in range(n_micro):
             mb = batch[m * micro : (m + 1) * micro]
-            r_c, r_r = _batch_rewards(model, tok, mb, cfg.max_len)
-            # mean over the micro-batch, scaled so the sum over micro-batches (and ranks)
-            # is the mean over the whole batch: the same gradient for any split.
-            loss = bradley_terry_loss(r_c, r_r) / n_parts
-            loss.backward()
+            with prec.autocast():
+                r_c, r_r = _batch_rewards(model, tok, mb, cfg.max_len)
+                # mean over the micro-batch, scaled so the sum over micro-batches (and ranks)
+                # is the mean over the whole batch: the same gradient for any split.
+                loss = bradley_terry_loss(r_c, r_r) / n_parts
+            prec.backward(loss)
             loss_sum += float(loss.detach())
             acc_sum += float(pairwise_accuracy(r_c, r_r)) / n_parts
         sync_gradients(model, d)
-        gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
-        opt.step()
+        prec.unscale(opt)
+        gnorm = grad_norm(params, 1.0)
+        prec.step(opt)
         sched.step()
         step += 1
         loss_sum, acc_sum = all_reduce_sum(
@@ -218,15 +233,16 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         if stop:
             return {"status": "interrupted", "step": step}
 
-    if d.main:
-        save_run_model(model, tok, run.path)
     final = held_out()
+    if d.main:
+        save_policy(model, tok, run.path, cfg)  # last: merging LoRA changes the model
     return {"status": "finished", "step": step, "eval_pairs": len(held), **final}
 
 
 def check(cfg: Config) -> None:
-    """Fail before training on a missing model, malformed pairs or a batch that the
-    processes of a launch cannot share."""
+    """Fail before training on a missing model, unusable device/dtype/LoRA settings,
+    malformed pairs or a batch that the processes of a launch cannot share."""
     check_batch_split(cfg.batch_size, cfg.micro_batch_size)
     check_model_path(cfg.model)
+    check_model_options(cfg)
     load_pairs(cfg)

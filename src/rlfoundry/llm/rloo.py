@@ -30,6 +30,7 @@ from torch import Tensor
 
 from rlfoundry.core import kl_k1, leave_one_out_advantages, masked_sum
 from rlfoundry.llm import group_pg
+from rlfoundry.llm.policy import check_model_options
 from rlfoundry.llm.prompts import check_rl_inputs
 from rlfoundry.llm.rollout import Rollout
 from rlfoundry.runtime.run import Run
@@ -47,10 +48,11 @@ class Config(group_pg.GroupConfig):
 
 
 def check(cfg: Config) -> None:
-    """Fail before training: model path, prompts file fields, reward sources, sizes the
-    processes of a launch cannot share."""
+    """Fail before training: model path, device/dtype/LoRA settings, prompts file fields,
+    reward sources, sizes the processes of a launch cannot share."""
     group_pg.check_world(cfg)
     check_rl_inputs(cfg)
+    check_model_options(cfg)
 
 
 def shaped_reward(beta: float) -> group_pg.RewardShaper:

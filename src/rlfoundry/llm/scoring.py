@@ -19,7 +19,22 @@ from torch import Tensor
 
 from rlfoundry.errors import RLFoundryError
 from rlfoundry.llm.data import encode_pairs
+from rlfoundry.llm.lora import adapter_base, merged
 from rlfoundry.llm.models import load_tokenizer, model_dir, tiny_config
+
+
+def _from_dir(path: str, **kwargs: Any) -> Any:
+    """A sequence classifier from a model directory (`kwargs` to from_pretrained); a LoRA
+    adapter saved alone (adapter_config.json) is loaded onto its base with one output
+    (the reward-model stage's head) and folded in."""
+    from transformers import AutoModelForSequenceClassification
+
+    if not (Path(path) / "adapter_config.json").is_file():
+        return AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    from peft import PeftModel
+
+    base = AutoModelForSequenceClassification.from_pretrained(adapter_base(path), num_labels=1)
+    return merged(PeftModel.from_pretrained(base, path))
 
 
 def build_reward_model(name: str) -> tuple[Any, Any]:
@@ -34,17 +49,15 @@ def build_reward_model(name: str) -> tuple[Any, Any]:
     else:
         path = model_dir(name)
         tok = load_tokenizer(path)
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+        model = _from_dir(path, num_labels=1)
     model.config.pad_token_id = tok.pad_token_id
     return model, tok
 
 
 def load_reward_model(path: str | Path) -> tuple[Any, Any]:
     """The trained reward model and tokenizer saved in `DIR/model` (or `DIR`)."""
-    from transformers import AutoModelForSequenceClassification
-
     path = model_dir(str(path))
-    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    model = _from_dir(path).eval()
     if model.config.num_labels != 1:
         raise RLFoundryError(
             f"'{path}' has {model.config.num_labels} outputs, not 1; pass a reward model "
@@ -58,11 +71,16 @@ def sequence_rewards(model: Any, input_ids: Tensor, attention_mask: Tensor) -> T
 
     The position comes from the attention mask, not from searching pad ids: with
     pad == eos (common) a search would stop before the EOS the score should read.
+    The batch moves to the model's device; a LoRA-wrapped model is read through its
+    (adapted) transformer body and score head.
     """
-    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    dev = next(model.parameters()).device
+    input_ids, attention_mask = input_ids.to(dev), attention_mask.to(dev)
+    hidden = inner.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     last = attention_mask.sum(-1) - 1  # [B]
-    h = hidden[torch.arange(hidden.shape[0]), last]  # [B, H]
-    return model.score(h).squeeze(-1).float()
+    h = hidden[torch.arange(hidden.shape[0], device=dev), last]  # [B, H]
+    return inner.score(h).squeeze(-1).float()
 
 
 @torch.no_grad()

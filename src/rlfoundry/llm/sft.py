@@ -2,6 +2,7 @@
 
     rlfoundry llm sft --task arithmetic --model runs/pretrain --out runs/sft
     rlfoundry llm sft --data pairs.jsonl --model tiny:nano --set lora_rank=8
+    rlfoundry llm sft --model runs/pretrain --set dtype=bfloat16 --set device=cuda
     rlfoundry llm sft --resume runs/sft
 
 The loss is the token-mean negative log-likelihood of the completion tokens (EOS
@@ -15,6 +16,8 @@ instruction tuning rather than more pre-training; `pretrain.py` runs the same lo
 permutation, and the permutation, cursor, model, AdamW moments, LR schedule and RNG
 states go into the Run checkpoint, so an interrupted run resumes bit-exactly.
 
+Device, precision, gradient checkpointing and LoRA: `policy.ModelOptions`.
+
 Run directory: the stage contract of `runtime/rundir` (config.yaml, metrics.csv, tb/,
 checkpoint.safetensors, model/, summary.json with held-out loss and accuracy,
 learning_curve.png of the training loss).
@@ -27,13 +30,14 @@ from typing import Any
 
 from rlfoundry.errors import ConfigError
 from rlfoundry.llm.data import encode_examples, load_examples
+from rlfoundry.llm.policy import ModelOptions
 from rlfoundry.llm.supervised import build_model, check_model_and_task, fit
 from rlfoundry.llm.tasks import get_task
 from rlfoundry.runtime.run import Run, seed_everything
 
 
 @dataclass
-class Config:
+class Config(ModelOptions):
     model: str = "tiny:nano"
     """Starting model: a run directory (e.g. of `rlfoundry llm pretrain`), a model
     directory, a built-in size tiny:nano|micro|small[:qwen2|llama], or a hub name."""
@@ -67,12 +71,6 @@ class Config:
     """Gradient-norm clip; 0 disables."""
     max_len: int = 128
     """Tokens per example (prompt truncated from the left, completion from the right)."""
-    lora_rank: int = 0
-    """LoRA rank; 0 = train every weight."""
-    lora_alpha: float = 0.0
-    """LoRA scale numerator (alpha / rank); 0 = 2 * rank."""
-    lora_target_modules: str = ""
-    """Comma-separated module names to adapt; empty = attention and MLP projections."""
     eval_every: int = 100
     """Steps between held-out evaluations (0 = only at the end)."""
     eval_size: int = 200
@@ -116,7 +114,7 @@ def sft_pairs(cfg: Any) -> tuple[list[tuple[Any, Any]], list[tuple[Any, Any]]]:
 
 
 def check(cfg: Config) -> None:
-    """Fail before training: model path, task name, data file fields."""
+    """Fail before training: model path, task name, device/dtype/LoRA, data file fields."""
     check_model_and_task(cfg)
     sft_pairs(cfg)
 
@@ -124,7 +122,7 @@ def check(cfg: Config) -> None:
 def train(cfg: Config, run: Run) -> dict[str, Any]:
     seed_everything(cfg.seed)
     train_pairs, held_pairs = sft_pairs(cfg)
-    model, tok = build_model(cfg)
+    model, tok, prec = build_model(cfg)
     rows = encode_examples(tok, train_pairs, cfg.max_len)
     held = encode_examples(tok, held_pairs, cfg.max_len)
-    return fit(cfg, run, rows, held, model, tok)
+    return fit(cfg, run, rows, held, model, tok, prec)

@@ -1,8 +1,8 @@
 """The supervised loop shared by `pretrain` and `sft`: token-mean NLL on the target tokens.
 
-    model, tok = build_model(cfg)                       # starting model (+ LoRA), tokenizer
+    model, tok, prec = build_model(cfg)                 # starting model (+ LoRA), tokenizer
     rows = data.encode_examples(tok, pairs, max_len)    # (prompt ids, target ids) per example
-    summary = fit(cfg, run, rows, held_rows, model, tok)
+    summary = fit(cfg, run, rows, held_rows, model, tok, prec)
 
 `fit` minimises
 
@@ -15,8 +15,9 @@ first for pre-training, whose rows have an empty prompt. The permutation, cursor
 model, AdamW moments, LR schedule and RNG states go into the Run checkpoint, so an
 interrupted run resumes bit-exactly. `cfg` is the stage's Config: `fit` reads
 `total_steps`, `batch_size`, `learning_rate`, `min_lr_ratio`, `warmup_steps`,
-`weight_decay`, `max_grad_norm`, `eval_every`, `eval_size`, `task`, `seed` and, when
-present, `target_accuracy`, `check_every` and `fsdp`.
+`weight_decay`, `max_grad_norm`, `eval_every`, `eval_size`, `task`, `seed`, the
+`policy.ModelOptions` (device, dtype, LoRA, saving) and, when present,
+`target_accuracy`, `check_every` and `fsdp`.
 
 Data parallel (`torchrun`, `accelerate launch`): every rank draws the same global batch
 of `batch_size` rows and takes its contiguous share; the sum of the NLL is divided by
@@ -27,6 +28,7 @@ evaluates and writes; with `fsdp` the model is sharded over the ranks.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
@@ -36,17 +38,12 @@ from torch import Tensor
 
 from rlfoundry.core.schedules import warmup_cosine
 from rlfoundry.errors import ConfigError
-from rlfoundry.llm.checkpoint import load_training_state, save_run_model, training_state
+from rlfoundry.llm.checkpoint import load_training_state, training_state
 from rlfoundry.llm.data import collate, next_batch
 from rlfoundry.llm.evaluation import evaluate_accuracy
-from rlfoundry.llm.models import (
-    load_model,
-    load_tokenizer,
-    model_dir,
-    parse_builtin,
-    policy_logprobs,
-    resolve_model_dir,
-)
+from rlfoundry.llm.models import parse_builtin, policy_logprobs, resolve_model_dir
+from rlfoundry.llm.policy import build_policy, check_model_options, save_policy, trainable
+from rlfoundry.llm.precision import Precision
 from rlfoundry.llm.tasks import get_task
 from rlfoundry.runtime.distributed import (
     all_reduce_sum,
@@ -64,9 +61,10 @@ from rlfoundry.runtime.distributed import (
 from rlfoundry.runtime.run import Run, generator_state, set_generator_state
 
 
-def check_model_and_task(cfg: Any) -> None:
-    """A model path that does not exist, an unknown task or a batch that the processes
-    of a launch cannot share fails here, in seconds."""
+def check_model_and_task(cfg: Any, lora: bool = True) -> None:
+    """A model path that does not exist, an unknown task, unusable device, dtype or LoRA
+    settings (`lora=False`: LoRA refused, as in pre-training) or a batch that the
+    processes of a launch cannot share fail here, in seconds."""
     check_batch_split(cfg.batch_size)
     if getattr(cfg, "fsdp", False):
         check_fsdp()
@@ -76,24 +74,21 @@ def check_model_and_task(cfg: Any) -> None:
         resolve_model_dir(cfg.model)
     if cfg.task:
         get_task(cfg.task)
+    check_model_options(cfg, lora=lora)
 
 
-def build_model(cfg: Any) -> tuple[Any, Any]:
-    """The starting model (LoRA-wrapped when lora_rank > 0) and its tokenizer."""
-    name = model_dir(cfg.model)
-    tok = load_tokenizer(name)
+def build_model(cfg: Any) -> tuple[Any, Any, Precision]:
+    """The starting model (LoRA-wrapped when lora_rank > 0) on its device, its tokenizer
+    and the run's Precision."""
     torch.manual_seed(cfg.seed)  # initialisation of built-in sizes
-    model = load_model(
-        name,
-        lora_rank=getattr(cfg, "lora_rank", 0),
-        lora_alpha=getattr(cfg, "lora_alpha", 0) or None,
-        lora_target_modules=getattr(cfg, "lora_target_modules", "") or None,
-    )
-    return model, tok
+    return build_policy(cfg)
 
 
 def nll(model: Any, ids: Tensor, attn: Tensor, cmask: Tensor) -> tuple[Tensor, Tensor]:
-    """Summed NLL of the masked tokens and their count (position 0 is never a target)."""
+    """Summed NLL of the masked tokens and their count (position 0 is never a target).
+    The batch moves to the model's device."""
+    dev = next(model.parameters()).device
+    ids, attn, cmask = ids.to(dev), attn.to(dev), cmask.to(dev)
     cmask = cmask.clone()
     cmask[:, 0] = False
     logp = policy_logprobs(model, ids, attn, cmask)  # [B, L]
@@ -114,22 +109,40 @@ def eval_loss(model: Any, rows: list, pad: int, batch: int = 128) -> float:
     return tot / max(1, n)
 
 
-def evaluate(model: Any, tok: Any, cfg: Any, held: list) -> dict[str, float]:
+def evaluate(
+    model: Any, tok: Any, cfg: Any, held: list, prec: Precision | None = None
+) -> dict[str, float]:
     """Held-out token loss and greedy accuracy on the task's held-out prompts."""
     if cfg.eval_size <= 0:
         return {}
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    out = {"eval_loss": eval_loss(model, held, pad)} if held else {}
-    if cfg.task:
-        out["eval_accuracy"] = evaluate_accuracy(model, tok, cfg.task, n=cfg.eval_size)
+    with prec.autocast() if prec is not None else contextlib.nullcontext():
+        out = {"eval_loss": eval_loss(model, held, pad)} if held else {}
+        if cfg.task:
+            out["eval_accuracy"] = evaluate_accuracy(model, tok, cfg.task, n=cfg.eval_size)
     return out
 
 
-def fit(cfg: Any, run: Run, train_rows: list, held_rows: list, model: Any, tok: Any) -> dict:
+def _train_accuracy(model: Any, tok: Any, cfg: Any, prec: Precision) -> float:
+    """Greedy accuracy on the task's training prompts (the early-stop check)."""
+    with prec.autocast():
+        return evaluate_accuracy(model, tok, cfg.task, n=cfg.eval_size, split="train")
+
+
+def fit(
+    cfg: Any,
+    run: Run,
+    train_rows: list,
+    held_rows: list,
+    model: Any,
+    tok: Any,
+    prec: Precision | None = None,
+) -> dict:
     """The supervised loop over encoded (prompt ids, target ids) rows; see the module."""
     if not train_rows:
         raise ConfigError("No training examples; give data or a task with a train split.")
-    d = init_distributed()
+    prec = prec or Precision(next(model.parameters()).device)
+    d = init_distributed(getattr(cfg, "device", "auto"))
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     plain = None  # rank 0's unsharded copy, to receive the final weights of an FSDP run
     if getattr(cfg, "fsdp", False):
@@ -137,7 +150,7 @@ def fit(cfg: Any, run: Run, train_rows: list, held_rows: list, model: Any, tok: 
         shard_model(model, d)
     dev = next(model.parameters()).device
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = trainable(model)
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, warmup_cosine(cfg.warmup_steps, cfg.total_steps, cfg.min_lr_ratio)
@@ -147,7 +160,7 @@ def fit(cfg: Any, run: Run, train_rows: list, held_rows: list, model: Any, tok: 
     ckpt = run.load_checkpoint()
     if ckpt is not None:
         step, tensors, state = ckpt
-        load_training_state(tensors, state, {"model": model}, opt, sched)
+        load_training_state(tensors, state, {"model": model}, opt, sched, prec)
         set_generator_state(rng, state["rng"])
         order, cursor = np.asarray(state["order"]), state["cursor"]
     check_resumed(d, None if ckpt is None else ckpt[2].get("world", 1))
@@ -159,25 +172,25 @@ def fit(cfg: Any, run: Run, train_rows: list, held_rows: list, model: Any, tok: 
     while step < cfg.total_steps:
         idx, order, cursor = next_batch(rng, order, cursor, len(train_rows), cfg.batch_size)
         batch = collate([train_rows[i] for i in idx[mine]], pad)
-        s, n = nll(model, *(t.to(dev) for t in batch))
-        n_all = all_reduce_sum(n, d).clamp(min=1)  # target tokens of the global batch
-        loss = s / n_all
+        with prec.autocast():
+            s, n = nll(model, *(t.to(dev) for t in batch))
+            n_all = all_reduce_sum(n, d).clamp(min=1)  # target tokens of the global batch
+            loss = s / n_all
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        prec.backward(loss)
         sync_gradients(model, d)
+        prec.unscale(opt)
         gnorm = grad_norm(params, cfg.max_grad_norm)
-        opt.step()
+        prec.step(opt)
         sched.step()
         step += 1
         losses.append(float(all_reduce_sum(s.detach(), d) / n_all))
         metrics = {"loss": losses[-1], "grad_norm": gnorm, "lr": sched.get_last_lr()[0]}
         if cfg.eval_every > 0 and step % cfg.eval_every == 0 and step < cfg.total_steps:
-            metrics.update(on_main(d, model, lambda: evaluate(model, tok, cfg, held_rows)))
+            metrics.update(on_main(d, model, lambda: evaluate(model, tok, cfg, held_rows, prec)))
         if target > 0 and cfg.task and step % cfg.check_every == 0 and step < cfg.total_steps:
             acc = on_main(  # rank 0 evaluates; every rank gets the number
-                d,
-                model,
-                lambda: evaluate_accuracy(model, tok, cfg.task, n=cfg.eval_size, split="train"),
+                d, model, lambda: _train_accuracy(model, tok, cfg, prec)
             )
             metrics["train_accuracy"] = acc
             reached = acc >= target
@@ -185,7 +198,7 @@ def fit(cfg: Any, run: Run, train_rows: list, held_rows: list, model: Any, tok: 
         run.progress(step, loss=losses[-1])
         due, stop = any_rank(d, run.checkpoint_due(step), run.should_stop(step))
         if due or step == cfg.total_steps or reached:
-            tensors, state = training_state({"model": model}, opt, sched)
+            tensors, state = training_state({"model": model}, opt, sched, prec)
             state.update(rng=generator_state(rng), order=order.tolist(), cursor=int(cursor))
             state["world"] = d.world
             run.save_checkpoint(step, tensors, state)  # rank > 0: in its scratch DIR/.rankR
@@ -194,12 +207,12 @@ def fit(cfg: Any, run: Run, train_rows: list, held_rows: list, model: Any, tok: 
         if stop and step < cfg.total_steps:
             return {"status": "interrupted", "step": step}
 
-    final = on_main(d, model, lambda: evaluate(model, tok, cfg, held_rows))
+    final = on_main(d, model, lambda: evaluate(model, tok, cfg, held_rows, prec))
     if final:
         run.log(step, **final)
     whole = unsharded(model, plain, d)
     if whole is not None:
-        save_run_model(whole, tok, run.path)
+        save_policy(whole, tok, run.path, cfg)  # last: merging LoRA changes the model
     tail = losses[-20:]
     result = {"status": "finished", "step": step, **final}
     if target > 0:
