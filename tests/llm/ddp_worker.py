@@ -10,9 +10,10 @@ generator (so 1 and 2 processes see identical completions) and trains on its own
 rank 0 writes the parameters and every gradient norm before clipping (a mean where a
 sum is due, or a rank that trains on the whole batch, changes them by 2x).
 "stages": the real SFT, DPO and reward-model trainers (`rlfoundry.api.train`) for three
-steps each on one global batch of 8; with 2+ processes also SFT with fsdp=true. Each
-rank writes how many rows its losses saw (rows-rankR.json): its share, not the batch.
-DPO and SFT with fsdp=true also stop at step 2 and resume (DIR-resumed).
+steps each on one global batch of 8 (SFT and DPO also with LoRA); with 2+ processes also
+SFT with fsdp=true, with and without LoRA. Each rank writes how many rows its losses saw
+(rows-rankR.json): its share, not the batch. DPO and SFT with fsdp=true also stop at
+step 2 and resume (DIR-resumed).
 "train": the real GRPO loop (`group_pg.train`) for two steps, with 2+ processes also
 with fsdp=true and a KL reference (rank 0 writes the run dir).
 """
@@ -52,6 +53,9 @@ STAGES = {
         {"model": "tiny", "task": "sentiment", "batch_size": 8, "eval_every": 100, "eval_pairs": 8},
     ),
 }  # fmt: skip
+# LoRA (float32, and bfloat16 autocast): an adapter's gradients are summed like any others
+STAGES["sft-lora"] = ("llm-sft", {**STAGES["sft"][1], "lora_rank": 4})
+STAGES["dpo-lora"] = ("llm-dpo", {**STAGES["dpo"][1], "lora_rank": 4, "dtype": "bfloat16"})
 
 
 def update(out: str, agg: str, fsdp: bool = False) -> None:
@@ -141,13 +145,14 @@ def stages(out: Path, d) -> None:
     runs = [(k, name, cfg) for k, (name, cfg) in STAGES.items()]
     if d.world > 1:
         runs.append(("sft-fsdp", "llm-sft", {**STAGES["sft"][1], "fsdp": True}))
+        runs.append(("sft-fsdp-lora", "llm-sft", {**STAGES["sft-lora"][1], "fsdp": True}))
     for key[0], name, cfg in runs:
         api_train(name, out / key[0], total_steps=3, warmup_steps=1, **cfg)
     (out / f"rows-rank{d.rank}.json").write_text(json.dumps(counts))
     if d.world > 1:  # stopped at step 2 and resumed: every rank from its own checkpoint
         from rlfoundry.api import train as api_train_raw
 
-        for key, name, cfg in [("dpo", *STAGES["dpo"]), runs[-1]]:
+        for key, name, cfg in [("dpo", *STAGES["dpo"]), runs[-2], runs[-1]]:
             run_dir = out / f"{key}-resumed"
             api_train(name, run_dir, total_steps=3, warmup_steps=1, stop_at_step=2, **cfg)
             api_train_raw(resume=str(run_dir), progress=False)

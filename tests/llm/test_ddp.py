@@ -90,7 +90,16 @@ def test_grpo_update_two_processes_equal_one(runs, agg):
 
 
 @pytest.mark.parametrize(
-    "stage, two_dir", [("sft", "sft"), ("sft", "sft-fsdp"), ("dpo", "dpo"), ("rm", "rm")]
+    "stage, two_dir",
+    [
+        ("sft", "sft"),
+        ("sft", "sft-fsdp"),
+        ("dpo", "dpo"),
+        ("rm", "rm"),
+        ("sft-lora", "sft-lora"),
+        ("dpo-lora", "dpo-lora"),
+        ("sft-lora", "sft-fsdp-lora"),
+    ],
 )
 def test_stage_two_processes_equal_one(runs, stage, two_dir):
     one, two = runs
@@ -111,7 +120,10 @@ def test_stage_two_processes_equal_one(runs, stage, two_dir):
     assert not (two / two_dir / ".rank1" / "summary.json").exists()  # only rank 0 writes
 
 
-@pytest.mark.parametrize("stage, two_dir", [("dpo", "dpo-resumed"), ("sft", "sft-fsdp-resumed")])
+@pytest.mark.parametrize(
+    "stage, two_dir",
+    [("dpo", "dpo-resumed"), ("sft", "sft-fsdp-resumed"), ("sft-lora", "sft-fsdp-lora-resumed")],
+)
 def test_two_processes_resume_exactly(runs, stage, two_dir):
     """Stopped at step 2 and resumed, each rank from its own checkpoint (FSDP: its shard)."""
     one, two = runs

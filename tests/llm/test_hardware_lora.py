@@ -217,6 +217,7 @@ def test_gradient_checkpointing_changes_memory_not_math(tmp_path, lora):
     [
         ("llm-sft", {"dtype": "float16", "device": "cpu"}, "float16 needs a GPU"),
         ("llm-grpo", {"device": "tpu"}, "Unknown device 'tpu'"),
+        ("llm-grpo", {"device": "cpu:1"}, "Unknown device 'cpu:1'"),
         ("llm-dpo", {"dtype": "half"}, "Unknown dtype 'half'"),
         ("llm-pretrain", {"lora_rank": 8}, "LoRA does not apply to pre-training"),
         (

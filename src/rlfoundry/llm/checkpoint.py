@@ -38,7 +38,11 @@ def module_tensors(prefix: str, m: torch.nn.Module) -> dict[str, Tensor]:
     module with frozen weights (a LoRA adapter and heads, not the base)."""
     if not _has_frozen(m):
         return ts.module_state(prefix, m)
-    return {f"{prefix}/{n}": p.detach().clone() for n, p in m.named_parameters() if p.requires_grad}
+    return {
+        f"{prefix}/{n}": ts._local(p).detach().clone()  # FSDP: this rank's shard
+        for n, p in m.named_parameters()
+        if p.requires_grad
+    }
 
 
 def load_module_tensors(prefix: str, m: torch.nn.Module, tensors: dict[str, Tensor]) -> None:
@@ -55,7 +59,8 @@ def load_module_tensors(prefix: str, m: torch.nn.Module, tensors: dict[str, Tens
             f"The checkpoint's '{prefix}' adapter does not fit this model (e.g. {missing}); "
             "resume with the config the run was started with."
         )
-    m.load_state_dict(sd, strict=False)
+    params = dict(m.named_parameters())
+    m.load_state_dict({k: ts._sharded_like(v, params[k]) for k, v in sd.items()}, strict=False)
 
 
 def training_state(

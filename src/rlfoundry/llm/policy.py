@@ -45,7 +45,8 @@ class ModelOptions:
     """Hardware, precision and LoRA fields shared by every LLM stage's Config."""
 
     device: str = "auto"
-    """Where the models run: auto (cuda if available, else mps, else cpu) | cpu | cuda | mps."""
+    """Where the models run: auto (cuda if available, else mps, else cpu) | cpu | cuda |
+    cuda:N | mps; under torchrun each process takes the GPU of its LOCAL_RANK."""
     dtype: str = "float32"
     """Precision: float32 | bfloat16 | float16. Half precisions are mixed precision: trainable
     weights stay float32, forward passes run under autocast, frozen weights (LoRA base,

@@ -16,7 +16,8 @@ multiplies the loss before backward and skips a step whose gradients overflowed.
 bfloat16 has float32's range and needs none. float32 (the default) is plain training:
 no autocast, no scaler, the same numbers as before these options existed.
 
-`device="auto"` picks cuda when available, then mps, then the CPU. Under `torchrun`
+`device="auto"` picks cuda when available, then mps, then the CPU; `cuda:N` names one
+GPU of a single process. Under `torchrun`
 the cuda device is the one of this process's LOCAL_RANK.
 """
 
@@ -47,29 +48,39 @@ def _mps_available() -> bool:
 
 
 def resolve_device(name: str) -> torch.device:
-    """ "auto" | "cpu" | "cuda" | "mps" -> a torch.device; one sentence when unknown or absent."""
-    if name not in DEVICES:
-        raise ConfigError(
-            f"Unknown device '{name}'; use one of {', '.join(DEVICES)} (auto = cuda if "
-            "available, else mps, else cpu)."
-        )
-    if name == "auto":  # several processes: cuda or cpu, as init_distributed picks
-        from rlfoundry.runtime.distributed import world_size  # torchrun, accelerate, mpirun
+    """ "auto" | "cpu" | "cuda" | "cuda:N" | "mps" -> a torch.device; one sentence when the
+    name is unknown or the device absent. Under a launch of several processes a cuda
+    device is the one of this process's LOCAL_RANK (`cuda:N` too, as init_distributed)."""
+    from rlfoundry.runtime.distributed import world_size  # torchrun, accelerate, mpirun
 
-        several = world_size() > 1
+    kind, _, index = name.partition(":")
+    if kind not in DEVICES or (index and (kind != "cuda" or not index.isdigit())):
+        raise ConfigError(
+            f"Unknown device '{name}'; use one of {', '.join(DEVICES)} or cuda:N (auto = "
+            "cuda if available, else mps, else cpu)."
+        )
+    several = world_size() > 1
+    if kind == "auto":  # several processes: cuda or cpu, as init_distributed picks
         mps = _mps_available() and not several
-        name = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
-    if name == "cuda":
+        kind = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
+    if kind == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(
-                "device=cuda but torch sees no CUDA device (torch "
-                f"{torch.__version__}); set device=cpu or auto, or install a CUDA build of torch."
+                f"device={name} but torch sees no CUDA device (torch {torch.__version__}); "
+                "set device=cpu or auto, or install a CUDA build of torch."
             )
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        return torch.device("cuda", local % torch.cuda.device_count())
-    if name == "mps" and not _mps_available():
+        count = torch.cuda.device_count()
+        if several or not index:
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % count)
+        if int(index) >= count:
+            raise ConfigError(
+                f"device={name} but torch sees {count} CUDA device(s); use cuda:0 to "
+                f"cuda:{count - 1}."
+            )
+        return torch.device("cuda", int(index))
+    if kind == "mps" and not _mps_available():
         raise ConfigError("device=mps but torch sees no Apple MPS device; set device=cpu or auto.")
-    return torch.device(name)
+    return torch.device(kind)
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
