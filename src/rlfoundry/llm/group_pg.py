@@ -34,7 +34,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -48,7 +48,6 @@ from rlfoundry.llm.checkpoint import load_training_state, training_state
 from rlfoundry.llm.data import check_divisible
 from rlfoundry.llm.evaluation import task_accuracy
 from rlfoundry.llm.policy import (
-    ModelOptions,
     Reference,
     build_policy,
     place_rewards,
@@ -62,7 +61,7 @@ from rlfoundry.llm.precision import (
     make_generator,
     restore_generator,
 )
-from rlfoundry.llm.prompts import load_prompts, with_task_budget
+from rlfoundry.llm.prompts import RLInputs, load_prompts, with_task_budget
 from rlfoundry.llm.rewards import build_reward
 from rlfoundry.llm.rollout import Rollout, completion_logprobs, rollout
 from rlfoundry.runtime.distributed import (
@@ -88,7 +87,7 @@ RewardShaper = Callable[[Tensor, Rollout, Tensor | None], Tensor]
 
 
 @dataclass
-class GroupConfig(ModelOptions):
+class GroupConfig(RLInputs):
     """The fields of a group policy-gradient stage (GRPO and RLOO subclass it)."""
 
     RENAMED: ClassVar[dict[str, str]] = {"batch_size": "rollout_size"}
@@ -96,31 +95,6 @@ class GroupConfig(ModelOptions):
     model: str = ""
     """Starting policy (and KL reference): a model directory, e.g. the output of
     `rlfoundry llm sft`."""
-    task: str = "arithmetic"
-    """Built-in task giving the prompts, the 'task' reward and the held-out evaluation."""
-    prompts: str = ""
-    """Dataset of training prompts (column `prompt`, text or messages; its other columns
-    go to the reward functions by name): .jsonl/.json/.csv/.parquet, a save_to_disk
-    directory or a hub name; empty = the task's prompts."""
-    reward: list[str] = field(default_factory=lambda: ["task"])
-    """Reward sources, summed: 'task', 'numeric_match', 'exact_match', 'module:function',
-    'rm:DIR', 'judge:DIR', 'judge:http://HOST/v1', each optionally 'WEIGHT*SOURCE' (see
-    llm/rewards.py)."""
-    judge_template: str = ""
-    """Prompt template of a judge reward with {prompt}, {completion} and any dataset
-    column such as {answer}; empty = default."""
-    judge_model: str = "default"
-    """Model name sent to an HTTP judge endpoint."""
-    judge_timeout: float = 60.0
-    """Seconds an HTTP judge may take to answer one request before it is retried."""
-    judge_retries: int = 3
-    """Retries of an HTTP judge request after a timeout, a dropped connection or a 5xx
-    (exponential backoff with jitter); 0 = none."""
-    judge_min_score: float = 0.0
-    """Lowest score an HTTP judge may give (its reply must hold 'Score: N'); reward 0."""
-    judge_max_score: float = 9.0
-    """Highest score an HTTP judge may give (reward 1); a reply outside the range or
-    without 'Score: N' scores 0 and is counted in the judge/invalid metric."""
     total_steps: int = 100
     """Rollout + update iterations."""
     rollout_size: int = 64

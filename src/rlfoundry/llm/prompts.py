@@ -21,8 +21,41 @@ from typing import Any
 from rlfoundry.llm.chat_format import render_prompt
 from rlfoundry.llm.datasets import load_table, require
 from rlfoundry.llm.models import check_model_path
+from rlfoundry.llm.policy import ModelOptions
 from rlfoundry.llm.rewards import build_reward, check_reward_columns
 from rlfoundry.llm.tasks import get_task
+
+
+@dataclass
+class RLInputs(ModelOptions):
+    """What every RL stage's Config (GRPO, RLOO, PPO) takes besides its algorithm: the
+    prompts, the reward sources and the settings of a judge reward."""
+
+    task: str = "arithmetic"
+    """Built-in task giving the prompts, the 'task' reward and the held-out evaluation."""
+    prompts: str = ""
+    """Dataset of training prompts (column `prompt`, text or messages; its other columns
+    go to the reward functions by name): .jsonl/.json/.csv/.parquet, a save_to_disk
+    directory or a hub name; empty = the task's prompts."""
+    reward: list[str] = field(default_factory=lambda: ["task"])
+    """Reward sources, summed: 'task', 'numeric_match', 'exact_match', 'module:function',
+    'rm:DIR', 'judge:DIR', 'judge:http://HOST/v1', each optionally 'WEIGHT*SOURCE' (see
+    llm/rewards.py)."""
+    judge_template: str = ""
+    """Prompt template of a judge reward with {prompt}, {completion} and any dataset
+    column such as {answer}; empty = default."""
+    judge_model: str = "default"
+    """Model name sent to an HTTP judge endpoint."""
+    judge_timeout: float = 60.0
+    """Seconds an HTTP judge may take to answer one request before it is retried."""
+    judge_retries: int = 3
+    """Retries of an HTTP judge request after a timeout, a dropped connection or a 5xx
+    (exponential backoff with jitter); 0 = none."""
+    judge_min_score: float = 0.0
+    """Lowest score an HTTP judge may give (its reply must hold 'Score: N'); reward 0."""
+    judge_max_score: float = 9.0
+    """Highest score an HTTP judge may give (reward 1); a reply outside the range or
+    without 'Score: N' scores 0 and is counted in the judge/invalid metric."""
 
 
 @dataclass
