@@ -12,14 +12,13 @@ dataset without that column fails before training (`rewards.check_reward_columns
 from __future__ import annotations
 
 import os
-import string
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from rlfoundry.errors import RLFoundryError
-from rlfoundry.llm.judge import JudgeEndpoint
+from rlfoundry.llm.judge import JudgeEndpoint, check_template
 from rlfoundry.llm.models import load_model, load_tokenizer
 from rlfoundry.llm.reward_base import RewardSource, row
 from rlfoundry.llm.scoring import load_reward_model, score_texts
@@ -72,7 +71,7 @@ class LocalJudge(RewardSource):
         self.path = _model_dir(path)
         self.name = f"judge:{path}"
         self.template = template or JUDGE_TEMPLATE
-        self.needs = _check_template(self.template)
+        self.needs = check_template(self.template)
         self.model = load_model(str(self.path)).eval()
         self.tok = load_tokenizer(str(self.path))
         self.batch_size = batch_size
@@ -109,29 +108,6 @@ class LocalJudge(RewardSource):
             p = torch.softmax(logits.float()[:, self.digit_ids.to(dev)], dim=-1)  # [b, 10]
             out.extend((p @ torch.arange(10.0, device=dev) / 9.0).tolist())
         return out
-
-
-def _check_template(template: str) -> tuple[str, ...]:
-    """The dataset columns a judge template names besides {prompt} and {completion};
-    raises when it cannot be filled."""
-    try:
-        names = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
-        columns = tuple(dict.fromkeys(n for n in names if n not in ("prompt", "completion")))
-        if any(not n.isidentifier() for n in columns):
-            raise ValueError(f"'{{{next(n for n in columns if not n.isidentifier())}}}'")
-        template.format(prompt="p", completion="c", **dict.fromkeys(columns, "x"))
-    except (KeyError, IndexError, ValueError) as err:
-        raise RLFoundryError(
-            f"Judge template cannot be filled ({type(err).__name__}: {err}); use the "
-            "placeholders {prompt}, {completion} and dataset column names, and double any "
-            "other braces."
-        ) from None
-    if "completion" not in names:
-        raise RLFoundryError(
-            f"Judge template {template[:80]!r} has no {{completion}}; write the placeholders "
-            "{prompt} and {completion} (and any dataset column names) into it."
-        )
-    return columns
 
 
 class HTTPJudge(JudgeEndpoint, RewardSource):
