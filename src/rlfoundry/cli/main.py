@@ -384,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except RLFoundryError as err:
-        print(f"error: {err}", file=sys.stderr)
+        sys.stderr.write(f"error: {err}\n")  # one write: ranks of a launch do not interleave
+        sys.stderr.flush()
         return 2
     except OSError as err:
         from rlfoundry.runtime.checkpoint import DISK_FULL
