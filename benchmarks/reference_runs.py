@@ -67,7 +67,8 @@ def main() -> int:
     args = ap.parse_args()
     got = run_all(args.only)
     if args.record:
-        args.record.write_text(json.dumps(got, indent=2) + "\n")
+        old = json.loads(args.record.read_text()) if args.only and args.record.exists() else {}
+        args.record.write_text(json.dumps({**old, **got}, indent=2) + "\n")  # --only: update those
         return 0
     want = json.loads(args.check.read_text())
     bad = [k for k in got if want.get(k) != got[k]]

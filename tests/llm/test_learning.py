@@ -1,8 +1,8 @@
 """Learning tests (seeded, CPU, CI budget): the thresholds of the acceptance criteria.
 
-- GRPO lifts the held-out exact match of the SFT model on arithmetic by >= 20 points
-  (pre-training and SFT of the nano model included in the test: the default
-  `rlfoundry llm pipeline`, 83 CPU seconds measured; seed 0: 38.2% -> 65.4%);
+- GRPO lifts the held-out exact match of the SFT model on arithmetic by >= 20 points,
+  to at least 50% (pre-training and SFT of the nano model included in the test: the
+  default `rlfoundry llm pipeline`, 62 CPU seconds for seed 0);
 - the reward model reaches >= 90% pairwise accuracy on held-out sentiment pairs;
 - DPO raises the held-out chosen-vs-rejected margin.
 """
@@ -24,18 +24,21 @@ torch.set_num_threads(1)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="the seeded SFT recipe crosses its 30% target hundreds of steps earlier or later "
-    "on other CPUs (passed in CI 2026-12-01, 13.7% -> 16.2% on this machine); a robust "
-    "recipe from 5 seeds is in progress (issue note)",
-)
 def test_grpo_lifts_sft_accuracy_by_20_points(tmp_path):
+    """What the recipe must do: turn a partial SFT model (it stops at 30% on training
+    prompts) into one that answers at least half of the held-out sums, a lift of at
+    least 20 points. Measured (980 held-out sums, seeds 0-4): +33.9 to +45.3 points,
+    67-88% after; with other floating-point rounding (AVX2 kernels, MKL compatibility
+    mode: another CPU's numbers) +25.2 to +53.1, 59-88% after. So the margin is >= 13
+    points on this machine and >= 5 on the worst of the 15 runs; seed 0 itself: +31.9
+    to +34.1 on the three paths. The stages before GRPO are chaotic: a CPU with other
+    rounding gets other numbers, which is why the threshold is not one run's result."""
     t0 = time.process_time()
     res = run_pipeline(task="arithmetic", out=tmp_path, progress=False, seed=0)
     lift = res["accuracy_after"] - res["accuracy_before"]
     print(json.dumps(res), f"{time.process_time() - t0:.0f} CPU s")
     assert lift >= 0.20, res
+    assert res["accuracy_after"] >= 0.50, res
 
 
 @pytest.mark.slow

@@ -178,16 +178,17 @@ def test_cli_stage_flags_come_from_the_registry(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="the seeded SFT recipe crosses its 30% target hundreds of steps earlier or later "
-    "on other CPUs (passed in CI 2026-12-01, ends at 14.5% on this machine); a robust "
-    "recipe from 5 seeds is in progress (issue note)",
-)
 def test_default_recipe_leaves_room_for_rl(tmp_path):
     """The measured recipe (Config defaults): pre-train + SFT of the nano model on
-    arithmetic lands clearly above 0 and well below 100% held-out exact match (measured
-    23-43% over seeds 0-3, about 1-2 minutes on one CPU core)."""
+    arithmetic reaches the 30% training-prompt target within the SFT budget, and the
+    held-out exact match says the model generalises (>= 20%: the pre-trained model
+    answers 2-14%) while leaving RL at least 40 points (<= 60%).
+
+    Measured on seeds 0-4, each also with other floating-point rounding (AVX2 kernels,
+    MKL compatibility mode), 15 runs: the target is reached after 175-775 of the 2000
+    steps, held-out 26.5-50% (200 prompts; the check every 25 steps overshoots the 30%
+    during the jump in accuracy). Margins: 2.6x the slowest run's steps, 6.5 points
+    below, 10 above. Seed 0 here: step 625, 36%, 20 CPU seconds in all."""
     pre = train("llm-pretrain", out=tmp_path / "pre", task="arithmetic", seed=0, progress=False)
     s = train(
         "llm-sft",
@@ -198,4 +199,4 @@ def test_default_recipe_leaves_room_for_rl(tmp_path):
         progress=False,
     )
     assert s["reached_target_accuracy"], s
-    assert 0.15 <= s["eval_accuracy"] <= 0.65, s
+    assert 0.20 <= s["eval_accuracy"] <= 0.60, s
