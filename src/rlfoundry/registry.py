@@ -108,17 +108,29 @@ def entries(kind: str | None = None) -> list[Entry]:
     ]
 
 
+def _spelling(name: str) -> str:
+    """A name as compared: lower case, without ``-`` and ``_`` (``q-learning``, ``Q_Learning``
+    and ``qlearning`` are one name; ``llm-reward-model`` is ``llmrewardmodel``)."""
+    return name.lower().replace("-", "").replace("_", "")
+
+
 def get(name: str | None) -> Entry:
-    """The entry called ``name`` (``-`` and ``_`` alike for gym names), or a one-sentence
-    ConfigError that lists the valid names."""
-    key = (name or "").lower()
-    for candidate in (key, key.replace("-", "_")):
-        entry = REGISTRY.get(candidate)
-        if entry is not None and importlib.util.find_spec(entry.module) is not None:
+    """The entry called ``name`` (spelt with or without ``-`` and ``_``, any case), or a
+    one-sentence ConfigError with the closest names and every valid one."""
+    import difflib
+
+    key = _spelling(name or "")
+    for entry in REGISTRY.values():
+        if _spelling(entry.name) == key and importlib.util.find_spec(entry.module) is not None:
             return entry
-    hint = f" (did you mean {LLM_PREFIX}{key}?)" if LLM_PREFIX + key in REGISTRY else ""
-    names = ", ".join(e.name for e in entries())
-    raise ConfigError(f"Unknown algorithm '{name}'{hint}; choose one of: {names}.")
+    names = [e.name for e in entries()]
+    by_spelling = {_spelling(n): n for n in names}
+    close = [by_spelling[k] for k in difflib.get_close_matches(key, by_spelling, n=3, cutoff=0.6)]
+    if _spelling(LLM_PREFIX) + key in by_spelling:  # `sft` for the LLM stage `llm-sft`
+        close.insert(0, by_spelling[_spelling(LLM_PREFIX) + key])
+    close = list(dict.fromkeys(close))
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    raise ConfigError(f"Unknown algorithm '{name}'{hint}; choose one of: {', '.join(names)}.")
 
 
 def load(name: str) -> ModuleType:

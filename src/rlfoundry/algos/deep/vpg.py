@@ -50,7 +50,7 @@ from rlfoundry.core import (
     reward_to_go,
     value_loss,
 )
-from rlfoundry.envs.evaluation import check_spaces, make_env
+from rlfoundry.envs.evaluation import check_spaces, describe_space, make_env
 from rlfoundry.envs.replay import ActionLog
 from rlfoundry.errors import ConfigError, EnvError, RLFoundryError
 from rlfoundry.runtime.run import (
@@ -139,12 +139,12 @@ def check_env(env: gym.Env) -> None:
     if not isinstance(env.action_space, (gym.spaces.Discrete, gym.spaces.Box)):
         raise EnvError(
             f"VPG samples from a categorical or Gaussian policy, but {name} has actions "
-            f"{env.action_space}; use an env with Discrete or Box actions "
+            f"{describe_space(env.action_space)}; use an env with Discrete or Box actions "
             "(or flatten its action space with a wrapper)."
         )
     if not isinstance(env.observation_space, (gym.spaces.Box, gym.spaces.Discrete)):
         raise EnvError(
-            f"VPG needs Box or Discrete observations, but {name} has {env.observation_space}; "
+            f"VPG needs Box or Discrete observations, but {name} has {describe_space(env.observation_space)}; "
             "wrap the env with gymnasium.wrappers.FlattenObservation."
         )
 
