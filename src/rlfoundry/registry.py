@@ -65,7 +65,7 @@ def _llm(stage: str, module: str, about: str, curve: str, data_key: str | None) 
 
 # fmt: off
 _ENTRIES = (
-    _gym("qlearning", "rlfoundry.algos.tabular.qlearning", "tabular Q-learning with a Q-table (seed 001)"),
+    _gym("qlearning", "rlfoundry.algos.tabular.qlearning", "tabular Q-learning with a Q-table"),
     _gym("sarsa", "rlfoundry.algos.tabular.sarsa", "tabular SARSA (on-policy TD control)"),
     _gym("expected_sarsa", "rlfoundry.algos.tabular.expected_sarsa", "tabular Expected SARSA"),
     _gym("dyna_q", "rlfoundry.algos.tabular.dyna_q", "Dyna-Q: Q-learning plus planning with a learned model"),
@@ -74,7 +74,7 @@ _ENTRIES = (
     _gym("dqn", "rlfoundry.algos.deep.dqn", "DQN / Double DQN: replay memory and a target network", warm_start=True),
     _gym("sac", "rlfoundry.algos.deep.sac", "SAC: soft actor-critic, entropy-regularised, bounded Box actions", warm_start=True),
     _gym("td3", "rlfoundry.algos.deep.td3", "TD3: twin delayed DDPG, bounded Box actions", warm_start=True),
-    _gym("vpg", "rlfoundry.algos.deep.vpg", "VPG / REINFORCE: the policy gradient of seed 003"),
+    _gym("vpg", "rlfoundry.algos.deep.vpg", "VPG / REINFORCE: the basic policy gradient, reward-to-go weighted"),
     _gym("selfplay_ppo", "rlfoundry.algos.multiagent.selfplay_ppo", "self-play PPO with action masking on PettingZoo games"),
     _gym("mappo", "rlfoundry.algos.multiagent.mappo", "MAPPO / IPPO: parameter-shared PPO for cooperative teams"),
     _gym("rl2", "rlfoundry.algos.meta.rl2", "RL^2: a GRU policy meta-trained by PPO on bandits / MDPs"),

@@ -89,7 +89,7 @@ class Config:
     learning_rate: float = 1e-2
     """Adam step size of the policy (one step per batch)."""
     gamma: float = 1.0
-    """Discount of R(tau) / the reward-to-go; 1.0 is seed 003's undiscounted return."""
+    """Discount of R(tau) / the reward-to-go; 1.0 is the undiscounted return of the textbook policy gradient."""
     reward_to_go: bool = False
     """Weight log pi(a_t|s_t) by the reward-to-go from t instead of the whole return R(tau)."""
     baseline: bool = False
