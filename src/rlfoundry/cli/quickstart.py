@@ -138,8 +138,8 @@ def run_quickstart(
         from rlfoundry.llm.pipeline import run_pipeline
 
         print(
-            f"[4/{n}] language-model pipeline on arithmetic: pre-train (llm-pretrain) -> "
-            "SFT (llm-sft, stops once it reaches its target accuracy) -> GRPO (llm-grpo)",
+            f"[4/{n}] language-model pipeline on arithmetic: pre-train -> SFT (stops at "
+            "its target accuracy) -> GRPO",
             flush=True,
         )
         res = run_pipeline(
