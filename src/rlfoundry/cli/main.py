@@ -386,7 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
         "its training never saw)",
     )
     p.add_argument(
-        "--render-video", action="store_true", help="also write DIR/eval.gif of one episode"
+        "--render-video",
+        action="store_true",
+        help="also write a new DIR/eval-<UTC time>.gif of the first episode",
     )
     p.set_defaults(func=cmd_eval)
 

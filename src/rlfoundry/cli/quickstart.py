@@ -173,11 +173,12 @@ def register(sub: Any) -> None:
         help="the main job: an end-to-end tour on built-in defaults",
         description="Solve the GridWorld exactly, train Q-learning and Dyna-Q on it, PPO and "
         "DQN on CartPole-v1, and a tiny language model on arithmetic (pre-train -> SFT -> "
-        "GRPO); print a table and write OUT/REPORT.md with plots. About 4-6 minutes on a "
-        "2-core CPU (1-2 without the language model).",
+        "GRPO); print a table and write OUT/REPORT.md with plots. About 3-5 minutes on an "
+        "idle 2-core CPU, longer on a shared one (about 1 without the language model).",
     )
     p.add_argument(
         "--out",
+        metavar="DIR",
         default=None,
         help="directory for the runs and REPORT.md (default runs/quickstart-TIME)",
     )
