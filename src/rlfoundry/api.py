@@ -162,8 +162,16 @@ def train(
         if name is None:
             raise ConfigError("No algorithm given; run `rlfoundry list` to see them.")
         name = registry.get(name).name
+        if steps is not None and steps < 1:
+            unit = "environment" if registry.get(name).kind == "gym" else "optimizer"
+            raise ConfigError(
+                f"--steps {steps} is not a budget: total_steps must be at least 1 ({unit} "
+                f"steps to train for); pass a positive whole number such as --steps 10000."
+            )
         r = resolve(name, env, steps, seed, config, overrides, tuned=tuned)
         cfg, every, tuned_file = r.cfg, r.checkpoint_every, r.tuned.path
+        if env is None and config is None and "env_id" not in overrides and hasattr(cfg, "env_id"):
+            _say(f"no --env given: training on {cfg.env_id}, the default of {name}.")
         if r.tuned.note:
             _say(f"note: {r.tuned.note}.")
         elif tuned_file:

@@ -65,7 +65,7 @@ def _llm(stage: str, module: str, about: str, curve: str, data_key: str | None) 
 
 # fmt: off
 _ENTRIES = (
-    _gym("qlearning", "rlfoundry.algos.tabular.qlearning", "tabular Q-learning with a Q-table (seed 001)"),
+    _gym("qlearning", "rlfoundry.algos.tabular.qlearning", "tabular Q-learning with a Q-table"),
     _gym("sarsa", "rlfoundry.algos.tabular.sarsa", "tabular SARSA (on-policy TD control)"),
     _gym("expected_sarsa", "rlfoundry.algos.tabular.expected_sarsa", "tabular Expected SARSA"),
     _gym("dyna_q", "rlfoundry.algos.tabular.dyna_q", "Dyna-Q: Q-learning plus planning with a learned model"),
@@ -74,7 +74,7 @@ _ENTRIES = (
     _gym("dqn", "rlfoundry.algos.deep.dqn", "DQN / Double DQN: replay memory and a target network", warm_start=True),
     _gym("sac", "rlfoundry.algos.deep.sac", "SAC: soft actor-critic, entropy-regularised, bounded Box actions", warm_start=True),
     _gym("td3", "rlfoundry.algos.deep.td3", "TD3: twin delayed DDPG, bounded Box actions", warm_start=True),
-    _gym("vpg", "rlfoundry.algos.deep.vpg", "VPG / REINFORCE: the policy gradient of seed 003"),
+    _gym("vpg", "rlfoundry.algos.deep.vpg", "VPG / REINFORCE: the basic policy gradient, reward-to-go weighted"),
     _gym("selfplay_ppo", "rlfoundry.algos.multiagent.selfplay_ppo", "self-play PPO with action masking on PettingZoo games"),
     _gym("mappo", "rlfoundry.algos.multiagent.mappo", "MAPPO / IPPO: parameter-shared PPO for cooperative teams"),
     _gym("rl2", "rlfoundry.algos.meta.rl2", "RL^2: a GRU policy meta-trained by PPO on bandits / MDPs"),
@@ -108,17 +108,29 @@ def entries(kind: str | None = None) -> list[Entry]:
     ]
 
 
+def _spelling(name: str) -> str:
+    """A name as compared: lower case, without ``-`` and ``_`` (``q-learning``, ``Q_Learning``
+    and ``qlearning`` are one name; ``llm-reward-model`` is ``llmrewardmodel``)."""
+    return name.lower().replace("-", "").replace("_", "")
+
+
 def get(name: str | None) -> Entry:
-    """The entry called ``name`` (``-`` and ``_`` alike for gym names), or a one-sentence
-    ConfigError that lists the valid names."""
-    key = (name or "").lower()
-    for candidate in (key, key.replace("-", "_")):
-        entry = REGISTRY.get(candidate)
-        if entry is not None and importlib.util.find_spec(entry.module) is not None:
+    """The entry called ``name`` (spelt with or without ``-`` and ``_``, any case), or a
+    one-sentence ConfigError with the closest names and every valid one."""
+    import difflib
+
+    key = _spelling(name or "")
+    for entry in REGISTRY.values():
+        if _spelling(entry.name) == key and importlib.util.find_spec(entry.module) is not None:
             return entry
-    hint = f" (did you mean {LLM_PREFIX}{key}?)" if LLM_PREFIX + key in REGISTRY else ""
-    names = ", ".join(e.name for e in entries())
-    raise ConfigError(f"Unknown algorithm '{name}'{hint}; choose one of: {names}.")
+    names = [e.name for e in entries()]
+    by_spelling = {_spelling(n): n for n in names}
+    close = [by_spelling[k] for k in difflib.get_close_matches(key, by_spelling, n=3, cutoff=0.6)]
+    if _spelling(LLM_PREFIX) + key in by_spelling:  # `sft` for the LLM stage `llm-sft`
+        close.insert(0, by_spelling[_spelling(LLM_PREFIX) + key])
+    close = list(dict.fromkeys(close))
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    raise ConfigError(f"Unknown algorithm '{name}'{hint}; choose one of: {', '.join(names)}.")
 
 
 def load(name: str) -> ModuleType:

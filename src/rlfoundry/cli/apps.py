@@ -131,7 +131,10 @@ def cmd_drive_eval(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add the ``trade`` and ``drive`` command groups to the ``rlfoundry`` parser."""
-    trade = sub.add_parser("trade", help="trading app (seed 000): backtests and reports")
+    trade = sub.add_parser(
+        "trade",
+        help="trading app: an RL agent on daily prices, backtests against baselines, reports",
+    )
     tsub = trade.add_subparsers(dest="trade_command", required=True)
 
     p = tsub.add_parser(
@@ -172,7 +175,9 @@ def register(sub: Any) -> None:
     p.add_argument("--out")
     p.set_defaults(func=cmd_trade_walkforward)
 
-    drive = sub.add_parser("drive", help="driving app (seed 002): evaluation and videos")
+    drive = sub.add_parser(
+        "drive", help="driving app: highway-env with a driving reward, evaluation and videos"
+    )
     dsub = drive.add_subparsers(dest="drive_command", required=True)
     p = dsub.add_parser(
         "eval", help="collision rate, speed, distance, braking vs random and always-IDLE"

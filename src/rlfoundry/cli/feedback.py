@@ -400,9 +400,11 @@ def register(subparsers: Any) -> None:
 
     p = add("serve", "run the annotation web app", cmd_serve)
     p.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     p.add_argument("--secure-cookies", action="store_true", help="mark cookies Secure (HTTPS)")
-    p.add_argument("--log-level", default="info")
+    p.add_argument(
+        "--log-level", default="info", help="uvicorn's log level (default info; debug, warning)"
+    )
     p.add_argument(
         "--max-body-size",
         type=parse_size,

@@ -208,29 +208,51 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _list_entry(console: Any, entry: registry.Entry) -> None:
+    """``rlfoundry list NAME``: every config key (type, default, meaning) and the envs that
+    have a tuned config shipped for NAME."""
+    from rich.table import Table
+
+    from rlfoundry.runtime.config import describe
+    from rlfoundry.runtime.resolve import shipped_configs
+
+    table = Table(title=f"{entry.name} config (use --set key=value)")
+    table.add_column("key", no_wrap=True)
+    for col in ("type", "default", "meaning"):
+        table.add_column(col)
+    for name, typ, default, doc in describe(entry.load().Config):
+        table.add_row(name, typ, repr(default), doc)
+    table.add_row(
+        "checkpoint_every",
+        "str",
+        "'60s'",
+        "Every run's: how often to checkpoint, in steps (1000), time (60s, 5m) or both "
+        "(1000,60s); a fresh run also checkpoints after its first update.",
+    )
+    console.print(table)
+    if entry.kind != "gym":
+        return
+    shipped = shipped_configs(entry.name)
+    if not shipped:
+        console.print(
+            f"No tuned config is shipped for {entry.name}: every env starts from the defaults above."
+        )
+        return
+    table = Table(title=f"envs with a tuned {entry.name} config (used when --env names one)")
+    table.add_column("env", no_wrap=True)
+    table.add_column("file (--no-tuned skips it)")
+    for env_id, label in shipped:
+        table.add_row(env_id, label)
+    console.print(table)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from rlfoundry.runtime.config import describe
-
     console = Console()
     if args.algo:
-        entry = registry.get(args.algo)
-        table = Table(title=f"{entry.name} config (use --set key=value)")
-        table.add_column("key", no_wrap=True)
-        for col in ("type", "default", "meaning"):
-            table.add_column(col)
-        for name, typ, default, doc in describe(entry.load().Config):
-            table.add_row(name, typ, repr(default), doc)
-        table.add_row(
-            "checkpoint_every",
-            "str",
-            "'60s'",
-            "Every run's: how often to checkpoint, in steps (1000), time (60s, 5m) or both "
-            "(1000,60s); a fresh run also checkpoints after its first update.",
-        )
-        console.print(table)
+        _list_entry(console, registry.get(args.algo))
         return 0
     for kind, title in (
         ("gym", "algorithms (rlfoundry train NAME)"),
@@ -266,10 +288,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train an algorithm and write a run directory")
-    p.add_argument("algo", nargs="?", help="algorithm name (see `rlfoundry list`)")
-    p.add_argument("--env", help="Gymnasium environment id")
-    p.add_argument("--steps", type=int, help="environment steps to train for (total_steps)")
-    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument(
+        "algo",
+        nargs="?",
+        help="algorithm name, e.g. qlearning or ppo (`rlfoundry list` shows them all)",
+    )
+    p.add_argument(
+        "--env",
+        metavar="ENV_ID",
+        help="Gymnasium environment id; may be omitted: each algorithm has a default "
+        "(qlearning: rlfoundry/GridWorld-v0, ppo: CartPole-v1; `rlfoundry list ALGO` "
+        "shows env_id), and the console says which one it used",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        metavar="N",
+        help="environment steps to train for, at least 1 (total_steps; default: the "
+        "algorithm's or the tuned config's)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        metavar="S",
+        help="seed of every random generator, so a run can be repeated exactly (default 0)",
+    )
     p.add_argument(
         "--out", help="run directory to create, new or empty (default runs/ALGO-ENV-sSEED-TIME)"
     )
@@ -279,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="let --out be a directory that holds a run or other files: the files a run "
         "writes there are replaced",
     )
-    p.add_argument("--config", help="YAML file of config values")
+    p.add_argument("--config", metavar="FILE.yaml", help="YAML file of config values")
     p.add_argument(
         "--set",
         action="append",
@@ -328,16 +371,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "eval", help="re-evaluate a saved run into DIR/eval-<UTC time>.json (summary.json stays)"
     )
-    p.add_argument("run_dir")
-    p.add_argument("--episodes", type=int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("run_dir", metavar="DIR", help="a run directory written by `rlfoundry train`")
     p.add_argument(
-        "--render-video", action="store_true", help="also write DIR/eval.gif of one episode"
+        "--episodes",
+        type=int,
+        metavar="N",
+        help="evaluation episodes (default: the run's eval_episodes)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        metavar="S",
+        help="seed of the first episode (default: the run's seed + 10000, episodes "
+        "its training never saw)",
+    )
+    p.add_argument(
+        "--render-video",
+        action="store_true",
+        help="also write a new DIR/eval-<UTC time>.gif of the first episode",
     )
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("solve", help="exact optimum of a tabular env by value iteration")
-    p.add_argument("env")
+    p.add_argument(
+        "env",
+        metavar="ENV_ID",
+        help="a tabular env that exposes its transition table: FrozenLake-v1, Taxi-v4, "
+        "CliffWalking-v1, rlfoundry/GridWorld-v0",
+    )
     p.add_argument(
         "--gamma",
         type=float,
@@ -354,20 +415,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.set_defaults(func=cmd_solve)
 
-    p = sub.add_parser("plot", help="overlay learning curves of run directories")
-    p.add_argument("runs", nargs="+")
-    p.add_argument(
-        "--out", help="image to write (default: a new learning_curve-<UTC time>.png in the run)"
+    p = sub.add_parser(
+        "plot",
+        help="overlay learning curves of run directories into a PNG (prints its path)",
+        description="Overlay the learning curves of one or more run directories in one PNG "
+        "image and print its path. Without --out the image is a new "
+        "DIR/learning_curve-<UTC time>.png inside the run for one run, or "
+        "./learning_curve-<UTC time>.png in the current directory for several; no "
+        "existing file is overwritten.",
     )
-    p.add_argument("--key", default="episode_return")
-    p.add_argument("--title")
+    p.add_argument("runs", nargs="+", metavar="DIR", help="run directories to plot")
+    p.add_argument(
+        "--out",
+        metavar="FILE.png",
+        help="image to write (default: a new learning_curve-<UTC time>.png in the run, or "
+        "in the current directory for several runs)",
+    )
+    p.add_argument(
+        "--key",
+        default="episode_return",
+        help="metrics.csv column to plot against steps (default episode_return; "
+        "LLM stages: loss, reward, eval_accuracy, ...)",
+    )
+    p.add_argument("--title", help="title of the plot (default: none)")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser(
         "list",
         help="list algorithms, LLM stages and built-in environments, or one's config",
     )
-    p.add_argument("algo", nargs="?")
+    p.add_argument(
+        "algo",
+        nargs="?",
+        metavar="NAME",
+        help="an algorithm or LLM stage (ppo, llm-grpo, ...): print each config key with "
+        "its type, default and meaning, and the envs with a shipped tuned config",
+    )
     p.set_defaults(func=cmd_list)
 
     for module_name in EXTRA_COMMANDS:

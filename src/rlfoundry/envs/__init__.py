@@ -1,4 +1,5 @@
-"""rlfoundry's environments, registered with Gymnasium on ``import rlfoundry.envs``.
+"""rlfoundry's environments, registered with Gymnasium on ``import rlfoundry.envs`` (and so
+after ``import rlfoundry``: see :func:`rlfoundry.register_envs`).
 
 - ``rlfoundry/GridWorld-v0``: :class:`GridWorld` on its default 7x7 layout, deterministic.
 - ``rlfoundry/GridWorldSlippery-v0``: the same with ``slip=0.2``.

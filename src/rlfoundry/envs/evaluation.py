@@ -31,6 +31,23 @@ Policy = Callable[[Any], Any]
 EVAL_SEED_OFFSET = 10_000
 
 
+def describe_space(space: gym.Space) -> str:
+    """A space in words for an error sentence: ``Discrete(4)`` stays as it is, a Box is
+    ``a Box of 4 floats`` rather than its repr with every bound (``Box([-4.8 -inf ...``)."""
+    if isinstance(space, gym.spaces.Box):
+        shape = "x".join(str(n) for n in space.shape)
+        kind = "float" if np.issubdtype(space.dtype, np.floating) else "integer"
+        plural = "" if int(np.prod(space.shape)) == 1 else "s"
+        if len(space.shape) == 1:
+            return f"a Box of {shape} {kind}{plural}"
+        return f"a {shape} Box of {kind}s"
+    return (
+        type(space).__name__
+        if isinstance(space, gym.spaces.Dict | gym.spaces.Tuple)
+        else str(space)
+    )
+
+
 def eval_seed(seed: int) -> int:
     """Seed of the first held-out evaluation episode of a run trained with ``seed``."""
     return int(seed) + EVAL_SEED_OFFSET

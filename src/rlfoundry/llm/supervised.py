@@ -203,6 +203,11 @@ def fit(
             state["world"] = d.world
             run.save_checkpoint(step, tensors, state)  # rank > 0: in its scratch DIR/.rankR
         if reached:
+            run.stopped_early(
+                step,
+                f"greedy accuracy {acc:.0%} on training prompts reached target_accuracy "
+                f"{target:.0%} (see summary.json's reached_target_accuracy)",
+            )
             break
         if stop and step < cfg.total_steps:
             return {"status": "interrupted", "step": step}

@@ -279,6 +279,16 @@ def save_yaml(path: str | os.PathLike, data: dict[str, Any]) -> None:
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
+def type_name(typ: Any) -> str:
+    """A field's type for ``rlfoundry list``: ``int``, ``float | None``, and a ``Literal``
+    with its choices (``'tanh' | 'relu'``), not the bare word ``Literal``."""
+    if typing.get_origin(typ) is typing.Literal:
+        return " | ".join(repr(choice) for choice in typing.get_args(typ))
+    if typing.get_origin(typ) in (typing.Union, types.UnionType):
+        return " | ".join("None" if a is type(None) else type_name(a) for a in typing.get_args(typ))
+    return getattr(typ, "__name__", str(typ))
+
+
 def describe(cls: type) -> list[tuple[str, str, Any, str]]:
     """``[(name, type, default, doc)]`` for listing a config's fields."""
     docs = field_docs(cls)
@@ -291,6 +301,5 @@ def describe(cls: type) -> list[tuple[str, str, Any, str]]:
             default = f.default_factory()
         else:
             default = None
-        typ = hints[f.name]
-        rows.append((f.name, getattr(typ, "__name__", str(typ)), default, docs.get(f.name, "")))
+        rows.append((f.name, type_name(hints[f.name]), default, docs.get(f.name, "")))
     return rows

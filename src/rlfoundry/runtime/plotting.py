@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rlfoundry import registry
 from rlfoundry.errors import RLFoundryError
-from rlfoundry.runtime.config import atomic_write_bytes
+from rlfoundry.runtime.config import atomic_write_bytes, load_yaml
 
 
 def read_metrics(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -56,6 +57,21 @@ def curve(
     return metrics["step"][ok], metrics[key][ok]
 
 
+def step_unit(run: str | os.PathLike) -> str:
+    """What a step of the run in ``run`` is, for an x-axis: environment steps (gym
+    algorithms), iterations (LLM RL stages: one rollout and its update, several optimizer
+    steps) or optimizer steps (the supervised LLM stages), read from its config.yaml."""
+    try:
+        entry = registry.REGISTRY.get(str(load_yaml(Path(run) / "config.yaml").get("algo")))
+    except (OSError, RLFoundryError, AttributeError):
+        entry = None
+    if entry is None or entry.kind == "gym":
+        return "environment steps"
+    if entry.data_key == "prompts":
+        return "iterations (rollout + update)"
+    return "optimizer steps"
+
+
 def plot_runs(
     runs: Sequence[str | os.PathLike],
     out: str | os.PathLike,
@@ -64,8 +80,10 @@ def plot_runs(
     title: str | None = None,
     window: int | None = None,
     hlines: dict[str, float] | None = None,
+    xlabel: str | None = None,
 ) -> Path:
-    """Overlay ``key`` against env steps for each run directory; write a PNG to ``out``."""
+    """Overlay ``key`` against steps for each run directory; write a PNG to ``out``. The
+    x-axis says what a step is (:func:`step_unit` of the first run, unless ``xlabel``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -82,7 +100,7 @@ def plot_runs(
         ax.plot(x, smooth(y, w), color=f"C{i}", label=f"{label}")
     for name, value in (hlines or {}).items():
         ax.axhline(value, ls="--", color="k", lw=1, label=name)
-    ax.set_xlabel("environment steps")
+    ax.set_xlabel(xlabel or (step_unit(runs[0]) if runs else "steps"))
     ax.set_ylabel(key.replace("_", " "))
     if title:
         ax.set_title(title)

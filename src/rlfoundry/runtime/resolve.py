@@ -67,6 +67,20 @@ def find_tuned(name: str, env_id: str, env_kwargs: dict[str, Any] | None = None)
     return Tuned(label, values)
 
 
+def shipped_configs(name: str) -> list[tuple[str, str]]:
+    """``[(env_id, "configs/NAME/ENV.yaml")]``: the envs that entry ``name`` has a tuned
+    config for (the file name is the env id with ``/`` as ``_``)."""
+    folder = resources.files("rlfoundry") / "configs" / name
+    if not folder.is_dir():
+        return []
+    found = []
+    for res in sorted(folder.iterdir(), key=lambda r: r.name.lower()):
+        if res.name.endswith(".yaml"):
+            stem = res.name.removesuffix(".yaml")
+            found.append((stem.replace("_", "/", 1), f"configs/{name}/{res.name}"))
+    return found
+
+
 def tuned_config(name: str, env_id: str) -> dict[str, Any]:
     """The values of the tuned config shipped for ``name`` on ``env_id`` ({} if none)."""
     return find_tuned(name, env_id).values
@@ -175,5 +189,3 @@ def check_init_from(path: str | os.PathLike, name: str) -> Path:
             f"warm-start from a {name} run (or train this run with {src_name})."
         )
     return src
-
-

@@ -62,6 +62,7 @@ from rlfoundry.runtime.checkpoint import (
     parse_checkpoint_every,
 )
 from rlfoundry.runtime.config import atomic_write_text
+from rlfoundry.runtime.progress import Bar
 
 __all__ = [
     "CHECKPOINT",
@@ -146,8 +147,11 @@ class Run:
         stop_at_step: int | None = None,
         init_from: str | os.PathLike | None = None,
         callbacks: Sequence[Callback] = (),
+        label: str | None = None,
     ) -> None:
         self.path = Path(path)
+        #: What the progress bar and the console lines call this run (its registry name).
+        self.label = label
         #: Hooks called at the fresh start, at checkpoints and at the end, in order.
         self.callbacks: list[Callback] = list(callbacks)
         #: Run directory whose weights a fresh run starts from (:meth:`warm_start`).
@@ -202,19 +206,7 @@ class Run:
             except ImportError:  # tensorboard is a dependency; tolerate a trimmed install
                 self._tb = None
 
-        self._bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(
-                total=self.total_steps,
-                initial=min(self.step, self.total_steps),
-                unit="step",
-                dynamic_ncols=True,
-                mininterval=0.5,
-                file=sys.stderr,
-                disable=None if not os.environ.get("CI") else True,
-            )
+        self._bar = Bar(label, self.total_steps, self.step, progress)
         self._old_handlers: dict[int, Any] = {}
         self._install_signal_handlers()
 
@@ -306,14 +298,18 @@ class Run:
     def progress(self, step: int, **postfix: float) -> None:
         """Move the progress bar to ``step``; ``postfix`` values are shown beside it."""
         self.step = step
-        if self._bar is None:
-            return
-        delta = min(step, self.total_steps) - self._bar.n
-        if delta > 0:
-            self._bar.update(delta)
-        if postfix:
-            self._bar.set_postfix(
-                {k: f"{_to_float(v):.3g}" for k, v in postfix.items()}, refresh=False
+        self._bar.update(step, {k: f"{_to_float(v):.3g}" for k, v in postfix.items()})
+
+    def stopped_early(self, step: int, reason: str) -> None:
+        """The loop ends at ``step`` before ``total_steps`` on purpose (a target reached):
+        the bar says so and, for the run's own directory, a console line gives ``reason``."""
+        self.step = step
+        self._bar.stop_early(reason)
+        if self.label:  # not a rank > 0 scratch run of a launch
+            print(
+                f"{self.label}: stopped at step {step} of {self.total_steps} on purpose: {reason}.",
+                file=sys.stderr,
+                flush=True,
             )
 
     # ------------------------------------------------------------------ checkpoints
@@ -457,10 +453,8 @@ class Run:
                 norm.load(tensors, prefix)
 
     # ------------------------------------------------------------------ end
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+    def close(self, finished: bool = False) -> None:
+        self._bar.close(finished)
         if self._tb is not None:
             self._tb.flush()
             self._tb.close()
@@ -478,7 +472,7 @@ class Run:
                 for cb in self.callbacks:
                     cb.on_end(self)
         finally:
-            self.close()
+            self.close(finished=exc_type is None and not self.interrupted)
 
 
 def load_checkpoint_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict] | None:

@@ -220,7 +220,7 @@ def open_run(
             if value is not None:
                 head[key] = str(value)
         save_yaml(out / CONFIG, {**head, **to_dict(cfg), "rlfoundry_version": __version__})
-    run = Run(out, cfg.total_steps, progress=progress, **kw)
+    run = Run(out, cfg.total_steps, progress=progress, label=name, **kw)
     run.resume_command = f"rlfoundry {registry.get(name).command} --resume {out}"
     return run
 

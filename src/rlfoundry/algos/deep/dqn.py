@@ -48,7 +48,7 @@ from rlfoundry.algos.nets import (
 )
 from rlfoundry.core import double_q_target, q_learning_target
 from rlfoundry.core.schedules import linear_schedule
-from rlfoundry.envs.evaluation import check_spaces, env_metrics, make_env
+from rlfoundry.envs.evaluation import check_spaces, describe_space, env_metrics, make_env
 from rlfoundry.envs.replay import ActionLog
 from rlfoundry.errors import ConfigError, EnvError, RLFoundryError
 from rlfoundry.runtime.run import (
@@ -165,11 +165,11 @@ def check_env(env: gym.Env) -> None:
     if not isinstance(env.action_space, gym.spaces.Discrete):
         raise EnvError(
             f"DQN picks argmax_a Q(s, a) over a finite set of actions, but {name} has "
-            f"actions {env.action_space}; use ppo (or vpg) for continuous actions."
+            f"actions {describe_space(env.action_space)}; use ppo (or vpg) for continuous actions."
         )
     if not isinstance(env.observation_space, (gym.spaces.Box, gym.spaces.Discrete)):
         raise EnvError(
-            f"DQN needs Box or Discrete observations, but {name} has {env.observation_space}; "
+            f"DQN needs Box or Discrete observations, but {name} has {describe_space(env.observation_space)}; "
             "wrap the env with gymnasium.wrappers.FlattenObservation."
         )
 

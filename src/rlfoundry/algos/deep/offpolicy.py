@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from rlfoundry.algos.nets import obs_encoder
 from rlfoundry.algos.replay import ReplayBuffer
-from rlfoundry.envs.evaluation import make_env
+from rlfoundry.envs.evaluation import describe_space, make_env
 from rlfoundry.envs.replay import ActionLog
 from rlfoundry.envs.vec import check_replayed
 from rlfoundry.errors import EnvError, RLFoundryError
@@ -64,7 +64,7 @@ def check_env(env: gym.Env) -> None:
     if not isinstance(env.observation_space, (spaces.Box, spaces.Discrete)):
         raise EnvError(
             f"SAC and TD3 need Box or Discrete observations, but {name} has "
-            f"{env.observation_space}; wrap the env with gymnasium.wrappers.FlattenObservation."
+            f"{describe_space(env.observation_space)}; wrap the env with gymnasium.wrappers.FlattenObservation."
         )
 
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from rlfoundry.algos.nets import act_dim, mlp, mlp_forward, mlp_layers, obs_dim
 from rlfoundry.core import entropy_from_logits, gae, gaussian_entropy
-from rlfoundry.envs.evaluation import make_env
+from rlfoundry.envs.evaluation import describe_space, make_env
 from rlfoundry.envs.vec import (
     ObsNormalizer,
     RewardNormalizer,
@@ -44,12 +44,12 @@ def check_env(env: gym.Env) -> None:
     """Raise EnvError unless observations are Box/Discrete and actions Discrete/Box."""
     if not isinstance(env.observation_space, (spaces.Box, spaces.Discrete)):
         raise EnvError(
-            f"PPO/A2C need a Box or Discrete observation space, got {env.observation_space}; "
+            f"PPO/A2C need a Box or Discrete observation space, got {describe_space(env.observation_space)}; "
             "flatten it with gymnasium.wrappers.FlattenObservation or pick another env."
         )
     if not isinstance(env.action_space, (spaces.Discrete, spaces.Box)):
         raise EnvError(
-            f"PPO/A2C need a Discrete or Box action space, got {env.action_space}; "
+            f"PPO/A2C need a Discrete or Box action space, got {describe_space(env.action_space)}; "
             "pick an env with one of those action spaces."
         )
 

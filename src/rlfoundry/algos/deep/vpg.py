@@ -50,7 +50,7 @@ from rlfoundry.core import (
     reward_to_go,
     value_loss,
 )
-from rlfoundry.envs.evaluation import check_spaces, make_env
+from rlfoundry.envs.evaluation import check_spaces, describe_space, make_env
 from rlfoundry.envs.replay import ActionLog
 from rlfoundry.errors import ConfigError, EnvError, RLFoundryError
 from rlfoundry.runtime.run import (
@@ -89,7 +89,7 @@ class Config:
     learning_rate: float = 1e-2
     """Adam step size of the policy (one step per batch)."""
     gamma: float = 1.0
-    """Discount of R(tau) / the reward-to-go; 1.0 is seed 003's undiscounted return."""
+    """Discount of R(tau) / the reward-to-go; 1.0 is the undiscounted return of the textbook policy gradient."""
     reward_to_go: bool = False
     """Weight log pi(a_t|s_t) by the reward-to-go from t instead of the whole return R(tau)."""
     baseline: bool = False
@@ -139,12 +139,12 @@ def check_env(env: gym.Env) -> None:
     if not isinstance(env.action_space, (gym.spaces.Discrete, gym.spaces.Box)):
         raise EnvError(
             f"VPG samples from a categorical or Gaussian policy, but {name} has actions "
-            f"{env.action_space}; use an env with Discrete or Box actions "
+            f"{describe_space(env.action_space)}; use an env with Discrete or Box actions "
             "(or flatten its action space with a wrapper)."
         )
     if not isinstance(env.observation_space, (gym.spaces.Box, gym.spaces.Discrete)):
         raise EnvError(
-            f"VPG needs Box or Discrete observations, but {name} has {env.observation_space}; "
+            f"VPG needs Box or Discrete observations, but {name} has {describe_space(env.observation_space)}; "
             "wrap the env with gymnasium.wrappers.FlattenObservation."
         )
 

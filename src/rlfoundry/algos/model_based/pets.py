@@ -52,7 +52,7 @@ from torch import Tensor
 
 from rlfoundry.algos.model_based.ensemble import Ensemble, fit_model
 from rlfoundry.algos.model_based.planner import CEMPlanner
-from rlfoundry.envs.evaluation import check_spaces, make_env
+from rlfoundry.envs.evaluation import check_spaces, describe_space, make_env
 from rlfoundry.envs.replay import ActionLog
 from rlfoundry.errors import ConfigError, EnvError, RLFoundryError
 from rlfoundry.runtime.run import CHECKPOINT, Run, load_checkpoint_file
@@ -166,11 +166,11 @@ def check_env(env: gym.Env) -> None:
     if not isinstance(env.action_space, gym.spaces.Box):
         raise EnvError(
             f"PETS plans continuous action sequences, but {name} has actions "
-            f"{env.action_space}; use dqn or ppo for discrete actions."
+            f"{describe_space(env.action_space)}; use dqn or ppo for discrete actions."
         )
     if not isinstance(env.observation_space, gym.spaces.Box):
         raise EnvError(
-            f"PETS models Box observations, but {name} has {env.observation_space}; "
+            f"PETS models Box observations, but {name} has {describe_space(env.observation_space)}; "
             "wrap the env with gymnasium.wrappers.FlattenObservation."
         )
     if name not in REWARD_FNS:

@@ -23,7 +23,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlfoundry.core.schedules import Schedule, make_schedule
-from rlfoundry.envs.evaluation import check_spaces, make_env
+from rlfoundry.envs.evaluation import check_spaces, describe_space, make_env
 from rlfoundry.envs.replay import ActionLog
 from rlfoundry.errors import ConfigError, EnvError, RLFoundryError
 from rlfoundry.runtime.callbacks import Evaluate
@@ -178,7 +178,8 @@ def check_env(env: gym.Env) -> None:
     ):
         raise EnvError(
             f"Tabular algorithms keep one Q-table row per state and cannot handle {name}'s "
-            f"spaces (observations {obs_space}, actions {act_space}); they need Discrete "
+            f"spaces (observations: {describe_space(obs_space)}, actions: "
+            f"{describe_space(act_space)}); they need Discrete "
             "observations and actions, so use dqn or ppo for this env."
         )
     if obs_space.start != 0 or act_space.start != 0:
