@@ -112,6 +112,15 @@ def finished_summary(out: str | os.PathLike) -> dict[str, Any] | None:
     return summary
 
 
+def resume_command(out: str | os.PathLike) -> str:
+    """``rlfoundry COMMAND --resume OUT`` for the run in ``out`` (read from config.yaml)."""
+    try:
+        command = registry.get(read_saved(out)[0]).command
+    except RLFoundryError:
+        command = "train"
+    return f"rlfoundry {command} --resume {out}"
+
+
 def check_out(out: str | os.PathLike, name: str, *, resume: bool, overwrite: bool) -> None:
     """May a run of entry ``name`` use ``out``? One sentence if not; writes nothing."""
     out = Path(out)
