@@ -352,6 +352,8 @@ def _run_entry(
         with open_run(out, entry.name, cfg, resume=resume, overwrite=overwrite, **kw) as run:
             result = module.train(cfg, run) or {}
             wall, step, interrupted = run.elapsed(), run.step, run.interrupted
+        if d.world > 1:  # every rank's checkpoint is written before any rank exits: torchrun
+            any_rank(d, False)  # stops the others (SIGTERM) as soon as one exits non-zero
     except ConfigError:
         if init_from is not None and not resume and d.main and not (out / CHECKPOINT).exists():
             # The source did not fit (raised before any step): free --out for a retry.
@@ -374,6 +376,7 @@ def _run_entry(
     summary["status"] = result.get("status") or ("interrupted" if interrupted else "finished")
     if summary["status"] == "interrupted":
         summary["resume_command"] = f"rlfoundry {entry.command} --resume {out}"
+        report_error(f"Interrupted; continue with: {summary['resume_command']}")
         return summary
     if evaluate is not None and d.main:
         summary.update(evaluate(out))
