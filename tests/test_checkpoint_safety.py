@@ -249,6 +249,32 @@ def test_resuming_a_finished_llm_stage_changes_nothing(tmp_path, capsys):
     assert _files(out) == before
 
 
+def test_an_llm_stage_keeps_the_same_directory_rules(tmp_path, capsys):
+    """`llm STAGE` on the command line: a finished run's resume says so and changes
+    nothing, a used or foreign directory is refused in one sentence before the model
+    loads, and --overwrite starts it again."""
+    sft = ["llm", "sft", "--model", "tiny:nano", "--steps", "1", "--set", "eval_size=2"]
+    sft += ["--no-progress"]
+    out = tmp_path / "sft"
+    assert main([*sft, "--out", str(out)]) == 0
+    before = _files(out)
+    capsys.readouterr()
+    assert main(["llm", "sft", "--resume", str(out), "--no-progress"]) == 0
+    assert "is a finished run (1 steps): nothing to resume" in capsys.readouterr().err
+    assert main([*sft, "--out", str(out)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "already holds a run (finished)" in line and f"llm sft --resume {out}" in line
+    assert _files(out) == before
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me\n")
+    assert main([*sft, "--out", str(mine)]) == 2
+    assert "is not empty and holds no run" in _one_error_line(capsys.readouterr().err)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    assert main([*sft, "--out", str(out), "--overwrite", "--seed", "4"]) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["seed"] == 4
+
+
 def test_a_directory_that_is_not_a_run_is_refused(tmp_path, capsys):
     out = tmp_path / "mine"
     out.mkdir()
@@ -440,3 +466,8 @@ def test_pipeline_refuses_a_used_directory_and_resumes(tmp_path, capsys):
     assert main(["llm", "pipeline", "--resume", str(out), "--no-progress"]) == 0
     assert "is a finished pipeline" in capsys.readouterr().err
     assert _files(out) == before
+    assert main(["llm", "pipeline", "--resume", str(out), "--overwrite"]) == 2
+    assert "pass one" in _one_error_line(capsys.readouterr().err)
+    run_pipeline(**kw, overwrite=True)  # --overwrite: every stage again
+    assert (out / "sft" / CHECKPOINT).stat().st_mtime_ns != sft_ckpt
+    assert json.loads((out / "pipeline.json").read_text())["task"] == "arithmetic"
