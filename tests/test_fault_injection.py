@@ -288,6 +288,17 @@ def test_a_truncated_final_model_is_one_sentence_in_every_command(tmp_path, caps
     assert main(["llm", "eval", str(src), "-n", "2"]) == 0
 
 
+def test_the_model_of_a_run_that_did_not_finish_is_one_sentence(tmp_path, capsys):
+    out = tmp_path / "sft"
+    s = api.train("llm-sft", model="tiny:nano", steps=3, out=out, stop_at_step=1, progress=False)
+    assert s["status"] == "interrupted" and not (out / "model").exists()
+    capsys.readouterr()
+    assert main(["llm", "generate", str(out), "--prompt", "1+1="]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: '{out}' is a run that has not written its model yet")
+    assert f"finish it with `rlfoundry llm sft --resume {out}`" in err and err.count("\n") == 1
+
+
 def test_the_final_model_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     """`models.write_model_dir`: a save that fails half-way (a full disk) leaves the model
     that was there, byte for byte, and no temporary folder; files get a plain open's mode

@@ -145,6 +145,13 @@ def resolve_model_dir(name: str | os.PathLike) -> Path | None:
         return check_weights(p / "model")
     if (p / "config.json").is_file() or (p / "adapter_config.json").is_file():
         return check_weights(p)
+    if _unfinished_llm_run(p):
+        from rlfoundry.runtime.rundir import resume_command
+
+        raise RLFoundryError(
+            f"'{p}' is a run that has not written its model yet (it writes {p}/model when it "
+            f"finishes); finish it with `{resume_command(p)}`, or pass a finished run."
+        )
     if p.exists():
         raise RLFoundryError(
             f"'{p}' is not a model directory (no config.json in it or in {p}/model); pass "
@@ -187,6 +194,20 @@ def _weights_fix(path: Path) -> str:
             "run's checkpoint"
         )
     return "copy the model directory again from where it came from"
+
+
+def _unfinished_llm_run(p: Path) -> bool:
+    """`p` holds an LLM stage's run that stopped before it wrote `model/`."""
+    if not (p / "config.yaml").is_file() or (p / "model").exists():
+        return False
+    from rlfoundry import registry
+    from rlfoundry.runtime.rundir import finished_summary, read_saved
+
+    try:
+        name = read_saved(p)[0]
+    except RLFoundryError:
+        return False
+    return name.startswith(registry.LLM_PREFIX) and not finished_summary(p)
 
 
 def model_dir(name: str | os.PathLike) -> str:
