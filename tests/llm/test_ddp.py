@@ -147,17 +147,20 @@ def test_resume_with_another_number_of_processes_is_refused(runs, tmp_path):
         train(resume=str(run), progress=False)
 
 
-def test_resuming_with_three_ranks_a_run_of_two_is_one_sentence_per_rank(runs, tmp_path):
-    """Issue 13's reproduction: each rank prints the sentence; what torchrun adds (its own
-    launcher's traceback and report) carries that sentence, never a worker's traceback
-    or "To enable traceback see"; no checkpoint changes, and two ranks then resume it."""
-    import shutil
-
-    run = tmp_path / "dpo"
-    shutil.copytree(runs[1] / "dpo-resumed", run)
-    (run / "summary.json").unlink()
+def test_resuming_with_three_ranks_a_run_of_two_is_one_sentence_per_rank(tmp_path):
+    """Issue 13's reproduction: a run stopped under 2 ranks (torchrun's report names its
+    resume command), resumed with 3: each rank prints the sentence; what torchrun adds
+    (its own launcher's traceback and report) carries that sentence, never a worker's
+    traceback or "To enable traceback see"; no checkpoint changes."""
+    run = tmp_path / "sft"
+    args = ["-m", "rlfoundry", "llm", "sft", "--model", "tiny:nano", "--out", str(run)]
+    args += ["--set", "batch_size=6", "--steps", "3", "--stop-at", "1", "--no-progress"]
+    r = _torchrun(*args)
+    assert "exitcode  : 130" in r.stderr, r.stderr[-3000:]
+    assert f"traceback : Interrupted; continue with: rlfoundry llm sft --resume {run}" in r.stderr
     before = {p: p.read_bytes() for p in run.rglob("*.safetensors")}
-    r = _torchrun("-m", "rlfoundry", "llm", "dpo", "--resume", str(run), "--no-progress", nproc=3)
+    assert len(before) == 2  # rank 0's in DIR, rank 1's in DIR/.rank1
+    r = _torchrun("-m", "rlfoundry", "llm", "sft", "--resume", str(run), "--no-progress", nproc=3)
     sentence = (
         "This run's checkpoints were written by a different number of processes than the 3 "
         "launched now; resume it with as many processes as it was started with."
@@ -166,7 +169,9 @@ def test_resuming_with_three_ranks_a_run_of_two_is_one_sentence_per_rank(runs, t
     assert r.stderr.count(f"error: {sentence}") == 3, r.stderr[-3000:]
     assert "[rank" not in r.stderr and "To enable traceback" not in r.stderr
     assert f"traceback : {sentence}" in r.stderr  # the root cause torchrun names
-    assert 'File "' + str(Path(__file__).parents[2] / "src") not in r.stderr  # no frame of ours
+    import rlfoundry
+
+    assert str(Path(rlfoundry.__file__).parent) not in r.stderr  # torchrun's frames, not ours
     assert {p: p.read_bytes() for p in run.rglob("*.safetensors")} == before
 
 
