@@ -216,6 +216,20 @@ def test_a_metrics_row_cut_short_by_a_kill_is_dropped_on_resume(tmp_path):
     assert (tmp_path / "metrics.csv").read_text() == "step,x\n1,1.0\n2,2.0\n3,3.5\n"
 
 
+def test_writes_cut_short_by_a_kill_are_cleared_on_resume(tmp_path):
+    """A kill during an atomic write leaves `.NAME.tmp` files, and during an LLM stage's
+    final model a `.model.new.tmp` folder (found by the GRPO kill -9 test): the resume
+    clears both and goes on."""
+    with Run(tmp_path, 10, progress=False, tensorboard=False) as run:
+        run.save_checkpoint(1, {"w": torch.zeros(1)})
+    (tmp_path / ".checkpoint.safetensors.x1.tmp").write_bytes(b"half")
+    (tmp_path / ".model.new.tmp").mkdir()
+    (tmp_path / ".model.new.tmp" / "model.safetensors").write_bytes(b"half")
+    with Run(tmp_path, 10, resume=True, progress=False, tensorboard=False) as run:
+        assert run.step == 1
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
 def test_a_damaged_source_of_init_from_is_refused_before_any_write(tmp_path, capsys):
     src = tmp_path / "src"
     argv = ["train", "dqn", "--env", "CartPole-v1", "--steps", "200", "--no-progress"]
