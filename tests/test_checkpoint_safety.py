@@ -216,6 +216,20 @@ def test_a_metrics_row_cut_short_by_a_kill_is_dropped_on_resume(tmp_path):
     assert (tmp_path / "metrics.csv").read_text() == "step,x\n1,1.0\n2,2.0\n3,3.5\n"
 
 
+def test_writes_cut_short_by_a_kill_are_cleared_on_resume(tmp_path):
+    """A kill during an atomic write leaves `.NAME.tmp` files, and during an LLM stage's
+    final model a `.model.new.tmp` folder (found by the GRPO kill -9 test): the resume
+    clears both and goes on."""
+    with Run(tmp_path, 10, progress=False, tensorboard=False) as run:
+        run.save_checkpoint(1, {"w": torch.zeros(1)})
+    (tmp_path / ".checkpoint.safetensors.x1.tmp").write_bytes(b"half")
+    (tmp_path / ".model.new.tmp").mkdir()
+    (tmp_path / ".model.new.tmp" / "model.safetensors").write_bytes(b"half")
+    with Run(tmp_path, 10, resume=True, progress=False, tensorboard=False) as run:
+        assert run.step == 1
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
 def test_a_damaged_source_of_init_from_is_refused_before_any_write(tmp_path, capsys):
     src = tmp_path / "src"
     argv = ["train", "dqn", "--env", "CartPole-v1", "--steps", "200", "--no-progress"]
@@ -247,6 +261,32 @@ def test_resuming_a_finished_llm_stage_changes_nothing(tmp_path, capsys):
     summary = api.train(resume=out, progress=False)
     assert summary["status"] == "finished" and summary["steps"] == 2
     assert _files(out) == before
+
+
+def test_an_llm_stage_keeps_the_same_directory_rules(tmp_path, capsys):
+    """`llm STAGE` on the command line: a finished run's resume says so and changes
+    nothing, a used or foreign directory is refused in one sentence before the model
+    loads, and --overwrite starts it again."""
+    sft = ["llm", "sft", "--model", "tiny:nano", "--steps", "1", "--set", "eval_size=2"]
+    sft += ["--no-progress"]
+    out = tmp_path / "sft"
+    assert main([*sft, "--out", str(out)]) == 0
+    before = _files(out)
+    capsys.readouterr()
+    assert main(["llm", "sft", "--resume", str(out), "--no-progress"]) == 0
+    assert "is a finished run (1 steps): nothing to resume" in capsys.readouterr().err
+    assert main([*sft, "--out", str(out)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "already holds a run (finished)" in line and f"llm sft --resume {out}" in line
+    assert _files(out) == before
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me\n")
+    assert main([*sft, "--out", str(mine)]) == 2
+    assert "is not empty and holds no run" in _one_error_line(capsys.readouterr().err)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    assert main([*sft, "--out", str(out), "--overwrite", "--seed", "4"]) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["seed"] == 4
 
 
 def test_a_directory_that_is_not_a_run_is_refused(tmp_path, capsys):
@@ -440,3 +480,8 @@ def test_pipeline_refuses_a_used_directory_and_resumes(tmp_path, capsys):
     assert main(["llm", "pipeline", "--resume", str(out), "--no-progress"]) == 0
     assert "is a finished pipeline" in capsys.readouterr().err
     assert _files(out) == before
+    assert main(["llm", "pipeline", "--resume", str(out), "--overwrite"]) == 2
+    assert "pass one" in _one_error_line(capsys.readouterr().err)
+    run_pipeline(**kw, overwrite=True)  # --overwrite: every stage again
+    assert (out / "sft" / CHECKPOINT).stat().st_mtime_ns != sft_ckpt
+    assert json.loads((out / "pipeline.json").read_text())["task"] == "arithmetic"

@@ -246,6 +246,88 @@ def test_a_damaged_llm_checkpoint_is_one_sentence(tmp_path):
     assert "SafetensorError" not in str(err.value)
 
 
+def test_a_truncated_final_model_is_one_sentence_in_every_command(tmp_path, capsys):
+    """A run's `model/model.safetensors` cut short (an interrupted copy): `llm eval`,
+    `llm generate`, every stage's `--model DIR` and `rm:DIR` say so in one sentence,
+    before any run directory is written; a run that did not finish is told to resume,
+    which writes the model again, identical."""
+    src = tmp_path / "sft"
+    api.train("llm-sft", model="tiny:nano", task="arithmetic", steps=2, out=src,
+              progress=False, eval_size=4)  # fmt: skip
+    weights = src / "model" / "model.safetensors"
+    good = weights.read_bytes()
+    _truncate(weights)
+    capsys.readouterr()
+    grpo = ["llm", "grpo", "--task", "arithmetic", "--steps", "1", *GRPO, "--no-progress"]
+    for argv in (
+        ["llm", "eval", str(src), "--task", "arithmetic", "-n", "2"],
+        ["llm", "generate", str(src), "--prompt", "1+1="],
+        ["llm", "sft", "--model", str(src), "--steps", "1", "--no-progress"],
+        ["llm", "dpo", "--model", str(src), "--steps", "1", "--no-progress"],
+        [*grpo, "--model", str(src)],
+        [*grpo, "--model", "tiny:nano", "--reward", f"rm:{src}"],
+    ):
+        out = tmp_path / "new"
+        assert main([*argv, "--out", str(out)] if "--steps" in argv else argv) == 2, argv
+        err = capsys.readouterr().err
+        line = f"error: The model weights '{weights}' are damaged: it is truncated"
+        assert err.startswith(line) and err.count("\n") == 1, (argv, err)
+        assert "copy the model directory again" in err and "Traceback" not in err
+        assert not out.exists(), argv
+    from rlfoundry.apps.trading.llm_evaluator import LocalModel
+    from rlfoundry.errors import RLFoundryError
+
+    with pytest.raises(RLFoundryError, match="are damaged: it is truncated"):
+        LocalModel(src / "model")
+    # a run killed while it wrote its model: --resume writes it again from the checkpoint
+    (src / "summary.json").unlink()
+    assert main(["llm", "eval", str(src), "-n", "2"]) == 2
+    assert f"`rlfoundry llm sft --resume {src}` writes it again" in capsys.readouterr().err
+    assert main(["llm", "sft", "--resume", str(src), "--no-progress"]) == 0
+    assert weights.read_bytes() == good
+    assert main(["llm", "eval", str(src), "-n", "2"]) == 0
+
+
+def test_the_model_of_a_run_that_did_not_finish_is_one_sentence(tmp_path, capsys):
+    out = tmp_path / "sft"
+    s = api.train("llm-sft", model="tiny:nano", steps=3, out=out, stop_at_step=1, progress=False)
+    assert s["status"] == "interrupted" and not (out / "model").exists()
+    capsys.readouterr()
+    assert main(["llm", "generate", str(out), "--prompt", "1+1="]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: '{out}' is a run that has not written its model yet")
+    assert f"finish it with `rlfoundry llm sft --resume {out}`" in err and err.count("\n") == 1
+
+
+def test_the_final_model_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """`models.write_model_dir`: a save that fails half-way (a full disk) leaves the model
+    that was there, byte for byte, and no temporary folder; files get a plain open's mode
+    (safetensors alone writes 0600)."""
+    import stat
+
+    from rlfoundry.llm import models
+
+    model, tok = models.load_model("tiny:nano"), models.load_tokenizer("tiny")
+    path = tmp_path / "run" / "model"
+    old = os.umask(0o022)
+    try:
+        models.save_model(model, tok, path)
+    finally:
+        os.umask(old)
+    before = {p.name: p.read_bytes() for p in path.iterdir()}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in path.iterdir()} == {0o644}
+
+    def half_then_full(tmp):
+        tmp.mkdir()
+        (tmp / "model.safetensors").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(OSError):
+        models.write_model_dir(path, half_then_full)
+    assert {p.name: p.read_bytes() for p in path.iterdir()} == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model"]
+
+
 # ---------------------------------------------------------------------- full disk
 
 

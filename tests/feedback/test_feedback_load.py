@@ -62,3 +62,14 @@ def test_oversized_bodies_do_not_grow_the_server(tmp_path):
     # /next route never reads a body and answers as usual (401, or 200 with a token)
     assert r["statuses"].get(413) == 16, r["statuses"]
     assert r["server_alive"] and r["judgment_after"] == 201
+
+
+def test_the_memory_measure_sees_bodies_that_are_parsed(tmp_path):
+    """The control of the test above: the same 20 x 20 MB with the limit off
+    (``--max-body-size 0``) are read and parsed, and the same measure goes well past
+    1.2x idle (4.3x measured, idle 79 MB; 1.8x expected at the 324 MB idle of
+    benchmarks/RESULTS.md), so the 1.2x bound above can fail."""
+    pytest.importorskip("psutil")
+    r = load_bench().run_bodies(clients=20, body_mb=20, max_body="0", workdir=tmp_path)
+    assert r["ratio"] > 1.4, r
+    assert r["statuses"].get(413) is None and r["statuses"].get(400), r["statuses"]

@@ -44,9 +44,9 @@ def _run(cmd, timeout=300):
     return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
-def _torchrun(*args):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    return _run([*cmd, *args])
+def _torchrun(*args, nproc=2):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
+    return _run([*cmd, str(nproc), *args])
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +145,48 @@ def test_resume_with_another_number_of_processes_is_refused(runs, tmp_path):
     (run / "summary.json").unlink()
     with pytest.raises(ConfigError, match="different number of processes than the 1 launched"):
         train(resume=str(run), progress=False)
+
+
+def test_resuming_with_three_ranks_a_run_of_two_is_one_sentence_per_rank(tmp_path):
+    """Issue 13's reproduction: a run stopped under 2 ranks (torchrun's report names its
+    resume command), resumed with 3: each rank prints the sentence; what torchrun adds
+    (its own launcher's traceback and report) carries that sentence, never a worker's
+    traceback or "To enable traceback see"; no checkpoint changes."""
+    run = tmp_path / "sft"
+    args = ["-m", "rlfoundry", "llm", "sft", "--model", "tiny:nano", "--out", str(run)]
+    args += ["--set", "batch_size=6", "--steps", "3", "--stop-at", "1", "--no-progress"]
+    r = _torchrun(*args)
+    assert "exitcode  : 130" in r.stderr, r.stderr[-3000:]
+    assert f"traceback : Interrupted; continue with: rlfoundry llm sft --resume {run}" in r.stderr
+    before = {p: p.read_bytes() for p in run.rglob("*.safetensors")}
+    assert len(before) == 2  # rank 0's in DIR, rank 1's in DIR/.rank1
+    r = _torchrun("-m", "rlfoundry", "llm", "sft", "--resume", str(run), "--no-progress", nproc=3)
+    sentence = (
+        "This run's checkpoints were written by a different number of processes than the 3 "
+        "launched now; resume it with as many processes as it was started with."
+    )
+    assert r.returncode != 0
+    assert r.stderr.count(f"error: {sentence}") == 3, r.stderr[-3000:]
+    assert "[rank" not in r.stderr and "To enable traceback" not in r.stderr
+    assert f"traceback : {sentence}" in r.stderr  # the root cause torchrun names
+    import rlfoundry
+
+    assert str(Path(rlfoundry.__file__).parent) not in r.stderr  # torchrun's frames, not ours
+    assert {p: p.read_bytes() for p in run.rglob("*.safetensors")} == before
+
+
+def test_an_interrupted_run_puts_its_resume_command_in_torchruns_report(tmp_path, monkeypatch):
+    """A stopped run exits 130, which torchrun reports as a failure: the report's
+    `traceback :` field says how to continue (written where torchrun reads it)."""
+    from rlfoundry.api import train
+
+    report = tmp_path / "error.json"
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(report))
+    out = tmp_path / "run"
+    s = train("llm-sft", out=str(out), total_steps=3, stop_at_step=1, progress=False)
+    assert s["status"] == "interrupted"
+    message = json.loads(report.read_text())["message"]["message"]
+    assert message == f"Interrupted; continue with: rlfoundry llm sft --resume {out}"
 
 
 @pytest.mark.parametrize("name", ["grpo", "grpo-fsdp"])

@@ -233,6 +233,28 @@ def test_the_trading_reviewer_shares_the_retries(tmp_path):
     assert ev.backend.retried == 1
 
 
+def test_one_openai_compatible_client_serves_the_judge_and_the_trading_reviewer():
+    """Both clients are `llm.chat.ChatClient` (one place for the request, timeout, retries
+    and error sentences), and no other module of the package makes HTTP requests itself."""
+    import re
+    from pathlib import Path
+
+    import rlfoundry
+    from rlfoundry.apps.trading.llm_evaluator import OpenAIEndpoint
+    from rlfoundry.llm.judge import JudgeEndpoint
+
+    src = Path(rlfoundry.__file__).parent
+    speaks_http = re.compile(
+        r"urllib\.request|http\.client|urlopen|^\s*import (requests|httpx)", re.M
+    )
+    users = [
+        str(p.relative_to(src)) for p in src.rglob("*.py") if speaks_http.search(p.read_text())
+    ]
+    assert users == ["llm/chat.py"]
+    assert isinstance(OpenAIEndpoint("http://127.0.0.1:1/v1"), ChatClient)
+    assert isinstance(JudgeEndpoint("http://127.0.0.1:1/v1", preflight=False).client, ChatClient)
+
+
 def test_a_template_column_reaches_the_judge_with_its_own_pair():
     tpl = "Q: {prompt}\nA: {completion}\nRef: {answer}\nReply `Score: N`, N from 0 to 9."
     with _Server((200, "Score: 9", 0.0)) as srv:

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -141,9 +142,16 @@ def resolve_model_dir(name: str | os.PathLike) -> Path | None:
     name = str(name)
     p = Path(name).expanduser()
     if (p / "model" / "config.json").is_file() or (p / "model" / "adapter_config.json").is_file():
-        return p / "model"
+        return check_weights(p / "model")
     if (p / "config.json").is_file() or (p / "adapter_config.json").is_file():
-        return p
+        return check_weights(p)
+    if _unfinished_llm_run(p):
+        from rlfoundry.runtime.rundir import resume_command
+
+        raise RLFoundryError(
+            f"'{p}' is a run that has not written its model yet (it writes {p}/model when it "
+            f"finishes); finish it with `{resume_command(p)}`, or pass a finished run."
+        )
     if p.exists():
         raise RLFoundryError(
             f"'{p}' is not a model directory (no config.json in it or in {p}/model); pass "
@@ -155,6 +163,51 @@ def resolve_model_dir(name: str | os.PathLike) -> Path | None:
             "'Qwen/Qwen2.5-0.5B'."
         )
     return None
+
+
+def check_weights(path: Path) -> Path:
+    """`path`, once every safetensors file in it is whole (read from the headers alone):
+    a file cut short by a copy or a full disk is one sentence here, before any run
+    directory is written, instead of safetensors' error deep inside `from_pretrained`."""
+    from rlfoundry.runtime.checkpoint import check_layout
+
+    for file in sorted(path.glob("*.safetensors")):
+        try:
+            check_layout(file)
+        except ValueError as err:
+            raise RLFoundryError(
+                f"The model weights '{file}' are damaged: {err}; {_weights_fix(path)}."
+            ) from None
+    return path
+
+
+def _weights_fix(path: Path) -> str:
+    """What to do about a damaged model directory: a run that did not finish writes its
+    model again on --resume (from its checkpoint); anything else is copied again."""
+    from rlfoundry.runtime.checkpoint import CHECKPOINT
+    from rlfoundry.runtime.rundir import finished_summary, resume_command
+
+    run = path.parent
+    if path.name == "model" and (run / CHECKPOINT).is_file() and not finished_summary(run):
+        return (
+            f"its run did not finish, so `{resume_command(run)}` writes it again from the "
+            "run's checkpoint"
+        )
+    return "copy the model directory again from where it came from"
+
+
+def _unfinished_llm_run(p: Path) -> bool:
+    """`p` holds an LLM stage's run that stopped before it wrote `model/`."""
+    if not (p / "config.yaml").is_file() or (p / "model").exists():
+        return False
+    from rlfoundry import registry
+    from rlfoundry.runtime.rundir import finished_summary, read_saved
+
+    try:
+        name = read_saved(p)[0]
+    except RLFoundryError:
+        return False
+    return name.startswith(registry.LLM_PREFIX) and not finished_summary(p)
 
 
 def model_dir(name: str | os.PathLike) -> str:
@@ -313,10 +366,40 @@ def load_tokenizer(name_or_dir: str | os.PathLike = "tiny", offline: bool | None
 
 def save_model(model: Any, tok: Any, path: str | os.PathLike) -> Path:
     """`save_pretrained` of the (LoRA-merged) model as safetensors plus the tokenizer."""
+
+    def save(tmp: Path) -> None:
+        with quiet_progress():
+            merge_lora(model).save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+
+    return write_model_dir(path, save)
+
+
+def write_model_dir(path: str | os.PathLike, save: Callable[[Path], None]) -> Path:
+    """A model directory written whole or not at all: `save(tmp)` fills `.NAME.new.tmp` beside
+    `path`, its files get the mode a plain open gives (safetensors writes 0600, which
+    would keep a shared run unreadable to teammates), then it takes `path`'s place. A
+    kill or a full disk meanwhile leaves the previous model (or none), never half of one."""
+    from rlfoundry.runtime.config import file_mode
+
     path = Path(path)
-    with quiet_progress():
-        merge_lora(model).save_pretrained(path, safe_serialization=True)
-    tok.save_pretrained(path)
+    tmp = path.with_name(f".{path.name}.new.tmp")  # .*.tmp: not "files a user put there"
+    old = path.with_name(f".{path.name}.old.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        save(tmp)
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                os.chmod(f, file_mode())
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
     return path
 
 

@@ -36,6 +36,7 @@ from rlfoundry.llm.models import (
     quiet_progress,
     resolve_model_dir,
     tiny_config,
+    write_model_dir,
 )
 from rlfoundry.llm.precision import Precision, resolve_device, resolve_dtype
 
@@ -224,14 +225,18 @@ def save_policy(model: Any, tok: Any, run_dir: str | Path, cfg: Any) -> Path:
 
     Merging folds the adapter into `model` itself: call this last.
     """
-    path = Path(run_dir) / "model"
-    with quiet_progress():
-        if is_lora(model) and cfg.save_adapter_only:
-            base = resolve_model_dir(cfg.model)  # a full model directory (see the check)
-            for pc in model.peft_config.values():
-                pc.base_model_name_or_path = str(base.resolve()) if base is not None else cfg.model
-            model.save_pretrained(path, safe_serialization=True)
-        else:
-            merged(model).save_pretrained(path, safe_serialization=True)
-    tok.save_pretrained(path)
-    return path
+
+    def save(path: Path) -> None:
+        with quiet_progress():
+            if is_lora(model) and cfg.save_adapter_only:
+                base = resolve_model_dir(cfg.model)  # a full model directory (see the check)
+                for pc in model.peft_config.values():
+                    pc.base_model_name_or_path = (
+                        str(base.resolve()) if base is not None else cfg.model
+                    )
+                model.save_pretrained(path, safe_serialization=True)
+            else:
+                merged(model).save_pretrained(path, safe_serialization=True)
+        tok.save_pretrained(path)
+
+    return write_model_dir(Path(run_dir) / "model", save)

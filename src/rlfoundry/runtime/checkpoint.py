@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,23 +95,47 @@ def encode(tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> bytes:
     return st_save(tensors, metadata={"state": text, "sha256": digest(tensors, text)})
 
 
-def decode(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """``(tensors, state)`` of a checkpoint's bytes; ValueError saying what is wrong."""
-    if len(data) < 8:
-        raise ValueError(f"it holds only {len(data)} bytes")
-    n = int.from_bytes(data[:8], "little")
-    if n > len(data) - 8:
-        raise ValueError(f"it is truncated ({len(data)} bytes, the header alone needs {n + 8})")
+def _header(size: int, read: Callable[[int, int], bytes]) -> dict[str, Any]:
+    """The safetensors header of a file of ``size`` bytes (``read(start, n)`` gives its
+    bytes), checked against that size; ValueError saying what is wrong."""
+    if size < 8:
+        raise ValueError(f"it holds only {size} bytes")
+    n = int.from_bytes(read(0, 8), "little")
+    if n > size - 8:
+        raise ValueError(f"it is truncated ({size} bytes, the header alone needs {n + 8})")
     try:
-        header = json.loads(data[8 : 8 + n])
+        header = json.loads(read(8, n))
     except ValueError:
         raise ValueError("its header is not valid JSON (not a safetensors file?)") from None
     if not isinstance(header, dict):
         raise ValueError("its header is not a safetensors header")
-    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
-    size = 8 + n + max(ends, default=0)
-    if len(data) < size:
-        raise ValueError(f"it is truncated ({len(data)} of {size} bytes)")
+    try:
+        ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+    except (TypeError, KeyError, IndexError):
+        raise ValueError("its header is not a safetensors header") from None
+    need = 8 + n + max(ends, default=0)
+    if size < need:
+        raise ValueError(f"it is truncated ({size} of {need} bytes)")
+    return header
+
+
+def check_layout(path: str | os.PathLike) -> None:
+    """Any safetensors file (a model's weights too) is as long as its header says, reading
+    the header alone, not the tensors; ValueError saying what is wrong (cut short by a copy
+    or a write that stopped, or not safetensors). It cannot see flipped bytes: only a
+    checkpoint carries a checksum."""
+    with open(path, "rb") as f:
+
+        def read(start: int, n: int) -> bytes:
+            f.seek(start)
+            return f.read(n)
+
+        _header(os.fstat(f.fileno()).st_size, read)
+
+
+def decode(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``(tensors, state)`` of a checkpoint's bytes; ValueError saying what is wrong."""
+    header = _header(len(data), lambda start, n: data[start : start + n])
     try:
         tensors = st_load(data)
     except Exception as err:  # safetensors' SafetensorError and friends

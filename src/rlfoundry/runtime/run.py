@@ -39,6 +39,7 @@ import io
 import math
 import os
 import random
+import shutil
 import signal
 import sys
 import threading
@@ -189,7 +190,10 @@ class Run:
         elif (self.path / METRICS).exists():
             (self.path / METRICS).unlink()
         for stale in self.path.glob(".*.tmp"):  # an atomic write cut short by a kill
-            stale.unlink(missing_ok=True)
+            if stale.is_dir():  # a model directory being written (llm.models.write_model_dir)
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
         self._load_fields()
         #: A fresh run checkpoints at the first chance, so its directory can be resumed.
         self._first_due = self._saved_step is None

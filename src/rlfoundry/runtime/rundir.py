@@ -112,6 +112,15 @@ def finished_summary(out: str | os.PathLike) -> dict[str, Any] | None:
     return summary
 
 
+def resume_command(out: str | os.PathLike) -> str:
+    """``rlfoundry COMMAND --resume OUT`` for the run in ``out`` (read from config.yaml)."""
+    try:
+        command = registry.get(read_saved(out)[0]).command
+    except RLFoundryError:
+        command = "train"
+    return f"rlfoundry {command} --resume {out}"
+
+
 def check_out(out: str | os.PathLike, name: str, *, resume: bool, overwrite: bool) -> None:
     """May a run of entry ``name`` use ``out``? One sentence if not; writes nothing."""
     out = Path(out)
@@ -343,6 +352,8 @@ def _run_entry(
         with open_run(out, entry.name, cfg, resume=resume, overwrite=overwrite, **kw) as run:
             result = module.train(cfg, run) or {}
             wall, step, interrupted = run.elapsed(), run.step, run.interrupted
+        if d.world > 1:  # every rank's checkpoint is written before any rank exits: torchrun
+            any_rank(d, False)  # stops the others (SIGTERM) as soon as one exits non-zero
     except ConfigError:
         if init_from is not None and not resume and d.main and not (out / CHECKPOINT).exists():
             # The source did not fit (raised before any step): free --out for a retry.
@@ -365,6 +376,7 @@ def _run_entry(
     summary["status"] = result.get("status") or ("interrupted" if interrupted else "finished")
     if summary["status"] == "interrupted":
         summary["resume_command"] = f"rlfoundry {entry.command} --resume {out}"
+        report_error(f"Interrupted; continue with: {summary['resume_command']}")
         return summary
     if evaluate is not None and d.main:
         summary.update(evaluate(out))

@@ -149,6 +149,9 @@ class LocalModel:
                 f"'{model_dir}' is not a transformers model directory (no config.json); "
                 "pass a saved model or use an endpoint."
             )
+        from rlfoundry.llm.models import check_weights
+
+        check_weights(self.model_dir)  # weights cut short: one sentence now, not at the first bar
         self.max_new_tokens = max_new_tokens
         self._model: Any = None
         self._tok: Any = None
