@@ -10,6 +10,7 @@ groups of 4 have equal rewards).
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -129,3 +130,101 @@ def test_kto_reads_unpaired_labels(tmp_path):
     s = train("llm-kto", steps=2, out=tmp_path / "r", progress=False,
               overrides={"model": "tiny", "data": str(data), "batch_size": 4})  # fmt: skip
     assert s["status"] == "finished" and s["eval_examples"] == 2
+
+
+# ---------------------------------------------------------------------- learning tests
+#
+# One seed each (seed 0); the thresholds come from seeds 0-4 (docs/llm.md, "Loss and
+# sampling options"), each about half the smallest lift measured, so a broken option
+# (no gradient, wrong sign, a filter that is not applied) fails.
+
+RL = {
+    "model": "tiny",
+    "rollout_size": 32,
+    "group_size": 4,
+    "minibatch_size": 16,  # two optimizer steps per epoch, two epochs: ratios move off 1,
+    "update_epochs": 2,  # where GSPO and CISPO differ from the token-level clip
+    "eval_every": 0,
+    "eval_size": 0,
+    "max_new_tokens": 6,
+    "learning_rate": 3e-3,
+    "warmup_steps": 0,
+}
+
+
+def _rewards(out):
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    return [float(r["reward"]) for r in rows if r.get("reward")], rows
+
+
+def _lift(out):
+    """Mean reward of the last three steps minus that of the first three."""
+    rew, _ = _rewards(out)
+    return sum(rew[-3:]) / 3 - sum(rew[:3]) / 3
+
+
+@pytest.mark.parametrize(
+    "name,overrides,min_lift",
+    [
+        # seeds 0-4: lift +0.12..+0.15 (0.24-0.27 -> 0.37-0.42)
+        (
+            "llm-grpo",
+            {"loss_type": "gspo", "loss_agg": "seq-mean-token-mean", "clip_coef": 0.01},
+            0.06,
+        ),
+        # seeds 0-4: lift +0.11..+0.65
+        ("llm-rloo", {"loss_type": "cispo", "beta": 0.0}, 0.06),
+    ],
+    ids=["gspo", "cispo"],
+)
+def test_policy_loss_raises_the_reward(tmp_path, name, overrides, min_lift):
+    out = tmp_path / "run"
+    ov = {**RL, **overrides, "reward": f"{__name__}:vowel_share"}
+    train(name, steps=15, out=out, overrides=ov, progress=False)
+    assert _lift(out) >= min_lift, _rewards(out)[0]
+
+
+DYN_MIN_LIFT = 0.11  # seeds 0-4, 20 steps: +0.23..+0.49 (without dynamic sampling +0.24..+0.31)
+ODPO_MIN_LIFT = 0.09  # seeds 0-4, 20 steps x 32 pairs: +0.18..+0.28
+
+
+def test_dynamic_sampling_raises_the_reward_with_informative_groups_only(tmp_path):
+    out = tmp_path / "run"
+    ov = {**RL, "dynamic_sampling": True, "reward": f"{__name__}:first_vowel"}
+    train("llm-grpo", steps=20, out=out, overrides=ov, progress=False)
+    rew, rows = _rewards(out)
+    assert sum(float(r["extra_rollouts"]) for r in rows) > 0  # it did sample more
+    # every group trained on has unequal rewards, unless the cap forced a fill
+    for r in rows:
+        assert float(r["frac_zero_std"]) * 8 == pytest.approx(float(r["zero_std_kept"]))
+    assert _lift(out) >= DYN_MIN_LIFT, rew
+
+
+def test_online_dpo_raises_the_reward(tmp_path):
+    out = tmp_path / "run"
+    ov = {"model": "tiny", "batch_size": 32, "beta": 0.5, "learning_rate": 1e-2}
+    ov.update(eval_every=0, eval_size=0, max_new_tokens=6, warmup_steps=0)
+    train("llm-online-dpo", steps=20, out=out, overrides={**ov, "reward": f"{__name__}:vowel_share"},
+          progress=False)  # fmt: skip
+    rew, rows = _rewards(out)
+    assert all(float(r["pairs_used"]) > 0.5 for r in rows)
+    assert _lift(out) >= ODPO_MIN_LIFT, rew
+
+
+@pytest.mark.parametrize("loss_type", ["ipo", "hinge"])
+def test_dpo_loss_types_raise_the_held_out_margin(tmp_path, loss_type):
+    # seeds 0-4, 30 steps x 16 pairs: policy log-prob margin +1.7..+2.6 (ipo), +2.8..+4.9
+    # (hinge); implicit reward margin 0.17..0.26 / 0.28..0.49; accuracy 0.76..0.92
+    ov = {"model": "tiny", "task": "sentiment", "eval_every": 0, "eval_pairs": 50}
+    ov.update(learning_rate=1e-3, loss_type=loss_type)
+    s = train("llm-dpo", steps=30, out=tmp_path / "run", overrides=ov, progress=False)
+    assert s["eval_logp_margin"] >= s["logp_margin_before"] + 1.0, s
+    assert s["eval_reward_margin"] > 0.05 and s["eval_reward_accuracy"] >= 0.65, s
+
+
+def test_kto_raises_the_held_out_reward_gap(tmp_path):
+    # seeds 0-4, 30 steps x 16 examples: implicit reward gap 0 -> 0.16..0.28
+    ov = {"model": "tiny", "task": "sentiment", "eval_every": 0, "eval_pairs": 50}
+    s = train("llm-kto", steps=30, out=tmp_path / "run", overrides={**ov, "learning_rate": 1e-3},
+              progress=False)  # fmt: skip
+    assert s["reward_gap_before"] == 0 and s["eval_reward_gap"] >= 0.08, s

@@ -38,8 +38,12 @@ def _contract(out, curve=True):
     "name,steps,overrides",
     [
         ("llm-grpo", 2, {**TINY_RL, "rollout_size": 16, "group_size": 4, "beta": 0.05}),
-        ("llm-rloo", 2, {**TINY_RL, "rollout_size": 16, "group_size": 4}),
-        ("llm-ppo", 2, {**TINY_RL, "rollout_size": 8, "update_epochs": 2, "kl_target": 0.5}),
+        ("llm-rloo", 2, {**TINY_RL, "rollout_size": 16, "group_size": 4, "loss_type": "cispo"}),
+        (
+            "llm-ppo",
+            2,
+            {**TINY_RL, "rollout_size": 8, "update_epochs": 2, "kl_target": 0.5, "top_p": 0.9},
+        ),
         ("llm-reward-model", 3, {"batch_size": 8, "micro_batch_size": 4, "eval_every": 2}),
         ("llm-dpo", 3, {"model": "tiny", "batch_size": 8, "eval_every": 2}),
         ("llm-kto", 3, {"model": "tiny", "batch_size": 8, "eval_every": 2}),
