@@ -99,3 +99,61 @@ def test_episode_without_a_call_is_a_plain_rollout():
     assert torch.equal(ro.completion_mask, plain.completion_mask)
     assert torch.equal(ro.truncated, plain.truncated)
     assert torch.allclose(ro.old_logp, plain.old_logp, atol=2e-5)
+
+
+def test_tool_arithmetic_task_reads_the_final_answer():
+    from rlfoundry.llm.tasks import get_task
+
+    task = get_task("tool-arithmetic")
+    p = task.prompts("train", 1, 0)[0]
+    a, b = (int(x) for x in p[:-1].split("*"))
+    assert task.is_correct(p, f"<<{a}*{b}={a * b}>> {a * b}") and task.is_correct(p, str(a * b))
+    assert not task.is_correct(p, f"<<{a}*{b}={a * b}>> {a * b + 1}")
+    assert task.sft_examples("train", 1, 0)[0] == (p, f"<<{a}*{b}={a * b}>> {a * b}")
+    assert set(task.prompts("test", 50)).isdisjoint(task.prompts("train", 2000))
+
+
+def test_greedy_evaluation_calls_the_tool(monkeypatch):
+    from rlfoundry.llm.evaluation import evaluate_accuracy
+    from rlfoundry.llm.tasks import ToolArithmeticTask
+
+    torch.manual_seed(0)
+    model, tok = load_model("tiny").eval(), load_tokenizer("tiny")
+    task = ToolArithmeticTask(digits=1)
+    prompts = task.prompts("test", 3)
+    turns = []
+
+    def scripted(model, ids, attn, max_new, eos_id, pad, temperature, *args):
+        assert temperature == 0.0
+        turns.append(ids.shape[0])
+        if len(turns) == 1:  # every row calls the tool on its own product
+            rows = [tok.encode("<<" + p) for p in prompts]
+        else:  # then copies the result: the text between '=' and '>>' of its context
+            rows = [
+                tok.encode(" " + tok.decode(r).rsplit("=", 1)[1][:-2]) + [eos_id]
+                for r in ids.tolist()
+            ]
+        width = max(map(len, rows))
+        comp = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], dtype=torch.bool)
+        return comp, mask, torch.zeros(comp.shape)
+
+    monkeypatch.setattr(multiturn, "sample", scripted)
+    assert evaluate_accuracy(model, tok, task, n=3, split="test", tool=calculator) == 1.0
+    assert turns == [3, 3]
+
+
+def test_grpo_with_a_tool_runs_and_logs_tool_use(tmp_path):
+    import csv
+
+    from rlfoundry.api import train
+
+    ov = {"model": "tiny", "task": "tool-arithmetic:digits=2", "tool": "calculator"}
+    ov.update(rollout_size=8, group_size=4, eval_every=1, eval_size=4, max_turns=2)
+    s = train("llm-grpo", steps=2, out=tmp_path / "r", overrides=ov, progress=False)
+    assert s["status"] == "finished" and "eval_accuracy" in s
+    rows = list(csv.DictReader((tmp_path / "r" / "metrics.csv").open()))
+    assert all(0 <= float(r["tool_use"]) <= 1 for r in rows if r["step"] != "0")
+    with pytest.raises(RLFoundryError, match="neither a built-in"):
+        train("llm-grpo", out=tmp_path / "bad", overrides={**ov, "tool": "abacus"})
+    assert not (tmp_path / "bad" / "config.yaml").exists()

@@ -49,6 +49,7 @@ from rlfoundry.llm.checkpoint import load_training_state, training_state
 from rlfoundry.llm.data import check_divisible
 from rlfoundry.llm.dynamic_sampling import sample_groups
 from rlfoundry.llm.evaluation import task_accuracy
+from rlfoundry.llm.multiturn import tool_rollout
 from rlfoundry.llm.policy import (
     Reference,
     build_policy,
@@ -72,6 +73,7 @@ from rlfoundry.llm.prompts import (
 )
 from rlfoundry.llm.rewards import build_reward
 from rlfoundry.llm.rollout import Rollout, completion_logprobs, rollout
+from rlfoundry.llm.tools import load_tool, tool_use
 from rlfoundry.runtime.distributed import (
     Dist,
     all_reduce_sum,
@@ -155,6 +157,12 @@ class GroupConfig(RLInputs):
     max_extra_rollouts: int = 4
     """With dynamic_sampling: extra rollouts (each rollout_size completions) sampled per
     step at most; a batch still short is filled with zero-advantage groups."""
+    tool: str = ""
+    """A tool the policy may call in multi-turn episodes (`<<EXPR=`, the tool's answer and
+    `>>` appended, masked out of the loss; llm/multiturn.py): calculator or
+    module:function; empty = single-turn completions."""
+    max_turns: int = 3
+    """With a tool: policy turns per episode at most (each up to max_new_tokens)."""
     loss_agg: str = "token-mean"
     """Token loss aggregation: token-mean | seq-mean-token-mean | seq-mean-token-sum |
     seq-mean-token-sum-norm (Dr. GRPO, divides by max_new_tokens)."""
@@ -202,6 +210,10 @@ class GroupConfig(RLInputs):
         if self.max_extra_rollouts < 0:
             raise ConfigError(f"max_extra_rollouts must be >= 0, got {self.max_extra_rollouts}.")
         check_sampling(self)
+        if self.tool:
+            load_tool(self.tool)  # an unknown name or a broken module raises here
+        if self.max_turns < 1:
+            raise ConfigError(f"max_turns must be at least 1, got {self.max_turns}.")
         if self.loss_agg not in AGG_MODES:
             raise ConfigError(
                 f"loss_agg must be one of {', '.join(AGG_MODES)}, got {self.loss_agg!r}."
@@ -378,6 +390,7 @@ def train(
     last_eval: tuple[int, dict[str, float]] = (-1, {})  # reused at the end if still current
 
     gen_seconds = [0.0]
+    tool = load_tool(cfg.tool) if cfg.tool else None
 
     def draw() -> tuple[Rollout, dict[str, list[Any]]]:
         """Sample one rollout's worth of groups: this rank's share of n_prompts prompts."""
@@ -386,16 +399,12 @@ def train(
         share = idx[d.rank * per_rank : (d.rank + 1) * per_rank]
         model.eval()  # no dropout while sampling: the sampling log-probs are pi_old's
         with full_params(model), prec.autocast():  # FSDP: each rank samples its own lengths
-            ro = rollout(
-                model,
-                tok,
-                [prompts[i] for i in share],
-                cfg.group_size,
-                cfg.max_new_tokens,
-                cfg.temperature,
-                gen,
-                **sampling_options(cfg),
-            )
+            args = (model, tok, [prompts[i] for i in share], cfg.group_size)
+            args += (cfg.max_new_tokens, cfg.temperature, gen)
+            if tool is None:
+                ro = rollout(*args, **sampling_options(cfg))
+            else:
+                ro = tool_rollout(*args, tool, cfg.max_turns, **sampling_options(cfg))
         model.train()
         gen_seconds[0] += time.perf_counter() - t1
         return ro, prompts.columns(share, cfg.group_size)
@@ -439,6 +448,7 @@ def train(
             "truncated": float(tot[3] / tot[1]),
             "frac_zero_std": float((g.std(dim=1) == 0).float().mean()),
             **dyn,
+            **({} if tool is None else {"tool_use": tool_use(ro.completions)}),
             "lr": sched.get_last_lr()[0],
             "gen_seconds": gen_seconds[0],
             "step_seconds": time.perf_counter() - t0,

@@ -57,7 +57,8 @@ def tool_rollout(
     top_p: float = 1.0,
     repetition_penalty: float = 1.0,
 ) -> Rollout:
-    """Sample `group_size` episodes per prompt (see the module docstring)."""
+    """Sample `group_size` episodes per prompt (see the module docstring); temperature 0
+    is greedy, for evaluation (old_logp then stays 0)."""
     dev = next(model.parameters()).device
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     eos = tok.eos_token_id
@@ -118,5 +119,6 @@ def tool_rollout(
         old_logp=torch.zeros(len(rep), T, device=dev),
         truncated=~torch.tensor(ended, device=dev),
     )
-    ro.old_logp = completion_logprobs(model, ro, slice(None), temperature).float()
+    if temperature > 0:
+        ro.old_logp = completion_logprobs(model, ro, slice(None), temperature).float()
     return ro

@@ -146,3 +146,8 @@ def answer(tool: Tool, expression: str) -> str:
 def final_answer(completion: str) -> str:
     """The text after the last tool result (`>>`), where a tool-using episode answers."""
     return completion.rsplit(RESULT_END, 1)[-1].strip()
+
+
+def tool_use(completions: list[str]) -> float:
+    """Share of episodes that called a tool at least once (the `tool_use` metric)."""
+    return sum(CALL_OPEN in c and RESULT_END in c for c in completions) / max(1, len(completions))
