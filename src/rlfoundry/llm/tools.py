@@ -7,7 +7,9 @@ model continues:
     model: "The total is <<48/2="     env: "24>>"     model: " 24" EOS
 
 A tool is a function `(expression: str) -> str`. Built in: `calculator` (exact
-arithmetic on integers and decimals, no names, no calls). Plug your own in as
+arithmetic on integers and decimals, no names, no calls) and `python` (one Python
+expression evaluated in `sandbox.run_python`: a subprocess with time, CPU and memory
+limits, no network, writes only in its temporary directory). Plug your own in as
 `module:function` or `path/to/file.py:function`, as rewards are. A tool that raises
 answers `error: ...` instead of stopping training: a malformed call is the policy's
 mistake, and the episode goes on.
@@ -26,6 +28,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from rlfoundry.errors import RLFoundryError
+from rlfoundry.llm.sandbox import python_tool
 
 Tool = Callable[[str], str]
 
@@ -86,7 +89,7 @@ def calculator(expression: str) -> str:
     return out
 
 
-TOOLS: dict[str, Tool] = {"calculator": calculator}
+TOOLS: dict[str, Tool] = {"calculator": calculator, "python": python_tool}
 
 
 def load_tool(spec: str) -> Tool:
