@@ -19,6 +19,12 @@ One iteration:
    with the KL term only when it is not already in the reward (GRPO, beta > 0), and the
    aggregation `loss_agg` over the tokens of the whole optimizer mini-batch.
 
+Options, each a table lookup rather than a branch: `loss_type` swaps the clipped token
+ratio for GSPO's sequence ratio or CISPO's clipped weight (`core.surrogates`);
+`dynamic_sampling` keeps only groups with unequal rewards (`dynamic_sampling.py`);
+`tool` makes each completion a multi-turn episode with tool calls (`multiturn.py`);
+`top_k` / `top_p` / `repetition_penalty` filter the sampler.
+
 Device, precision, gradient checkpointing and LoRA come from `policy.ModelOptions`;
 with LoRA the KL reference is the policy with its adapters turned off.
 
