@@ -83,6 +83,8 @@ _ENTRIES = (
     _llm("sft", "rlfoundry.llm.sft", "supervised fine-tuning, loss on completion tokens only", "loss", "data"),
     _llm("reward-model", "rlfoundry.llm.reward_model", "train a Bradley-Terry reward model on preference pairs", "eval_accuracy", "data"),
     _llm("dpo", "rlfoundry.llm.dpo", "Direct Preference Optimization against a frozen reference", "eval_reward_margin", "data"),
+    _llm("kto", "rlfoundry.llm.kto", "KTO on unpaired desirable/undesirable completions", "eval_reward_gap", "data"),
+    _llm("online-dpo", "rlfoundry.llm.online_dpo", "online DPO: pairs sampled from the policy, judged by a reward", "reward", "prompts"),
     _llm("ppo", "rlfoundry.llm.ppo", "token-level PPO with a value network and a KL penalty", "reward", "prompts"),
     _llm("grpo", "rlfoundry.llm.grpo", "GRPO: group-relative advantages, clipped ratio, optional KL", "reward", "prompts"),
     _llm("rloo", "rlfoundry.llm.rloo", "REINFORCE leave-one-out with a KL penalty in the reward", "reward", "prompts"),

@@ -79,6 +79,7 @@ def update(out: str, agg: str, fsdp: bool = False) -> None:
         clip_coef_high=0.0,
         beta=0.0,
         loss_agg=agg,
+        loss_type="ppo",
         mask_truncated=False,
         max_grad_norm=1.0,
     )

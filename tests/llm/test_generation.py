@@ -132,3 +132,74 @@ def test_top_k_and_top_p_restrict_the_support():
     assert set(tok.tolist()) == {0, 1}
     greedy, _ = sample_tokens(logits[:3], 0.0)
     assert greedy.tolist() == [0, 0, 0]
+
+
+def test_filters_restrict_the_sample_and_keep_the_policy_logprob():
+    """Hand-checked: logits [2, 0.5, 0.4, -1] with tokens 1 and 3 already seen. top_k=2
+    draws only tokens 0 and 1; repetition penalty 4 turns token 1's logit into 0.125 <
+    0.4, so top_k=2 then draws from {0, 2}; top_p=0.5 keeps token 0 alone (p = 0.66 >
+    0.5). The log-prob returned is the unprocessed policy's in every case."""
+    logits = torch.tensor([[2.0, 0.5, 0.4, -1.0]]).repeat(2000, 1)
+    seen = torch.tensor([[False, True, False, True]]).repeat(2000, 1)
+    full = torch.log_softmax(logits[0], -1)
+    g = torch.Generator().manual_seed(0)
+    for kw, support in [
+        ({"top_k": 2}, {0, 1}),
+        ({"top_k": 2, "repetition_penalty": 4.0, "seen": seen}, {0, 2}),
+        ({"top_p": 0.5}, {0}),
+        ({}, {0, 1, 2, 3}),
+    ]:
+        tok, lp = sample_tokens(logits, 1.0, generator=g, **kw)
+        assert set(tok.tolist()) == support, kw
+        assert torch.allclose(lp, full[tok])
+    # greedy: the penalty alone can change the argmax (1.2 seen -> 0.6 < 1.0)
+    tok, lp = sample_tokens(
+        torch.tensor([[1.0, 1.2]]), 0.0, repetition_penalty=2.0, seen=torch.tensor([[False, True]])
+    )
+    assert tok.tolist() == [0] and torch.isclose(
+        lp, torch.log_softmax(torch.tensor([1.0, 1.2]), -1)[0]
+    )
+
+
+@pytest.mark.parametrize("penalty", [1.3, 0.8])
+def test_greedy_with_repetition_penalty_equals_model_generate(penalty):
+    """transformers penalises every token of input_ids, padding included, so compare one
+    prompt at a time (no padding)."""
+    model, tok = _model(), load_tokenizer("tiny")
+    changed = 0
+    for prompt in PROMPTS:
+        out = generate(model, tok, [prompt], 12, 0.0, check_every=1, repetition_penalty=penalty)
+        ids, attn = left_pad(tok, [prompt])
+        ref = model.generate(
+            input_ids=ids,
+            attention_mask=attn,
+            max_new_tokens=12,
+            do_sample=False,
+            repetition_penalty=penalty,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )[:, ids.shape[1] :]
+        T = out.completion_ids.shape[1]
+        assert torch.equal(out.completion_ids, ref[:, :T]), prompt
+        plain = generate(model, tok, [prompt], 12, 0.0, check_every=1)
+        changed += not torch.equal(plain.completion_ids, out.completion_ids)
+    assert changed  # the penalty did something
+
+
+def test_sampling_with_repetition_penalty_keeps_the_policy_logprobs():
+    model, tok = _model(eos_bias=3.0), load_tokenizer("tiny")
+    gen = torch.Generator().manual_seed(0)
+    out = generate(
+        model,
+        tok,
+        PROMPTS * 4,
+        16,
+        0.9,
+        top_k=30,
+        top_p=0.95,
+        generator=gen,
+        repetition_penalty=1.5,
+    )
+    fresh = _completion_logp(model, out, 0.9)
+    m = out.completion_mask
+    assert torch.allclose(out.logp[m], fresh[m], atol=1e-5, rtol=0)

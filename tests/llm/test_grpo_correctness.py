@@ -80,6 +80,7 @@ def _cfg(**kw):
         clip_coef_high=0.0,
         beta=0.0,
         loss_agg="token-mean",
+        loss_type="ppo",
         mask_truncated=False,
         max_grad_norm=0.0,
     )
@@ -117,6 +118,28 @@ def test_grad_accumulation_4x1_equals_1x4(tiny, agg):
     four, _ = _grads(model, ro, adv, _cfg(loss_agg=agg, beta=0.1, micro_batch_size=8), ref_logp)
     assert one.abs().max() > 0
     assert torch.allclose(one, four, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("loss_type", ["gspo", "cispo"])
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
+def test_loss_types_accumulate_like_the_clip(tiny, loss_type, agg):
+    """GSPO and CISPO go through the same aggregation: 4 micro-batches = 1. At ratio 1
+    their gradient is PPO's (every variant reduces to the policy gradient there); off
+    policy (old log-probs moved by up to +-0.3) it is not."""
+    model, tok = tiny
+    ro = _rollout(model, tok)
+    adv = torch.randn(ro.input_ids.shape[0])
+    kw = {"loss_agg": agg, "loss_type": loss_type}
+    one, _ = _grads(model, ro, adv, _cfg(**kw))
+    ppo, _ = _grads(model, ro, adv, _cfg(**{**kw, "loss_type": "ppo"}))
+    assert one.abs().max() > 0 and torch.allclose(one, ppo, atol=1e-6, rtol=1e-4)
+    g = torch.Generator().manual_seed(1)
+    ro.old_logp = ro.old_logp + 0.6 * (torch.rand(ro.old_logp.shape, generator=g) - 0.5)
+    one, _ = _grads(model, ro, adv, _cfg(**kw))
+    four, _ = _grads(model, ro, adv, _cfg(**kw, micro_batch_size=8))
+    assert torch.allclose(one, four, atol=1e-6, rtol=1e-4)
+    ppo, _ = _grads(model, ro, adv, _cfg(**{**kw, "loss_type": "ppo"}))
+    assert not torch.allclose(one, ppo, atol=1e-4, rtol=1e-2)
 
 
 def test_eos_kept_in_mask_when_pad_is_eos():

@@ -38,10 +38,16 @@ def _contract(out, curve=True):
     "name,steps,overrides",
     [
         ("llm-grpo", 2, {**TINY_RL, "rollout_size": 16, "group_size": 4, "beta": 0.05}),
-        ("llm-rloo", 2, {**TINY_RL, "rollout_size": 16, "group_size": 4}),
-        ("llm-ppo", 2, {**TINY_RL, "rollout_size": 8, "update_epochs": 2, "kl_target": 0.5}),
+        ("llm-rloo", 2, {**TINY_RL, "rollout_size": 16, "group_size": 4, "loss_type": "cispo"}),
+        (
+            "llm-ppo",
+            2,
+            {**TINY_RL, "rollout_size": 8, "update_epochs": 2, "kl_target": 0.5, "top_p": 0.9},
+        ),
         ("llm-reward-model", 3, {"batch_size": 8, "micro_batch_size": 4, "eval_every": 2}),
         ("llm-dpo", 3, {"model": "tiny", "batch_size": 8, "eval_every": 2}),
+        ("llm-kto", 3, {"model": "tiny", "batch_size": 8, "eval_every": 2}),
+        ("llm-online-dpo", 2, {**TINY_RL, "batch_size": 8, "eval_every": 1}),
     ],
     ids=lambda x: x if isinstance(x, str) else "",
 )
@@ -61,10 +67,20 @@ def _params(out, prefix="model/"):
     return {k: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
-@pytest.mark.parametrize("name", ["llm-grpo", "llm-reward-model"])
+@pytest.mark.parametrize(
+    "name", ["llm-grpo", "llm-reward-model", "llm-grpo-dynamic", "llm-kto", "llm-online-dpo"]
+)
 def test_resume_is_exact(tmp_path, name):
     if name == "llm-grpo":
         ov = {**TINY_RL, "rollout_size": 16, "group_size": 4}
+    elif name == "llm-grpo-dynamic":  # GSPO, dynamic sampling and the sampling filters
+        name = "llm-grpo"
+        ov = {**TINY_RL, "rollout_size": 16, "group_size": 4, "loss_type": "gspo"}
+        ov.update(dynamic_sampling=True, top_k=50, top_p=0.9, repetition_penalty=1.3)
+    elif name == "llm-kto":
+        ov = {"model": "tiny", "batch_size": 8, "eval_every": 2}
+    elif name == "llm-online-dpo":
+        ov = {**TINY_RL, "batch_size": 8, "reward": f"{__name__}:vowel_share"}
     else:
         ov = {"batch_size": 8, "eval_every": 2}
     train(name, steps=4, out=tmp_path / "straight", overrides=ov, progress=False)
@@ -102,6 +118,11 @@ def test_bad_inputs_fail_before_training(tmp_path):
         train("llm-grpo", out=tmp_path / "f", overrides={**TINY_RL, "reward": "nosuchmod:fn"})
     for name in "abcdef":
         assert not (tmp_path / name / "config.yaml").exists()
+
+
+def vowel_share(prompts, completions):
+    """Share of a completion's characters that are vowels: varied enough for pairs."""
+    return [sum(ch in "aeiou" for ch in c) / max(1, len(c)) for c in completions]
 
 
 _CALLS = {"n": 0}

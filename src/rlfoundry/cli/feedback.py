@@ -12,6 +12,7 @@
                              [--login-limit 10]
     rlfoundry feedback stats [--project NAME] [--json]
     rlfoundry feedback export --format pairs [--project NAME] [--out FILE.jsonl]
+    rlfoundry feedback export --format kto ...      # ratings -> llm-kto's labelled examples
 
 Annotators see and get work only from projects they are members of.
 ``add-annotator NAME`` makes them a member of every project that exists at that moment
@@ -336,7 +337,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from rlfoundry.feedback.export import to_pairs
+    from rlfoundry.feedback.export import to_kto, to_pairs
     from rlfoundry.feedback.projects import list_projects
     from rlfoundry.feedback.reports import items_for_export
     from rlfoundry.runtime.config import atomic_write_text
@@ -346,13 +347,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not names:
         raise RLFoundryError("The database has no projects yet; import items first.")
     items = [it for name in names for it in items_for_export(engine, name)]
-    pairs, summary = to_pairs(
-        items,
-        aggregate=args.aggregate,
-        ties=args.ties,
-        min_agreement=args.min_agreement,
-        include_gold=args.include_gold,
-    )
+    kw = {"aggregate": args.aggregate, "include_gold": args.include_gold}
+    if args.format == "kto":  # rated responses, labelled for `rlfoundry llm kto`
+        pairs, summary = to_kto(items, **kw)
+    else:
+        pairs, summary = to_pairs(items, ties=args.ties, min_agreement=args.min_agreement, **kw)
     text = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs)
     if args.out in (None, "-"):
         sys.stdout.write(text)
@@ -360,11 +359,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         atomic_write_text(args.out, text)
         out = args.out
+    what = "examples" if args.format == "kto" else "pairs"
     print(
-        f"wrote {summary.pairs} pairs from {summary.items} judged items to {out} "
-        f"(skipped: {summary.skipped_tie} ties, {summary.skipped_both_bad} both-bad, "
-        f"{summary.skipped_split} split votes, {summary.skipped_low_agreement} below "
-        "--min-agreement)",
+        f"wrote {summary.pairs} {what} from {summary.items} judged items to {out} (skipped: "
+        f"{summary.skipped_tie} ties, {summary.skipped_both_bad} both-bad, {summary.skipped_split}"
+        f" split votes, {summary.skipped_low_agreement} below --min-agreement)",
         file=sys.stderr,
     )
     if summary.pairs == 0:
@@ -480,7 +479,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true")
 
     p = add("export", "write judgments as preference pairs (TRL format)", cmd_export)
-    p.add_argument("--format", choices=["pairs"], default="pairs")
+    kinds = "pairs (TRL preference format) or kto (ratings: 4-5 desirable, 1-2 not)"
+    p.add_argument("--format", choices=["pairs", "kto"], default="pairs", help=kinds)
     p.add_argument("--project", help="one project (default: all)")
     p.add_argument("--out", help="output JSONL (default: stdout)")
     p.add_argument(

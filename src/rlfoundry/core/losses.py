@@ -15,6 +15,7 @@ from torch import Tensor
 
 from rlfoundry.core.aggregate import aggregate_loss, masked_mean
 from rlfoundry.core.kl import kl_k3
+from rlfoundry.core.surrogates import ppo_token_loss
 
 
 def policy_gradient_loss(logp: Tensor, weights: Tensor, num_episodes: int | None = None) -> Tensor:
@@ -66,20 +67,10 @@ def clipped_surrogate(
       - "approx_kl": k3 estimate of KL(old || new), `(ratio - 1) - log ratio`
         (samples come from the old policy; as CleanRL logs it).
     """
-    eps_high = clip_eps if clip_eps_high is None else clip_eps_high
-    log_ratio = logp - old_logp
-    ratio = torch.exp(log_ratio)
-    surr = ratio * adv
-    surr_clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + eps_high) * adv
-    loss_tok = -torch.min(surr, surr_clipped)
+    loss_tok, info = ppo_token_loss(logp, old_logp, adv, mask, clip_eps, clip_eps_high)
     loss = aggregate_loss(loss_tok, mask, agg, num_tokens=num_tokens, max_len=max_len)
     with torch.no_grad():
-        clipped = ((ratio < 1.0 - clip_eps) | (ratio > 1.0 + eps_high)).to(ratio.dtype)
-        info = {
-            "ratio": masked_mean(ratio, mask),
-            "clip_fraction": masked_mean(clipped, mask),
-            "approx_kl": masked_mean(kl_k3(old_logp, logp), mask),
-        }
+        info["approx_kl"] = masked_mean(kl_k3(old_logp, logp), mask)
     return loss, info
 
 

@@ -152,3 +152,52 @@ def to_pairs(
                     summary.skipped_both_bad += 1
     summary.pairs = len(out)
     return out, summary
+
+
+#: 1-5 ratings -> KTO labels: 4 and 5 are desirable, 1 and 2 undesirable, 3 says neither.
+KTO_DESIRABLE_MIN = 4.0
+KTO_UNDESIRABLE_MAX = 2.0
+
+
+def to_kto(
+    items: list[ItemJudgments], *, aggregate: str = "majority", include_gold: bool = False
+) -> tuple[list[dict[str, Any]], ExportSummary]:
+    """Rated responses as KTO's unpaired examples ``{prompt, completion, label}``
+    (``rlfoundry llm kto --data FILE``).
+
+    Each rated response's rating (with ``aggregate="majority"`` the mean over its
+    annotators, with "none" each annotator's own) maps to a label: >= 4 desirable
+    (``label: true``), <= 2 undesirable, a mean strictly between (a 3, or a 2 and a 4)
+    is left out and counted as a tie. Comparisons and rankings carry no absolute
+    judgment: they are skipped (counted as split), export them as pairs, which
+    ``llm-kto`` also reads (chosen desirable, rejected undesirable).
+    """
+    if aggregate not in ("majority", "none"):
+        raise ValueError(f"aggregate must be 'majority' or 'none', got {aggregate!r}")
+    out: list[dict[str, Any]] = []
+    summary = ExportSummary()
+    for item in items:
+        if (item.is_gold and not include_gold) or not item.judgments:
+            continue
+        summary.items += 1
+        if item.kind != "rate":
+            summary.skipped_split += 1
+            continue
+        for i, response in enumerate(item.responses):
+            ratings = [(ann, float(label[i])) for ann, label in item.judgments]
+            if aggregate == "majority":
+                mean = sum(r for _, r in ratings) / len(ratings)
+                ratings = [("", mean)]
+            for ann, rating in ratings:
+                if KTO_UNDESIRABLE_MAX < rating < KTO_DESIRABLE_MIN:
+                    summary.skipped_tie += 1
+                    continue
+                rec = {"prompt": item.prompt, "completion": response}
+                rec.update(label=rating >= KTO_DESIRABLE_MIN, rating=round(rating, 4))
+                rec.update(project=item.project, item_id=item.item_id, response_index=i)
+                rec["n_annotators"] = len(item.judgments)
+                if ann:
+                    rec["annotator"] = ann
+                out.append(rec)
+    summary.pairs = len(out)
+    return out, summary

@@ -10,6 +10,9 @@ summed over the completion tokens,
     z = beta * ((log pi(y_c|x) - log ref(y_c|x)) - (log pi(y_r|x) - log ref(y_r|x)))
     L = -mean(log sigmoid(z))                        (core.dpo_loss, eq. 7)
 
+`loss_type` swaps the sigmoid for IPO's squared loss or SLiC's hinge on the same
+margin (core.preference.DPO_LOSSES).
+
 `beta * (log pi - log ref)` is the implicit reward of a completion. Held-out metrics:
 the implicit reward margin (chosen minus rejected; 0 at the start, since pi = ref),
 its accuracy (share of pairs with a positive margin), and the policy's own log-prob
@@ -37,7 +40,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlfoundry.core import dpo_loss, masked_sum
+from rlfoundry.core import masked_sum
+from rlfoundry.core.preference import DPO_LOSSES
 from rlfoundry.core.schedules import warmup_cosine
 from rlfoundry.errors import ConfigError
 from rlfoundry.llm.checkpoint import load_training_state, training_state
@@ -85,7 +89,12 @@ class Config(ModelOptions):
     beta: float = 0.1
     """Strength of the implicit KL constraint to the reference (DPO's beta)."""
     label_smoothing: float = 0.0
-    """Assumed probability that a label is flipped (conservative DPO); 0 = plain DPO."""
+    """Assumed probability that a label is flipped (conservative DPO); 0 = plain DPO.
+    loss_type sigmoid only."""
+    loss_type: str = "sigmoid"
+    """Preference loss of the margin h = (pi_c - ref_c) - (pi_r - ref_r)
+    (core.preference.DPO_LOSSES): sigmoid (DPO, -log sigmoid(beta h)) | ipo (IPO, Azar
+    et al. 2023: (h - 1/(2 beta))^2) | hinge (SLiC, Zhao et al. 2023: max(0, 1 - beta h))."""
     total_steps: int = 100
     """Optimizer steps."""
     batch_size: int = 16
@@ -117,6 +126,15 @@ class Config(ModelOptions):
         )
         if self.beta <= 0:
             raise ConfigError(f"beta must be positive, got {self.beta}.")
+        if self.loss_type not in DPO_LOSSES:
+            raise ConfigError(
+                f"loss_type must be one of {', '.join(DPO_LOSSES)}, got {self.loss_type!r}."
+            )
+        if self.label_smoothing and self.loss_type != "sigmoid":
+            raise ConfigError(
+                f"label_smoothing applies to loss_type sigmoid only, not {self.loss_type!r}; "
+                "set label_smoothing=0."
+            )
         if not 0 <= self.label_smoothing < 0.5:
             raise ConfigError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}.")
         if self.total_steps < 1:
@@ -173,7 +191,8 @@ def evaluate(
     model.eval()
     pol = pair_logps(model, tok, pairs, cfg.max_len, prec)
     model.train()
-    loss, r_c, r_r = dpo_loss(pol[:, 0], pol[:, 1], ref[:, 0], ref[:, 1], cfg.beta)
+    loss_fn = DPO_LOSSES[cfg.loss_type]
+    loss, r_c, r_r = loss_fn(pol[:, 0], pol[:, 1], ref[:, 0], ref[:, 1], cfg.beta, 0.0)
     return {
         "eval_loss": float(loss),
         "eval_reward_margin": float((r_c - r_r).mean()),
@@ -224,6 +243,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
     micro = cfg.micro_batch_size or cfg.batch_size // d.world
     n_micro = cfg.batch_size // d.world // micro
     n_parts = n_micro * d.world
+    loss_fn = DPO_LOSSES[cfg.loss_type]
     while step < cfg.total_steps:
         idx, order, cursor = next_batch(rng, order, cursor, len(train_pairs), cfg.batch_size)
         batch = [train_pairs[i] for i in idx[mine]]
@@ -235,7 +255,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
                 ref_c, ref_r = sequence_logps(ref_model, tok, mb, cfg.max_len)
             with prec.autocast():
                 pol_c, pol_r = sequence_logps(model, tok, mb, cfg.max_len)
-                loss, r_c, r_r = dpo_loss(pol_c, pol_r, ref_c, ref_r, cfg.beta, cfg.label_smoothing)
+                loss, r_c, r_r = loss_fn(pol_c, pol_r, ref_c, ref_r, cfg.beta, cfg.label_smoothing)
             prec.backward(loss / n_parts)  # mean of equal-size micro-batch means = batch mean
             loss_sum += float(loss.detach()) / n_parts
             margin_sum += float((r_c - r_r).mean()) / n_parts

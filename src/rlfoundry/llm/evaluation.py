@@ -16,7 +16,9 @@ from typing import Any
 import torch
 
 from rlfoundry.llm.generation import generate
+from rlfoundry.llm.multiturn import tool_rollout
 from rlfoundry.llm.tasks import Task, get_task
+from rlfoundry.llm.tools import Tool, load_tool
 
 
 def evaluate_accuracy(
@@ -28,8 +30,11 @@ def evaluate_accuracy(
     seed: int = 0,
     batch_size: int = 100,
     max_new_tokens: int | None = None,
+    tool: Tool | None = None,
+    max_turns: int = 3,
 ) -> float:
-    """Share of `n` prompts of `split` whose greedy completion `task.is_correct` accepts."""
+    """Share of `n` prompts of `split` whose greedy completion `task.is_correct` accepts
+    (with `tool`: greedy multi-turn episodes that may call it, `multiturn.tool_rollout`)."""
     task = get_task(task)
     prompts = task.prompts(split, n, seed)
     max_new = max_new_tokens or task.max_new_tokens
@@ -38,8 +43,12 @@ def evaluate_accuracy(
     hits = 0
     for i in range(0, len(prompts), batch_size):
         chunk = prompts[i : i + batch_size]
-        out = generate(model, tok, chunk, max_new_tokens=max_new, temperature=0.0)
-        hits += sum(task.is_correct(p, c) for p, c in zip(chunk, out.texts))
+        if tool is None:
+            texts = generate(model, tok, chunk, max_new_tokens=max_new, temperature=0.0).texts
+        else:
+            ro = tool_rollout(model, tok, chunk, 1, max_new, 0.0, None, tool, max_turns)
+            texts = ro.completions
+        hits += sum(task.is_correct(p, c) for p, c in zip(chunk, texts))
     model.train(was_training)
     return hits / max(1, len(prompts))
 
@@ -49,8 +58,15 @@ def task_accuracy(model: Any, tok: Any, cfg: Any) -> dict[str, float]:
     `cfg.max_new_tokens`) as `{"eval_accuracy": ...}`; `{}` when eval_size is 0."""
     if cfg.eval_size <= 0:
         return {}
+    tool = load_tool(cfg.tool) if getattr(cfg, "tool", "") else None
     acc = evaluate_accuracy(
-        model, tok, get_task(cfg.task), n=cfg.eval_size, max_new_tokens=cfg.max_new_tokens or None
+        model,
+        tok,
+        get_task(cfg.task),
+        n=cfg.eval_size,
+        max_new_tokens=cfg.max_new_tokens or None,
+        tool=tool,
+        max_turns=getattr(cfg, "max_turns", 3),
     )
     return {"eval_accuracy": acc}
 

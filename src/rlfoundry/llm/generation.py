@@ -16,11 +16,12 @@ finished-rows bookkeeping stays on the device, and the only host sync is the
 time per token in its logits processors, stopping criteria and cache bookkeeping;
 `benchmarks/llm_generation.py` measures the difference.
 
-The log-probs are those of the temperature-scaled distribution before top-k/top-p
-truncation: exactly what `models.policy_logprobs(..., temperature)` recomputes in the
-training forward pass, so the first PPO/GRPO ratio is 1. With top-k/top-p < full,
-the sampled token is drawn from the truncated distribution; the ratio then refers to
-the untruncated policy, the usual convention (TRL, OpenRLHF).
+The log-probs are those of the temperature-scaled distribution before the repetition
+penalty and top-k/top-p truncation (`rlfoundry.core.sampling`): exactly what
+`models.policy_logprobs(..., temperature)` recomputes in the training forward pass, so
+the first PPO/GRPO ratio is 1. With top-k/top-p < full or a repetition penalty, the
+sampled token is drawn from the processed distribution; the ratio then refers to the
+unprocessed policy, the usual convention (TRL, OpenRLHF).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rlfoundry.core.sampling import apply_repetition_penalty, top_k_filter, top_p_filter
 from rlfoundry.llm.models import encode_prompt, position_ids
 
 
@@ -79,29 +81,30 @@ def sample_tokens(
     top_k: int = 0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
+    repetition_penalty: float = 1.0,
+    seen: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Next tokens `[B]` and their log-probs `[B]` from last-position logits `[B, V]`.
 
     temperature 0 = greedy (log-probs then at temperature 1). The log-prob is taken
-    from the temperature-scaled distribution before top-k/top-p filtering.
+    from the temperature-scaled distribution before the repetition penalty (on the
+    tokens `seen` `[B, V]`) and top-k/top-p filtering (`rlfoundry.core.sampling`).
     """
     logits = logits.float()
+    penalise = repetition_penalty != 1.0 and seen is not None
+    penalised = apply_repetition_penalty(logits, seen, repetition_penalty) if penalise else logits
     if temperature <= 0:
-        tok = logits.argmax(-1)
+        tok = penalised.argmax(-1)
         return tok, torch.log_softmax(logits, -1).gather(-1, tok[:, None]).squeeze(-1)
     if temperature != 1.0:
         logits = logits / temperature
+        penalised = penalised / temperature if penalise else logits
     logp_all = torch.log_softmax(logits, -1)
-    filtered = logp_all
-    if top_k and 0 < top_k < logits.shape[-1]:
-        kth = torch.topk(filtered, top_k, dim=-1).values[:, -1:]
-        filtered = filtered.masked_fill(filtered < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_lp, idx = torch.sort(filtered, dim=-1, descending=True)
-        cum = sorted_lp.exp().cumsum(-1)
-        drop = cum - sorted_lp.exp() > top_p  # keep the smallest prefix reaching top_p
-        sorted_lp = sorted_lp.masked_fill(drop, float("-inf"))
-        filtered = torch.full_like(filtered, float("-inf")).scatter(-1, idx, sorted_lp)
+    filtered = torch.log_softmax(penalised, -1) if penalise else logp_all
+    filtered = top_k_filter(filtered, top_k)
+    if top_p < 1.0 and top_k:
+        filtered = torch.log_softmax(filtered, -1)  # nucleus of what top-k left, renormalised
+    filtered = top_p_filter(filtered, top_p)
     # exponential race (the Gumbel-max trick in another form): argmax p_i / E_i with
     # E_i ~ Exp(1) is a sample of p; several times cheaper than torch.multinomial on CPU
     race = torch.empty_like(filtered).exponential_(1.0, generator=generator)
@@ -122,10 +125,13 @@ def sample(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
     check_every: int = 4,
+    repetition_penalty: float = 1.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The KV-cache loop on left-padded token ids.
 
-    Returns `completion_ids [B, T]`, `completion_mask [B, T]` (bool, EOS included) and
+    `repetition_penalty` != 1 penalises every token already in the row (prompt and
+    completion so far), `core.sampling.apply_repetition_penalty`. Returns
+    `completion_ids [B, T]`, `completion_mask [B, T]` (bool, EOS included) and
     `logp [B, T]`, with T <= max_new_tokens (the loop stops once every row has
     emitted EOS, checked every `check_every` steps).
     """
@@ -159,9 +165,19 @@ def sample(
     cache, logits = out[cache_kw], out.logits[:, -1]
     next_pos = pos[:, -1:] + 1  # [B, 1]
     eos = -1 if eos_token_id is None else eos_token_id
+    seen = None  # [B, V] tokens in each row's context, for the repetition penalty
+    if repetition_penalty != 1.0:
+        vocab = logits.shape[-1]
+        seen = torch.zeros(B, vocab + 1, dtype=torch.bool, device=dev)  # column V: padding
+        seen.scatter_(1, input_ids.masked_fill(attention_mask == 0, vocab), True)
+        seen = seen[:, :vocab]
     T = max_new_tokens
     for t in range(max_new_tokens):
-        tok, lp = sample_tokens(logits, temperature, top_k, top_p, generator)
+        tok, lp = sample_tokens(
+            logits, temperature, top_k, top_p, generator, repetition_penalty, seen
+        )
+        if seen is not None:
+            seen.scatter_(1, tok[:, None], True)
         alive[:, t] = ~done
         tokens[:, t] = tok.masked_fill(done, pad_token_id)
         logps[:, t] = lp.masked_fill(done, 0.0)
@@ -193,6 +209,7 @@ def generate(
     generator: torch.Generator | None = None,
     check_every: int = 4,
     stop_at_eos: bool = True,
+    repetition_penalty: float = 1.0,
 ) -> Generation:
     """Sample one completion per prompt (repeat prompts for groups); see the module.
 
@@ -216,6 +233,7 @@ def generate(
         top_p,
         generator,
         check_every,
+        repetition_penalty,
     )
     lengths = cmask.sum(-1)  # [B]
     ended = torch.zeros_like(lengths, dtype=torch.bool)

@@ -19,6 +19,12 @@ One iteration:
    with the KL term only when it is not already in the reward (GRPO, beta > 0), and the
    aggregation `loss_agg` over the tokens of the whole optimizer mini-batch.
 
+Options, each a table lookup rather than a branch: `loss_type` swaps the clipped token
+ratio for GSPO's sequence ratio or CISPO's clipped weight (`core.surrogates`);
+`dynamic_sampling` keeps only groups with unequal rewards (`dynamic_sampling.py`);
+`tool` makes each completion a multi-turn episode with tool calls (`multiturn.py`);
+`top_k` / `top_p` / `repetition_penalty` filter the sampler.
+
 Device, precision, gradient checkpointing and LoRA come from `policy.ModelOptions`;
 with LoRA the KL reference is the policy with its adapters turned off.
 
@@ -41,12 +47,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlfoundry.core import AGG_MODES, aggregate_loss, clipped_surrogate, kl_k3, masked_mean
+from rlfoundry.core import AGG_MODES, aggregate_loss, kl_k3, masked_mean
 from rlfoundry.core.schedules import warmup_cosine
+from rlfoundry.core.surrogates import POLICY_LOSSES
 from rlfoundry.errors import ConfigError
 from rlfoundry.llm.checkpoint import load_training_state, training_state
 from rlfoundry.llm.data import check_divisible
+from rlfoundry.llm.dynamic_sampling import sample_groups
 from rlfoundry.llm.evaluation import task_accuracy
+from rlfoundry.llm.multiturn import tool_rollout
 from rlfoundry.llm.policy import (
     Reference,
     build_policy,
@@ -61,9 +70,16 @@ from rlfoundry.llm.precision import (
     make_generator,
     restore_generator,
 )
-from rlfoundry.llm.prompts import RLInputs, load_prompts, with_task_budget
+from rlfoundry.llm.prompts import (
+    RLInputs,
+    check_sampling,
+    load_prompts,
+    sampling_options,
+    with_task_budget,
+)
 from rlfoundry.llm.rewards import build_reward
 from rlfoundry.llm.rollout import Rollout, completion_logprobs, rollout
+from rlfoundry.llm.tools import load_tool, tool_use
 from rlfoundry.runtime.distributed import (
     Dist,
     all_reduce_sum,
@@ -136,6 +152,23 @@ class GroupConfig(RLInputs):
     scale_std: bool = True
     """Divide group-centred rewards by the group std (GRPO; False = Dr. GRPO). RLOO's
     leave-one-out baseline does not use it."""
+    loss_type: str = "ppo"
+    """Policy loss per token (core.surrogates.POLICY_LOSSES): ppo (clipped token ratio) |
+    gspo (one clipped ratio per completion, the geometric mean of its token ratios; GSPO,
+    Zheng et al. 2025) | cispo (clipped importance weight, gradient stopped, times the
+    log-prob; MiniMax-M1 2025)."""
+    dynamic_sampling: bool = False
+    """Drop groups whose rewards are all equal and sample more prompts until the rollout
+    is full (DAPO's dynamic sampling; llm/dynamic_sampling.py)."""
+    max_extra_rollouts: int = 4
+    """With dynamic_sampling: extra rollouts (each rollout_size completions) sampled per
+    step at most; a batch still short is filled with zero-advantage groups."""
+    tool: str = ""
+    """A tool the policy may call in multi-turn episodes (`<<EXPR=`, the tool's answer and
+    `>>` appended, masked out of the loss; llm/multiturn.py): calculator or
+    module:function; empty = single-turn completions."""
+    max_turns: int = 3
+    """With a tool: policy turns per episode at most (each up to max_new_tokens)."""
     loss_agg: str = "token-mean"
     """Token loss aggregation: token-mean | seq-mean-token-mean | seq-mean-token-sum |
     seq-mean-token-sum-norm (Dr. GRPO, divides by max_new_tokens)."""
@@ -176,6 +209,17 @@ class GroupConfig(RLInputs):
                 self.micro_batch_size,
                 "set micro_batch_size to a divisor of minibatch_size (or 0)",
             )
+        if self.loss_type not in POLICY_LOSSES:
+            raise ConfigError(
+                f"loss_type must be one of {', '.join(POLICY_LOSSES)}, got {self.loss_type!r}."
+            )
+        if self.max_extra_rollouts < 0:
+            raise ConfigError(f"max_extra_rollouts must be >= 0, got {self.max_extra_rollouts}.")
+        check_sampling(self)
+        if self.tool:
+            load_tool(self.tool)  # an unknown name or a broken module raises here
+        if self.max_turns < 1:
+            raise ConfigError(f"max_turns must be at least 1, got {self.max_turns}.")
         if self.loss_agg not in AGG_MODES:
             raise ConfigError(
                 f"loss_agg must be one of {', '.join(AGG_MODES)}, got {self.loss_agg!r}."
@@ -195,6 +239,11 @@ def check_world(cfg: GroupConfig, world: int | None = None) -> None:
     world = world_size() if world is None else world
     if cfg.fsdp:
         check_fsdp(world)
+        if cfg.dynamic_sampling:
+            raise ConfigError(
+                "dynamic_sampling does not combine with fsdp (each rank would gather the "
+                "policy a different number of times); turn one of them off."
+            )
     mini = cfg.minibatch_size or cfg.rollout_size
     check_divisible(
         f"rollout_size / group_size over {world} processes",
@@ -246,6 +295,7 @@ def policy_update(
     stats: dict[str, list[float]] = {"loss": [], "ratio": [], "clip_fraction": [], "kl": []}
     stats["ratio_first"] = []
     eps_high = cfg.clip_coef_high or None
+    policy_loss = POLICY_LOSSES[cfg.loss_type]
     for epoch in range(cfg.update_epochs):
         for m0 in range(0, b_local, mini_local):
             mini_rows = slice(m0, m0 + mini_local)
@@ -263,17 +313,10 @@ def policy_update(
                 else:
                     kw = {"max_len": max_len} if max_len is not None else {}
                     scale = (rows.stop - rows.start) / n_seq  # seq-mean over the mini-batch
-                loss, info = clipped_surrogate(
-                    logp,
-                    ro.old_logp[rows],
-                    adv[rows, None],
-                    cfg.clip_coef,
-                    mk,
-                    cfg.loss_agg,
-                    eps_high,
-                    **kw,
+                loss_tok, info = policy_loss(
+                    logp, ro.old_logp[rows], adv[rows, None], mk, cfg.clip_coef, eps_high
                 )
-                loss = loss * scale
+                loss = aggregate_loss(loss_tok, mk, cfg.loss_agg, **kw) * scale
                 if ref_logp is not None and cfg.beta > 0:
                     kl_tok = kl_k3(logp, ref_logp[rows])
                     loss = loss + cfg.beta * scale * aggregate_loss(kl_tok, mk, cfg.loss_agg, **kw)
@@ -347,22 +390,46 @@ def train(
 
     n_prompts = cfg.rollout_size // cfg.group_size
     per_rank = n_prompts // d.world
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     if step == 0 and cfg.eval_every > 0 and (start := on_main(d, model, evaluate)):
         run.log(0, **start)
     last_eval: tuple[int, dict[str, float]] = (-1, {})  # reused at the end if still current
 
-    while step < cfg.total_steps:
-        t0 = time.perf_counter()
+    gen_seconds = [0.0]
+    tool = load_tool(cfg.tool) if cfg.tool else None
+
+    def draw() -> tuple[Rollout, dict[str, list[Any]]]:
+        """Sample one rollout's worth of groups: this rank's share of n_prompts prompts."""
+        t1 = time.perf_counter()
         idx = rng.choice(len(prompts), size=n_prompts, replace=len(prompts) < n_prompts)
-        mine = [prompts[i] for i in idx[d.rank * per_rank : (d.rank + 1) * per_rank]]
+        share = idx[d.rank * per_rank : (d.rank + 1) * per_rank]
         model.eval()  # no dropout while sampling: the sampling log-probs are pi_old's
         with full_params(model), prec.autocast():  # FSDP: each rank samples its own lengths
-            ro = rollout(model, tok, mine, cfg.group_size, cfg.max_new_tokens, cfg.temperature, gen)
+            args = (model, tok, [prompts[i] for i in share], cfg.group_size)
+            args += (cfg.max_new_tokens, cfg.temperature, gen)
+            if tool is None:
+                ro = rollout(*args, **sampling_options(cfg))
+            else:
+                ro = tool_rollout(*args, tool, cfg.max_turns, **sampling_options(cfg))
         model.train()
-        t_gen = time.perf_counter() - t0
-        cols = prompts.columns(idx[d.rank * per_rank : (d.rank + 1) * per_rank], cfg.group_size)
+        gen_seconds[0] += time.perf_counter() - t1
+        return ro, prompts.columns(share, cfg.group_size)
+
+    def rewards_of(ro: Rollout, cols: dict[str, list[Any]]) -> Tensor:
         scores = reward_fn(ro.prompts, ro.completions, **cols)
-        rew = torch.tensor(scores, dtype=torch.float32, device=dev)
+        return torch.tensor(scores, dtype=torch.float32, device=dev)
+
+    while step < cfg.total_steps:
+        t0 = time.perf_counter()
+        gen_seconds[0] = 0.0
+        if cfg.dynamic_sampling:
+            ro, _, rew, sampled, dyn = sample_groups(
+                draw, rewards_of, per_rank, cfg.group_size, cfg.max_extra_rollouts, pad_id
+            )
+        else:
+            ro, cols = draw()
+            rew = sampled = rewards_of(ro, cols)
+            dyn = {}
         ref_logp = None
         if ref is not None:
             with torch.no_grad(), prec.autocast(), ref() as ref_model:
@@ -377,17 +444,19 @@ def train(
         step += 1
         n_tok = float(ro.completion_mask.sum())
         g = rew.view(-1, cfg.group_size)
-        local = torch.tensor(
-            [float(rew.sum()), rew.numel(), n_tok, float(ro.truncated.sum())], device=dev
-        )
-        tot = all_reduce_sum(local, d)
+        local = [float(rew.sum()), rew.numel(), n_tok, float(ro.truncated.sum())]
+        local += [float(sampled.sum()), sampled.numel()]
+        tot = all_reduce_sum(torch.tensor(local, device=dev), d)
         metrics = {
-            "reward": float(tot[0] / tot[1]),
+            # every completion sampled this step (dynamic sampling's batch is a selection)
+            "reward": float(tot[4] / tot[5]),
             "completion_len": float(tot[2] / tot[1]),
             "truncated": float(tot[3] / tot[1]),
             "frac_zero_std": float((g.std(dim=1) == 0).float().mean()),
+            **dyn,
+            **({} if tool is None else {"tool_use": tool_use(ro.completions)}),
             "lr": sched.get_last_lr()[0],
-            "gen_seconds": t_gen,
+            "gen_seconds": gen_seconds[0],
             "step_seconds": time.perf_counter() - t0,
             "elapsed_seconds": run.elapsed(),
             **upd,

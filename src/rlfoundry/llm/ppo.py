@@ -66,7 +66,14 @@ from rlfoundry.llm.precision import (
     make_generator,
     restore_generator,
 )
-from rlfoundry.llm.prompts import RLInputs, check_rl_inputs, load_prompts, with_task_budget
+from rlfoundry.llm.prompts import (
+    RLInputs,
+    check_rl_inputs,
+    check_sampling,
+    load_prompts,
+    sampling_options,
+    with_task_budget,
+)
 from rlfoundry.llm.rewards import build_reward
 from rlfoundry.llm.rollout import Rollout, completion_logprobs, rollout
 from rlfoundry.runtime.distributed import (
@@ -157,6 +164,7 @@ class Config(RLInputs):
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be positive, got {self.temperature}.")
+        check_sampling(self)
 
 
 def check(cfg: Config) -> None:
@@ -293,7 +301,16 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         mine = [prompts[i] for i in idx[d.rank * b_local : (d.rank + 1) * b_local]]
         policy.eval()
         with prec.autocast():
-            ro = rollout(policy, tok, mine, 1, cfg.max_new_tokens, cfg.temperature, gen)
+            ro = rollout(
+                policy,
+                tok,
+                mine,
+                1,
+                cfg.max_new_tokens,
+                cfg.temperature,
+                gen,
+                **sampling_options(cfg),
+            )
         policy.train()
         cols = prompts.columns(idx[d.rank * b_local : (d.rank + 1) * b_local])
         scores = reward_fn(ro.prompts, ro.completions, **cols)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlfoundry.errors import ConfigError
 from rlfoundry.llm.chat_format import render_prompt
 from rlfoundry.llm.datasets import load_table, require
 from rlfoundry.llm.models import check_model_path
@@ -56,6 +57,15 @@ class RLInputs(ModelOptions):
     judge_max_score: float = 9.0
     """Highest score an HTTP judge may give (reward 1); a reply outside the range or
     without 'Score: N' scores 0 and is counted in the judge/invalid metric."""
+    top_k: int = 0
+    """Sample each token from the top_k most likely ones only; 0 = all. The loss's
+    log-probs stay those of the unfiltered policy (TRL's and OpenRLHF's convention)."""
+    top_p: float = 1.0
+    """Nucleus sampling: sample from the smallest set of most likely tokens whose
+    probability reaches top_p (after top_k); 1 = all."""
+    repetition_penalty: float = 1.0
+    """CTRL repetition penalty while sampling: logits of tokens already in the prompt or
+    completion are divided by it (multiplied when negative); 1 = none."""
 
 
 @dataclass
@@ -90,6 +100,23 @@ def load_prompts(cfg: Any, tok: Any = None) -> PromptSet:
         extra = {c: table.column(c) for c in table.columns if c != "prompt"}
         return PromptSet(texts, extra, table.source)
     return PromptSet(list(get_task(cfg.task).prompts("train", None, cfg.seed)))
+
+
+def sampling_options(cfg: Any) -> dict[str, Any]:
+    """The sampler's keyword arguments of an RL config: top_k, top_p, repetition_penalty."""
+    return {"top_k": cfg.top_k, "top_p": cfg.top_p, "repetition_penalty": cfg.repetition_penalty}
+
+
+def check_sampling(cfg: Any) -> None:
+    """Raise ConfigError on sampling settings out of range (called by each validate())."""
+    if cfg.top_k < 0:
+        raise ConfigError(f"top_k must be >= 0 (0 = no top-k filter), got {cfg.top_k}.")
+    if not 0 < cfg.top_p <= 1:
+        raise ConfigError(f"top_p must lie in (0, 1] (1 = no nucleus filter), got {cfg.top_p}.")
+    if cfg.repetition_penalty <= 0:
+        raise ConfigError(
+            f"repetition_penalty must be positive (1 = none), got {cfg.repetition_penalty}."
+        )
 
 
 def with_task_budget(cfg: Any) -> Any:

@@ -62,8 +62,12 @@ def rollout(
     max_new_tokens: int,
     temperature: float,
     generator: torch.Generator | None = None,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    repetition_penalty: float = 1.0,
 ) -> Rollout:
-    """Sample `group_size` completions for each prompt with the policy's KV-cache sampler."""
+    """Sample `group_size` completions for each prompt with the policy's KV-cache sampler
+    (top_k, top_p and repetition_penalty: `generation.sample_tokens`)."""
     rep = [p for p in prompts for _ in range(group_size)]
     out = generate(
         model,
@@ -71,7 +75,10 @@ def rollout(
         rep,
         max_new_tokens=max_new_tokens,
         temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
         generator=generator,
+        repetition_penalty=repetition_penalty,
     )
     return Rollout(
         prompts=rep,
@@ -92,3 +99,35 @@ def completion_logprobs(model: Any, ro: Rollout, rows: slice, temperature: float
         model, ro.input_ids[rows], ro.attention_mask[rows], cm, temperature=temperature
     )
     return logp[:, ro.prompt_len :]
+
+
+def concat_rollouts(parts: list[Rollout], pad_token_id: int) -> Rollout:
+    """One rollout from several sampled apart (dynamic sampling's extra rounds): prompts
+    left-padded and completions right-padded to the widest, padding masked out."""
+    if len(parts) == 1:
+        return parts[0]
+    P = max(r.prompt_len for r in parts)
+    T = max(r.completion_mask.shape[1] for r in parts)
+
+    def widen(x: Tensor, left: int, right: int, fill: float) -> Tensor:
+        shape = (x.shape[0], left + x.shape[1] + right)
+        out = torch.full(shape, fill, dtype=x.dtype, device=x.device)
+        out[:, left : left + x.shape[1]] = x
+        return out
+
+    ids, attn, cmask, logp = [], [], [], []
+    for r in parts:
+        p, t = r.prompt_len, r.completion_mask.shape[1]
+        ids.append(widen(r.input_ids, P - p, T - t, pad_token_id))
+        attn.append(widen(r.attention_mask, P - p, T - t, 0))
+        cmask.append(widen(r.completion_mask, 0, T - t, False))
+        logp.append(widen(r.old_logp, 0, T - t, 0.0))
+    return Rollout(
+        prompts=[p for r in parts for p in r.prompts],
+        completions=[c for r in parts for c in r.completions],
+        input_ids=torch.cat(ids),
+        attention_mask=torch.cat(attn),
+        completion_mask=torch.cat(cmask),
+        old_logp=torch.cat(logp),
+        truncated=torch.cat([r.truncated for r in parts]),
+    )

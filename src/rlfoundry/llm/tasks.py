@@ -43,6 +43,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from rlfoundry.errors import RLFoundryError
+from rlfoundry.llm.tools import CALL_END, CALL_OPEN, RESULT_END, final_answer
 
 SPLITS = ("train", "test")
 
@@ -208,6 +209,37 @@ class ArithmeticTask:
     def corpus(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[str]:
         """Worked equations "17+25=42", one per document."""
         return [p + c for p, c in self.sft_examples(split, n, seed)]
+
+
+@dataclass
+class ToolArithmeticTask(ArithmeticTask):
+    """Products too long to do in one's head (`a*b=`, 3 digits each by default), meant to
+    be solved with the calculator tool (`tool=calculator`): the episode
+    `<<417*382=159294>> 159294` is right when the text after the last tool result is
+    the product (a direct answer counts too)."""
+
+    digits: int = 3
+    """Maximum digits of each operand."""
+    ops: str = "*"
+    """Operations to draw from, any of '+-*'."""
+    name: str = "tool-arithmetic"
+
+    @property
+    def max_new_tokens(self) -> int:
+        return 2 * self.digits + 6  # per turn: a call "<<A*B=" or the answer and EOS
+
+    def is_correct(self, prompt: str, completion: str) -> bool:
+        return final_answer(_cut_at_eos(completion)) == self.reference(prompt)
+
+    def sft_examples(
+        self, split: str = "train", n: int | None = None, seed: int = 0
+    ) -> list[tuple[str, str]]:
+        """Worked tool calls: `(417*382=, <<417*382=159294>> 159294)`."""
+        out = []
+        for p in self.prompts(split, n, seed):
+            ref = self.reference(p)
+            out.append((p, f"{CALL_OPEN}{p[:-1]}{CALL_END}{ref}{RESULT_END} {ref}"))
+        return out
 
 
 # ---------------------------------------------------------------------- sentiment
@@ -391,6 +423,7 @@ TASKS: dict[str, Callable[..., Task]] = {
     "arithmetic": ArithmeticTask,
     "sentiment": SentimentTask,
     "format": FormatTask,
+    "tool-arithmetic": ToolArithmeticTask,
 }
 
 
