@@ -337,6 +337,20 @@ def section(res: dict[str, Any], args: argparse.Namespace, meta: dict[str, Any])
     )
 
 
+def _shown(argv: list[str]) -> list[str]:
+    """The command line for RESULTS.md: the model as MODEL_DIR, quoted, without --json."""
+    out, it = [], iter(argv)
+    for a in it:
+        if a == "--json":
+            next(it, None)
+        elif a == "--model":
+            out += [a, "MODEL_DIR"]
+            next(it, None)
+        else:
+            out.append(f'"{a}"' if " " in a else a)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -408,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         from rlfoundry.llm.models import load_model
 
         n_params = sum(p.numel() for p in load_model(model_dir).parameters())
-        short = f"{n_params / 1e6:.2f}M" if args.model is None else args.model_desc.split(",")[0]
+        short = f"{n_params / 1e6:.2f}M-parameter model"
         meta = {
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
             "load": load,
@@ -420,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
             "model_short": short,
             "model_desc": f"{n_params / 1e6:.2f}M parameters"
             + (", pre-trained + SFT here" if args.model is None else f", {args.model_desc}"),
-            "command": "python benchmarks/llm.py " + " ".join(argv),
+            "command": " ".join(["python benchmarks/llm.py", *_shown(argv)]),
         }
         res["meta"] = meta
         if not args.no_results:
