@@ -342,7 +342,9 @@ def section(res: dict[str, Any], args: argparse.Namespace, meta: dict[str, Any])
             "reuses the sampling log-probs as pi_old; TRL's `model.generate`) and random "
             "draws (the same seed is not the same run), and TRL's Trainer/accelerate "
             "machinery around each step. The completion lengths the two sample differ, so "
-            "tokens/s and steps/s can disagree.",
+            "tokens/s and steps/s can disagree. Not timed: rlfoundry's checkpoint writes "
+            "(TRL's run saves nothing during training), model loading, the warm-up run, the "
+            "evaluation.",
             "",
             f"Reproduce: `{meta['command']}`.",
             f"<!-- /{args.section} -->",
