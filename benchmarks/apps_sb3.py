@@ -1,13 +1,19 @@
 """Stable-Baselines3 reference runs on the app envs (needs the ``bench`` extra).
 
-    python benchmarks/apps_sb3.py trading --algos dqn ppo --seeds 0 1 2 --steps 50000
-    python benchmarks/apps_sb3.py driving --algos dqn --seeds 0 1 2 --steps 6000
+    python benchmarks/apps_sb3.py trading --algos dqn ppo --seeds 0 1 2
+    python benchmarks/apps_sb3.py driving --algos dqn --seeds 0 1 2
 
 The same envs, backtest and driving evaluation as ``rlfoundry trade backtest`` and
-``rlfoundry drive eval``, with SB3's DQN and PPO as the learner: a reference for
-rlfoundry's own DQN/PPO, and the source of the interim tables in docs/applications.md.
-Hyperparameters are in :data:`HPARAMS`. Models are saved with SB3's own ``.zip``
-format under ``--runs`` and only ever loaded from there.
+``rlfoundry drive eval``, with SB3's DQN and PPO as the learner: the peer of
+``benchmarks/apps_reproduce.py`` (rlfoundry's DQN/PPO). Like for like by construction:
+the SB3 settings are rlfoundry's shipped config for (algo, env)
+(``configs/{dqn,ppo}/rlfoundry_{Trading,Highway}-v0.yaml``, ``--steps`` overriding
+``total_steps``) translated by :func:`sb3_peer.sb3_kwargs`, the one translation
+``classic.py`` uses (SB3's PPO gets half of rlfoundry's ``vf_coef``: its value loss is
+MSE, rlfoundry's 0.5 * MSE), with the same number of env copies, and SB3's DQN gets
+rlfoundry's orthogonal initialisation where the config sets ``orthogonal_init``
+(:func:`sb3_peer.match_init`). Models are saved with SB3's own ``.zip`` format under
+``--runs`` and only ever loaded from there.
 """
 
 from __future__ import annotations
@@ -19,72 +25,40 @@ import time
 from pathlib import Path
 from typing import Any
 
-#: (app, algo) -> SB3 keyword arguments.
-HPARAMS: dict[tuple[str, str], dict[str, Any]] = {
-    ("trading", "dqn"): dict(
-        policy_kwargs=dict(net_arch=[64, 64]),
-        learning_rate=1e-4,
-        buffer_size=50_000,
-        learning_starts=1000,
-        batch_size=64,
-        gamma=0.9,
-        train_freq=4,
-        target_update_interval=1000,
-        exploration_fraction=0.3,
-        exploration_final_eps=0.05,
-    ),
-    ("trading", "ppo"): dict(
-        policy_kwargs=dict(net_arch=[64, 64]),
-        n_steps=2048,
-        batch_size=64,
-        learning_rate=3e-4,
-        gamma=0.9,
-        ent_coef=0.01,
-    ),
-    # highway-env's published DQN settings, with gamma 0.9 (0.8 did not learn to avoid
-    # collisions within 6k steps here) and exploration cut to the first ~1,200 steps
-    # (decaying it over half of 8k steps left seed 0 at 93 % collisions).
-    ("driving", "dqn"): dict(
-        policy_kwargs=dict(net_arch=[256, 256]),
-        learning_rate=5e-4,
-        buffer_size=15_000,
-        learning_starts=200,
-        batch_size=32,
-        gamma=0.9,
-        train_freq=1,
-        gradient_steps=1,
-        target_update_interval=50,
-        exploration_fraction=0.15,
-    ),
-    ("driving", "ppo"): dict(
-        policy_kwargs=dict(net_arch=[256, 256]),
-        n_steps=512,
-        batch_size=64,
-        n_epochs=10,
-        learning_rate=5e-4,
-        gamma=0.9,
-    ),
-}
+from sb3_peer import match_init, sb3_kwargs
 
 
-def _fit(app: str, algo: str, env_id: str, seed: int, steps: int, path: Path) -> tuple[Any, float]:
+def _fit(
+    app: str, algo: str, env_id: str, seed: int, steps: int | None, path: Path
+) -> tuple[Any, float]:
     import stable_baselines3 as sb3
+    from stable_baselines3.common.env_util import make_vec_env
 
+    from rlfoundry.api import resolve_config
     from rlfoundry.envs.evaluation import make_env
 
     cls = {"dqn": sb3.DQN, "ppo": sb3.PPO}[algo]
     zip_path = path.with_suffix(".zip")
     if zip_path.exists():
         meta = json.loads(path.with_suffix(".json").read_text())
-        return cls.load(zip_path, device="cpu"), meta["train_seconds"]
-    env = make_env(env_id)
-    model = cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **HPARAMS[(app, algo)])
-    t0 = time.perf_counter()
-    model.learn(steps)
-    secs = time.perf_counter() - t0
+        return cls.load(zip_path, device="cpu"), meta.get("train_cpu_seconds", float("nan"))
+    overrides = {"total_steps": steps} if steps else None
+    _, cfg = resolve_config(algo, env=env_id, seed=seed, overrides=overrides)
+    if getattr(cfg, "norm_obs", False) or getattr(cfg, "norm_reward", False):
+        raise ValueError(f"{algo} on {env_id} normalises; add VecNormalize as classic.py does")
+    # rlfoundry's env factory (the apps' wrappers), as many copies as rlfoundry steps
+    env = make_vec_env(
+        lambda: make_env(env_id, **cfg.env_kwargs), n_envs=getattr(cfg, "num_envs", 1), seed=seed
+    )
+    model = cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **sb3_kwargs(algo, cfg))
+    match_init(model, cfg)
+    c0 = time.process_time()
+    model.learn(cfg.total_steps)
+    secs = time.process_time() - c0
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(zip_path)
-    path.with_suffix(".json").write_text(json.dumps({"train_seconds": secs, "steps": steps}))
+    meta = {"train_cpu_seconds": secs, "steps": cfg.total_steps}
+    path.with_suffix(".json").write_text(json.dumps(meta))
     return model, secs
 
 
@@ -101,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("app", choices=["trading", "driving"])
     parser.add_argument("--algos", nargs="+", default=["dqn", "ppo"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=50_000)
+    parser.add_argument("--steps", type=int, help="total_steps (default: the shipped config's)")
     parser.add_argument("--runs", default="runs/apps_sb3")
     parser.add_argument("--out", help="results directory (default RUNS/APP_results)")
     parser.add_argument("--img", help="copy figures / videos here (docs/img)")
@@ -121,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         policies[f"{algo.upper()} agent (SB3)"] = [_factory(m) for m, _ in fitted]
         models[algo] = fitted[0][0]
         timings[algo] = [round(t, 1) for _, t in fitted]
-    print(f"training seconds per seed: {timings}")
+    print(f"training CPU seconds per seed: {timings}")
     if args.app == "trading":
         from rlfoundry.apps.trading.backtest import markdown_table, run_suite, write_report
 
@@ -130,8 +104,8 @@ def main(argv: list[str] | None = None) -> None:
             table = write_report(
                 results,
                 out / period,
-                f"Trading-v0 on sp500, {period} period (SB3 agents, {args.steps} steps)",
-                notes=[f"training seconds per seed: {timings}"],
+                f"Trading-v0 on sp500, {period} period (SB3 agents, {args.steps or 'shipped'} steps)",
+                notes=[f"training CPU seconds per seed: {timings}"],
             )
             print(f"\n## {period}\n\n{markdown_table(table)}")
             if args.img:
@@ -152,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
             json.dumps(
                 {
                     "table": table,
-                    "train_seconds": timings,
+                    "train_cpu_seconds": timings,
                     "eval_seconds": time.perf_counter() - t0,
                 },
                 indent=1,

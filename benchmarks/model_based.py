@@ -1,18 +1,27 @@
 """Sample efficiency of PETS (model-based) against PPO (model-free) on Pendulum-v1.
 
-    python benchmarks/model_based.py                       # 3 seeds each, 4 parallel jobs
-    python benchmarks/model_based.py --seeds 0 1 --jobs 2 --no-write
+    python benchmarks/model_based.py                       # 3 seeds each, one job at a time
+    python benchmarks/model_based.py --seeds 0 1 --no-write
 
 Both run with their shipped configs (``configs/pets/Pendulum-v1.yaml``,
-``configs/ppo/Pendulum-v1.yaml``); each (algo, seed) is one ``rlfoundry.api.train`` run
-directory under ``--runs`` (kept, and reused with ``--reuse``). The curve of a run is the
-mean return of the episodes that ended in the last ``--window`` real env steps, against
-real env steps (log x). PETS' training episodes are MPC episodes without added
-exploration noise, each from a fresh random start, so they are its evaluation; PPO's are
-its stochastic training episodes (its deterministic evaluation of 20 unseen episodes at
-the end is reported separately). Steps to threshold: the first step at which that
-windowed mean reaches ``--threshold`` (-200). Writes ``docs/img/pets_vs_ppo.png`` and the
-``model-based`` section of ``benchmarks/RESULTS.md``.
+``configs/ppo/Pendulum-v1.yaml``); each (algo, seed) is one run directory under
+``--runs`` (kept, and reused with ``--reuse``). **PETS is given the true reward
+function**: its planner scores imagined states with Pendulum's reward written in torch
+(:data:`rlfoundry.algos.model_based.pets.REWARD_FNS`) and learns only the dynamics; PPO
+learns from the sampled rewards. There is no learned-reward PETS to compare yet, so the
+headline says so.
+
+Both are compared on deterministic episodes, on the same step axis. PETS' episodes are
+MPC episodes without exploration noise, each from a fresh random start with the
+controller of that moment (the model is refitted only between episodes), so each one is
+an evaluation episode; its curve at step t is the mean return of the episodes that
+ended in (t - ``--window``, t] (1,000 steps: 5 episodes). PPO's curve is a deterministic
+evaluation (the policy's mean action) of ``--eval-episodes`` (5) seeded episodes at every
+update boundary (every 2,048 env steps), not its stochastic training episodes. Steps to
+threshold: the first point of a curve >= ``--threshold`` (-200). "Matched steps": each
+curve at the first point at or after ``--match`` steps (PETS' budget). Runs go one at a
+time (``--jobs``), PETS and PPO alternating in order from seed to seed. Writes
+``docs/img/pets_vs_ppo.png`` and the ``model-based`` section of ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -25,8 +34,11 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from rlfoundry.runtime.callbacks import Callback
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
@@ -34,24 +46,82 @@ MARK_START, MARK_END = "<!-- model-based -->", "<!-- /model-based -->"
 ENV = "Pendulum-v1"
 
 
-def train_one(algo: str, seed: int, steps: int | None, out: str, reuse: bool) -> dict:
+def train_one(
+    algo: str, seed: int, steps: int | None, out: str, reuse: bool, episodes: int = 5
+) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from rlfoundry.api import train
-
     summary_path = Path(out) / "summary.json"
     if reuse and summary_path.exists():
         return json.loads(summary_path.read_text())
-    eval_eps = 20 if algo == "ppo" else 2
     t0 = time.perf_counter()
-    s = train(
-        algo, env=ENV, seed=seed, steps=steps, out=out, progress=False,
-        overrides={"eval_episodes": eval_eps},
-    )  # fmt: skip
+    if algo == "ppo":
+        s = train_ppo_evaluated(seed, steps, Path(out), episodes)
+    else:
+        from rlfoundry.api import train
+
+        s = train(
+            algo, env=ENV, seed=seed, steps=steps, out=out, progress=False,
+            overrides={"eval_episodes": 2},
+        )  # fmt: skip
     s["bench_seconds"] = time.perf_counter() - t0
     summary_path.write_text(json.dumps(s, indent=2) + "\n")
     return s
+
+
+class DeterministicCurve(Callback):
+    """Evaluate the deterministic policy on ``episodes`` seeded episodes at every update
+    boundary (a checkpoint each time, which the policy is loaded from), keeping the time
+    spent there out of the training clock."""
+
+    def __init__(self, module: Any, cfg: Any, episodes: int) -> None:
+        from rlfoundry.envs.evaluation import make_env
+
+        self.module, self.cfg, self.episodes = module, cfg, episodes
+        self.env = make_env(cfg.env_id)
+        self.curve: list[tuple[int, float]] = []
+        self.overhead_cpu = 0.0
+
+    def checkpoint_due(self, step: int) -> bool:
+        return True
+
+    def on_checkpoint(self, run: Any, step: int, tensors: dict, state: dict) -> None:
+        from rlfoundry.envs.evaluation import eval_seed, evaluate
+
+        if self.curve and self.curve[-1][0] == step:
+            return
+        c = time.process_time()
+        policy = self.module.load_policy(run.path, self.cfg)
+        res = evaluate(policy, self.env, self.episodes, eval_seed(0))
+        self.curve.append((int(step), float(res["eval_mean_return"])))
+        self.overhead_cpu += time.process_time() - c
+
+
+def train_ppo_evaluated(seed: int, steps: int | None, out: Path, episodes: int) -> dict:
+    """PPO with the shipped config and its :class:`DeterministicCurve`
+    (``deterministic_curve.json``); the evaluations are not in ``train_cpu_seconds``."""
+    from rlfoundry.api import resolve_config
+    from rlfoundry.envs.evaluation import evaluate
+    from rlfoundry.runtime.run import Run, seed_everything
+
+    overrides = {"total_steps": steps} if steps else None
+    module, cfg = resolve_config("ppo", env=ENV, seed=seed, overrides=overrides)
+    seed_everything(cfg.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    ev = DeterministicCurve(module, cfg, episodes)
+    t0, c0 = time.perf_counter(), time.process_time()
+    with Run(out, cfg.total_steps, progress=False, callbacks=[ev]) as run:
+        module.train(cfg, run)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0 - ev.overhead_cpu
+    final = evaluate(module.load_policy(out, cfg), ev.env, 20, 20_000)["eval_mean_return"]
+    (out / "deterministic_curve.json").write_text(json.dumps(ev.curve) + "\n")
+    return {
+        "steps": int(run.step),
+        "eval_mean_return": final,
+        "train_cpu_seconds": cpu,
+        "wall_seconds": wall,
+    }
 
 
 def collect(run_dir: Path) -> dict:
@@ -82,13 +152,27 @@ def first_reach(xs: np.ndarray, ys: np.ndarray, threshold: float) -> float:
     return float(xs[hit[0]]) if len(hit) else float("inf")
 
 
+def ppo_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """PPO's deterministic evaluations: (steps, mean return) at every update boundary."""
+    pts = json.loads((run_dir / "deterministic_curve.json").read_text())
+    return np.array([p[0] for p in pts], float), np.array([p[1] for p in pts], float)
+
+
+def at_or_after(xs: np.ndarray, ys: np.ndarray, step: float) -> tuple[float, float]:
+    """The curve's first point at or after ``step`` (nan, nan when it ends before)."""
+    hit = np.flatnonzero(xs >= step)
+    return (float(xs[hit[0]]), float(ys[hit[0]])) if len(hit) else (float("nan"), float("nan"))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--pets-steps", type=int, default=1600)
     p.add_argument("--ppo-steps", type=int, default=None, help="default: the shipped config")
-    p.add_argument("--jobs", type=int, default=4, help="parallel training processes")
-    p.add_argument("--window", type=int, default=1000)
+    p.add_argument("--jobs", type=int, default=1, help="parallel training processes")
+    p.add_argument("--window", type=int, default=1000, help="PETS: episodes ended in it")
+    p.add_argument("--eval-episodes", type=int, default=5, help="PPO: per evaluation")
+    p.add_argument("--match", type=int, default=1600, help="steps of the matched column")
     p.add_argument("--threshold", type=float, default=-200.0)
     p.add_argument("--runs", default=str(ROOT / "runs" / "bench_model_based"))
     p.add_argument("--reuse", action="store_true", help="reuse finished run directories")
@@ -105,8 +189,10 @@ def main(argv: list[str] | None = None) -> None:
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
-    jobs = [("pets", s, args.pets_steps) for s in args.seeds]
-    jobs += [("ppo", s, args.ppo_steps) for s in args.seeds]
+    jobs = []
+    for k, s in enumerate(args.seeds):  # the order alternates from seed to seed
+        pair = [("pets", s, args.pets_steps), ("ppo", s, args.ppo_steps)]
+        jobs += pair if k % 2 == 0 else pair[::-1]
     t0 = time.perf_counter()
     if args.collect:
         summaries = {
@@ -117,7 +203,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         with ProcessPoolExecutor(args.jobs) as pool:
             futs = {
-                (a, s): pool.submit(train_one, a, s, n, str(runs / f"{a}-s{s}"), args.reuse)
+                (a, s): pool.submit(
+                    train_one, a, s, n, str(runs / f"{a}-s{s}"), args.reuse, args.eval_episodes
+                )
                 for a, s, n in jobs
             }
             summaries = {k: f.result() for k, f in futs.items()}
@@ -130,35 +218,37 @@ def main(argv: list[str] | None = None) -> None:
 
     fig, ax = plt.subplots(figsize=(7.5, 4.4), dpi=120)
     stats = {}
-    for i, (algo, label) in enumerate((("pets", "PETS (model-based)"), ("ppo", "PPO"))):
-        reach, finals, secs, evals = [], [], [], []
+    labels = (("pets", "PETS, true reward (MPC episodes)"), ("ppo", "PPO (deterministic eval)"))
+    for i, (algo, label) in enumerate(labels):
+        reach, matched, secs, evals = [], [], [], []
         seeds = [s for s in args.seeds if (algo, s) in summaries]
         for j, seed in enumerate(seeds):
-            xs, ys = windowed(runs / f"{algo}-s{seed}", args.window)
+            run_dir = runs / f"{algo}-s{seed}"
+            xs, ys = windowed(run_dir, args.window) if algo == "pets" else ppo_curve(run_dir)
             ax.plot(xs, ys, color=f"C{i}", alpha=0.9, lw=1.4,
                     label=f"{label}, {len(seeds)} seeds" if j == 0 else None)  # fmt: skip
             if algo == "pets":  # few episodes: show each one too
                 from rlfoundry.runtime.plotting import read_metrics
 
-                m = read_metrics(runs / f"{algo}-s{seed}")
+                m = read_metrics(run_dir)
                 ok = ~np.isnan(m["episode_return"])
                 ax.scatter(m["step"][ok], m["episode_return"][ok], s=10, color=f"C{i}", alpha=0.35,
                            label="PETS single episodes" if j == 0 else None)  # fmt: skip
             reach.append(first_reach(xs, ys, args.threshold))
-            finals.append(ys[-1])
+            matched.append(at_or_after(xs, ys, args.match))
             s = summaries[(algo, seed)]
             secs.append(s.get("wall_seconds", float("nan")))
             evals.append(s.get("eval_mean_return", float("nan")))
         stats[algo] = {
-            "reach": reach, "final": finals, "seconds": secs, "eval": evals,
+            "reach": reach, "matched": matched, "seconds": secs, "eval": evals,
             "steps": int(max(summaries[(algo, s)]["steps"] for s in seeds)),
             "seeds": seeds,
         }  # fmt: skip
     ax.axhline(args.threshold, color="k", ls="--", lw=1, label=f"threshold {args.threshold:g}")
     ax.set_xscale("log")
     ax.set_xlabel("real environment steps (log scale)")
-    ax.set_ylabel(f"mean episode return, last {args.window} steps")
-    ax.set_title("Pendulum-v1: PETS vs PPO, sample efficiency")
+    ax.set_ylabel("mean return of deterministic episodes")
+    ax.set_title("Pendulum-v1: PETS (given the reward) vs PPO, sample efficiency")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
@@ -181,32 +271,37 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"{datetime.now():%Y-%m-%d %H:%M}; {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} logical CPUs, Python {platform.python_version()}; one torch thread "
-        f"per run, {args.jobs} runs in parallel; load average before the run {load:.2f} "
-        "(shared machine: seconds are noisy, steps are not).",
+        f"per run, {args.jobs} run(s) at a time, PETS and PPO alternating in order; load "
+        f"average before the run {load:.2f} (shared machine: seconds are noisy, steps are not).",
         "",
-        f"Curve: mean return of the episodes that ended in the last {args.window} real env "
-        "steps (PETS: MPC episodes, no exploration noise; PPO: stochastic training episodes). "
-        f"Steps to threshold: first step where it is >= {args.threshold:g}. Final eval: "
-        "deterministic/MPC evaluation of the final policy on unseen episodes (PPO 20, PETS 2).",
+        "**PETS is given the true reward function** (it plans with Pendulum's reward in "
+        "torch and learns only the dynamics); PPO learns from sampled rewards. Both curves "
+        "are deterministic episodes: PETS' noise-free MPC episodes (mean of those ended in "
+        f"the last {args.window} steps), PPO's deterministic policy on {args.eval_episodes} "
+        "seeded episodes at every update boundary (2,048 steps). Steps to threshold: first "
+        f"point >= {args.threshold:g}. Matched: each curve at its first point at or after "
+        f"{args.match:,} steps. Final eval: the final policy on unseen episodes (PPO 20, "
+        "PETS 2).",
         "",
         "| algo | env steps trained | steps to threshold (per seed) | median | "
-        "windowed return at end | final eval return | train seconds |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "return at matched steps (step) | final eval return | train seconds |",
+        "|---|---:|---|---:|---|---:|---:|",
     ]
-    for algo, label in (("pets", "PETS"), ("ppo", "PPO (shipped config)")):
+    for algo, label in (("pets", "PETS (true reward)"), ("ppo", "PPO (shipped config)")):
         s = stats[algo]
+        at = ", ".join(f"{y:.0f} ({x:,.0f})" for x, y in s["matched"])
         lines.append(
             f"| {label} | {s['steps']:,} | {fmt_steps(s['reach'])} | "
-            f"{fmt_steps([float(np.median(s['reach']))])} | "
-            f"{np.mean(s['final']):.0f} ± {np.std(s['final']):.0f} | "
+            f"{fmt_steps([float(np.median(s['reach']))])} | {at} | "
             f"{np.mean(s['eval']):.0f} ± {np.std(s['eval']):.0f} | "
             f"{np.mean(s['seconds']):.0f} |"
         )
     lines += [
         "",
-        f"**Sample efficiency: PPO needs {ratio} the real env steps of PETS to reach "
-        f"{args.threshold:g}** (ratio of medians). PETS pays in compute instead: it plans "
-        "with CEM at every step, so its wall-clock per env step is far higher than PPO's.",
+        f"**PETS, given the true reward, reaches {args.threshold:g} on deterministic episodes "
+        f"in {ratio} fewer real env steps than PPO** (ratio of medians). PETS pays in compute "
+        "instead: it plans with CEM at every step, so its wall-clock per env step is far "
+        "higher than PPO's.",
         "",
         f"Reproduce: `python benchmarks/model_based.py --seeds {' '.join(map(str, args.seeds))}` "
         f"({wall:.0f} s here). Plot: `docs/img/pets_vs_ppo.png`.",
