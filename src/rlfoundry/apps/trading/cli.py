@@ -81,6 +81,10 @@ def llm_config(args: Any) -> dict[str, Any] | None:
     if not (args.llm_endpoint or args.llm_model_dir):
         return None
     cfg: dict[str, Any] = {"mode": args.llm_mode}
+    if getattr(args, "llm_decision", None):
+        cfg["decision"] = args.llm_decision
+    if getattr(args, "llm_calibrate", False):
+        cfg["calibrate"] = True
     if args.llm_endpoint:
         cfg.update(endpoint=args.llm_endpoint, model=args.llm_model)
     else:
