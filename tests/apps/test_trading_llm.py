@@ -300,13 +300,13 @@ def test_logprob_scorer_always_decides(tmp_path: Path, csv: Path):
         ev = LLMEvaluator(scorer, decision=decision, cache_dir=tmp_path / decision)
         rng = np.random.default_rng(0)
         env.reset(seed=0)
-        for _ in range(15):
+        for _ in range(8):
             act = BUY if env.exposure() < 0.5 else SELL
             v = ev.review(env, act)
             assert v.parsed and -1.0 <= v.score <= 1.0 and 0.0 <= v.risk <= 1.0
             assert json.loads(v.reason)["decision"] in options
             env.step(int(rng.integers(3)))
-        assert ev.stats["reviews"] == 15 and ev.stats["unparsed"] == 0
+        assert ev.stats["reviews"] == 8 and ev.stats["unparsed"] == 0
 
     # The KV-cached scores equal log p(option | prompt) from one plain forward pass.
     system, prompt = "Decide.", "Proposed action: BUY."
