@@ -44,6 +44,7 @@ def _rule(prompt: str) -> dict:
 class _Server:
     def __init__(self) -> None:
         self.prompts: list[str] = []
+        self.bodies: list[dict] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -53,8 +54,14 @@ class _Server:
                 assert body["temperature"] == 0.0
                 prompt = body["messages"][-1]["content"]
                 outer.prompts.append(prompt)
-                # Prose around the JSON, as chat models often reply.
-                text = "Here is my review: " + json.dumps(_rule(prompt)) + " Thanks."
+                outer.bodies.append(body)
+                verdict = _rule(prompt)
+                if "response_format" in body:  # a constrained decision: JSON, nothing else
+                    enum = body["response_format"]["json_schema"]["schema"]["properties"]
+                    assert enum["decision"]["enum"] == ["approve", "veto"]
+                    text = json.dumps({"decision": "veto" if verdict["veto"] else "approve"})
+                else:  # prose around the JSON, as chat models often reply
+                    text = "Here is my review: " + json.dumps(verdict) + " Thanks."
                 reply = {"choices": [{"message": {"role": "assistant", "content": text}}]}
                 data = json.dumps(reply).encode()
                 self.send_response(200)
@@ -105,8 +112,9 @@ def test_review_over_http_and_disk_cache(server: _Server, csv: Path, tmp_path: P
     ev = _evaluator(server, tmp_path / "cache")
     verdict = ev.review(env, BUY)
     assert verdict.veto and verdict.parsed
-    assert (verdict.score, verdict.risk) == (-0.8, 0.9)
-    assert len(server.prompts) == 1
+    assert (verdict.score, verdict.risk) == (-1.0, 1.0)  # a decision without probabilities
+    assert len(server.prompts) == 1 and "response_format" in server.bodies[0]
+    assert server.prompts[0].endswith("Answer with one word: approve or veto.")
 
     # A fresh evaluator with the same cache answers without asking the server again.
     again = _evaluator(server, tmp_path / "cache")
@@ -175,7 +183,12 @@ def test_filter_turns_vetoed_orders_into_hold(server: _Server, csv: Path, tmp_pa
 
 
 def test_shaping_adds_the_score(server: _Server, csv: Path, tmp_path: Path):
-    cfg = {"endpoint": server.url, "cache_dir": str(tmp_path / "c"), "mode": "shaping"}
+    cfg = {
+        "endpoint": server.url,
+        "cache_dir": str(tmp_path / "c"),
+        "mode": "shaping",
+        "decision": "free_text",  # the open verdict, whose score and risk are graded
+    }
     plain = TradingEnv(str(csv), "all", episode_length=0)
     shaped = TradingEnv(
         str(csv), "all", episode_length=0, llm={**cfg, "coef": 0.3, "risk_coef": 1.0}
@@ -227,12 +240,8 @@ def test_parse_verdict_variants():
     assert (v.score, v.risk, v.veto, v.parsed) == (0.0, 0.0, False, False)
 
 
-def test_real_local_model(tmp_path: Path, csv: Path):
-    """A real transformers model directory (tiny, random weights) through LocalModel.
-
-    An untrained model writes no verdict, so the review falls back to neutral and says
-    so (``parsed`` is False); the point is the real load-generate-decode-cache path.
-    """
+def _tiny_model_dir(tmp_path: Path) -> Path:
+    """A real transformers model directory: a tiny GPT-2 with random weights."""
     transformers = pytest.importorskip("transformers")
     tokenizers = pytest.importorskip("tokenizers")
     tok = tokenizers.Tokenizer(tokenizers.models.BPE(unk_token="[UNK]"))
@@ -251,12 +260,80 @@ def test_real_local_model(tmp_path: Path, csv: Path):
         vocab_size=fast.vocab_size, n_positions=4096, n_embd=16, n_layer=1, n_head=2
     )
     transformers.GPT2LMHeadModel(cfg).save_pretrained(model_dir)
+    return model_dir
 
+
+def test_real_local_model_free_text(tmp_path: Path, csv: Path):
+    """The open question through LocalModel: an untrained model writes no verdict, so the
+    review falls back to neutral and says so (``parsed`` is False)."""
+    model_dir = _tiny_model_dir(tmp_path)
     ev = LLMEvaluator.from_config(
-        {"model_dir": str(model_dir), "max_tokens": 8, "cache_dir": str(tmp_path / "c")}
+        {
+            "model_dir": str(model_dir),
+            "max_tokens": 8,
+            "cache_dir": str(tmp_path / "c"),
+            "decision": "free_text",
+        }
     )
     env = TradingEnv(str(csv), "all", episode_length=0)
     env.reset(seed=0)
     verdict = ev.review(env, BUY)
     assert not verdict.parsed and not verdict.veto and verdict.score == 0.0
     assert ev.review(env, BUY) == verdict and ev.stats["cache_hits"] == 1
+
+
+def test_logprob_scorer_always_decides(tmp_path: Path, csv: Path):
+    """A random tiny model scored by log-probability answers every order with one of
+    the options, and its probabilities match a full forward pass of each option."""
+    import torch
+
+    from rlfoundry.apps.trading.llm_choice import LogProbModel
+
+    model_dir = _tiny_model_dir(tmp_path)
+    scorer = LogProbModel(model_dir)
+    env = TradingEnv(str(csv), "all", episode_length=0)
+    env.reset(seed=0)
+    for decision, options in (
+        ("approve_veto", ("approve", "veto")),
+        ("actions", ("sell", "hold", "buy")),
+    ):
+        ev = LLMEvaluator(scorer, decision=decision, cache_dir=tmp_path / decision)
+        rng = np.random.default_rng(0)
+        env.reset(seed=0)
+        for _ in range(8):
+            act = BUY if env.exposure() < 0.5 else SELL
+            v = ev.review(env, act)
+            assert v.parsed and -1.0 <= v.score <= 1.0 and 0.0 <= v.risk <= 1.0
+            assert json.loads(v.reason)["decision"] in options
+            env.step(int(rng.integers(3)))
+        assert ev.stats["reviews"] == 8 and ev.stats["unparsed"] == 0
+
+    # The KV-cached scores equal log p(option | prompt) from one plain forward pass.
+    system, prompt = "Decide.", "Proposed action: BUY."
+    got = scorer.logprobs(system, prompt, ("approve", "veto", "buy sell hold"))
+    tok, model = scorer._tok, scorer._model
+    head = tok(scorer.prompt_text(system, prompt), add_special_tokens=False)["input_ids"]
+    for option, value in got.items():
+        tail = tok(option, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([head + tail])).logits[0], -1)
+        want = sum(float(logp[len(head) - 1 + j, t]) for j, t in enumerate(tail))
+        assert value == pytest.approx(want, abs=1e-4)
+    with pytest.raises(RLFoundryError, match="closed questions"):
+        LLMEvaluator(scorer, decision="free_text")
+
+
+def test_calibration_and_decision_parsing():
+    from rlfoundry.apps.trading.llm_choice import calibrate, parse_decision
+
+    opts = ("approve", "veto")
+    raw = json.dumps({"logprobs": {"approve": -1.0, "veto": -2.0}})
+    free = json.dumps({"logprobs": {"approve": -0.5, "veto": -3.0}})
+    # Content-free prefers approve by 2.5 nats; here only by 1: calibrated, veto wins.
+    assert parse_decision(raw, opts).choice == "approve"
+    d = parse_decision(calibrate(raw, free), opts)
+    assert d.choice == "veto" and d.probs["veto"] == pytest.approx(1 / (1 + np.exp(-1.5)))
+    assert parse_decision('{"decision": "VETO"}', opts).choice == "veto"
+    assert parse_decision("I would approve it.", opts).choice == "approve"
+    assert parse_decision("no idea", opts).choice is None
+    assert calibrate("not json", free) == "not json"

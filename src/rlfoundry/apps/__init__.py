@@ -1,7 +1,8 @@
 """Applications of the library to the seeds' worked examples.
 
 - :mod:`rlfoundry.apps.trading` (seed 000): ``rlfoundry/Trading-v0``, backtests against
-  baselines, and an LLM that reviews the agent's orders.
+  baselines, and an LLM that reviews the agent's orders; ``rlfoundry/Portfolio-v0``,
+  weights over several assets.
 - :mod:`rlfoundry.apps.driving` (seed 002): highway-env wrapped with the seed's driving
   reward (speed, collisions, abrupt braking, lane changes).
 
@@ -28,7 +29,7 @@ DRIVING_ENVS: tuple[str, ...] = (
 )
 
 #: Env ids registered here, for ``rlfoundry list``.
-APP_ENVS: list[str] = ["rlfoundry/Trading-v0", *DRIVING_ENVS]
+APP_ENVS: list[str] = ["rlfoundry/Trading-v0", "rlfoundry/Portfolio-v0", *DRIVING_ENVS]
 
 
 def register() -> None:
@@ -38,6 +39,12 @@ def register() -> None:
         gym.register(
             "rlfoundry/Trading-v0",
             entry_point="rlfoundry.apps.trading.env:TradingEnv",
+            disable_env_checker=True,
+        )
+    if "rlfoundry/Portfolio-v0" not in gym.registry:
+        gym.register(
+            "rlfoundry/Portfolio-v0",
+            entry_point="rlfoundry.apps.trading.portfolio:PortfolioEnv",
             disable_env_checker=True,
         )
     bases = {"Highway": "highway-fast-v0", "Merge": "merge-v1", "Roundabout": "roundabout-v1"}

@@ -24,6 +24,18 @@ def _add_llm_flags(p: argparse.ArgumentParser) -> None:
         "--llm-model-dir", help="local transformers model directory instead of an endpoint"
     )
     g.add_argument("--llm-mode", default="filter", choices=["filter", "shaping", "both"])
+    g.add_argument(
+        "--llm-decision",
+        default="approve_veto",
+        choices=["approve_veto", "actions", "free_text"],
+        help="closed question scored by log-probability (or JSON-constrained on a server), "
+        "or free_text (the old open verdict)",
+    )
+    g.add_argument(
+        "--llm-calibrate",
+        action="store_true",
+        help="subtract each option's log-probability for a content-free prompt",
+    )
     g.add_argument("--llm-news", help="CSV of dated news (date,text) shown to the LLM")
     g.add_argument(
         "--llm-cache", help="response cache directory (default ~/.cache/rlfoundry/llm_eval)"
@@ -152,7 +164,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--policy",
         action="append",
-        help="module:function returning policy(obs)->action for an env (repeatable); "
+        help="module:function: function(view) gets a read-only history up to t (never the "
+        "env) and returns policy(obs)->action; it runs in its own process (repeatable); "
         "the three baselines are always included",
     )
     p.add_argument("--data", default="sp500", help="sp500, nasdaq, googl, eurusd or a CSV path")

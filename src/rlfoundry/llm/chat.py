@@ -81,18 +81,23 @@ class ChatClient:
         self._rng = random.Random()  # jitter only; never the global generator
         self._lock = threading.Lock()
 
-    def ask(self, prompt: str, system: str | None = None) -> str:
+    def ask(self, prompt: str, system: str | None = None, extra: dict | None = None) -> str:
         """The reply to one user message, after an optional system message."""
         messages = [{"role": "system", "content": system}] if system is not None else []
-        return self.chat([*messages, {"role": "user", "content": prompt}])
+        return self.chat([*messages, {"role": "user", "content": prompt}], extra)
 
-    def chat(self, messages: list[dict[str, str]]) -> str:
-        """The text of the first choice for `messages` (OpenAI's `{role, content}` list)."""
+    def chat(self, messages: list[dict[str, str]], extra: dict | None = None) -> str:
+        """The text of the first choice for `messages` (OpenAI's `{role, content}` list).
+
+        `extra` adds request fields, e.g. a `response_format` JSON schema that constrains
+        the reply (OpenAI structured outputs; vLLM, llama.cpp and Ollama accept it too).
+        """
         body = {
             "model": self.model,
             "messages": messages,
             "temperature": 0.0,
             "max_tokens": self.max_tokens,
+            **(extra or {}),
         }
         for attempt in range(self.retries + 1):
             try:

@@ -20,7 +20,9 @@ import numpy as np
 
 from rlfoundry.apps.trading import metrics
 from rlfoundry.apps.trading.baselines import BASELINES
+from rlfoundry.apps.trading.benchmark import benchmark_section, plot_rolling_sharpe
 from rlfoundry.apps.trading.env import TradingEnv
+from rlfoundry.apps.trading.tradelog import write_logs
 from rlfoundry.errors import RLFoundryError
 
 PolicyFactory = Callable[[TradingEnv], Callable[[Any], int]]
@@ -59,6 +61,17 @@ class Backtest:
     periods_per_year: float
     llm: dict[str, int] = field(default_factory=dict)
     """Reviews, vetoes and cache hits of the LLM evaluator, when one was used."""
+    fills: list[dict[str, Any]] = field(default_factory=list)
+    """Every fill: ``time`` (the bar whose open filled it), signed ``size`` in shares,
+    ``fill_price``, ``open``, ``commission``, ``slippage`` (see :mod:`.tradelog`)."""
+    shares: np.ndarray | None = None
+    """Shares held at each close, ``[n + 1]``."""
+    cash: np.ndarray | None = None
+    """Cash at each close, ``[n + 1]``."""
+    close: np.ndarray | None = None
+    """The asset's close at each equity point, ``[n + 1]``."""
+    reviews: list[dict[str, Any]] = field(default_factory=list)
+    """Each LLM review: ``step``, ``proposed`` and ``done`` actions, ``veto``, ``score``."""
 
     def metrics(self) -> dict[str, float]:
         out = metrics.summarize(
@@ -80,7 +93,9 @@ def run_backtest(policy: Callable[[Any], Any], env: TradingEnv, label: str = "po
     """Run ``policy`` through ``env``'s whole period once."""
     obs, info = env.reset(seed=0)
     dates, equity = [info["date"]], [info["value"]]
-    position, traded, costs = [], [], []
+    shares, cash = [info["shares"]], [info["cash"]]
+    close = [float(env.bars["close"].iloc[env.t])]
+    position, traded, costs, fills, reviews = [], [], [], [], []
     done = False
     while not done:
         obs, _, terminated, truncated, info = env.step(policy(obs))
@@ -89,6 +104,21 @@ def run_backtest(policy: Callable[[Any], Any], env: TradingEnv, label: str = "po
         position.append(info["exposure"])
         traded.append(info["traded"])
         costs.append(info["cost"])
+        shares.append(info["shares"])
+        cash.append(info["cash"])
+        close.append(float(env.bars["close"].iloc[env.t]))
+        if info["fill"] is not None:
+            fills.append({"time": info["date"], "step": len(position) - 1, **info["fill"]})
+        if "llm_veto" in info:
+            reviews.append(
+                {
+                    "step": len(position) - 1,
+                    "proposed": info["proposed_action"],
+                    "done": info["action"],
+                    "veto": bool(info["llm_veto"]),
+                    "score": float(info["llm_score"]),
+                }
+            )
         done = terminated or truncated
     llm = dict(env.llm.stats) if env.llm is not None else {}
     return Backtest(
@@ -100,6 +130,11 @@ def run_backtest(policy: Callable[[Any], Any], env: TradingEnv, label: str = "po
         np.asarray(costs),
         env.periods_per_year,
         llm,
+        fills,
+        np.asarray(shares),
+        np.asarray(cash),
+        np.asarray(close),
+        reviews,
     )
 
 
@@ -220,7 +255,13 @@ def write_report(
     title: str,
     notes: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Write ``report.md``, ``metrics.json`` and ``equity_drawdown.png`` into ``out_dir``."""
+    """Write ``report.md``, ``metrics.json``, ``equity_drawdown.png``, ``rolling_sharpe.png``
+    and the trade and position logs (``trades.csv``, ``positions.csv``) into ``out_dir``.
+
+    With a ``buy_and_hold`` row, the report compares every policy with it
+    (:mod:`.benchmark`): alpha, beta, information ratio, tracking error and bootstrap
+    confidence intervals on Sharpe and on the Sharpe difference.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not results:
@@ -238,6 +279,17 @@ def write_report(
         markdown_table(table),
         "",
         f"![equity and drawdown]({plot.name})",
+    ]
+    bench_lines, bench = benchmark_section(results)
+    if bench_lines:
+        lines += ["", *bench_lines]
+    rolling = plot_rolling_sharpe(results, out_dir / "rolling_sharpe.png")
+    if rolling is not None:
+        lines += ["", f"![rolling Sharpe]({rolling.name})"]
+    trades, positions = write_logs(results, out_dir)
+    lines += [
+        "",
+        f"Every fill: `{trades.name}`; shares, cash and equity at each bar: `{positions.name}`.",
     ]
     llm_rows = {k: v[0].llm for k, v in results.items() if v[0].llm}
     if llm_rows:
@@ -258,6 +310,7 @@ def write_report(
         "table": table,
         "curves": {k: [r.equity.tolist() for r in v] for k, v in results.items()},
         "dates": first.dates,
+        "benchmark": bench,
     }
     (out_dir / "metrics.json").write_text(json.dumps(payload, indent=1) + "\n")
     return table

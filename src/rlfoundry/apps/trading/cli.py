@@ -7,7 +7,7 @@ from the layers above it.
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from rlfoundry.apps.trading.backtest import (
 )
 from rlfoundry.apps.trading.baselines import BASELINES
 from rlfoundry.apps.trading.data import load_ohlcv, resolve_period, walk_forward_folds
+from rlfoundry.apps.trading.sandbox import SandboxedPolicy
 from rlfoundry.errors import RLFoundryError
 
 ENV_ID = "rlfoundry/Trading-v0"
@@ -48,20 +49,31 @@ def run_policy_factory(run_dir: str | Path) -> tuple[PolicyFactory, dict[str, An
 
 
 def named_policy(spec: str) -> PolicyFactory:
-    """A baseline name (``buy_and_hold``, ``ma_crossover``, ``random``) or ``module:function``
-    where ``function(env)`` returns a ``policy(obs) -> action``."""
+    """A baseline name (``buy_and_hold``, ``ma_crossover``, ``random``) or ``module:function``.
+
+    ``function(view)`` receives a read-only :class:`~.sandbox.MarketHistory` (never the
+    env) and returns ``policy(obs) -> action``; it runs in its own process
+    (:mod:`.sandbox`), where nothing later than the decision bar exists. The module is
+    not imported here, so none of its code runs beside the env.
+    """
     if spec in BASELINES:
         return BASELINES[spec]
     if ":" not in spec:
         raise RLFoundryError(
             f"Unknown policy '{spec}'; use {', '.join(BASELINES)} or module:function "
-            "(a function of the env returning policy(obs) -> action)."
+            "(a function of a MarketHistory returning policy(obs) -> action)."
         )
     mod, fn = spec.split(":", 1)
     try:
-        return getattr(importlib.import_module(mod), fn)
-    except (ImportError, AttributeError) as err:
-        raise RLFoundryError(f"Cannot load policy '{spec}': {err}.") from None
+        found = importlib.util.find_spec(mod) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found or not fn.isidentifier():
+        raise RLFoundryError(
+            f"Cannot load policy '{spec}': no module '{mod}' on the Python path or a bad "
+            "function name; pass module:function of an importable module."
+        )
+    return lambda env: SandboxedPolicy(spec, env)
 
 
 def llm_config(args: Any) -> dict[str, Any] | None:
@@ -69,6 +81,10 @@ def llm_config(args: Any) -> dict[str, Any] | None:
     if not (args.llm_endpoint or args.llm_model_dir):
         return None
     cfg: dict[str, Any] = {"mode": args.llm_mode}
+    if getattr(args, "llm_decision", None):
+        cfg["decision"] = args.llm_decision
+    if getattr(args, "llm_calibrate", False):
+        cfg["calibrate"] = True
     if args.llm_endpoint:
         cfg.update(endpoint=args.llm_endpoint, model=args.llm_model)
     else:

@@ -9,7 +9,12 @@ name        what                                          shipped by (package li
 ``nasdaq``  NASDAQ Composite, daily, 1999-01-04..2018-12-31  ``arch`` (NCSA)
 ``googl``   Alphabet (GOOGL) stock, daily, 2009-05-22..2018-08-29  ``gym-anytrading`` (MIT)
 ``eurusd``  EUR/USD ask, hourly, 2017                     ``gym-anytrading`` (MIT)
+``wti``     WTI crude oil spot, daily close, 1986-2019    ``arch`` (NCSA)
 ==========  ===========================================  ==========================
+
+``wti`` is FRED's DCOILWTICO series (U.S. Energy Information Administration data,
+public domain): closes only, so each bar's open, high and low are set to the previous
+close (a fill "at the next open" fills at the decision bar's close).
 
 The packages' licences cover their code; the price series themselves are public market
 data (Yahoo Finance for the three daily sets, a broker feed for EUR/USD) that the
@@ -36,6 +41,7 @@ DATASETS: dict[str, str] = {
     "nasdaq": "NASDAQ Composite, daily 1999-2018 (arch)",
     "googl": "Alphabet GOOGL, daily 2009-2018 (gym-anytrading)",
     "eurusd": "EUR/USD hourly ask, 2017 (gym-anytrading)",
+    "wti": "WTI crude oil spot, daily closes 1986-2019 (arch; FRED/EIA)",
 }
 
 #: Names of the per-bar features, in observation order.
@@ -78,6 +84,16 @@ def load_ohlcv(source: str | Path) -> pd.DataFrame:
         df = pd.read_csv(path, index_col=0, parse_dates=True)
     elif key == "googl":
         df = _read_csv(_package_file("gym_anytrading", "datasets", "data", "STOCKS_GOOGL.csv"))
+    elif key == "wti":
+        raw = pd.read_csv(_package_file("arch", "data", "wti", "wti.csv.gz"))
+        close = pd.to_numeric(raw["DCOILWTICO"], errors="coerce").to_numpy()
+        prev = pd.Series(close).ffill().shift(1).fillna(pd.Series(close)).to_numpy()
+        df = pd.DataFrame(
+            {"open": prev, "high": np.maximum(prev, close), "low": np.minimum(prev, close),
+             "close": close},
+            index=pd.DatetimeIndex(pd.to_datetime(raw["Date"], format="%m/%d/%Y")),
+        )  # fmt: skip
+        df = df[np.isfinite(close)]
     elif key == "eurusd":
         path = _package_file("gym_anytrading", "datasets", "data", "FOREX_EURUSD_1H_ASK.csv")
         df = _read_csv(path, dayfirst=True)

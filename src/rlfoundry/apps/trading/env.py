@@ -128,6 +128,7 @@ class TradingEnv(gym.Env):
         self.end = self.last
         self.cash = self.initial_cash
         self.shares = 0.0
+        self.last_fill: dict[str, float] | None = None
 
     # ------------------------------------------------------------------ helpers
     def value(self, t: int | None = None) -> float:
@@ -188,6 +189,7 @@ class TradingEnv(gym.Env):
             self.t = int(self.np_random.integers(self.first, self.last - self.episode_length + 1))
             self.end = self.t + self.episode_length - 1
         self.cash, self.shares = self.initial_cash, 0.0
+        self.last_fill = None
         return self._obs(), self._info(0.0, 0.0, 0.0)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -211,6 +213,7 @@ class TradingEnv(gym.Env):
 
         # The order fills at the next bar's open.
         t1 = self.t + 1
+        self.last_fill = None
         notional, cost = self._execute(self.target_exposure(action), self._open[t1])
         self.t = t1
         v_after = self.value()
@@ -218,14 +221,18 @@ class TradingEnv(gym.Env):
         terminated = v_after <= 0
         truncated = self.t >= self.end + 1 and not terminated
         info = self._info(notional, cost, shaping)
-        info.update(llm_info, proposed_action=proposed, action=action)
+        info.update(llm_info, proposed_action=proposed, action=action, fill=self.last_fill)
         return self._obs(), float(rew), bool(terminated), bool(truncated), info
 
     def _closest_size(self, exposure: float) -> int:
         return int(np.argmin([abs(s - exposure) for s in self.sizes or [0.0]]))
 
     def _execute(self, target: float | None, open_price: float) -> tuple[float, float]:
-        """Trade to ``target`` exposure at ``open_price``; return (traded value, costs)."""
+        """Trade to ``target`` exposure at ``open_price``; return (traded value, costs).
+
+        The fill itself (signed ``size`` in shares, ``fill_price``, ``commission`` and the
+        ``slippage`` paid, ``|size| * open * slippage``) is kept in :attr:`last_fill`.
+        """
         if target is None:
             return 0.0, 0.0
         v_open = self.cash + self.shares * open_price
@@ -241,9 +248,17 @@ class TradingEnv(gym.Env):
         delta = new_shares - self.shares
         notional = abs(delta) * fill
         commission = self.commission * notional
+        slip = abs(delta) * open_price * self.slippage
         self.cash -= delta * fill + commission
         self.shares = new_shares
-        return notional, commission + abs(delta) * open_price * self.slippage
+        self.last_fill = {
+            "size": delta,
+            "fill_price": fill,
+            "open": open_price,
+            "commission": commission,
+            "slippage": slip,
+        }
+        return notional, commission + slip
 
     def _info(self, notional: float, cost: float, shaping: float) -> dict[str, Any]:
         return {

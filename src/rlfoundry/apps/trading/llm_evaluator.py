@@ -3,8 +3,21 @@ input from environment and output of actions").
 
 Before an order fills, :meth:`LLMEvaluator.review` shows a language model the market
 state the agent saw (recent bars, indicators, position), optional news, and the
-proposed action, and asks for a JSON verdict ``{"score": -1..1, "risk": 0..1, "veto":
-bool, "reason": str}``. The env uses it in one of two switchable ways:
+proposed action, and asks a closed question (``decision``):
+
+- ``approve_veto`` (default): approve or veto the order;
+- ``actions``: which of buy / hold / sell is best now (the order is vetoed when the
+  model's choice differs from it; SELL/HOLD/BUY envs only);
+- ``free_text``: the old open question, a JSON verdict ``{"score": -1..1, "risk": 0..1,
+  "veto": bool, "reason": str}`` parsed from free text (small models rarely write one).
+
+The closed questions always get an answer (:mod:`.llm_choice`): a local model scores
+each option by its log-probability, a server is asked for JSON constrained to the
+options. The verdict's ``score`` is ``p(approve) - p(veto)`` (or ``2 p(proposed) - 1``)
+and its ``risk`` ``p(veto)`` (or ``1 - p(proposed)``). With ``calibrate=True`` the
+log-probabilities are first corrected by those of a content-free prompt (the order
+without the market, Zhao et al. 2021), since a small model prefers one word whatever
+it is shown. The env uses it in one of two switchable ways:
 
 - ``mode="filter"``: a veto (or ``risk >= veto_risk``) turns the order into HOLD;
 - ``mode="shaping"``: ``coef * score - risk_coef * risk`` is added to the reward;
@@ -20,8 +33,8 @@ run asks each question once and stays deterministic.
 Backends: an OpenAI-compatible ``/v1/chat/completions`` endpoint (``endpoint=URL``,
 through :mod:`rlfoundry.llm.chat`, standard-library HTTP, ``OPENAI_API_KEY`` sent if
 set; the same retries with backoff on timeouts and 5xx as the LLM judge, ``retries``
-and ``timeout`` keys), or a local transformers model directory (``model_dir=PATH``,
-greedy decoding).
+and ``timeout`` keys), or a local transformers model directory (``model_dir=PATH``:
+log-probability scoring, or greedy decoding for ``free_text``).
 """
 
 from __future__ import annotations
@@ -36,6 +49,14 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from rlfoundry.apps.trading.llm_choice import (
+    ACTIONS,
+    APPROVE_VETO,
+    LogProbModel,
+    calibrate,
+    parse_decision,
+    response_format,
+)
 from rlfoundry.errors import RLFoundryError
 from rlfoundry.llm.chat import ChatClient
 
@@ -56,6 +77,7 @@ class MarketView(Protocol):
     def target_exposure(self, action: int) -> float | None: ...
     def action_name(self, action: int) -> str: ...
 
+
 SYSTEM_PROMPT = (
     "You are the risk officer of a trading desk. You review one proposed order from an "
     "automated trading agent, using only the information given. Reply with one JSON "
@@ -63,6 +85,24 @@ SYSTEM_PROMPT = (
     '"risk": <number from 0 (safe) to 1 (reckless)>, "veto": <true to block the order>, '
     '"reason": "<one short sentence>"}.'
 )
+
+#: System prompt and closing question of each closed ``decision``, and its options.
+DECISIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "approve_veto": (
+        "You are the risk officer of a trading desk. You review one proposed order from "
+        "an automated trading agent, using only the information given. Approve the order "
+        "if it looks sensible; veto it if it looks harmful. Reply with one word: approve "
+        "or veto.",
+        "Approve or veto this order? Answer with one word: approve or veto.",
+        APPROVE_VETO,
+    ),
+    "actions": (
+        "You are a trader. Using only the information given, choose the best action now. "
+        "Reply with one word: buy, hold or sell.",
+        "Which action is best now? Answer with one word: buy, hold or sell.",
+        ACTIONS,
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -135,8 +175,9 @@ class OpenAIEndpoint(ChatClient):
     def identity(self) -> str:
         return f"openai:{self.url}:{self.model}:{self.max_tokens}"
 
-    def complete(self, system: str, prompt: str) -> str:
-        return self.ask(prompt, system=system)
+    def complete(self, system: str, prompt: str, options: tuple[str, ...] | None = None) -> str:
+        """The reply; with ``options``, constrained to ``{"decision": <option>}``."""
+        return self.ask(prompt, system=system, extra=response_format(options) if options else None)
 
 
 class LocalModel:
@@ -170,7 +211,7 @@ class LocalModel:
         self._tok = AutoTokenizer.from_pretrained(self.model_dir)
         self._model = AutoModelForCausalLM.from_pretrained(self.model_dir).eval()
 
-    def complete(self, system: str, prompt: str) -> str:
+    def complete(self, system: str, prompt: str, options: tuple[str, ...] | None = None) -> str:
         import torch
 
         if self._model is None:
@@ -223,8 +264,10 @@ class LLMEvaluator:
 
     def __init__(
         self,
-        backend: OpenAIEndpoint | LocalModel,
+        backend: OpenAIEndpoint | LocalModel | LogProbModel,
         mode: str = "filter",
+        decision: str = "approve_veto",
+        calibrate: bool = False,
         coef: float = 0.1,
         risk_coef: float = 0.0,
         veto_risk: float | None = None,
@@ -236,8 +279,19 @@ class LLMEvaluator:
     ) -> None:
         if mode not in ("filter", "shaping", "both"):
             raise RLFoundryError(f"LLM mode '{mode}' is unknown; use filter, shaping or both.")
+        if decision not in (*DECISIONS, "free_text"):
+            raise RLFoundryError(
+                f"LLM decision '{decision}' is unknown; use approve_veto, actions or free_text."
+            )
+        if decision == "free_text" and isinstance(backend, LogProbModel):
+            raise RLFoundryError(
+                "A log-probability scorer answers closed questions only; use "
+                "decision=approve_veto or actions, or a generating backend for free_text."
+            )
         self.backend = backend
         self.mode = mode
+        self.decision = decision
+        self.calibrate = calibrate
         self.coef, self.risk_coef, self.veto_risk = coef, risk_coef, veto_risk
         self.news = load_news(news)
         self.history_bars, self.news_items = history_bars, news_items
@@ -249,18 +303,21 @@ class LLMEvaluator:
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> LLMEvaluator:
         """Build from a dict (the env's ``llm=`` kwarg or YAML): ``endpoint`` + ``model``,
-        or ``model_dir``, plus any keyword of :class:`LLMEvaluator`."""
+        or ``model_dir`` (scored by log-probability unless ``decision=free_text``), plus
+        any keyword of :class:`LLMEvaluator`."""
         cfg = dict(cfg)
         endpoint, model_dir = cfg.pop("endpoint", None), cfg.pop("model_dir", None)
         model = cfg.pop("model", "default")
         max_tokens = int(cfg.pop("max_tokens", 96))
         retries, timeout = int(cfg.pop("retries", 3)), float(cfg.pop("timeout", 60.0))
         if endpoint:
-            backend: OpenAIEndpoint | LocalModel = OpenAIEndpoint(
+            backend: OpenAIEndpoint | LocalModel | LogProbModel = OpenAIEndpoint(
                 endpoint, model, timeout, max_tokens=max_tokens, retries=retries
             )
-        elif model_dir:
+        elif model_dir and cfg.get("decision") == "free_text":
             backend = LocalModel(model_dir, max_new_tokens=max_tokens)
+        elif model_dir:
+            backend = LogProbModel(model_dir)
         else:
             raise RLFoundryError(
                 "The LLM evaluator needs endpoint=URL (OpenAI-compatible) or model_dir=PATH."
@@ -320,10 +377,26 @@ class LLMEvaluator:
         lines += ["", f"Proposed action: {env.action_name(action)} ({what})."]
         return "\n".join(lines)
 
+    def content_free(self, env: MarketView, action: int) -> str:
+        """The prompt with the market withheld, for ``calibrate`` (one per action)."""
+        target = env.target_exposure(action)
+        what = "keep the position" if target is None else f"move to {target:+.0%} exposure"
+        return (
+            f"Asset: {self.asset or env.data_name}.\n\n(Market data withheld.)\n\n"
+            f"Proposed action: {env.action_name(action)} ({what})."
+        )
+
     # ------------------------------------------------------------------ review
+    def question(self) -> tuple[str, str, tuple[str, ...] | None]:
+        """``(system prompt, closing question, options)`` of this evaluator's ``decision``."""
+        if self.decision == "free_text":
+            return SYSTEM_PROMPT, "", None
+        return DECISIONS[self.decision]
+
     def cache_key(self, prompt: str) -> str:
-        payload = json.dumps([self.backend.identity, SYSTEM_PROMPT, prompt])
-        return hashlib.sha256(payload.encode()).hexdigest()
+        system, _, options = self.question()
+        parts = [self.backend.identity, system, prompt] + ([list(options)] if options else [])
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
     def ask(self, prompt: str) -> str:
         """The model's reply to ``prompt``, from the disk cache when it was asked before."""
@@ -332,7 +405,11 @@ class LLMEvaluator:
         if path.is_file():
             self.stats["cache_hits"] += 1
             return json.loads(path.read_text())["response"]
-        reply = self.backend.complete(SYSTEM_PROMPT, prompt)
+        system, _, options = self.question()
+        if options is None:
+            reply = self.backend.complete(system, prompt)
+        else:
+            reply = self.backend.complete(system, prompt, options)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(json.dumps({"backend": self.backend.identity, "response": reply}))
@@ -341,13 +418,44 @@ class LLMEvaluator:
 
     def review(self, env: MarketView, action: int) -> Verdict:
         """The verdict on ``action`` at the env's current bar (veto includes ``veto_risk``)."""
-        verdict = parse_verdict(self.ask(self.build_prompt(env, action)))
+        _, closing, options = self.question()
+        prompt = self.build_prompt(env, action)
+        if options is None:
+            verdict = parse_verdict(self.ask(prompt))
+        else:
+            reply = self.ask(f"{prompt}\n\n{closing}")
+            if self.calibrate:
+                reply = calibrate(reply, self.ask(f"{self.content_free(env, action)}\n\n{closing}"))
+            verdict = self._decide(reply, options, env, action)
         if self.veto_risk is not None and verdict.risk >= self.veto_risk and not verdict.veto:
             verdict = Verdict(verdict.score, verdict.risk, True, verdict.reason, verdict.parsed)
         self.stats["reviews"] += 1
         self.stats["vetoes"] += int(verdict.veto)
         self.stats["unparsed"] += int(not verdict.parsed)
         return verdict
+
+    def _decide(
+        self, reply: str, options: tuple[str, ...], env: MarketView, action: int
+    ) -> Verdict:
+        d = parse_decision(reply, options)
+        if options == APPROVE_VETO:
+            p_bad = d.probs["veto"]
+            return Verdict(
+                d.probs["approve"] - p_bad,
+                p_bad,
+                d.choice == "veto",
+                reply[:200],
+                d.choice is not None,
+            )
+        proposed = env.action_name(action).lower()
+        if proposed not in options:
+            raise RLFoundryError(
+                f"decision=actions reviews SELL/HOLD/BUY orders, not '{proposed}'; use "
+                "decision=approve_veto with the position-size variant."
+            )
+        p_ok = d.probs[proposed]
+        veto = d.choice is not None and d.choice != proposed
+        return Verdict(2.0 * p_ok - 1.0, 1.0 - p_ok, veto, reply[:200], d.choice is not None)
 
 
 def _fmt(ts: pd.Timestamp) -> str:
