@@ -140,6 +140,10 @@ def test_bradley_terry_hand_cases():
     # p = (4, 2, 1), so log p centred = (ln 2, 0, -ln 2).
     w = np.array([[0.0, 2.0, 0.0], [1.0, 0.0, 2.0], [0.0, 1.0, 0.0]])
     np.testing.assert_allclose(bradley_terry(w, prior=0), [math.log(2), 0, -math.log(2)], atol=1e-8)
+    # Unbeaten without a prior: no finite MLE, nan; a prior makes it finite.
+    w = np.array([[0.0, 2.0], [0.0, 0.0]])
+    assert np.isnan(bradley_terry(w, prior=0)).all()
+    assert bradley_terry(w, prior=1)[0] == pytest.approx(math.log(2.5 / 0.5) / 2, abs=1e-8)
     # A rock-paper-scissors cycle: all equal.
     w = np.array([[0.0, 2.0, 1.0], [1.0, 0.0, 2.0], [2.0, 1.0, 0.0]])
     np.testing.assert_allclose(bradley_terry(w, prior=0), [0, 0, 0], atol=1e-8)

@@ -74,12 +74,16 @@ def bradley_terry(
     """Log-strengths ``log p`` (mean 0), ``[M]``, of the win matrix ``w`` ``[M, M]``.
 
     With ``prior=0`` the maximum-likelihood estimate exists only when every model has
-    won and lost against a connected graph of opponents (Hunter 2004, Assumption 1).
+    won and lost against a connected graph of opponents (Hunter 2004, Assumption 1);
+    where a model never won or never lost it returns all nan (a bootstrap then ignores
+    that resample) rather than an infinite strength.
     """
     m = w.shape[0]
     w = w + prior / 2.0 * (1.0 - np.eye(m))
     n = w + w.T
     wins = w.sum(1)
+    if np.any(wins <= 0) or np.any(w.sum(0) <= 0):
+        return np.full(m, np.nan)
     p = np.ones(m)
     for _ in range(max_iter):
         denom = (n / (p[:, None] + p[None, :])).sum(1)
