@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlfoundry.feedback.export import ItemJudgments, to_kto, to_pairs
+from rlfoundry.feedback.export import ItemJudgments, to_pairs
 from rlfoundry.feedback.labels import (
     LabelError,
     agreement_units,
@@ -125,26 +125,3 @@ def test_aggregate_none_min_agreement_and_gold():
     assert len(to_pairs([gold], include_gold=True)[0]) == 1
     with pytest.raises(ValueError):
         to_pairs([judged], ties="half")
-
-
-def test_ratings_map_onto_kto_labels():
-    """Mean rating >= 4 desirable, <= 2 undesirable, in between left out (a tie)."""
-    rated = item("rate", ["r0", "r1", "r2", "r3"], [("a", [5, 3, 1, 2]), ("b", [4, 3, 2, 4])])
-    ranked = item("rank", ["r0", "r1"], [("a", [1, 0])])
-    rows, s = to_kto([rated, ranked])
-    # means: 4.5 -> desirable, 3 -> out, 1.5 -> undesirable, 3 (a 2 and a 4) -> out
-    assert [(r["completion"], r["label"], r["rating"]) for r in rows] == [
-        ("r0", True, 4.5),
-        ("r2", False, 1.5),
-    ]
-    assert rows[0]["prompt"] == "P" and rows[0]["n_annotators"] == 2
-    assert (s.pairs, s.skipped_tie, s.skipped_split, s.items) == (2, 2, 1, 2)
-    rows, s = to_kto([rated], aggregate="none")  # each annotator's own rating
-    assert [(r["annotator"], r["completion"], r["label"]) for r in rows] == [
-        ("a", "r0", True),
-        ("b", "r0", True),
-        ("a", "r2", False),
-        ("b", "r2", False),
-        ("a", "r3", False),
-        ("b", "r3", True),
-    ]

@@ -11,8 +11,9 @@
     rlfoundry feedback serve [--host 127.0.0.1] [--port 8000] [--max-body-size 1MB]
                              [--login-limit 10]
     rlfoundry feedback stats [--project NAME] [--json]
-    rlfoundry feedback export --format pairs [--project NAME] [--out FILE.jsonl]
-    rlfoundry feedback export --format kto ...      # ratings -> llm-kto's labelled examples
+    rlfoundry feedback export --format pairs|raw|kto [--out FILE.jsonl|.csv|.parquet|DIR]
+    rlfoundry feedback leaderboard [--project NAME] [--plot leaderboard.png]
+    (export and leaderboard live in ``rlfoundry.cli.feedback_export``)
 
 Annotators see and get work only from projects they are members of.
 ``add-annotator NAME`` makes them a member of every project that exists at that moment
@@ -32,6 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rlfoundry.cli.feedback_export import register_export
 from rlfoundry.errors import RLFoundryError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -336,41 +338,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from rlfoundry.feedback.export import to_kto, to_pairs
-    from rlfoundry.feedback.projects import list_projects
-    from rlfoundry.feedback.reports import items_for_export
-    from rlfoundry.runtime.config import atomic_write_text
-
-    engine = _engine(args)
-    names = [args.project] if args.project else [p.name for p in list_projects(engine)]
-    if not names:
-        raise RLFoundryError("The database has no projects yet; import items first.")
-    items = [it for name in names for it in items_for_export(engine, name)]
-    kw = {"aggregate": args.aggregate, "include_gold": args.include_gold}
-    if args.format == "kto":  # rated responses, labelled for `rlfoundry llm kto`
-        pairs, summary = to_kto(items, **kw)
-    else:
-        pairs, summary = to_pairs(items, ties=args.ties, min_agreement=args.min_agreement, **kw)
-    text = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs)
-    if args.out in (None, "-"):
-        sys.stdout.write(text)
-        out = "stdout"
-    else:
-        atomic_write_text(args.out, text)
-        out = args.out
-    what = "examples" if args.format == "kto" else "pairs"
-    print(
-        f"wrote {summary.pairs} {what} from {summary.items} judged items to {out} (skipped: "
-        f"{summary.skipped_tie} ties, {summary.skipped_both_bad} both-bad, {summary.skipped_split}"
-        f" split votes, {summary.skipped_low_agreement} below --min-agreement)",
-        file=sys.stderr,
-    )
-    if summary.pairs == 0:
-        print("warning: no pairs; judge more items or pass --ties both", file=sys.stderr)
-    return 0
-
-
 def _project_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlap", type=int, default=2, help="annotators per item (default 2)")
     p.add_argument(
@@ -478,22 +445,4 @@ def register(subparsers: Any) -> None:
     p.add_argument("--project")
     p.add_argument("--json", action="store_true")
 
-    p = add("export", "write judgments as preference pairs (TRL format)", cmd_export)
-    kinds = "pairs (TRL preference format) or kto (ratings: 4-5 desirable, 1-2 not)"
-    p.add_argument("--format", choices=["pairs", "kto"], default="pairs", help=kinds)
-    p.add_argument("--project", help="one project (default: all)")
-    p.add_argument("--out", help="output JSONL (default: stdout)")
-    p.add_argument(
-        "--aggregate",
-        choices=["majority", "none"],
-        default="majority",
-        help="one pair per item by majority vote (default) or one per annotator",
-    )
-    p.add_argument(
-        "--ties",
-        choices=["skip", "both"],
-        default="skip",
-        help="skip ties (default) or write both orderings marked tie=true",
-    )
-    p.add_argument("--min-agreement", type=float, default=0.0)
-    p.add_argument("--include-gold", action="store_true")
+    register_export(add)

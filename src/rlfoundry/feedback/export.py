@@ -6,6 +6,10 @@ preference wherever two ratings differ (a tie where they are equal). With
 ``aggregate="majority"`` the annotators of an item then vote on each pair and the
 outcome with a strict plurality wins; the record keeps the vote counts and the
 agreement (winning votes / votes) so that low-agreement pairs can be filtered later.
+Agreement needs two votes: a pair judged by one annotator is written with
+``agreement: null`` (not 1.0), and any ``min_agreement > 0`` drops it
+(``skipped_single_vote``). ``select_items`` keeps only items with enough votes
+(``--min-votes N``) or every vote the project asks for (``--complete-only``).
 
 Ties: skipped by default. ``ties="both"`` writes a majority tie as both orderings,
 each marked ``"tie": true``; for a Bradley-Terry reward model the two records together
@@ -33,6 +37,8 @@ class ItemJudgments:
     judgments: list[tuple[str, Any]]  # (annotator name, label)
     project: str = ""
     is_gold: bool = False
+    models: list[str | None] = field(default_factory=list)  # per response; [] = unknown
+    overlap: int = 0  # votes the project asks for (0: unknown)
 
 
 @dataclass
@@ -43,6 +49,7 @@ class ExportSummary:
     skipped_both_bad: int = 0
     skipped_split: int = 0  # no strict plurality among annotators
     skipped_low_agreement: int = 0
+    skipped_single_vote: int = 0  # agreement undefined and min_agreement > 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -110,15 +117,19 @@ def to_pairs(
                     continue
                 outcome, n_top = top[0]
                 total = len(votes)
-                agreement = n_top / total
-                if agreement < min_agreement:
+                # One vote agrees with nothing: agreement is undefined, not 1.0.
+                agreement = n_top / total if total >= 2 else None
+                if agreement is None and min_agreement > 0:
+                    summary.skipped_single_vote += 1
+                    continue
+                if agreement is not None and agreement < min_agreement:
                     summary.skipped_low_agreement += 1
                     continue
                 fields = {
                     "n_annotators": total,
                     "votes_tie": counts["tie"],
                     "votes_both_bad": counts["both_bad"],
-                    "agreement": round(agreement, 4),
+                    "agreement": None if agreement is None else round(agreement, 4),
                 }
                 if outcome in ("i", "j"):
                     win, lose = (i, j) if outcome == "i" else (j, i)
@@ -154,50 +165,28 @@ def to_pairs(
     return out, summary
 
 
-#: 1-5 ratings -> KTO labels: 4 and 5 are desirable, 1 and 2 undesirable, 3 says neither.
-KTO_DESIRABLE_MIN = 4.0
-KTO_UNDESIRABLE_MAX = 2.0
+def select_items(
+    items: list[ItemJudgments],
+    *,
+    complete_only: bool = False,
+    min_votes: int = 0,
+    include_gold: bool = False,
+) -> tuple[list[ItemJudgments], int]:
+    """Items worth exporting, and how many judged items were left out for too few votes.
 
-
-def to_kto(
-    items: list[ItemJudgments], *, aggregate: str = "majority", include_gold: bool = False
-) -> tuple[list[dict[str, Any]], ExportSummary]:
-    """Rated responses as KTO's unpaired examples ``{prompt, completion, label}``
-    (``rlfoundry llm kto --data FILE``).
-
-    Each rated response's rating (with ``aggregate="majority"`` the mean over its
-    annotators, with "none" each annotator's own) maps to a label: >= 4 desirable
-    (``label: true``), <= 2 undesirable, a mean strictly between (a 3, or a 2 and a 4)
-    is left out and counted as a tie. Comparisons and rankings carry no absolute
-    judgment: they are skipped (counted as split), export them as pairs, which
-    ``llm-kto`` also reads (chosen desirable, rejected undesirable).
+    ``complete_only``: an item needs at least its project's ``overlap`` judgments.
+    ``min_votes``: an item needs at least that many judgments. Unjudged items and (unless
+    ``include_gold``) gold items are never kept and never counted as left out.
     """
-    if aggregate not in ("majority", "none"):
-        raise ValueError(f"aggregate must be 'majority' or 'none', got {aggregate!r}")
-    out: list[dict[str, Any]] = []
-    summary = ExportSummary()
-    for item in items:
-        if (item.is_gold and not include_gold) or not item.judgments:
+    if min_votes < 0:
+        raise ValueError(f"min_votes must be 0 or more, got {min_votes}")
+    kept, dropped = [], 0
+    for it in items:
+        if (it.is_gold and not include_gold) or not it.judgments:
             continue
-        summary.items += 1
-        if item.kind != "rate":
-            summary.skipped_split += 1
+        need = max(min_votes, it.overlap if complete_only and not it.is_gold else 0)
+        if len(it.judgments) < need:
+            dropped += 1
             continue
-        for i, response in enumerate(item.responses):
-            ratings = [(ann, float(label[i])) for ann, label in item.judgments]
-            if aggregate == "majority":
-                mean = sum(r for _, r in ratings) / len(ratings)
-                ratings = [("", mean)]
-            for ann, rating in ratings:
-                if KTO_UNDESIRABLE_MAX < rating < KTO_DESIRABLE_MIN:
-                    summary.skipped_tie += 1
-                    continue
-                rec = {"prompt": item.prompt, "completion": response}
-                rec.update(label=rating >= KTO_DESIRABLE_MIN, rating=round(rating, 4))
-                rec.update(project=item.project, item_id=item.item_id, response_index=i)
-                rec["n_annotators"] = len(item.judgments)
-                if ann:
-                    rec["annotator"] = ann
-                out.append(rec)
-    summary.pairs = len(out)
-    return out, summary
+        kept.append(it)
+    return kept, dropped

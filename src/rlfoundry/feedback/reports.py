@@ -90,6 +90,7 @@ def items_for_export(engine: Engine, project_name: str) -> list[ItemJudgments]:
     with read_session(engine) as s:
         items = list(s.scalars(select(Item).where(Item.project_id == project.id).order_by(Item.id)))
         responses: dict[int, list[str]] = defaultdict(list)
+        models: dict[int, list[str | None]] = defaultdict(list)
         for r in s.scalars(
             select(Response)
             .join(Item, Item.id == Response.item_id)
@@ -97,6 +98,7 @@ def items_for_export(engine: Engine, project_name: str) -> list[ItemJudgments]:
             .order_by(Response.item_id, Response.idx)
         ):
             responses[r.item_id].append(r.text)
+            models[r.item_id].append(r.model)
         judged: dict[int, list[tuple[str, Any]]] = defaultdict(list)
         for j, name in s.execute(
             select(Judgment, Annotator.name)
@@ -114,6 +116,8 @@ def items_for_export(engine: Engine, project_name: str) -> list[ItemJudgments]:
             judgments=judged[it.id],
             project=project.name,
             is_gold=it.is_gold,
+            models=models[it.id],
+            overlap=project.overlap,
         )
         for it in items
     ]
