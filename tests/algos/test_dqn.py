@@ -263,6 +263,18 @@ def test_discrete_observations_are_one_hot(tmp_path):
         overrides={**TINY, "eval_episodes": 2},
     )
     assert s["status"] == "finished" and s["eval_episodes"] == 2
+    tensors, _ = load_checkpoint_file(tmp_path / "f" / CHECKPOINT)
+    # FrozenLake's 16 cells enter the network as 16 one-hot inputs ...
+    first = next(v for k, v in tensors.items() if k.startswith("q/") and v.ndim == 2)
+    assert first.shape[1] == 16, first.shape
+    # ... and every stored transition's observations are one-hot rows of width 16
+    for key in ("buffer/obs", "buffer/next_obs"):
+        x = tensors[key].numpy()
+        assert x.shape == (300, 16) and set(np.unique(x)) == {0.0, 1.0}
+        assert (x.sum(1) == 1).all()
+    # episodes start in cell 0, and the walk reaches other cells
+    obs = tensors["buffer/obs"].numpy().argmax(1)
+    assert obs[0] == 0 and len(set(obs.tolist())) > 3
 
 
 # --------------------------------------------------------------------------- learning
