@@ -9,6 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from needs import need
 
 from rlfoundry.algos.multiagent import selfplay, selfplay_ppo
 from rlfoundry.api import resolve_config, train
@@ -18,7 +19,7 @@ from rlfoundry.envs import games
 from rlfoundry.errors import ConfigError, EnvError
 from rlfoundry.runtime.run import CHECKPOINT, load_checkpoint_file
 
-pytest.importorskip("pettingzoo")
+need("pettingzoo", "beyond")
 
 TTT = "pettingzoo/tictactoe_v3"
 C4 = "pettingzoo/connect_four_v3"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from apps_helpers import safe_distance
+from needs import need
 
 from rlfoundry.cli.main import main
 
@@ -30,7 +31,7 @@ def test_shipped_configs_load_and_fit_the_envs():
             ("rlfoundry/Highway-v0", (256, 256)),
         ):
             if env_id == "rlfoundry/Highway-v0":
-                pytest.importorskip("highway_env")
+                need("highway_env", "apps")
             module, cfg = resolve_config(algo, env=env_id)
             assert tuple(cfg.hidden) == hidden and cfg.gamma == 0.9
             module.check(cfg)
@@ -53,7 +54,7 @@ def test_trade_backtest_of_a_trained_run(tmp_path: Path, capsys, algo: str):
 def test_driving_train_eval_reports_driving_metrics(tmp_path: Path, capsys, algo: str):
     """`rlfoundry train` and `rlfoundry eval` of a driving run report collision rate, speed,
     distance and braking (the metrics hook that rlfoundry.apps registers); `drive eval` records a GIF."""
-    pytest.importorskip("highway_env")
+    need("highway_env", "apps")
     run = tmp_path / "run"
     sets = ["eval_episodes=1"]
     sets += ["learning_starts=10"] if algo == "dqn" else ["num_envs=1", "num_steps=32"]
@@ -100,7 +101,7 @@ def test_short_dqn_run_drives_farther_without_collisions_than_any_constant_actio
     402.0, 425.0 (5 %, 40 %, 35 %): one seed of three beats always-SLOWER, so a test at
     that budget would pass or fail with the CPU's float rounding. The old bar (fewer
     collisions than random, 1.5x its distance) was cleared by always-SLOWER itself."""
-    pytest.importorskip("highway_env")
+    need("highway_env", "apps")
     from rlfoundry.api import train
     from rlfoundry.apps.driving.evaluate import load_run_policy, random_policy
     from rlfoundry.envs.evaluation import make_env

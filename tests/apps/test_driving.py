@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from needs import need
 
-pytest.importorskip("highway_env", reason="the driving app needs highway-env")
+need("highway_env", "apps")
 
 from rlfoundry.apps.driving.evaluate import (  # noqa: E402
     compare,

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from apps_helpers import random_walk, write_bars
+from needs import need
 
 from rlfoundry.apps.trading.backtest import run_suite, write_report
 from rlfoundry.apps.trading.env import BUY, SELL, TradingEnv
@@ -233,8 +234,8 @@ def test_real_local_model(tmp_path: Path, csv: Path):
     An untrained model writes no verdict, so the review falls back to neutral and says
     so (``parsed`` is False); the point is the real load-generate-decode-cache path.
     """
-    transformers = pytest.importorskip("transformers")
-    tokenizers = pytest.importorskip("tokenizers")
+    transformers = need("transformers", "llm")
+    tokenizers = need("tokenizers", "llm")
     tok = tokenizers.Tokenizer(tokenizers.models.BPE(unk_token="[UNK]"))
     tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = tokenizers.decoders.ByteLevel()
