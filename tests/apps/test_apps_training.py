@@ -61,7 +61,16 @@ def test_driving_train_eval_reports_driving_metrics(tmp_path: Path, capsys, algo
     summary = _train_cli(algo, "rlfoundry/Highway-v0", run, 32, *sets)
     keys = ("collision_rate", "mean_speed", "distance", "braking_events", "lane_changes")
     assert all(f"eval_{k}" in summary for k in keys)
-    assert 0.0 <= summary["eval_collision_rate"] <= 1.0 and summary["eval_mean_speed"] > 0
+    # the hook's numbers are the saved policy's, on the run's evaluation scenario: the
+    # tests' own loop (apps_helpers.safe_distance) replays it and must agree
+    from rlfoundry.apps.driving.evaluate import load_run_policy
+    from rlfoundry.envs.evaluation import eval_seed, make_env
+
+    policy, env_id, env_kwargs = load_run_policy(run)
+    again = safe_distance(policy, make_env(env_id, **env_kwargs), 1, eval_seed(0))
+    assert summary["eval_collision_rate"] == again["collision_rate"]
+    assert summary["eval_distance"] == pytest.approx(again["distance"], rel=1e-9)
+    assert 15.0 < summary["eval_mean_speed"] < 40.0  # m/s: highway speeds, not 0 or km/h
     assert main(["eval", str(run), "--episodes", "1"]) == 0
     assert "eval_collision_rate" in capsys.readouterr().out
     if algo == "dqn":
