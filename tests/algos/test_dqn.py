@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from trivial import assert_trivial_fails
 
 from rlfoundry import api
 from rlfoundry.algos.deep import dqn
@@ -301,3 +302,4 @@ def test_dqn_reaches_475_on_cartpole(tmp_path):
         if means[-1] >= 475:
             break
     assert max(means) >= 475, f"deterministic eval every 5k steps: {means}"
+    assert_trivial_fails(475, "CartPole-v1", episodes=10)  # the best constant and random fail it
