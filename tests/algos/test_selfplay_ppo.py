@@ -183,7 +183,9 @@ def _tiny(**extra):
 
 def test_resume_is_exact(tmp_path):
     """Stopped half-way and resumed == uninterrupted (networks, Adam, opponent pool, RNG)."""
-    kw = dict(env=TTT, steps=800, seed=3, progress=False, evaluate_after=False)
+    # tuned=False: the defaults (self-play and the pool, no search player), whose resume
+    # the next test does not cover
+    kw = dict(env=TTT, steps=800, seed=3, progress=False, evaluate_after=False, tuned=False)
     kw["overrides"] = _tiny(snapshot_every=1, pool_size=3)
     train("selfplay_ppo", out=tmp_path / "a", **kw)
     s = train("selfplay_ppo", out=tmp_path / "b", stop_at_step=400, **kw)
@@ -265,21 +267,48 @@ def test_rejects_non_game_envs(tmp_path):
 
 
 # ---------------------------------------------------------------------------- learning
+def _first_legal(obs, rng) -> int:
+    """The best a constant policy can do on a board: the lowest-numbered free cell."""
+    return int(np.flatnonzero(obs["action_mask"])[0])
+
+
+#: Bars of the tic-tac-toe test against random moving first (see its docstring).
+WIN_BAR, LOSS_BAR = 0.8, 0.05
+
+
 @pytest.mark.slow
-def test_tictactoe_beats_random_playing_first(tmp_path):
-    """Ceiling vs random is 99.5% first; the seeded CI budget must reach 90%."""
-    s = train(
-        "selfplay_ppo",
-        env=TTT,
-        steps=45_000,
-        seed=0,
-        out=tmp_path / "ttt",
-        progress=False,
-        overrides={"eval_every": 0, "search_games": 5},
-    )
+def test_tictactoe_shipped_config_draws_perfect_play_and_beats_random(tmp_path):
+    """The shipped tic-tac-toe config (200k moves, half the games against minimax, a
+    256-256 MLP), seed 0. The greedy policy must draw >= 90% of 100 games per seat
+    against minimax (perfect play; it picks uniformly among its optimal moves, so the
+    games differ), and moving first against random win >= 80% and lose <= 5% of 200
+    games. About 40 CPU-s.
+
+    How the bars were set: seeds 0-4 of this config (2026-12-04, the summary's
+    evaluation): draws vs minimax moving first 1.0 on every seed, moving second 1.0, 1.0,
+    1.0, 0.96, 0.90; vs random moving first, wins 0.945, 0.94, 0.915, 0.925, 0.885 and
+    losses 0 on every seed. Perfect play draws 100%; the ceiling vs random moving first
+    is 99.5%. The 90% draw bar is issue 18's; seed 4 sits on it, seed 0 (this test) has
+    10 points of margin. The random bars are the lowest seed less two binomial standard
+    errors (0.885 - 2 x 0.023), rounded down to 0.05, and for losses the upper end of
+    0 in 200 games (3/200) rounded up to 0.05. The old 45k-move self-play-only test
+    asserted losses <= 10% after seed 0 measured exactly 5%; that config lost every game
+    to minimax.
+
+    The random player and the best constant policy (lowest free cell) fail the same bars
+    (asserted): vs minimax they draw 22% / 4% and 0% / 0%; vs random moving first the
+    constant wins 78% and loses 18.5%, random 56% and 34.5%."""
+    s = train("selfplay_ppo", env=TTT, seed=0, out=tmp_path / "ttt", progress=False,
+              overrides={"eval_every": 0})  # fmt: skip
     assert s["illegal_moves"] == 0
-    assert s["win_vs_random_first"] >= 0.9, s
-    assert s["loss_vs_random_first"] <= 0.1, s
+    assert s["draw_vs_search_first"] >= 0.9 and s["draw_vs_search_second"] >= 0.9, s
+    assert s["win_vs_random_first"] >= WIN_BAR and s["loss_vs_random_first"] <= LOSS_BAR, s
+    for trivial in (games.random_opponent, _first_legal):
+        draws = [games.play(TTT, trivial, games.tictactoe_minimax, 100, seat, 1)["draw"]
+                 for seat in (0, 1)]  # fmt: skip
+        vs_random = games.play(TTT, trivial, games.random_opponent, 200, 0, 1)
+        assert min(draws) < 0.9, (trivial, draws)
+        assert vs_random["win"] < WIN_BAR or vs_random["loss"] > LOSS_BAR, (trivial, vs_random)
 
 
 def _rps_from_a_biased_start(tmp_path, monkeypatch, seed: int, **overrides) -> tuple:
