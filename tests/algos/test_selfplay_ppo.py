@@ -16,6 +16,7 @@ from rlfoundry.api import resolve_config, train
 from rlfoundry.cli.main import main
 from rlfoundry.core import entropy_from_logits
 from rlfoundry.envs import games
+from rlfoundry.envs.evaluation import eval_seed
 from rlfoundry.errors import ConfigError, EnvError
 from rlfoundry.runtime.run import CHECKPOINT, load_checkpoint_file
 
@@ -356,22 +357,73 @@ def test_rps_selfplay_pulls_a_biased_policy_to_the_uniform_nash(tmp_path, monkey
     assert frozen["exploitability"] > 0.15, frozen
 
 
-@pytest.mark.slow
-def test_connect_four_beats_random_playing_first(tmp_path):
+@pytest.fixture(scope="module")
+def c4_run(tmp_path_factory):
     """The shipped connect-four config (3 in 4 games vs alpha-beta depth 1/2) on a CI
-    budget (~45 CPU-s). Random vs random wins 56% moving first and 44% second (400
-    games); the greedy policy must win >= 80% first and >= 70% second (200 games per
-    seat). Measured at 40k moves (first / second): seed 0 0.915 / 0.85, seed 1
-    0.945 / 0.855, seed 2 0.86 / 0.82, seed 3 0.93 / 0.795, seed 4 0.935 / 0.88."""
-    s = train(
+    budget, 40k moves, seed 0 (~25 CPU-s); the summary, shared by the two tests below."""
+    return train(
         "selfplay_ppo",
         env=C4,
         steps=40_000,
         seed=0,
-        out=tmp_path / "c4",
+        out=tmp_path_factory.mktemp("c4") / "run",
         progress=False,
         overrides={"eval_every": 0, "search_games": 0},
     )
+
+
+def _c4_trivial() -> dict[str, tuple[float, float]]:
+    """Win rates (first, second) vs random of the random player and of the best constant
+    policy (lowest free column: it stacks column 0, then 1, ...), 200 games per seat on the
+    summary's evaluation games (seed eval_seed(0): the same random opponent)."""
+    return {
+        name: tuple(
+            games.play(C4, p, games.random_opponent, 200, seat, eval_seed(0))["win"]
+            for seat in (0, 1)
+        )
+        for name, p in (("random", games.random_opponent), ("lowest column", _first_legal))
+    }
+
+
+@pytest.mark.slow
+def test_connect_four_beats_random_playing_first(c4_run):
+    """The greedy policy must win >= 80% of 200 games moving first and >= 70% moving
+    second against random; the random player fails these bars (asserted: 58% / 41.5%).
+
+    How the bars were set: seeds 0-4 measured (first / second) 0.915 / 0.85, 0.945 /
+    0.855, 0.86 / 0.82, 0.93 / 0.795, 0.935 / 0.88 on an earlier build; re-measured
+    2026-12-04: seed 0 0.87 / 0.745, seed 1 0.935 / 0.85 (see the next test for the
+    others). Lowest seed less two binomial standard errors of a 200-game rate, rounded
+    down to 0.05: 0.86 - 2 x 0.025 -> 0.80, 0.745 - 2 x 0.031 -> 0.65 (kept at 0.70: seed
+    0 of this build clears it). The constant lowest-column policy clears them too (83.5% /
+    81%): this test shows the policy is no worse than stacking, not that it plays well;
+    the next test is the bar a constant fails."""
+    s = c4_run
     assert s["illegal_moves"] == 0
     assert s["win_vs_random_first"] >= 0.8, s
     assert s["win_vs_random_second"] >= 0.7, s
+    first, second = _c4_trivial()["random"]
+    assert first < 0.8 and second < 0.7, (first, second)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="at 40k moves the policy does not beat the lowest-column constant (83.5% / "
+    "81% vs random) in both seats: seed 0 87.0% / 74.5% (issue 18). Needs a budget or "
+    "config where every seed clears it; the shipped 150k-move config beats alpha-beta "
+    "depth 2 moving first (docs/beyond_multiagent_meta.md), not measured here.",
+)
+def test_connect_four_beats_the_best_constant_policy(c4_run):
+    """The bar no constant policy clears: the greedy policy's win rates against random
+    must be above the lowest-column policy's in both seats (200 games per seat, the same
+    random opponent). The strict xfail turns an unexpected pass into a failure, so the
+    marker must then go and the margin be derived from seeds."""
+    s = c4_run
+    first, second = _c4_trivial()["lowest column"]
+    assert s["win_vs_random_first"] > first and s["win_vs_random_second"] > second, (
+        s,
+        first,
+        second,
+    )
