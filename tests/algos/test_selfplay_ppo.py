@@ -387,23 +387,23 @@ def _c4_trivial() -> dict[str, tuple[float, float]]:
 
 @pytest.mark.slow
 def test_connect_four_beats_random_playing_first(c4_run):
-    """The greedy policy must win >= 80% of 200 games moving first and >= 70% moving
+    """The greedy policy must win >= 75% of 200 games moving first and >= 65% moving
     second against random; the random player fails these bars (asserted: 58% / 41.5%).
 
-    How the bars were set: seeds 0-4 measured (first / second) 0.915 / 0.85, 0.945 /
-    0.855, 0.86 / 0.82, 0.93 / 0.795, 0.935 / 0.88 on an earlier build; re-measured
-    2026-12-04: seed 0 0.87 / 0.745, seed 1 0.935 / 0.85 (see the next test for the
-    others). Lowest seed less two binomial standard errors of a 200-game rate, rounded
-    down to 0.05: 0.86 - 2 x 0.025 -> 0.80, 0.745 - 2 x 0.031 -> 0.65 (kept at 0.70: seed
-    0 of this build clears it). The constant lowest-column policy clears them too (83.5% /
-    81%): this test shows the policy is no worse than stacking, not that it plays well;
-    the next test is the bar a constant fails."""
+    How the bars were set (2026-12-04, this config and budget): seeds 0-4 won (first /
+    second) 0.87 / 0.745, 0.935 / 0.85, 0.87 / 0.835, 0.835 / 0.89, 0.875 / 0.80. Each bar
+    is the lowest seed less two binomial standard errors of a 200-game rate, rounded down
+    to 0.05: 0.835 - 2 x 0.026 -> 0.75, 0.745 - 2 x 0.031 -> 0.65. The old bars (0.8 /
+    0.7, lowered from 0.85) came from an earlier build's seeds (lowest 0.86 / 0.795); on
+    this build seed 0 measures 0.87 / 0.745. The constant lowest-column policy clears
+    these bars too (83.5% / 81%): this test shows the policy is no worse than stacking,
+    not that it plays well; the next test is the bar a constant fails."""
     s = c4_run
     assert s["illegal_moves"] == 0
-    assert s["win_vs_random_first"] >= 0.8, s
-    assert s["win_vs_random_second"] >= 0.7, s
+    assert s["win_vs_random_first"] >= 0.75, s
+    assert s["win_vs_random_second"] >= 0.65, s
     first, second = _c4_trivial()["random"]
-    assert first < 0.8 and second < 0.7, (first, second)
+    assert first < 0.75 and second < 0.65, (first, second)
 
 
 @pytest.mark.slow
@@ -411,7 +411,7 @@ def test_connect_four_beats_random_playing_first(c4_run):
     strict=True,
     raises=AssertionError,
     reason="at 40k moves the policy does not beat the lowest-column constant (83.5% / "
-    "81% vs random) in both seats: seed 0 87.0% / 74.5% (issue 18). Needs a budget or "
+    "81% vs random) in both seats on seeds 0, 3, 4 of 0-4 (seed 0: 87% / 74.5%; issue 18). Needs a budget or "
     "config where every seed clears it; the shipped 150k-move config beats alpha-beta "
     "depth 2 moving first (docs/beyond_multiagent_meta.md), not measured here.",
 )
