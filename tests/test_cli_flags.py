@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import json
+import os
 
 from rlfoundry.cli.main import main
+from rlfoundry.envs import vec
 from rlfoundry.runtime.config import load_yaml
 
 
@@ -27,13 +29,31 @@ def test_num_envs_flag_sets_the_vector_env_width(tmp_path):
     assert json.loads((out / "summary.json").read_text())["eval_episodes"] == 1
 
 
-def test_async_envs_flag_steps_the_envs_in_subprocesses(tmp_path):
+def test_async_envs_flag_steps_the_envs_in_subprocesses(tmp_path, monkeypatch):
+    """The run's vector env is Gymnasium's AsyncVectorEnv: one worker process per copy
+    (other pids than this one), alive while the run steps through them."""
+    seen: dict[str, list] = {"pids": [], "alive_steps": []}
+
+    class Spy(vec.AsyncVectorEnv):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen["pids"] = [p.pid for p in self.processes]
+
+        def step_wait(self, *args, **kwargs):
+            seen["alive_steps"].append(all(p.is_alive() for p in self.processes))
+            return super().step_wait(*args, **kwargs)
+
+    monkeypatch.setattr(vec, "AsyncVectorEnv", Spy)
     out = tmp_path / "a2c"
     argv = ["train", "a2c", "--env", "CartPole-v1", "--steps", "40", "--num-envs", "2"]
     argv += ["--async-envs", "--set", "eval_episodes=1", "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     cfg = load_yaml(out / "config.yaml")
     assert cfg["num_envs"] == 2 and cfg["async_envs"] is True
+    pids = seen["pids"]
+    assert len(set(pids)) == 2 and os.getpid() not in pids, pids
+    # 40 steps over 2 copies: at least 20 vector steps, all through live workers
+    assert len(seen["alive_steps"]) >= 20 and all(seen["alive_steps"])
 
 
 def test_flags_are_refused_for_algorithms_without_the_field(tmp_path, capsys):

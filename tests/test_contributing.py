@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from needs import need
 
 from rlfoundry import registry
 from rlfoundry.api import train
@@ -71,7 +72,7 @@ def test_the_gym_algorithm_example(tmp_path, monkeypatch, capsys):
 
 
 def test_the_llm_stage_example(tmp_path, monkeypatch, capsys):
-    pytest.importorskip("transformers")
+    need("transformers", "llm")
     entry = install(tmp_path, monkeypatch, "contrib_best_of_n", "llm-stage", "llm-registry-line")
     assert (entry.name, entry.kind, entry.curve) == ("llm-best-of-n", "llm", "reward")
     ov = {"batch_size": 4, "n": 2, "max_len": 24}

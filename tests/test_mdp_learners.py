@@ -29,9 +29,13 @@ def test_optimistic_q_learning_tries_every_action_then_exploits():
 
 
 def test_expected_reward_is_mu_of_the_current_state():
-    tasks = _tasks(4, 1, states=3, actions=2)
-    act = np.array([0, 1, 1, 0])
-    np.testing.assert_array_equal(tasks.expected_reward(act), tasks.mu[np.arange(4), tasks.s, act])
+    """Hand-set means: task k's mean reward for (state, action) is 100k + 10s + a, so the
+    expected reward of each task's current state and action can be read off by hand."""
+    tasks = _tasks(3, 1, states=3, actions=2)
+    tasks.mu[:] = [[[100 * k + 10 * s + a for a in range(2)] for s in range(3)] for k in range(3)]
+    tasks.s = np.array([2, 0, 1])
+    got = tasks.expected_reward(np.array([1, 0, 1]))
+    np.testing.assert_array_equal(got, [21.0, 100.0, 211.0])
 
 
 @pytest.mark.parametrize("name", ["q_learning", "epsilon_greedy_q", "psrl"])

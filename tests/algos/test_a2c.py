@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from trivial import assert_trivial_fails
 
 from rlfoundry.algos.deep import a2c
 from rlfoundry.api import resolve_config, train
@@ -72,3 +73,4 @@ def test_a2c_solves_cartpole(tmp_path):
     tried. Deterministic evaluation over 20 unseen episodes must average >= 475."""
     s = train("a2c", env="CartPole-v1", steps=200_000, seed=0, out=tmp_path / "r", progress=False)
     assert s["eval_mean_return"] >= 475, s
+    assert_trivial_fails(475, "CartPole-v1", episodes=20)  # the best constant and random fail it

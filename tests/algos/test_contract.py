@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 
 import pytest
+from needs import IN_CI
 
 from rlfoundry import registry
 from rlfoundry.runtime.config import build_config
@@ -23,7 +24,7 @@ def test_every_gym_algorithm_has_the_contract_and_checks_its_default_env(name):
     try:
         module.check(cfg)  # builds the default env and checks its spaces
     except Exception as err:  # an optional env package missing on this machine
-        if "install" not in str(err):
+        if "install" not in str(err) or IN_CI:  # CI installs every extra: fail there
             raise
         pytest.skip(str(err))
 

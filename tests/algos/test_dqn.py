@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from trivial import assert_trivial_fails
 
 from rlfoundry import api
 from rlfoundry.algos.deep import dqn
@@ -263,6 +264,18 @@ def test_discrete_observations_are_one_hot(tmp_path):
         overrides={**TINY, "eval_episodes": 2},
     )
     assert s["status"] == "finished" and s["eval_episodes"] == 2
+    tensors, _ = load_checkpoint_file(tmp_path / "f" / CHECKPOINT)
+    # FrozenLake's 16 cells enter the network as 16 one-hot inputs ...
+    first = next(v for k, v in tensors.items() if k.startswith("q/") and v.ndim == 2)
+    assert first.shape[1] == 16, first.shape
+    # ... and every stored transition's observations are one-hot rows of width 16
+    for key in ("buffer/obs", "buffer/next_obs"):
+        x = tensors[key].numpy()
+        assert x.shape == (300, 16) and set(np.unique(x)) == {0.0, 1.0}
+        assert (x.sum(1) == 1).all()
+    # episodes start in cell 0, and the walk reaches other cells
+    obs = tensors["buffer/obs"].numpy().argmax(1)
+    assert obs[0] == 0 and len(set(obs.tolist())) > 3
 
 
 # --------------------------------------------------------------------------- learning
@@ -289,3 +302,4 @@ def test_dqn_reaches_475_on_cartpole(tmp_path):
         if means[-1] >= 475:
             break
     assert max(means) >= 475, f"deterministic eval every 5k steps: {means}"
+    assert_trivial_fails(475, "CartPole-v1", episodes=10)  # the best constant and random fail it

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from needs import need
 
 from rlfoundry.algos.multiagent import mappo
 from rlfoundry.api import resolve_config, train
@@ -13,7 +14,7 @@ from rlfoundry.cli.main import main
 from rlfoundry.errors import ConfigError, EnvError
 from rlfoundry.runtime.run import CHECKPOINT, load_checkpoint_file
 
-pytest.importorskip("mpe2")
+need("mpe2", "beyond")
 
 SPREAD = "mpe2/simple_spread_v3"
 

@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from needs import need
 
 from rlfoundry import api
 from rlfoundry.algos.deep import offpolicy, sac, td3
@@ -261,7 +262,7 @@ def test_a_mujoco_v5_env_trains_evaluates_and_resumes_exactly(tmp_path, algo):
     deterministic policy is evaluated, and a resumed run replays the simulator from the
     action log to the same state (float64 physics), ending bit for bit as an uninterrupted
     one."""
-    pytest.importorskip("mujoco")
+    need("mujoco", "bench")
     kw = dict(env="InvertedPendulum-v5", steps=400, seed=1)
     _train(algo, tmp_path, "a", **kw)
     _train(algo, tmp_path, "b", stop_at_step=200, **kw)

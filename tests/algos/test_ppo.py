@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from trivial import assert_trivial_fails
 
 from rlfoundry.algos import nets
 from rlfoundry.algos.deep import onpolicy, ppo
@@ -179,6 +180,7 @@ def test_ppo_solves_cartpole_within_100k_steps(tmp_path):
     s = train("ppo", env="CartPole-v1", seed=0, out=tmp_path / "r", progress=False)
     assert s["steps"] <= 100_000
     assert s["eval_mean_return"] >= 475, s
+    assert_trivial_fails(475, "CartPole-v1", episodes=20)  # the best constant and random fail it
 
 
 @pytest.mark.slow
@@ -187,6 +189,7 @@ def test_ppo_solves_pendulum(tmp_path):
     Deterministic evaluation over 20 unseen episodes must average >= -200."""
     s = train("ppo", env="Pendulum-v1", seed=0, out=tmp_path / "r", progress=False)
     assert s["eval_mean_return"] >= -200, s
+    assert_trivial_fails(-200, "Pendulum-v1", episodes=20)  # the best constant and random fail it
 
 
 @pytest.mark.parametrize("scale", [1e-3, 10.0])

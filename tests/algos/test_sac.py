@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from trivial import assert_trivial_fails
 
 from rlfoundry import api
 from rlfoundry.envs.evaluation import evaluate, make_env
@@ -41,13 +42,15 @@ def test_a_fixed_alpha_stays_and_has_no_optimiser(tmp_path):
     assert not any(k.startswith("alpha_opt/") for k in tensors)
 
 
-def test_a_random_policy_fails_the_learning_bar():
+def test_constant_and_random_policies_fail_the_learning_bar():
     """The bar of the learning test means something: uniform random torques score about
     -1,100 on the same evaluation episodes (seeds 10,000+)."""
     env = make_env("Pendulum-v1")
     rng = np.random.default_rng(0)
     result = evaluate(lambda obs: rng.uniform(-2, 2, 1).astype(np.float32), env, 10, 10_000)
     assert result["eval_mean_return"] < BAR - 500
+    # nor does any constant torque (-2, 0, +2) on the same episodes
+    assert_trivial_fails(BAR - 500, "Pendulum-v1", episodes=10)
 
 
 def test_sac_reaches_minus_200_on_pendulum_within_20k_steps(tmp_path):
@@ -60,7 +63,7 @@ def test_sac_reaches_minus_200_on_pendulum_within_20k_steps(tmp_path):
     every 2k steps up to 20k (2026-12-03): every seed first reached >= -200 at 4k steps
     (-124.9, -124.9, -125.3, -188.7, -153.9) and ended at -108.5 to -122.0 at 20k (seed 4
     dipped to -697.5 at 10k and recovered). Uniform random torques score about -1,100
-    (test_a_random_policy_fails_the_learning_bar), so the bar cannot pass by chance.
+    (test_constant_and_random_policies_fail_the_learning_bar), so the bar cannot pass by chance.
     """
     out, means = tmp_path / "p", []
     for stop in range(2_000, 20_001, 2_000):

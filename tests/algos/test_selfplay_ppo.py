@@ -9,16 +9,18 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from needs import need
 
 from rlfoundry.algos.multiagent import selfplay, selfplay_ppo
 from rlfoundry.api import resolve_config, train
 from rlfoundry.cli.main import main
 from rlfoundry.core import entropy_from_logits
 from rlfoundry.envs import games
+from rlfoundry.envs.evaluation import eval_seed
 from rlfoundry.errors import ConfigError, EnvError
 from rlfoundry.runtime.run import CHECKPOINT, load_checkpoint_file
 
-pytest.importorskip("pettingzoo")
+need("pettingzoo", "beyond")
 
 TTT = "pettingzoo/tictactoe_v3"
 C4 = "pettingzoo/connect_four_v3"
@@ -182,7 +184,9 @@ def _tiny(**extra):
 
 def test_resume_is_exact(tmp_path):
     """Stopped half-way and resumed == uninterrupted (networks, Adam, opponent pool, RNG)."""
-    kw = dict(env=TTT, steps=800, seed=3, progress=False, evaluate_after=False)
+    # tuned=False: the defaults (self-play and the pool, no search player), whose resume
+    # the next test does not cover
+    kw = dict(env=TTT, steps=800, seed=3, progress=False, evaluate_after=False, tuned=False)
     kw["overrides"] = _tiny(snapshot_every=1, pool_size=3)
     train("selfplay_ppo", out=tmp_path / "a", **kw)
     s = train("selfplay_ppo", out=tmp_path / "b", stop_at_step=400, **kw)
@@ -264,57 +268,162 @@ def test_rejects_non_game_envs(tmp_path):
 
 
 # ---------------------------------------------------------------------------- learning
+def _first_legal(obs, rng) -> int:
+    """The best a constant policy can do on a board: the lowest-numbered free cell."""
+    return int(np.flatnonzero(obs["action_mask"])[0])
+
+
+#: Bars of the tic-tac-toe test against random moving first (see its docstring).
+WIN_BAR, LOSS_BAR = 0.8, 0.05
+
+
 @pytest.mark.slow
-def test_tictactoe_beats_random_playing_first(tmp_path):
-    """Ceiling vs random is 99.5% first; the seeded CI budget must reach 90%."""
-    s = train(
-        "selfplay_ppo",
-        env=TTT,
-        steps=45_000,
-        seed=0,
-        out=tmp_path / "ttt",
-        progress=False,
-        overrides={"eval_every": 0, "search_games": 5},
-    )
+def test_tictactoe_shipped_config_draws_perfect_play_and_beats_random(tmp_path):
+    """The shipped tic-tac-toe config (200k moves, half the games against minimax, a
+    256-256 MLP), seed 0. The greedy policy must draw >= 90% of 100 games per seat
+    against minimax (perfect play; it picks uniformly among its optimal moves, so the
+    games differ), and moving first against random win >= 80% and lose <= 5% of 200
+    games. About 40 CPU-s.
+
+    How the bars were set: seeds 0-4 of this config (2026-12-04, the summary's
+    evaluation): draws vs minimax moving first 1.0 on every seed, moving second 1.0, 1.0,
+    1.0, 0.96, 0.90; vs random moving first, wins 0.945, 0.94, 0.915, 0.925, 0.885 and
+    losses 0 on every seed. Perfect play draws 100%; the ceiling vs random moving first
+    is 99.5%. The 90% draw bar is issue 18's; seed 4 sits on it, seed 0 (this test) has
+    10 points of margin. The random bars are the lowest seed less two binomial standard
+    errors (0.885 - 2 x 0.023), rounded down to 0.05, and for losses the upper end of
+    0 in 200 games (3/200) rounded up to 0.05. The old 45k-move self-play-only test
+    asserted losses <= 10% after seed 0 measured exactly 5%; that config lost every game
+    to minimax.
+
+    The random player and the best constant policy (lowest free cell) fail the same bars
+    (asserted): vs minimax they draw 22% / 4% and 0% / 0%; vs random moving first the
+    constant wins 78% and loses 18.5%, random 56% and 34.5%."""
+    s = train("selfplay_ppo", env=TTT, seed=0, out=tmp_path / "ttt", progress=False,
+              overrides={"eval_every": 0})  # fmt: skip
     assert s["illegal_moves"] == 0
-    assert s["win_vs_random_first"] >= 0.9, s
-    assert s["loss_vs_random_first"] <= 0.1, s
+    assert s["draw_vs_search_first"] >= 0.9 and s["draw_vs_search_second"] >= 0.9, s
+    assert s["win_vs_random_first"] >= WIN_BAR and s["loss_vs_random_first"] <= LOSS_BAR, s
+    for trivial in (games.random_opponent, _first_legal):
+        draws = [games.play(TTT, trivial, games.tictactoe_minimax, 100, seat, 1)["draw"]
+                 for seat in (0, 1)]  # fmt: skip
+        vs_random = games.play(TTT, trivial, games.random_opponent, 200, 0, 1)
+        assert min(draws) < 0.9, (trivial, draws)
+        assert vs_random["win"] < WIN_BAR or vs_random["loss"] > LOSS_BAR, (trivial, vs_random)
+
+
+def _rps_from_a_biased_start(tmp_path, monkeypatch, seed: int, **overrides) -> tuple:
+    """Train the shipped rps config from a policy biased to rock (+3 on its rock logit:
+    p_rock 0.91, exploitability 0.86); return (start exploitability, summary)."""
+    start = {}
+
+    class Biased(selfplay.MaskedAgent):  # the class itself, never an earlier patch
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            x, m = games.split_obs(3, 3)  # 3: "no move yet", the one-shot game's observation
+            with torch.no_grad():
+                self.actor[-1].bias[0] += 3.0
+                p = torch.softmax(
+                    self.logits(torch.from_numpy(x)[None], torch.from_numpy(m)[None]), -1
+                )
+            # the first agent built is the run's; later ones (the final evaluation's) load it
+            start.setdefault("exploitability", games.rps_exploitability(p[0].numpy()))
+
+    monkeypatch.setattr(selfplay_ppo, "MaskedAgent", Biased)
+    out = tmp_path / f"rps{len(list(tmp_path.iterdir()))}"
+    s = train("selfplay_ppo", env=RPS, steps=20_000, seed=seed, out=out, progress=False,
+              overrides={"eval_every": 0, **overrides})  # fmt: skip
+    return start["exploitability"], s
 
 
 @pytest.mark.slow
-def test_rps_selfplay_stays_near_the_uniform_nash(tmp_path):
-    """The shipped rps config (raw advantages, entropy 0.05) keeps the policy within 0.1
-    exploitability of the uniform Nash over 10k moves of self-play. It can fail: with
-    the board-game defaults (normalised advantages, entropy 0.01) the same run drifted
-    to an almost pure strategy (exploitability 0.9 at 20k moves)."""
-    s = train(
-        "selfplay_ppo",
-        env=RPS,
-        steps=10_000,
-        seed=0,
-        out=tmp_path / "rps",
-        progress=False,
-        overrides={"eval_every": 0},
+def test_rps_selfplay_pulls_a_biased_policy_to_the_uniform_nash(tmp_path, monkeypatch):
+    """From an exploitable start (p_rock 0.91, exploitability 0.86), 20k moves of mirror
+    self-play with the shipped rps config bring exploitability below 0.15. About 25 CPU-s.
+
+    The bar: seeds 0-4 ended at 0.032, 0.025, 0.052, 0.075, 0.031 (2026-12-04); 0.15 is
+    twice the worst seed. The uniform policy is the Nash equilibrium and the entropy bonus
+    also pulls towards it, so the same config is run against the frozen biased start
+    (pool_prob 1, no new snapshots: an opponent that does not adapt): it learns to
+    exploit rock and ends exploitable (0.63 on seed 0), failing the same bar. It is the
+    opponent that moves with the learner that brings it to the equilibrium."""
+    start, s = _rps_from_a_biased_start(tmp_path, monkeypatch, seed=0)
+    assert start > 0.8, start  # the start is exploitable
+    assert s["exploitability"] < 0.15, s
+    frozen_start, frozen = _rps_from_a_biased_start(
+        tmp_path, monkeypatch, seed=0, pool_prob=1.0, snapshot_every=10**9
     )
-    assert s["exploitability"] < 0.1, s
+    assert frozen_start == start
+    assert frozen["exploitability"] > 0.15, frozen
 
 
-@pytest.mark.slow
-def test_connect_four_beats_random_playing_first(tmp_path):
+@pytest.fixture(scope="module")
+def c4_run(tmp_path_factory):
     """The shipped connect-four config (3 in 4 games vs alpha-beta depth 1/2) on a CI
-    budget (~45 CPU-s). Random vs random wins 56% moving first and 44% second (400
-    games); the greedy policy must win >= 80% first and >= 70% second (200 games per
-    seat). Measured at 40k moves (first / second): seed 0 0.915 / 0.85, seed 1
-    0.945 / 0.855, seed 2 0.86 / 0.82, seed 3 0.93 / 0.795, seed 4 0.935 / 0.88."""
-    s = train(
+    budget, 40k moves, seed 0 (~25 CPU-s); the summary, shared by the two tests below."""
+    return train(
         "selfplay_ppo",
         env=C4,
         steps=40_000,
         seed=0,
-        out=tmp_path / "c4",
+        out=tmp_path_factory.mktemp("c4") / "run",
         progress=False,
         overrides={"eval_every": 0, "search_games": 0},
     )
+
+
+def _c4_trivial() -> dict[str, tuple[float, float]]:
+    """Win rates (first, second) vs random of the random player and of the best constant
+    policy (lowest free column: it stacks column 0, then 1, ...), 200 games per seat on the
+    summary's evaluation games (seed eval_seed(0): the same random opponent)."""
+    return {
+        name: tuple(
+            games.play(C4, p, games.random_opponent, 200, seat, eval_seed(0))["win"]
+            for seat in (0, 1)
+        )
+        for name, p in (("random", games.random_opponent), ("lowest column", _first_legal))
+    }
+
+
+@pytest.mark.slow
+def test_connect_four_beats_random_playing_first(c4_run):
+    """The greedy policy must win >= 75% of 200 games moving first and >= 65% moving
+    second against random; the random player fails these bars (asserted: 58% / 41.5%).
+
+    How the bars were set (2026-12-04, this config and budget): seeds 0-4 won (first /
+    second) 0.87 / 0.745, 0.935 / 0.85, 0.87 / 0.835, 0.835 / 0.89, 0.875 / 0.80. Each bar
+    is the lowest seed less two binomial standard errors of a 200-game rate, rounded down
+    to 0.05: 0.835 - 2 x 0.026 -> 0.75, 0.745 - 2 x 0.031 -> 0.65. The old bars (0.8 /
+    0.7, lowered from 0.85) came from an earlier build's seeds (lowest 0.86 / 0.795); on
+    this build seed 0 measures 0.87 / 0.745. The constant lowest-column policy clears
+    these bars too (83.5% / 81%): this test shows the policy is no worse than stacking,
+    not that it plays well; the next test is the bar a constant fails."""
+    s = c4_run
     assert s["illegal_moves"] == 0
-    assert s["win_vs_random_first"] >= 0.8, s
-    assert s["win_vs_random_second"] >= 0.7, s
+    assert s["win_vs_random_first"] >= 0.75, s
+    assert s["win_vs_random_second"] >= 0.65, s
+    first, second = _c4_trivial()["random"]
+    assert first < 0.75 and second < 0.65, (first, second)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="at 40k moves the policy does not beat the lowest-column constant (83.5% / "
+    "81% vs random) in both seats on seeds 0, 3, 4 of 0-4 (seed 0: 87% / 74.5%; issue 18). Needs a budget or "
+    "config where every seed clears it; the shipped 150k-move config beats alpha-beta "
+    "depth 2 moving first (docs/beyond_multiagent_meta.md), not measured here.",
+)
+def test_connect_four_beats_the_best_constant_policy(c4_run):
+    """The bar no constant policy clears: the greedy policy's win rates against random
+    must be above the lowest-column policy's in both seats (200 games per seat, the same
+    random opponent). The strict xfail turns an unexpected pass into a failure, so the
+    marker must then go and the margin be derived from seeds."""
+    s = c4_run
+    first, second = _c4_trivial()["lowest column"]
+    assert s["win_vs_random_first"] > first and s["win_vs_random_second"] > second, (
+        s,
+        first,
+        second,
+    )

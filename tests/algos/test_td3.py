@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from trivial import assert_trivial_fails
 
 from rlfoundry import api
 from rlfoundry.algos.deep import td3
@@ -60,11 +61,13 @@ def test_exploration_adds_noise_to_the_actor(tmp_path, noise, same):
     assert torch.equal(mu, tensors["buffer/act"][:1]) == same
 
 
-def test_a_random_policy_fails_the_learning_bar():
+def test_constant_and_random_policies_fail_the_learning_bar():
     env = make_env("Pendulum-v1")
     rng = np.random.default_rng(1)
     result = evaluate(lambda obs: rng.uniform(-2, 2, 1).astype(np.float32), env, 10, 10_000)
     assert result["eval_mean_return"] < BAR - 500
+    # nor does any constant torque (-2, 0, +2) on the same episodes
+    assert_trivial_fails(BAR - 500, "Pendulum-v1", episodes=10)
 
 
 def test_td3_reaches_minus_200_on_pendulum_within_20k_steps(tmp_path):
@@ -76,7 +79,7 @@ def test_td3_reaches_minus_200_on_pendulum_within_20k_steps(tmp_path):
     every 2k steps up to 20k (2026-12-03): seeds 0-3 first reached >= -200 at 6k steps
     (-153.0, -148.2, -160.8, -160.3), seed 4 at 8k (-117.7); all ended at -110.1 to -113.3
     at 20k (seed 4 dipped to -853 at 14k-16k and recovered). Uniform random torques score
-    about -1,100 (test_a_random_policy_fails_the_learning_bar).
+    about -1,100 (test_constant_and_random_policies_fail_the_learning_bar).
     """
     out, means = tmp_path / "p", []
     for stop in range(2_000, 20_001, 2_000):

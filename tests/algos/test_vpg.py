@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from trivial import assert_trivial_fails
 
 from rlfoundry import api
 from rlfoundry.algos.deep import vpg
@@ -184,3 +185,4 @@ def test_vpg_solves_cartpole(tmp_path):
     first tried: the deterministic policy at the end averages >= 475 over 20 episodes."""
     s = api.train("vpg", env="CartPole-v1", seed=0, out=tmp_path / "cp", progress=False)
     assert s["eval_mean_return"] >= 475, s
+    assert_trivial_fails(475, "CartPole-v1", episodes=20)  # the best constant and random fail it

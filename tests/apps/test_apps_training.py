@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from apps_helpers import safe_distance
+from needs import need
 
 from rlfoundry.cli.main import main
 
@@ -30,7 +31,7 @@ def test_shipped_configs_load_and_fit_the_envs():
             ("rlfoundry/Highway-v0", (256, 256)),
         ):
             if env_id == "rlfoundry/Highway-v0":
-                pytest.importorskip("highway_env")
+                need("highway_env", "apps")
             module, cfg = resolve_config(algo, env=env_id)
             assert tuple(cfg.hidden) == hidden and cfg.gamma == 0.9
             module.check(cfg)
@@ -53,14 +54,23 @@ def test_trade_backtest_of_a_trained_run(tmp_path: Path, capsys, algo: str):
 def test_driving_train_eval_reports_driving_metrics(tmp_path: Path, capsys, algo: str):
     """`rlfoundry train` and `rlfoundry eval` of a driving run report collision rate, speed,
     distance and braking (the metrics hook that rlfoundry.apps registers); `drive eval` records a GIF."""
-    pytest.importorskip("highway_env")
+    need("highway_env", "apps")
     run = tmp_path / "run"
     sets = ["eval_episodes=1"]
     sets += ["learning_starts=10"] if algo == "dqn" else ["num_envs=1", "num_steps=32"]
     summary = _train_cli(algo, "rlfoundry/Highway-v0", run, 32, *sets)
     keys = ("collision_rate", "mean_speed", "distance", "braking_events", "lane_changes")
     assert all(f"eval_{k}" in summary for k in keys)
-    assert 0.0 <= summary["eval_collision_rate"] <= 1.0 and summary["eval_mean_speed"] > 0
+    # the hook's numbers are the saved policy's, on the run's evaluation scenario: the
+    # tests' own loop (apps_helpers.safe_distance) replays it and must agree
+    from rlfoundry.apps.driving.evaluate import load_run_policy
+    from rlfoundry.envs.evaluation import eval_seed, make_env
+
+    policy, env_id, env_kwargs = load_run_policy(run)
+    again = safe_distance(policy, make_env(env_id, **env_kwargs), 1, eval_seed(0))
+    assert summary["eval_collision_rate"] == again["collision_rate"]
+    assert summary["eval_distance"] == pytest.approx(again["distance"], rel=1e-9)
+    assert 15.0 < summary["eval_mean_speed"] < 40.0  # m/s: highway speeds, not 0 or km/h
     assert main(["eval", str(run), "--episodes", "1"]) == 0
     assert "eval_collision_rate" in capsys.readouterr().out
     if algo == "dqn":
@@ -100,7 +110,7 @@ def test_short_dqn_run_drives_farther_without_collisions_than_any_constant_actio
     402.0, 425.0 (5 %, 40 %, 35 %): one seed of three beats always-SLOWER, so a test at
     that budget would pass or fail with the CPU's float rounding. The old bar (fewer
     collisions than random, 1.5x its distance) was cleared by always-SLOWER itself."""
-    pytest.importorskip("highway_env")
+    need("highway_env", "apps")
     from rlfoundry.api import train
     from rlfoundry.apps.driving.evaluate import load_run_policy, random_policy
     from rlfoundry.envs.evaluation import make_env

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from apps_helpers import random_walk, write_bars
+from needs import need
 
 from rlfoundry.apps.trading.backtest import run_suite, write_report
 from rlfoundry.apps.trading.env import BUY, SELL, TradingEnv
@@ -242,8 +243,8 @@ def test_parse_verdict_variants():
 
 def _tiny_model_dir(tmp_path: Path) -> Path:
     """A real transformers model directory: a tiny GPT-2 with random weights."""
-    transformers = pytest.importorskip("transformers")
-    tokenizers = pytest.importorskip("tokenizers")
+    transformers = need("transformers", "llm")
+    tokenizers = need("tokenizers", "llm")
     tok = tokenizers.Tokenizer(tokenizers.models.BPE(unk_token="[UNK]"))
     tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = tokenizers.decoders.ByteLevel()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from needs import need
 
-pytest.importorskip("fastapi", reason="needs the feedback extra: pip install -e '.[feedback]'")
+need("fastapi", "feedback")
 
 from fastapi.testclient import TestClient  # noqa: E402
 

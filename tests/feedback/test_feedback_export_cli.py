@@ -5,6 +5,7 @@ import json
 
 import pytest
 from fb_helpers import write_jsonl
+from needs import need
 
 from rlfoundry.cli.main import main
 from rlfoundry.feedback.accounts import who_for_token
@@ -65,7 +66,7 @@ def test_pairs_complete_only_and_single_vote(db, tmp_path, capsys):
 
 
 def test_raw_parquet_kto_csv_and_datasets(db, tmp_path, capsys):
-    pq = pytest.importorskip("pyarrow.parquet")
+    pq = need("pyarrow.parquet", "feedback")
     raw = tmp_path / "raw.parquet"
     code, _, err = run(capsys, "export", "--db", db, "--format", "raw", "--out", str(raw))
     assert code == 0 and "5 judgments of 3 items" in err
@@ -79,7 +80,7 @@ def test_raw_parquet_kto_csv_and_datasets(db, tmp_path, capsys):
     assert len(rows) == 6
     assert {(r["model"], r["label"]) for r in rows} == {("big", "True"), ("small", "False")}
 
-    pytest.importorskip("datasets")
+    need("datasets", "llm")
     from datasets import load_from_disk
 
     out = tmp_path / "kto_ds"

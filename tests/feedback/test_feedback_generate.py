@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from needs import need
 
-pytest.importorskip("transformers", reason="needs the llm extra")
+need("transformers", "llm")
 import torch  # noqa: E402
 
 from rlfoundry.cli.main import main  # noqa: E402

@@ -10,11 +10,11 @@ import sqlite3
 import threading
 import time
 
-import pytest
+from needs import need
 from test_feedback_load import load_bench
 
-httpx = pytest.importorskip("httpx")
-pytest.importorskip("uvicorn")
+httpx = need("httpx", "feedback")
+need("uvicorn", "feedback")
 
 ANNOTATORS = 6
 KILL_AFTER = 40  # acknowledged judgments before the kill

@@ -7,10 +7,10 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import pytest
+from needs import need
 
-pytest.importorskip("uvicorn")
-pytest.importorskip("httpx")
+need("uvicorn", "feedback")
+need("httpx", "feedback")
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "feedback_load.py"
 
@@ -53,7 +53,7 @@ def test_oversized_bodies_do_not_grow_the_server(tmp_path):
     ``python benchmarks/feedback_load.py --bodies`` runs 20 x 200 MB): the server's
     resident memory stays under 1.2x its idle figure, it answers 413 to every body it
     would parse, and it serves a normal judgment afterwards."""
-    pytest.importorskip("psutil")
+    need("psutil", "dev")
     bench = load_bench()
     r = bench.run_bodies(clients=20, body_mb=20, workdir=tmp_path)
     assert r["ratio"] < 1.2, r
@@ -69,7 +69,7 @@ def test_the_memory_measure_sees_bodies_that_are_parsed(tmp_path):
     (``--max-body-size 0``) are read and parsed, and the same measure goes well past
     1.2x idle (4.3x measured, idle 79 MB; 1.8x expected at the 324 MB idle of
     benchmarks/RESULTS.md), so the 1.2x bound above can fail."""
-    pytest.importorskip("psutil")
+    need("psutil", "dev")
     r = load_bench().run_bodies(clients=20, body_mb=20, max_body="0", workdir=tmp_path)
     assert r["ratio"] > 1.4, r
     assert r["statuses"].get(413) is None and r["statuses"].get(400), r["statuses"]

@@ -15,9 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("rlfoundry.llm.generation", reason="rlfoundry.llm.generation not written yet")
 import torch
+from needs import need
 from safetensors.torch import load_file
 
 from rlfoundry.errors import ConfigError
@@ -252,7 +251,7 @@ def test_launch_env_reads_torchrun_and_mpi():
 
 
 def test_accelerate_one_process_launch_is_recognised(tmp_path):
-    pytest.importorskip("accelerate")
+    need("accelerate", "llm")
     from rlfoundry.runtime.launch import accelerate_request, parse_accelerate_argv
 
     env = {"ACCELERATE_MIXED_PRECISION": "no", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
@@ -282,7 +281,7 @@ def test_accelerate_one_process_launch_is_recognised(tmp_path):
 def test_accelerate_launch_runs_two_ranks(tmp_path):
     """`accelerate launch --num_processes 2` on a CPU: two ranks, not one, and a batch
     that does not split stops before any work with one sentence per rank."""
-    pytest.importorskip("accelerate")
+    need("accelerate", "llm")
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2"]
     cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
@@ -300,7 +299,7 @@ def test_accelerate_launch_runs_two_ranks(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
-@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices (nccl)")
+@pytest.mark.gpu(2)  # nccl on 2 CUDA devices; deselected without them (tests/conftest.py)
 @pytest.mark.parametrize("stage", ["sft", "grpo"])
 def test_fsdp_on_two_gpus(tmp_path, stage):
     """FSDP on 2 GPUs with nccl (each rank on its own GPU): the model saves whole, and

@@ -10,9 +10,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from needs import need
 
-gguf = pytest.importorskip("gguf")
-transformers = pytest.importorskip("transformers")
+gguf = need("gguf", "llm")
+transformers = need("transformers", "llm")
 
 from rlfoundry.errors import ConfigError  # noqa: E402
 from rlfoundry.llm import gguf as gguf_import  # noqa: E402

@@ -14,8 +14,6 @@ import copy
 from types import SimpleNamespace
 
 import pytest
-
-pytest.importorskip("rlfoundry.llm.generation", reason="rlfoundry.llm.generation not written yet")
 import torch
 import torch.nn.functional as F
 

@@ -334,7 +334,7 @@ def test_sampling_stream_saved_on_another_device_restarts_with_a_warning():
 # ---------------------------------------------------------------------- GPU
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu(1)  # deselected without a CUDA device (tests/conftest.py)
 @pytest.mark.parametrize("lora", [0, 4])
 def test_cuda_bfloat16_stages(tmp_path, lora):
     """SFT then GRPO on cuda in bfloat16 (LoRA on and off); the GRPO checkpoint resumes on

@@ -15,10 +15,8 @@ import time
 import pytest
 import torch
 
-pytest.importorskip("rlfoundry.llm.pretrain", reason="rlfoundry.llm.pretrain not written yet")
-
-from rlfoundry.api import train  # noqa: E402
-from rlfoundry.llm.pipeline import run_pipeline  # noqa: E402
+from rlfoundry.api import train
+from rlfoundry.llm.pipeline import run_pipeline
 
 torch.set_num_threads(1)
 

@@ -16,13 +16,11 @@ import json
 import pytest
 import torch
 
-pytest.importorskip("rlfoundry.llm.generation", reason="rlfoundry.llm.generation not written yet")
-
-from rlfoundry.api import train  # noqa: E402
-from rlfoundry.errors import ConfigError, RLFoundryError  # noqa: E402
-from rlfoundry.llm.dynamic_sampling import sample_groups  # noqa: E402
-from rlfoundry.llm.models import load_model, load_tokenizer  # noqa: E402
-from rlfoundry.llm.rollout import Rollout, completion_logprobs, concat_rollouts, rollout  # noqa: E402
+from rlfoundry.api import train
+from rlfoundry.errors import ConfigError, RLFoundryError
+from rlfoundry.llm.dynamic_sampling import sample_groups
+from rlfoundry.llm.models import load_model, load_tokenizer
+from rlfoundry.llm.rollout import Rollout, completion_logprobs, concat_rollouts, rollout
 
 torch.set_num_threads(1)
 

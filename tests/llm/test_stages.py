@@ -11,12 +11,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-pytest.importorskip("rlfoundry.llm.generation", reason="rlfoundry.llm.generation not written yet")
-
-from rlfoundry.api import train  # noqa: E402
-from rlfoundry.errors import ConfigError, RLFoundryError  # noqa: E402
-from rlfoundry.llm import dpo, grpo, ppo, rloo  # noqa: E402
-from rlfoundry.runtime.run import load_checkpoint_file  # noqa: E402
+from rlfoundry.api import train
+from rlfoundry.errors import ConfigError, RLFoundryError
+from rlfoundry.llm import dpo, grpo, ppo, rloo
+from rlfoundry.runtime.run import load_checkpoint_file
 
 torch.set_num_threads(1)
 
