@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from rlfoundry.llm.chat_format import task_texts
 from rlfoundry.llm.generation import generate
 from rlfoundry.llm.tasks import Task, get_task
 
@@ -29,9 +30,10 @@ def evaluate_accuracy(
     batch_size: int = 100,
     max_new_tokens: int | None = None,
 ) -> float:
-    """Share of `n` prompts of `split` whose greedy completion `task.is_correct` accepts."""
+    """Share of `n` prompts of `split` whose greedy completion `task.is_correct` accepts
+    (a conversational task's prompts rendered with the chat template, `task_texts`)."""
     task = get_task(task)
-    prompts = task.prompts(split, n, seed)
+    prompts = task_texts(task, tok, task.prompts(split, n, seed))
     max_new = max_new_tokens or task.max_new_tokens
     was_training = model.training
     model.eval()
