@@ -51,6 +51,7 @@ from rlfoundry.llm.splits import SPLITS, held_out
 from rlfoundry.llm.splits import check_split as _check_split
 from rlfoundry.llm.word_problems import WordProblemTask
 
+
 @runtime_checkable
 class Task(Protocol):
     """What the stages read from a task (`get_task` returns one; `TASKS` names the built-ins).
