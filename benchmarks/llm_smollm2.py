@@ -98,29 +98,32 @@ def train_seed(a: argparse.Namespace, seed: int) -> None:
 
 
 def row(a: argparse.Namespace, seed: int, acc0: float) -> dict | None:
-    """One seed's figures from its run directory, or None when the run is not finished."""
+    """One seed's figures from its run directory (`after` None while it is unfinished),
+    or None when it has not started."""
     from rlfoundry.runtime import rundir
 
     out = Path(a.out) / f"seed{seed}"
-    done = rundir.finished_summary(out)
-    if done is None:
+    if not (out / "metrics.csv").exists():
         return None
     with open(out / "metrics.csv") as f:
         rows = [r for r in csv.DictReader(f) if r.get("reward")]
+    if not rows:
+        return None
+    done = rundir.finished_summary(out)
     rew = [float(r["reward"]) for r in rows]
     k = max(1, len(rew) // 4)
-    acc1 = float(done["eval_accuracy"])
+    acc1 = float(done["eval_accuracy"]) if done is not None else None
     return {
         "seed": seed,
         "steps": len(rew),
         "before": acc0,
         "after": acc1,
-        "lift": acc1 - acc0,
+        "lift": None if acc1 is None else acc1 - acc0,
         "reward_first": sum(rew[:k]) / k,
         "reward_last": sum(rew[-k:]) / k,
         "len_first": sum(float(r["completion_len"]) for r in rows[:k]) / k,
         "len_last": sum(float(r["completion_len"]) for r in rows[-k:]) / k,
-        "minutes": float(rows[-1]["elapsed_seconds"]) / 60 if rows else 0.0,
+        "minutes": float(rows[-1]["elapsed_seconds"]) / 60,
     }
 
 
@@ -142,12 +145,16 @@ def table(a: argparse.Namespace) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        after = "not finished" if r["after"] is None else f"{r['after']:.1%}"
+        lift = "" if r["lift"] is None else f"{100 * r['lift']:+.1f}"
         lines.append(
-            f"| {r['seed']} | {r['steps']} | {r['before']:.1%} | {r['after']:.1%} | "
-            f"{100 * r['lift']:+.1f} | {r['reward_first']:.3f} -> {r['reward_last']:.3f} | "
+            f"| {r['seed']} | {r['steps']} of {a.steps} | {r['before']:.1%} | {after} | {lift} | "
+            f"{r['reward_first']:.3f} -> {r['reward_last']:.3f} | "
             f"{r['len_first']:.0f} -> {r['len_last']:.0f} | {r['minutes']:.0f} |"
         )
-    missing = [s for s in a.seeds if s not in {r["seed"] for r in rows}]
+    missing = [
+        s for s in a.seeds if not any(r["seed"] == s and r["after"] is not None for r in rows)
+    ]  # noqa: E501
     note = f"\nNot finished (resumable): seeds {', '.join(map(str, missing))}." if missing else ""
     when = time.strftime("%Y-%m-%d")
     cmd = (

@@ -143,3 +143,15 @@ def test_bad_settings_and_foreign_prompts():
         WordProblemTask(max_value=1)
     with pytest.raises(RLFoundryError, match="No word-problem template"):
         WordProblemTask().reward("17+25=", "42")
+
+
+def test_rl_prompts_of_a_conversational_task_are_rendered():
+    import argparse
+
+    from rlfoundry.llm.prompts import load_prompts
+
+    cfg = argparse.Namespace(prompts="", task="word_problems:max_steps=1", seed=3)
+    rendered = load_prompts(cfg, _Tok())
+    plain = WordProblemTask(max_steps=1).prompts("train", None, 3)
+    assert len(rendered) == len(plain) == 10_000
+    assert rendered[0] == task_texts(WordProblemTask(), _Tok(), plain[:1])[0]
