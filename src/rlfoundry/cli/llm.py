@@ -123,6 +123,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from rlfoundry.errors import RLFoundryError
+    from rlfoundry.llm.chat_format import task_texts
     from rlfoundry.llm.evaluation import evaluate_accuracy, score_prompts
     from rlfoundry.llm.models import load_model, load_tokenizer
     from rlfoundry.llm.prompts import PromptSet, load_prompts
@@ -156,9 +157,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.data is not None:
         prompts = load_prompts(argparse.Namespace(prompts=args.data), tok)
     else:
-        prompts = PromptSet(
-            task.prompts("test", args.n or 200, args.seed), source=f"task {task.name}"
-        )
+        texts = task_texts(task, tok, task.prompts("test", args.n or 200, args.seed))
+        prompts = PromptSet(texts, source=f"task {task.name}")
     check_reward_columns(reward, list(prompts.extra), prompts.source)
     keep = range(min(args.n, len(prompts)) if args.n else len(prompts))
     max_new = args.max_new_tokens or (task.max_new_tokens if task else 64)

@@ -1,6 +1,7 @@
 """Conversations to the text a model reads: its chat template, or plain text without one.
 
     render_prompt(tok, [{"role": "user", "content": "2+3="}])  # + the generation prompt
+    task_texts(task, tok, prompts)     # a conversational task's prompts, rendered
     segments(tok, messages)            # [(text, is_target), ...]: SFT trains on the targets
     split_pair(tok, prompt, chosen)    # (prompt text, completion text) of a pair
 
@@ -78,6 +79,16 @@ def render_prompt(tok: Any, prompt: str | Messages) -> str:
     if tok is not None and has_chat_template(tok):
         return _template(tok, prompt, generation_prompt=True)
     return "".join(t for t, _ in _plain_segments(prompt, len(prompt)))
+
+
+def task_texts(task: Any, tok: Any, prompts: list[str]) -> list[str]:
+    """The texts a model continues for a task's prompts: a conversational task's (one
+    with a `messages(prompt)` method) rendered like any messages prompt, with `tok`'s
+    chat template when it has one; other tasks' prompts unchanged."""
+    to_messages = getattr(task, "messages", None)
+    if to_messages is None:
+        return list(prompts)
+    return [render_prompt(tok, to_messages(p)) for p in prompts]
 
 
 def segments(tok: Any, messages: Messages, first_target: int = 0) -> list[tuple[str, bool]]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from rlfoundry.llm.chat_format import task_texts
 from rlfoundry.llm.generation import generate
 from rlfoundry.llm.multiturn import tool_rollout
 from rlfoundry.llm.tasks import Task, get_task
@@ -34,9 +35,10 @@ def evaluate_accuracy(
     max_turns: int = 3,
 ) -> float:
     """Share of `n` prompts of `split` whose greedy completion `task.is_correct` accepts
-    (with `tool`: greedy multi-turn episodes that may call it, `multiturn.tool_rollout`)."""
+    (a conversational task's prompts rendered with the chat template, `task_texts`; with
+    `tool`: greedy multi-turn episodes that may call it, `multiturn.tool_rollout`)."""
     task = get_task(task)
-    prompts = task.prompts(split, n, seed)
+    prompts = task_texts(task, tok, task.prompts(split, n, seed))
     max_new = max_new_tokens or task.max_new_tokens
     was_training = model.training
     model.eval()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlfoundry.errors import ConfigError
-from rlfoundry.llm.chat_format import render_prompt
+from rlfoundry.llm.chat_format import render_prompt, task_texts
 from rlfoundry.llm.datasets import load_table, require
 from rlfoundry.llm.models import check_model_path
 from rlfoundry.llm.policy import ModelOptions
@@ -91,7 +91,8 @@ class PromptSet(Sequence[str]):
 def load_prompts(cfg: Any, tok: Any = None) -> PromptSet:
     """Training prompts: the `prompt` column of the `cfg.prompts` dataset (text, or
     messages rendered with `tok`'s chat template; plain text without `tok`) with its
-    other columns, or the task's train split in the order of `cfg.seed`. Raises on a
+    other columns, or the task's train split in the order of `cfg.seed` (a conversational
+    task's rendered with `tok`'s chat template, `chat_format.task_texts`). Raises on a
     bad dataset before training."""
     if cfg.prompts:
         table = load_table(cfg.prompts)
@@ -99,7 +100,8 @@ def load_prompts(cfg: Any, tok: Any = None) -> PromptSet:
         texts = [render_prompt(tok, p) for p in table.column("prompt")]
         extra = {c: table.column(c) for c in table.columns if c != "prompt"}
         return PromptSet(texts, extra, table.source)
-    return PromptSet(list(get_task(cfg.task).prompts("train", None, cfg.seed)))
+    task = get_task(cfg.task)
+    return PromptSet(task_texts(task, tok, task.prompts("train", None, cfg.seed)))
 
 
 def sampling_options(cfg: Any) -> dict[str, Any]:

@@ -30,6 +30,10 @@ Tasks:
   repeated until the length limit earn more than one correct, well-formed answer
   (8 pairs = 2.0 > 1.25). Without a KL penalty towards the SFT model, RL finds that;
   `strict=True` closes it (exactly one pair, nothing else, digits inside).
+- `word_problems`: templated arithmetic word problems (shopping, ages, speed, sharing,
+  ...) of 1-3 steps for chat models, scored on the final number (`word_problems.py`).
+  A task with a `messages(prompt)` method is conversational: stages render its prompts
+  with the model's chat template (`chat_format.task_texts`).
 """
 
 from __future__ import annotations
@@ -44,8 +48,9 @@ import numpy as np
 
 from rlfoundry.errors import RLFoundryError
 from rlfoundry.llm.tools import CALL_END, CALL_OPEN, RESULT_END, final_answer
-
-SPLITS = ("train", "test")
+from rlfoundry.llm.splits import SPLITS, held_out
+from rlfoundry.llm.splits import check_split as _check_split
+from rlfoundry.llm.word_problems import WordProblemTask
 
 
 @runtime_checkable
@@ -97,21 +102,6 @@ class PreferenceTask(Task, Protocol):
     def pairs(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[dict]:
         """`{prompt, chosen, rejected}` dicts (TRL's preference format)."""
         ...
-
-
-def held_out(key: str, fraction: float) -> bool:
-    """True for the `fraction` of keys (prompts) that belong to the held-out split.
-
-    A stable hash (not Python's salted `hash`), so the split is the same in every
-    process and every version.
-    """
-    h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
-    return h / 2**64 < fraction
-
-
-def _check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise RLFoundryError(f"Unknown split '{split}'; use one of {', '.join(SPLITS)}.")
 
 
 def _cut_at_eos(text: str, eos: str | None = "<eos>") -> str:
@@ -424,6 +414,7 @@ TASKS: dict[str, Callable[..., Task]] = {
     "sentiment": SentimentTask,
     "format": FormatTask,
     "tool-arithmetic": ToolArithmeticTask,
+    "word_problems": WordProblemTask,
 }
 
 

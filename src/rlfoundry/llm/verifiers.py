@@ -9,21 +9,13 @@ are dataset columns) and returns 1.0 or 0.0, so `llm eval` reports its accuracy.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
+from rlfoundry.llm.answers import last_number
 from rlfoundry.llm.reward_base import verifier
 
-# 1,234,567.5 | -12 | 3.25 | .5: a thousands-separated number first, so "1,234" is one
-_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+")
-
-
-def last_number(text: Any) -> float | None:
-    """The last number written in `text` (commas as thousands separators), or None.
-    GSM8K's answers end with '#### 72', and models state the result last."""
-    found = _NUMBER.findall(str(text))
-    return float(found[-1].replace(",", "")) if found else None
+__all__ = ["BUILTIN", "exact_match", "last_number", "numeric_match"]
 
 
 @verifier
