@@ -47,9 +47,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from rlfoundry.errors import RLFoundryError
-from rlfoundry.llm.tools import CALL_END, CALL_OPEN, RESULT_END, final_answer
 from rlfoundry.llm.splits import SPLITS, held_out
 from rlfoundry.llm.splits import check_split as _check_split
+from rlfoundry.llm.tools import CALL_END, CALL_OPEN, RESULT_END, final_answer
 from rlfoundry.llm.word_problems import WordProblemTask
 
 
