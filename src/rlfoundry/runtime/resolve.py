@@ -24,7 +24,15 @@ from rlfoundry.runtime.run import (
 )
 
 #: Keys of a run's config.yaml that are not Config fields ("stage": LLM runs before 0.2).
-RUN_KEYS = ("algo", "stage", "init_from", "tuned_config", "checkpoint_every", "rlfoundry_version")
+RUN_KEYS = (
+    "algo",
+    "stage",
+    "init_from",
+    "tuned_config",
+    "checkpoint_every",
+    "eval_every",
+    "rlfoundry_version",
+)
 CONFIG = "config.yaml"
 
 
@@ -80,6 +88,7 @@ class Resolved:
     cfg: Any
     tuned: Tuned = field(default_factory=Tuned)
     checkpoint_every: str | None = None
+    eval_every: str | None = None
 
 
 def resolve(
@@ -93,7 +102,8 @@ def resolve(
 ) -> Resolved:
     """The config of registry entry ``name`` from every source; ``tuned=False`` skips the
     shipped tuned file (``--no-tuned``). ``checkpoint_every`` may come from the file or
-    ``overrides``; it is a key of the run, not of the Config."""
+    ``overrides``; so may ``eval_every`` (:mod:`rlfoundry.envs.periodic`). Both are keys
+    of the run, not of the Config."""
     entry = registry.get(name)
     module = entry.load()
     file_cfg = config if isinstance(config, dict) else (load_yaml(config) if config else {})
@@ -102,6 +112,8 @@ def resolve(
     if every is not None:
         parse_checkpoint_every(every)  # a bad value fails here, before anything is written
         every = str(every)
+    eval_every = overrides.pop("eval_every", file_cfg.get("eval_every"))
+    eval_every = None if eval_every is None else str(eval_every)
     file_cfg = {k: v for k, v in file_cfg.items() if k not in RUN_KEYS}
     flags = {
         k: v for k, v in (("env_id", env), ("total_steps", steps), ("seed", seed)) if v is not None
@@ -120,7 +132,7 @@ def resolve(
             )
         found = find_tuned(entry.name, env_id or build_config(module.Config).env_id, kwargs)
     cfg = build_config(module.Config, found.values, file_cfg, overrides, flags)
-    return Resolved(module, cfg, found, every)
+    return Resolved(module, cfg, found, every, eval_every)
 
 
 def resolve_config(
