@@ -26,6 +26,7 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,7 @@ def train(
     overwrite: bool = False,
     tuned: bool = True,
     eval_every: int | str | None = None,
+    eval_report: Callable[[Any, int, float], None] | None = None,
     *,
     algo: str | None = None,
     **values: Any,
@@ -126,7 +128,9 @@ def train(
     evaluates the policy every that many env steps and keeps the best checkpoint as
     ``best.safetensors`` (:mod:`rlfoundry.envs.periodic`; 0: off; default ``auto``: every
     ``total_steps / 20`` steps for the deep algorithms from 20k steps on); summary.json
-    then scores the best policy beside the final one. ``algo`` is the old name of ``name``.
+    then scores the best policy beside the final one; ``eval_report(run, step, mean
+    return)`` hears each periodic score (``rlfoundry tune``'s pruner). ``algo`` is the old
+    name of ``name``.
     """
     load_plugins()
     name = name or algo
@@ -198,7 +202,7 @@ def train(
         callbacks = run_callbacks(cfg, load_policy)  # render_video
         interval = eval_interval(r.eval_every, cfg.total_steps, entry.periodic_eval)
         if interval:
-            callbacks.insert(0, periodic_evaluation(cfg, load_policy, interval))
+            callbacks.insert(0, periodic_evaluation(cfg, load_policy, interval, eval_report))
     return rundir.run_entry(
         name,
         cfg,

@@ -17,7 +17,9 @@ FAST_DQN = dict(learning_starts=100, train_freq=4, target_update_interval=200, l
 
 def eval_rows(run_dir):
     with (run_dir / "metrics.csv").open() as f:
-        return [(int(r["step"]), float(r["eval_return"])) for r in csv.DictReader(f) if r["eval_return"]]
+        return [
+            (int(r["step"]), float(r["eval_return"])) for r in csv.DictReader(f) if r["eval_return"]
+        ]
 
 
 def test_eval_interval_auto_only_for_deep_runs_of_20k_steps_or_more():

@@ -41,6 +41,8 @@ EXTRA_COMMANDS: list[str] = [
     "rlfoundry.cli.apps",
     "rlfoundry.cli.llm",
     "rlfoundry.cli.transfer",
+    "rlfoundry.cli.tune",
+    "rlfoundry.cli.sweep",
 ]
 
 

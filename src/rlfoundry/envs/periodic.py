@@ -66,10 +66,15 @@ def eval_interval(value: Any, total_steps: int, auto: bool) -> int:
 
 
 def periodic_evaluation(
-    cfg: Any, load_policy: Callable[[Path, Any], Policy], every: int
+    cfg: Any,
+    load_policy: Callable[[Path, Any], Policy],
+    every: int,
+    report: Callable[[Run, int, float], None] | None = None,
 ) -> Evaluate:
     """The callback that scores ``load_policy(run dir, cfg)`` every ``every`` env steps and
-    at the end, logs ``eval_return`` / ``eval_return_std`` and keeps ``best.safetensors``."""
+    at the end, logs ``eval_return`` / ``eval_return_std`` and keeps ``best.safetensors``.
+    ``report(run, step, mean return)``, if given, hears each score (a tuner's pruner,
+    which may stop the run: ``run.stop_requested``)."""
     seed = int(cfg.seed) + PERIODIC_SEED_OFFSET
     kwargs = dict(getattr(cfg, "env_kwargs", None) or {})
     envs: list[Any] = []  # made at the first evaluation, kept for the others
@@ -80,6 +85,8 @@ def periodic_evaluation(
         result = evaluate(load_policy(run.path, cfg), envs[0], PERIODIC_EPISODES, seed)
         mean = result["eval_mean_return"]
         run.log(step, eval_return=mean, eval_return_std=result["eval_std_return"])
+        if report is not None:
+            report(run, step, mean)
         return mean
 
     return Evaluate(every, score=score, keep_best=True)
