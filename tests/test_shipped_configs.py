@@ -50,3 +50,13 @@ def test_the_zoo_set_has_shipped_configs():
         ("qlearning", "FrozenLake8x8-v1"),
     ]:
         assert (algo, env_id) in have
+
+
+@pytest.mark.slow
+def test_qlearning_shipped_config_nears_the_optimum_on_frozenlake8x8(tmp_path):
+    """Issue 16: the defaults (gamma 0.99) cap the greedy policy at 0.863. With the shipped
+    config, seeds 0-4 get an exact return of 0.886-0.889 (benchmarks/off_tuned.py); the
+    test asks seed 0 for 2% of the optimum 0.886 (~12 CPU s)."""
+    s = api.train("qlearning", env="FrozenLake8x8-v1", seed=0, out=tmp_path / "r", progress=False)
+    assert s["optimal_return"] == pytest.approx(0.8857, abs=1e-3)
+    assert s["exact_return"] >= 0.98 * 0.886

@@ -17,7 +17,8 @@ The sampler is TPE, seeded with ``--seed``.
 Writes to ``DIR`` (default ``runs/tune-ALGO-ENV-TIME``): ``best.yaml`` (the best trial's
 full config, which ``train --config`` takes), ``study.json`` (every trial: state, value,
 params, run directory), ``summary.md`` and ``importance.png`` (fANOVA importance of each
-sampled parameter, Optuna's default evaluator). Optuna is the ``tune`` extra:
+sampled parameter, Optuna's default evaluator), all rewritten after every trial, so a
+study cut short keeps what it found. Optuna is the ``tune`` extra:
 ``pip install 'rlfoundry[tune]'``.
 """
 
@@ -217,7 +218,10 @@ def run_study(
         trial.set_user_attr("best_step", best.get("best_step"))
         return float(best["best_score"])
 
-    study.optimize(objective, n_trials=trials, catch=(RLFoundryError,))
+    def after_trial(study: Any, trial: Any) -> None:  # a killed study keeps what it found
+        write_study(study, name, out, base, every, to_dict, save_yaml)
+
+    study.optimize(objective, n_trials=trials, catch=(RLFoundryError,), callbacks=[after_trial])
     return write_study(study, name, out, base, every, to_dict, save_yaml)
 
 
