@@ -35,6 +35,7 @@ from rlfoundry import registry
 from rlfoundry.errors import ConfigError, RLFoundryError
 from rlfoundry.runtime import rundir
 from rlfoundry.runtime.config import atomic_write_text, load_yaml
+from rlfoundry.runtime.resolve import own_eval_every
 from rlfoundry.runtime.run import CHECKPOINT
 from rlfoundry.runtime.rundir import RUN_KEYS, resolve, resolve_config, tuned_config
 
@@ -135,8 +136,6 @@ def train(
     load_plugins()
     name = name or algo
     overrides = {**(overrides or {}), **values}
-    if eval_every is not None:
-        overrides["eval_every"] = eval_every
     tuned_file = None
     if resume is not None:
         if init_from is not None:
@@ -159,9 +158,7 @@ def train(
             )
         name, init_from = saved_name, data.get("init_from")
         every = overrides.pop("checkpoint_every", None)
-        if "eval_every" in overrides and str(overrides.pop("eval_every")) != str(
-            data.get("eval_every", "auto")
-        ):
+        if eval_every is not None and str(eval_every) != str(data.get("eval_every", "auto")):
             raise ConfigError(
                 f"A resumed run keeps the eval_every of its config.yaml "
                 f"({data.get('eval_every', 'auto')}); drop --eval-every or start a new run."
@@ -180,6 +177,13 @@ def train(
         if name is None:
             raise ConfigError("No algorithm given; run `rlfoundry list` to see them.")
         name = registry.get(name).name
+        if eval_every is not None:
+            if own_eval_every(registry.load(name)):
+                raise ConfigError(
+                    f"{name} evaluates on its own schedule (its config's eval_every); drop "
+                    "--eval-every and use --set eval_every=N."
+                )
+            overrides["eval_every"] = eval_every
         r = resolve(name, env, steps, seed, config, overrides, tuned=tuned)
         cfg, every, tuned_file = r.cfg, r.checkpoint_every, r.tuned.path
         if r.tuned.note:

@@ -6,6 +6,7 @@ explicit flags; the saved config of a run to resume; the source of ``--init-from
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -24,15 +25,15 @@ from rlfoundry.runtime.run import (
 )
 
 #: Keys of a run's config.yaml that are not Config fields ("stage": LLM runs before 0.2).
-RUN_KEYS = (
-    "algo",
-    "stage",
-    "init_from",
-    "tuned_config",
-    "checkpoint_every",
-    "eval_every",
-    "rlfoundry_version",
-)
+RUN_KEYS = ("algo", "stage", "init_from", "tuned_config", "checkpoint_every", "rlfoundry_version")
+#: Also a key of the run (periodic evaluation, rlfoundry.envs.periodic), unless the entry's
+#: Config has a field of that name (the LLM stages, rl2, mappo: their own schedule).
+EVAL_EVERY = "eval_every"
+
+
+def own_eval_every(module: Any) -> bool:
+    """True when ``module.Config`` has its own ``eval_every`` field (not the run key)."""
+    return any(f.name == EVAL_EVERY for f in dataclasses.fields(module.Config))
 CONFIG = "config.yaml"
 
 
@@ -112,9 +113,12 @@ def resolve(
     if every is not None:
         parse_checkpoint_every(every)  # a bad value fails here, before anything is written
         every = str(every)
-    eval_every = overrides.pop("eval_every", file_cfg.get("eval_every"))
-    eval_every = None if eval_every is None else str(eval_every)
-    file_cfg = {k: v for k, v in file_cfg.items() if k not in RUN_KEYS}
+    eval_every, run_keys = None, RUN_KEYS
+    if not own_eval_every(module):
+        eval_every = overrides.pop(EVAL_EVERY, file_cfg.get(EVAL_EVERY))
+        eval_every = None if eval_every is None else str(eval_every)
+        run_keys = (*RUN_KEYS, EVAL_EVERY)
+    file_cfg = {k: v for k, v in file_cfg.items() if k not in run_keys}
     flags = {
         k: v for k, v in (("env_id", env), ("total_steps", steps), ("seed", seed)) if v is not None
     }
