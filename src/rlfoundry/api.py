@@ -127,11 +127,12 @@ def train(
     ``config`` file when not given. ``evaluate_after`` evaluates a finished gym run's
     policy into the summary. ``eval_every`` (``--eval-every``; also a config-file key)
     evaluates the policy every that many env steps and keeps the best checkpoint as
-    ``best.safetensors`` (:mod:`rlfoundry.envs.periodic`; 0: off; default ``auto``: every
-    ``total_steps / 20`` steps for the deep algorithms from 20k steps on); summary.json
-    then scores the best policy beside the final one; ``eval_report(run, step, mean
-    return)`` hears each periodic score (``rlfoundry tune``'s pruner). ``algo`` is the old
-    name of ``name``.
+    ``best.safetensors`` (:mod:`rlfoundry.envs.periodic`; 0: off; default ``auto``:
+    every ``total_steps / 20`` steps for the deep algorithms from 20k steps on);
+    summary.json then scores the best policy beside the final one. An entry whose Config
+    has an ``eval_every`` of its own (the LLM stages, rl2) takes it as that config value.
+    ``eval_report(run, step, mean return)`` hears each periodic score (``rlfoundry
+    tune``'s pruner). ``algo`` is the old name of ``name``.
     """
     load_plugins()
     name = name or algo
@@ -158,7 +159,9 @@ def train(
             )
         name, init_from = saved_name, data.get("init_from")
         every = overrides.pop("checkpoint_every", None)
-        if eval_every is not None and str(eval_every) != str(data.get("eval_every", "auto")):
+        if eval_every is not None and own_eval_every(registry.load(saved_name)):
+            overrides["eval_every"] = eval_every  # a config value: refused below, as before
+        elif eval_every is not None and str(eval_every) != str(data.get("eval_every", "auto")):
             raise ConfigError(
                 f"A resumed run keeps the eval_every of its config.yaml "
                 f"({data.get('eval_every', 'auto')}); drop --eval-every or start a new run."
@@ -177,12 +180,7 @@ def train(
         if name is None:
             raise ConfigError("No algorithm given; run `rlfoundry list` to see them.")
         name = registry.get(name).name
-        if eval_every is not None:
-            if own_eval_every(registry.load(name)):
-                raise ConfigError(
-                    f"{name} evaluates on its own schedule (its config's eval_every); drop "
-                    "--eval-every and use --set eval_every=N."
-                )
+        if eval_every is not None:  # an entry with its own eval_every field takes it as that
             overrides["eval_every"] = eval_every
         r = resolve(name, env, steps, seed, config, overrides, tuned=tuned)
         cfg, every, tuned_file = r.cfg, r.checkpoint_every, r.tuned.path

@@ -83,13 +83,11 @@ def test_cli_eval_every_is_recorded_and_works_for_a_tabular_agent(tmp_path, caps
     assert not (tmp_path / "x").exists()
 
 
-def test_an_entry_with_its_own_eval_every_keeps_it(tmp_path):
+def test_an_entry_with_its_own_eval_every_keeps_it():
     """rl2, mappo and the LLM stages have an eval_every field of their own (iterations):
-    --set eval_every reaches their Config, and --eval-every is refused, nothing written."""
+    --set eval_every and the API's eval_every reach their Config; no periodic evaluation."""
     from rlfoundry.runtime.resolve import resolve
 
     assert resolve("rl2", overrides={"eval_every": "3"}).cfg.eval_every == 3
-    assert resolve("llm-grpo", config={"eval_every": 0}).cfg.eval_every == 0
-    with pytest.raises(ConfigError, match="evaluates on its own schedule"):
-        api.train("rl2", eval_every=100, out=tmp_path / "m", progress=False)
-    assert not (tmp_path / "m").exists()
+    r = resolve("llm-grpo", config={"eval_every": 0})
+    assert r.cfg.eval_every == 0 and r.eval_every is None
