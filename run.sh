@@ -16,7 +16,7 @@ install() {
         python -m pip install -q --upgrade pip
         # torch first and pinned: a looser pin would pull a multi-GB CUDA build.
         python -m pip install -q torch==2.13.0
-        python -m pip install -q -e ".[dev,llm,feedback,bench,apps,beyond]"
+        python -m pip install -q -e ".[dev,llm,feedback,bench,apps,beyond,tune,sweep]"
         touch .venv/.installed
         echo "installed; to use the rlfoundry command yourself: source .venv/bin/activate" >&2
     fi

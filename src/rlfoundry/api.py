@@ -26,6 +26,7 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from rlfoundry import registry
 from rlfoundry.errors import ConfigError, RLFoundryError
 from rlfoundry.runtime import rundir
 from rlfoundry.runtime.config import atomic_write_text, load_yaml
+from rlfoundry.runtime.resolve import own_eval_every
 from rlfoundry.runtime.run import CHECKPOINT
 from rlfoundry.runtime.rundir import RUN_KEYS, resolve, resolve_config, tuned_config
 
@@ -103,6 +105,8 @@ def train(
     init_from: str | Path | None = None,
     overwrite: bool = False,
     tuned: bool = True,
+    eval_every: int | str | None = None,
+    eval_report: Callable[[Any, int, float], None] | None = None,
     *,
     algo: str | None = None,
     **values: Any,
@@ -121,7 +125,14 @@ def train(
     ``init_from=DIR`` starts the new run from the weights of the run in DIR (same
     algorithm, one with ``warm_start`` in the registry), or from the ``init_from`` of a
     ``config`` file when not given. ``evaluate_after`` evaluates a finished gym run's
-    policy into the summary. ``algo`` is the old name of ``name``.
+    policy into the summary. ``eval_every`` (``--eval-every``; also a config-file key)
+    evaluates the policy every that many env steps and keeps the best checkpoint as
+    ``best.safetensors`` (:mod:`rlfoundry.envs.periodic`; 0: off; default ``auto``:
+    every ``total_steps / 20`` steps for the deep algorithms from 20k steps on);
+    summary.json then scores the best policy beside the final one. An entry whose Config
+    has an ``eval_every`` of its own (the LLM stages, rl2) takes it as that config value.
+    ``eval_report(run, step, mean return)`` hears each periodic score (``rlfoundry
+    tune``'s pruner). ``algo`` is the old name of ``name``.
     """
     load_plugins()
     name = name or algo
@@ -148,6 +159,13 @@ def train(
             )
         name, init_from = saved_name, data.get("init_from")
         every = overrides.pop("checkpoint_every", None)
+        if eval_every is not None and own_eval_every(registry.load(saved_name)):
+            overrides["eval_every"] = eval_every  # a config value: refused below, as before
+        elif eval_every is not None and str(eval_every) != str(data.get("eval_every", "auto")):
+            raise ConfigError(
+                f"A resumed run keeps the eval_every of its config.yaml "
+                f"({data.get('eval_every', 'auto')}); drop --eval-every or start a new run."
+            )
         r = resolve(name, config=data, tuned=False)
         cfg, every = r.cfg, every if every is not None else r.checkpoint_every
         _check_resume_args(out / rundir.CONFIG, cfg, env, steps, seed, config, overrides)
@@ -168,6 +186,8 @@ def train(
                 f"--steps {steps} is not a budget: total_steps must be at least 1 ({unit} "
                 f"steps to train for); pass a positive whole number such as --steps 10000."
             )
+        if eval_every is not None:  # an entry with its own eval_every field takes it as that
+            overrides["eval_every"] = eval_every
         r = resolve(name, env, steps, seed, config, overrides, tuned=tuned)
         cfg, every, tuned_file = r.cfg, r.checkpoint_every, r.tuned.path
         if env is None and config is None and "env_id" not in overrides and hasattr(cfg, "env_id"):
@@ -181,12 +201,18 @@ def train(
         if init_from is not None:
             init_from = rundir.check_init_from(init_from, name).resolve()
         out = Path(out) if out is not None else default_out(name, cfg)
-    gym = registry.get(name).kind == "gym"
+    entry = registry.get(name)
+    gym = entry.kind == "gym"
     callbacks = []
     if gym:
         from rlfoundry.envs.evaluation import run_callbacks
+        from rlfoundry.envs.periodic import eval_interval, periodic_evaluation
 
-        callbacks = run_callbacks(cfg, registry.load(name).load_policy)  # render_video
+        load_policy = entry.load().load_policy
+        callbacks = run_callbacks(cfg, load_policy)  # render_video
+        interval = eval_interval(r.eval_every, cfg.total_steps, entry.periodic_eval)
+        if interval:
+            callbacks.insert(0, periodic_evaluation(cfg, load_policy, interval, eval_report))
     return rundir.run_entry(
         name,
         cfg,
@@ -200,6 +226,7 @@ def train(
         callbacks=callbacks,
         checkpoint_every=every,
         tuned=tuned_file,
+        eval_every=r.eval_every,
     )
 
 
@@ -220,10 +247,13 @@ def evaluate_run(
     With ``write``, the result goes to a new ``run_dir/eval-<UTC time>.json`` (its path is
     ``result["eval_file"]``): summary.json, the training's own evaluation, is never
     changed. With ``video``, the first evaluation episode is recorded to a new
-    ``run_dir/eval-<UTC time>.gif`` (the training's ``eval.gif`` stays)."""
+    ``run_dir/eval-<UTC time>.gif`` (the training's ``eval.gif`` stays). A run that kept a
+    ``best.safetensors`` (periodic evaluation) has its best policy scored on the same
+    episodes too, as ``best_eval_mean_return``."""
     import torch
 
     from rlfoundry.envs.evaluation import eval_seed, evaluate, make_env, record_video
+    from rlfoundry.envs.periodic import evaluate_best
 
     load_plugins()
     run_dir = Path(run_dir)
@@ -254,6 +284,7 @@ def evaluate_run(
     extra = getattr(module, "extra_eval", None)
     if extra is not None:  # app metrics over the same number of episodes
         result.update(extra(run_dir, dataclasses.replace(cfg, eval_episodes=episodes), policy))
+    result.update(evaluate_best(run_dir, cfg, module.load_policy, episodes, first_seed))
     if video:
         env_kwargs = getattr(cfg, "env_kwargs", {}) or {}
         gif_path = rundir.fresh_path(run_dir, "eval", ".gif")

@@ -45,6 +45,9 @@ class Entry:
     """Fresh runs accept ``--init-from DIR`` (they call ``Run.warm_start``)."""
     data_key: str | None = None
     """LLM stages: the Config key that ``--data FILE`` sets (None: no ``--data`` flag)."""
+    periodic_eval: bool = False
+    """Gym: evaluates periodically and keeps ``best.safetensors`` by default (``eval_every:
+    auto``, :mod:`rlfoundry.envs.periodic`); any gym entry does with ``--eval-every N``."""
 
     @property
     def command(self) -> str:
@@ -55,8 +58,10 @@ class Entry:
         return importlib.import_module(self.module)
 
 
-def _gym(name: str, module: str, about: str, *, warm_start: bool = False) -> Entry:
-    return Entry(name, module, about, "gym", warm_start=warm_start)
+def _gym(
+    name: str, module: str, about: str, *, warm_start: bool = False, deep: bool = False
+) -> Entry:
+    return Entry(name, module, about, "gym", warm_start=warm_start, periodic_eval=deep)
 
 
 def _llm(stage: str, module: str, about: str, curve: str, data_key: str | None) -> Entry:
@@ -69,12 +74,12 @@ _ENTRIES = (
     _gym("sarsa", "rlfoundry.algos.tabular.sarsa", "tabular SARSA (on-policy TD control)"),
     _gym("expected_sarsa", "rlfoundry.algos.tabular.expected_sarsa", "tabular Expected SARSA"),
     _gym("dyna_q", "rlfoundry.algos.tabular.dyna_q", "Dyna-Q: Q-learning plus planning with a learned model"),
-    _gym("ppo", "rlfoundry.algos.deep.ppo", "PPO: clipped-surrogate actor-critic, Discrete or Box actions", warm_start=True),
-    _gym("a2c", "rlfoundry.algos.deep.a2c", "A2C: synchronous advantage actor-critic (one step per segment)", warm_start=True),
-    _gym("dqn", "rlfoundry.algos.deep.dqn", "DQN / Double DQN: replay memory and a target network", warm_start=True),
-    _gym("sac", "rlfoundry.algos.deep.sac", "SAC: soft actor-critic, entropy-regularised, bounded Box actions", warm_start=True),
-    _gym("td3", "rlfoundry.algos.deep.td3", "TD3: twin delayed DDPG, bounded Box actions", warm_start=True),
-    _gym("vpg", "rlfoundry.algos.deep.vpg", "VPG / REINFORCE: the basic policy gradient, reward-to-go weighted"),
+    _gym("ppo", "rlfoundry.algos.deep.ppo", "PPO: clipped-surrogate actor-critic, Discrete or Box actions", warm_start=True, deep=True),
+    _gym("a2c", "rlfoundry.algos.deep.a2c", "A2C: synchronous advantage actor-critic (one step per segment)", warm_start=True, deep=True),
+    _gym("dqn", "rlfoundry.algos.deep.dqn", "DQN / Double DQN: replay memory and a target network", warm_start=True, deep=True),
+    _gym("sac", "rlfoundry.algos.deep.sac", "SAC: soft actor-critic, entropy-regularised, bounded Box actions", warm_start=True, deep=True),
+    _gym("td3", "rlfoundry.algos.deep.td3", "TD3: twin delayed DDPG, bounded Box actions", warm_start=True, deep=True),
+    _gym("vpg", "rlfoundry.algos.deep.vpg", "VPG / REINFORCE: the basic policy gradient, reward-to-go weighted", deep=True),
     _gym("selfplay_ppo", "rlfoundry.algos.multiagent.selfplay_ppo", "self-play PPO with action masking on PettingZoo games"),
     _gym("mappo", "rlfoundry.algos.multiagent.mappo", "MAPPO / IPPO: parameter-shared PPO for cooperative teams"),
     _gym("rl2", "rlfoundry.algos.meta.rl2", "RL^2: a GRU policy meta-trained by PPO on bandits / MDPs"),

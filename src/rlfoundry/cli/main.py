@@ -3,7 +3,7 @@
     rlfoundry train ALGO --env ENV_ID [--steps N] [--seed S] [--out DIR] [--overwrite]
                          [--config FILE.yaml] [--set key=value ...] [--no-tuned]
                          [--init-from SRC_RUN_DIR] [--render-video]
-                         [--num-envs N] [--async-envs]
+                         [--num-envs N] [--async-envs] [--eval-every N]
     rlfoundry train --resume DIR [--set checkpoint_every=EVERY]
     rlfoundry eval DIR [--episodes N] [--render-video]      # -> DIR/eval-<UTC time>.json
     rlfoundry solve ENV_ID [--gamma G] [--set env_kwargs={...}]
@@ -41,6 +41,8 @@ EXTRA_COMMANDS: list[str] = [
     "rlfoundry.cli.apps",
     "rlfoundry.cli.llm",
     "rlfoundry.cli.transfer",
+    "rlfoundry.cli.tune",
+    "rlfoundry.cli.sweep",
 ]
 
 
@@ -94,6 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         init_from=args.init_from,
         overwrite=args.overwrite,
         tuned=not args.no_tuned,
+        eval_every=args.eval_every,
     )
     _print_summary(summary)
     if summary.get("status") == "interrupted":
@@ -363,6 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--async-envs",
         action="store_true",
         help="step the envs in subprocesses (AsyncVectorEnv; = --set async_envs=true)",
+    )
+    p.add_argument(
+        "--eval-every",
+        metavar="N",
+        help="evaluate the deterministic policy every N env steps on separate seeded envs "
+        "(eval_return in metrics.csv) and keep the best as DIR/best.safetensors; 0: off "
+        "(default auto: every total_steps/20 for the deep algorithms from 20k steps on)",
     )
     p.add_argument("--stop-at", type=int, help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -22,6 +22,7 @@ so a run with callbacks is the same run, number for number, as one without (they
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,13 +33,18 @@ import numpy as np
 import torch
 
 from rlfoundry.errors import ConfigError
+from rlfoundry.runtime.config import atomic_write_text
 from rlfoundry.runtime.run import Callback, Run, rng_state, set_rng_state
 from rlfoundry.runtime.video import headless, record_gif
 
 if TYPE_CHECKING:
     import gymnasium as gym
 
-__all__ = ["Callback", "Evaluate", "RecordVideo", "StartFrom", "rng_untouched"]
+__all__ = ["BEST", "BEST_JSON", "Callback", "Evaluate", "RecordVideo", "StartFrom", "rng_untouched"]
+
+#: The checkpoint of the best evaluation so far (``Evaluate(keep_best=True)``) and its record.
+BEST = "best.safetensors"
+BEST_JSON = "best.json"
 
 Policy = Callable[[Any], Any]
 
@@ -68,8 +74,10 @@ class Evaluate(Callback):
     stats)``, if given, scores the starting point of a fresh run as step 0. Both run with
     the global random generators restored afterwards (:func:`rng_untouched`), so the
     training is the same as without the callback. With ``keep_best``, the checkpoint of
-    the highest score so far is copied to ``run.path / "best.safetensors"``. ``steps`` and
-    ``values`` hold what was measured.
+    the highest score so far is copied to ``run.path / "best.safetensors"`` and its step
+    and score written to ``best.json`` (with the step of the last evaluation), from which a
+    resumed run takes up the best so far and the next evaluation point. ``steps`` and
+    ``values`` hold what was measured (in this process).
     """
 
     def __init__(
@@ -89,6 +97,7 @@ class Evaluate(Callback):
         self.values: list[Any] = []
         self.best: Any = None
         self._last: tuple[int, dict[str, Any]] | None = None  # the newest checkpoint
+        self._restored = False  # best.json read (a resumed run keeps its best)
 
     def on_start(self, run: Run, modules: dict[str, Any], stats: dict[str, Any]) -> None:
         if self.start is not None:
@@ -102,6 +111,8 @@ class Evaluate(Callback):
     def on_checkpoint(
         self, run: Run, step: int, tensors: dict[str, Any], state: dict[str, Any]
     ) -> None:
+        if not self._restored:
+            self._restore(run)
         self._last = (step, tensors)
         if step >= self.next_eval or (self.final and step >= run.total_steps):
             self._evaluate(run, step, tensors)
@@ -120,12 +131,35 @@ class Evaluate(Callback):
             value = self.score(run, step, tensors)
         self._record(run, step, value)
 
+    def _restore(self, run: Run) -> None:
+        """A resumed run: take up the best so far and the next evaluation point."""
+        self._restored = True
+        path = run.path / BEST_JSON
+        if not (self.keep_best and run.resume and path.is_file()):
+            return
+        saved = json.loads(path.read_text())
+        self.best = saved.get("best_score")
+        while self.next_eval <= int(saved.get("last_step", 0)):
+            self.next_eval += self.every
+
     def _record(self, run: Run, step: int, value: Any) -> None:
         self.steps.append(step)
         self.values.append(value)
-        if self.keep_best and step > 0 and (self.best is None or value > self.best):
+        if not self.keep_best or step == 0:
+            return
+        path = run.path / BEST_JSON
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+        if self.best is None or value > self.best:
             self.best = value
-            shutil.copyfile(run.path / "checkpoint.safetensors", run.path / "best.safetensors")
+            shutil.copyfile(run.path / "checkpoint.safetensors", run.path / BEST)
+            saved.update(best_step=int(step), best_score=_plain(value))
+        saved["last_step"] = int(step)
+        atomic_write_text(path, json.dumps(saved, indent=2) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    """A score as JSON can hold it (a NumPy or torch scalar becomes a float)."""
+    return value if isinstance(value, (int, float, str, list, dict)) else float(value)
 
 
 class StartFrom(Callback):

@@ -6,6 +6,7 @@ explicit flags; the saved config of a run to resume; the source of ``--init-from
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -25,6 +26,14 @@ from rlfoundry.runtime.run import (
 
 #: Keys of a run's config.yaml that are not Config fields ("stage": LLM runs before 0.2).
 RUN_KEYS = ("algo", "stage", "init_from", "tuned_config", "checkpoint_every", "rlfoundry_version")
+#: Also a key of the run (periodic evaluation, rlfoundry.envs.periodic), unless the entry's
+#: Config has a field of that name (the LLM stages, rl2, mappo: their own schedule).
+EVAL_EVERY = "eval_every"
+
+
+def own_eval_every(module: Any) -> bool:
+    """True when ``module.Config`` has its own ``eval_every`` field (not the run key)."""
+    return any(f.name == EVAL_EVERY for f in dataclasses.fields(module.Config))
 CONFIG = "config.yaml"
 
 
@@ -94,6 +103,7 @@ class Resolved:
     cfg: Any
     tuned: Tuned = field(default_factory=Tuned)
     checkpoint_every: str | None = None
+    eval_every: str | None = None
 
 
 def resolve(
@@ -107,7 +117,8 @@ def resolve(
 ) -> Resolved:
     """The config of registry entry ``name`` from every source; ``tuned=False`` skips the
     shipped tuned file (``--no-tuned``). ``checkpoint_every`` may come from the file or
-    ``overrides``; it is a key of the run, not of the Config."""
+    ``overrides``; so may ``eval_every`` (:mod:`rlfoundry.envs.periodic`). Both are keys
+    of the run, not of the Config."""
     entry = registry.get(name)
     module = entry.load()
     file_cfg = config if isinstance(config, dict) else (load_yaml(config) if config else {})
@@ -116,7 +127,12 @@ def resolve(
     if every is not None:
         parse_checkpoint_every(every)  # a bad value fails here, before anything is written
         every = str(every)
-    file_cfg = {k: v for k, v in file_cfg.items() if k not in RUN_KEYS}
+    eval_every, run_keys = None, RUN_KEYS
+    if not own_eval_every(module):
+        eval_every = overrides.pop(EVAL_EVERY, file_cfg.get(EVAL_EVERY))
+        eval_every = None if eval_every is None else str(eval_every)
+        run_keys = (*RUN_KEYS, EVAL_EVERY)
+    file_cfg = {k: v for k, v in file_cfg.items() if k not in run_keys}
     flags = {
         k: v for k, v in (("env_id", env), ("total_steps", steps), ("seed", seed)) if v is not None
     }
@@ -134,7 +150,7 @@ def resolve(
             )
         found = find_tuned(entry.name, env_id or build_config(module.Config).env_id, kwargs)
     cfg = build_config(module.Config, found.values, file_cfg, overrides, flags)
-    return Resolved(module, cfg, found, every)
+    return Resolved(module, cfg, found, every, eval_every)
 
 
 def resolve_config(

@@ -186,9 +186,11 @@ def open_run(
     callbacks: Sequence[Callback] = (),
     checkpoint_every: str | None = None,
     tuned: str | None = None,
+    eval_every: str | None = None,
 ) -> Run:
     """Create (or reopen with ``resume``; replace with ``overwrite``) the run directory
-    ``out`` of entry ``name``. ``tuned`` names the tuned config file used, for config.yaml."""
+    ``out`` of entry ``name``. ``tuned`` names the tuned config file used, and
+    ``eval_every`` the periodic evaluation asked for, for config.yaml."""
     d = d or Dist()
     out = Path(out)
     kw: dict[str, Any] = {
@@ -225,6 +227,7 @@ def open_run(
             ("init_from", init_from),
             ("tuned_config", tuned),
             ("checkpoint_every", checkpoint_every),
+            ("eval_every", eval_every),
         ):
             if value is not None:
                 head[key] = str(value)
@@ -262,6 +265,7 @@ def run_entry(
     callbacks: Sequence[Callback] = (),
     checkpoint_every: str | None = None,
     tuned: str | None = None,
+    eval_every: str | None = None,
 ) -> dict[str, Any]:
     """Check ``out`` and ``cfg``, open ``out``, train entry ``name`` in it and return the
     summary.
@@ -286,6 +290,7 @@ def run_entry(
             callbacks=callbacks,
             checkpoint_every=checkpoint_every,
             tuned=tuned,
+            eval_every=eval_every,
         )
     except RLFoundryError as err:
         report_error(str(err))  # torchrun's failure report names the sentence, not "see the docs"
@@ -325,6 +330,7 @@ def _run_entry(
     callbacks: Sequence[Callback],
     checkpoint_every: str | None,
     tuned: str | None,
+    eval_every: str | None = None,
 ) -> dict[str, Any]:
     entry = registry.get(name)
     module = entry.load()
@@ -348,6 +354,7 @@ def _run_entry(
     out = Path(out)
     kw = {"progress": progress, "stop_at_step": stop_at_step, "init_from": init_from, "d": d}
     kw.update(callbacks=callbacks, checkpoint_every=checkpoint_every, tuned=tuned)
+    kw.update(eval_every=eval_every)
     try:
         with open_run(out, entry.name, cfg, resume=resume, overwrite=overwrite, **kw) as run:
             result = module.train(cfg, run) or {}

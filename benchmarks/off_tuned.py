@@ -1,0 +1,199 @@
+"""Learning off the tuned path (issue 16): the acceptance figures on 5 seeds.
+
+    python benchmarks/off_tuned.py --tasks dqn-cartpole-best --json /tmp/off.json
+    python benchmarks/off_tuned.py --merge /tmp/off.json      # write RESULTS.md from it
+
+- ``dqn-cartpole-best``: DQN CartPole-v1 at ``--steps 100000`` (twice the zoo's budget,
+  where the final policy can have collapsed), periodic evaluation on by default (every
+  5,000 steps, 10 episodes); the score is the best checkpoint's return on the 20 held-out
+  episodes of summary.json. Criterion: >= 475 on >= 4 of 5 seeds.
+- ``dqn-mountaincar``: DQN MountainCar-v0 with the shipped config (rl-zoo's); the score
+  is the best checkpoint's held-out return. Criterion: <= -110 on >= 4 of 5 seeds.
+- ``qlearning-frozenlake8x8``: Q-learning FrozenLake8x8-v1 with the shipped config; the
+  score is the exact (dynamic-programming) return of the greedy policy. Criterion:
+  within 2% of the optimum 0.886 on >= 4 of 5 seeds.
+
+Each seed's result is written to the JSON file as soon as it is done, so a killed run
+continues where it stopped (seeds already there are skipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from results import write_marked_section
+
+from rlfoundry import api
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+
+
+def _dqn(env: str, steps: int | None) -> Callable[[int, Path], dict[str, Any]]:
+    def run(seed: int, out: Path) -> dict[str, Any]:
+        s = api.train("dqn", env=env, steps=steps, seed=seed, out=out, progress=False)
+        return {
+            "score": s["best_eval_mean_return"],
+            "final": s["eval_mean_return"],
+            "best_step": s.get("best_step"),
+            "steps": s["steps"],
+        }
+
+    return run
+
+
+def _frozenlake(seed: int, out: Path) -> dict[str, Any]:
+    s = api.train("qlearning", env="FrozenLake8x8-v1", seed=seed, out=out, progress=False)
+    return {"score": s["exact_return"], "optimum": s["optimal_return"], "steps": s["steps"]}
+
+
+@dataclass
+class Task:
+    name: str
+    budget: str
+    criterion: str
+    passes: Callable[[float], bool]
+    run: Callable[[int, Path], dict[str, Any]]
+
+
+TASKS = {
+    t.name: t
+    for t in [
+        Task(
+            "dqn-cartpole-best",
+            "`rlfoundry train dqn --env CartPole-v1 --steps 100000` (shipped zoo config, "
+            "default periodic eval every 5k steps, 10 episodes)",
+            "best checkpoint >= 475 on the 20 held-out episodes",
+            lambda x: x >= 475,
+            _dqn("CartPole-v1", 100_000),
+        ),
+        Task(
+            "dqn-mountaincar",
+            "`rlfoundry train dqn --env MountainCar-v0` (shipped config: rl-zoo's, 120k steps)",
+            "best checkpoint <= -110 on the 20 held-out episodes",
+            lambda x: x >= -110,
+            _dqn("MountainCar-v0", None),
+        ),
+        Task(
+            "qlearning-frozenlake8x8",
+            "`rlfoundry train qlearning --env FrozenLake8x8-v1` (shipped config)",
+            "exact greedy return within 2% of the optimum 0.886 (>= 0.868)",
+            lambda x: x >= 0.98 * 0.886,
+            _frozenlake,
+        ),
+    ]
+}
+
+
+#: What the table does not say by itself (the 2026-12-04 measurement).
+NOTES = [
+    "Seeds run one at a time, in order, each in this process; a row with fewer than 5 "
+    "seeds was cut short by the session's clock (dqn-cartpole-best: seeds 0-3 had "
+    "already met the criterion of >= 4 of 5 when seed 4 was stopped). Without periodic "
+    "evaluation the same runs end at the `final` figures: 2 of 4 below 475. The "
+    "FrozenLake8x8 seeds ran the shipped config's values through `api.train(..., "
+    "tuned=False, **values)` before the file was written (identical values). "
+    "dqn-mountaincar ran seed 0 only (the clock): -113.2 misses -110, its best checkpoint "
+    "came at 114k of 120k steps (still improving; final policy -195.6), so the shipped "
+    "zoo config does not yet meet the criterion here. One longer run, `rlfoundry train dqn "
+    "--env MountainCar-v0 --steps 160000` (seed 0; exploration then decays over 32k "
+    "steps), reached a best checkpoint of -103.0 (at 96k steps; final -115.5): a 160k "
+    "budget is the candidate to measure on 5 seeds.",
+]
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def measure(names: list[str], seeds: int, path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_text()) if path.exists() else {}
+    for name in names:
+        for seed in range(seeds):
+            key = f"{name}/{seed}"
+            if key in data:
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                c0 = cpu_seconds()
+                res = TASKS[name].run(seed, Path(tmp) / "run")
+                res["cpu_s"] = round(cpu_seconds() - c0, 1)
+            data[key] = res
+            path.write_text(json.dumps(data, indent=1) + "\n")
+            print(key, res, flush=True)
+    return data
+
+
+def report(data: dict[str, Any]) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "<!-- off-tuned -->",
+        "## Learning off the tuned path, seeds 0-4 (`benchmarks/off_tuned.py`)",
+        "",
+        f"{stamp}; {platform.processor() or platform.machine()}, Python "
+        f"{platform.python_version()}, torch {torch.__version__}, one torch thread, under "
+        "`nice` on a shared 2-core machine (CPU seconds are the process's own).",
+        "",
+        "| task | run | criterion | seeds passing | scores (seed 0, 1, ...) | detail | CPU s / seed |",
+        "|---|---|---|---:|---|---|---:|",
+    ]
+    for name, task in TASKS.items():
+        rows = [data[k] for k in sorted(data) if k.split("/")[0] == name]
+        if not rows:
+            continue
+        scores = [r["score"] for r in rows]
+        ok = sum(task.passes(x) for x in scores)
+        detail = ""
+        if "final" in rows[0]:
+            detail = "final: " + ", ".join(f"{r['final']:.1f}" for r in rows)
+            detail += "; best at step " + ", ".join(str(r.get("best_step")) for r in rows)
+        cpu = sorted(r["cpu_s"] for r in rows)[len(rows) // 2]
+        lines.append(
+            f"| {name} | {task.budget} | {task.criterion} | {ok} / {len(rows)} | "
+            f"{', '.join(f'{x:.4g}' for x in scores)} | {detail} | {cpu:.0f} |"
+        )
+    lines += ["", *NOTES, "", "Reproduce: `python benchmarks/off_tuned.py --json FILE`."]
+    lines.append("<!-- /off-tuned -->")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tasks", nargs="*", default=list(TASKS))
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--json", type=Path, default=Path("off_tuned.json"))
+    ap.add_argument("--merge", type=Path, nargs="*", help="only report from saved results")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    os.environ.setdefault("CI", "1")
+    if args.merge:
+        data: dict[str, Any] = {}
+        for p in args.merge:
+            data.update(json.loads(p.read_text()))
+    else:
+        t0 = time.time()
+        data = measure(args.tasks, args.seeds, args.json)
+        print(f"done in {time.time() - t0:.0f} s", file=sys.stderr)
+    text = report(data)
+    print(text)
+    if not args.no_write:
+        write_marked_section(RESULTS, "off-tuned", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
