@@ -33,12 +33,8 @@ the source and quoting the prompt and completion that caused it.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import re
-import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from rlfoundry.errors import RLFoundryError
@@ -55,6 +51,7 @@ from rlfoundry.llm.reward_base import (
 )
 from rlfoundry.llm.tasks import get_task
 from rlfoundry.llm.verifiers import BUILTIN
+from rlfoundry.runtime.plugins import import_callable
 
 __all__ = [
     "JUDGE_TEMPLATE",
@@ -105,32 +102,7 @@ def load_function(spec: str) -> Callable:
             f"Reward '{spec}' is neither a built-in ({', '.join(['task', *BUILTIN])}) nor "
             "written module:function (e.g. mypkg.rewards:length_penalty or ./my_rewards.py:score)."
         )
-    module_name, fn_name = spec.rsplit(":", 1)
-    try:
-        if module_name.endswith(".py"):
-            path = Path(module_name)
-            if not path.is_file():
-                raise RLFoundryError(f"Reward file '{path}' does not exist; check the path.")
-            mod_id = f"_rlfoundry_reward_{abs(hash(str(path.resolve())))}"
-            spec_ = importlib.util.spec_from_file_location(mod_id, path)
-            module = importlib.util.module_from_spec(spec_)  # type: ignore[arg-type]
-            sys.modules[mod_id] = module
-            spec_.loader.exec_module(module)  # type: ignore[union-attr]
-        else:
-            module = importlib.import_module(module_name)
-    except RLFoundryError:
-        raise
-    except Exception as err:
-        raise RLFoundryError(
-            f"Cannot import reward module '{module_name}' ({type(err).__name__}: {err}); "
-            "make it importable (installed, or on PYTHONPATH) or give a .py file path."
-        ) from None
-    fn = getattr(module, fn_name, None)
-    if not callable(fn):
-        raise RLFoundryError(
-            f"Reward module '{module_name}' has no function '{fn_name}'; check the name after ':'."
-        )
-    return fn
+    return import_callable(spec, "Reward")
 
 
 class TaskReward(RewardSource):

@@ -18,17 +18,14 @@ mistake, and the episode goes on.
 from __future__ import annotations
 
 import ast
-import importlib
-import importlib.util
 import operator
 import re
-import sys
 from collections.abc import Callable
 from fractions import Fraction
-from pathlib import Path
 
 from rlfoundry.errors import RLFoundryError
 from rlfoundry.llm.sandbox import python_tool
+from rlfoundry.runtime.plugins import import_callable
 
 Tool = Callable[[str], str]
 
@@ -102,32 +99,7 @@ def load_tool(spec: str) -> Tool:
             f"Tool '{spec}' is neither a built-in ({', '.join(TOOLS)}) nor written "
             "module:function (e.g. mypkg.tools:lookup or ./my_tools.py:lookup)."
         )
-    module_name, fn_name = spec.rsplit(":", 1)
-    try:
-        if module_name.endswith(".py"):
-            path = Path(module_name)
-            if not path.is_file():
-                raise RLFoundryError(f"Tool file '{path}' does not exist; check the path.")
-            mod_id = f"_rlfoundry_tool_{abs(hash(str(path.resolve())))}"
-            found = importlib.util.spec_from_file_location(mod_id, path)
-            module = importlib.util.module_from_spec(found)  # type: ignore[arg-type]
-            sys.modules[mod_id] = module
-            found.loader.exec_module(module)  # type: ignore[union-attr]
-        else:
-            module = importlib.import_module(module_name)
-    except RLFoundryError:
-        raise
-    except Exception as err:
-        raise RLFoundryError(
-            f"Cannot import tool module '{module_name}' ({type(err).__name__}: {err}); "
-            "make it importable (installed, or on PYTHONPATH) or give a .py file path."
-        ) from None
-    fn = getattr(module, fn_name, None)
-    if not callable(fn):
-        raise RLFoundryError(
-            f"Tool module '{module_name}' has no function '{fn_name}'; check the name after ':'."
-        )
-    return fn
+    return import_callable(spec, "Tool")
 
 
 def pending_call(text: str) -> str | None:
