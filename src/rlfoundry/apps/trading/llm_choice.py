@@ -103,6 +103,21 @@ def calibrate(reply: str, content_free: str) -> str:
     return json.dumps({"decision": max(adjusted, key=adjusted.get), "logprobs": adjusted})
 
 
+def load_local_model(model_dir: Path) -> tuple[Any, Any]:
+    """(tokenizer, causal LM in eval mode) of a local transformers model directory."""
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError:
+        raise RLFoundryError(
+            "A local LLM needs transformers; install it with `pip install rlfoundry[llm]`."
+        ) from None
+    from rlfoundry.llm.models import check_weights
+
+    check_weights(model_dir)  # weights cut short: one sentence, not a SafetensorError
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    return tok, AutoModelForCausalLM.from_pretrained(model_dir).eval()
+
+
 class LogProbModel:
     """A local transformers causal LM that scores fixed options by log-probability.
 
@@ -127,14 +142,7 @@ class LogProbModel:
         return f"logprob:{self.model_dir.resolve()}"
 
     def _load(self) -> None:
-        try:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-        except ImportError:
-            raise RLFoundryError(
-                "A local LLM needs transformers; install it with `pip install rlfoundry[llm]`."
-            ) from None
-        self._tok = AutoTokenizer.from_pretrained(self.model_dir)
-        self._model = AutoModelForCausalLM.from_pretrained(self.model_dir).eval()
+        self._tok, self._model = load_local_model(self.model_dir)
 
     def prompt_text(self, system: str, prompt: str) -> str:
         """The text the options continue: the chat template up to the assistant's turn."""

@@ -54,6 +54,7 @@ from rlfoundry.apps.trading.llm_choice import (
     APPROVE_VETO,
     LogProbModel,
     calibrate,
+    load_local_model,
     parse_decision,
     response_format,
 )
@@ -202,14 +203,7 @@ class LocalModel:
         return f"local:{self.model_dir.resolve()}:{self.max_new_tokens}"
 
     def _load(self) -> None:
-        try:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-        except ImportError:
-            raise RLFoundryError(
-                "A local LLM needs transformers; install it with `pip install rlfoundry[llm]`."
-            ) from None
-        self._tok = AutoTokenizer.from_pretrained(self.model_dir)
-        self._model = AutoModelForCausalLM.from_pretrained(self.model_dir).eval()
+        self._tok, self._model = load_local_model(self.model_dir)
 
     def complete(self, system: str, prompt: str, options: tuple[str, ...] | None = None) -> str:
         import torch
