@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from rlfoundry.core import aggregate_loss, clipped_surrogate, dpo_loss
+from rlfoundry.core.losses import pair_margin
 from rlfoundry.core.preference import DPO_LOSSES, hinge_loss, ipo_loss, kto_loss
 from rlfoundry.core.sampling import apply_repetition_penalty, top_k_filter, top_p_filter
 from rlfoundry.core.surrogates import (
@@ -99,6 +100,16 @@ def test_ipo_and_hinge_by_hand():
     assert DPO_LOSSES["sigmoid"] is dpo_loss
     with pytest.raises(ValueError, match="label smoothing"):
         ipo_loss(pc, pr, rc, rr, 0.1, 0.1)
+
+
+def test_pair_margin_by_hand():
+    # h = (-1 - -1.5) - (-2 - -1.25) = 0.5 + 0.75 = 1.25; rewards beta (pi - ref), detached
+    pc = torch.tensor([-1.0], requires_grad=True)
+    pr, rc, rr = torch.tensor([-2.0]), torch.tensor([-1.5]), torch.tensor([-1.25])
+    h, r_c, r_r = pair_margin(pc, pr, rc, rr, beta=0.5)
+    assert torch.equal(h, torch.tensor([1.25])) and h.requires_grad
+    assert torch.equal(r_c, torch.tensor([0.25])) and torch.equal(r_r, torch.tensor([-0.375]))
+    assert not r_c.requires_grad and not r_r.requires_grad
 
 
 def test_kto_by_hand():

@@ -152,6 +152,26 @@ def pairwise_accuracy(r_chosen: Tensor, r_rejected: Tensor) -> Tensor:
     return (r_chosen > r_rejected).float().mean().detach()
 
 
+def pair_margin(
+    policy_chosen_logp: Tensor,
+    policy_rejected_logp: Tensor,
+    ref_chosen_logp: Tensor,
+    ref_rejected_logp: Tensor,
+    beta: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The margin every paired preference loss is a function of, and the implicit rewards
+    it logs (Rafailov et al. 2023, eq. 5), from sequence log-probs `[B]`:
+
+        h = (pi_c - ref_c) - (pi_r - ref_r)                       [B]
+        chosen_reward, rejected_reward = beta (pi - ref)          [B] each, detached
+
+    Returns `(h, chosen_reward, rejected_reward)`.
+    """
+    chosen_lr = policy_chosen_logp - ref_chosen_logp
+    rejected_lr = policy_rejected_logp - ref_rejected_logp
+    return chosen_lr - rejected_lr, (beta * chosen_lr).detach(), (beta * rejected_lr).detach()
+
+
 def dpo_loss(
     policy_chosen_logp: Tensor,
     policy_rejected_logp: Tensor,
@@ -173,8 +193,9 @@ def dpo_loss(
     Returns `(loss, chosen_reward, rejected_reward)`; the implicit rewards
     `beta * (pi - ref)` are `[B]` and detached (for logging / reward accuracy).
     """
-    chosen_lr = policy_chosen_logp - ref_chosen_logp
-    rejected_lr = policy_rejected_logp - ref_rejected_logp
-    z = beta * (chosen_lr - rejected_lr)
+    h, chosen_rew, rejected_rew = pair_margin(
+        policy_chosen_logp, policy_rejected_logp, ref_chosen_logp, ref_rejected_logp, beta
+    )
+    z = beta * h
     losses = -(1.0 - label_smoothing) * F.logsigmoid(z) - label_smoothing * F.logsigmoid(-z)
-    return losses.mean(), (beta * chosen_lr).detach(), (beta * rejected_lr).detach()
+    return losses.mean(), chosen_rew, rejected_rew

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rlfoundry.core.losses import dpo_loss
+from rlfoundry.core.losses import dpo_loss, pair_margin
 
 PairLoss = Callable[[Tensor, Tensor, Tensor, Tensor, float, float], tuple[Tensor, Tensor, Tensor]]
 
@@ -49,11 +49,11 @@ def ipo_loss(
     """
     if label_smoothing:
         raise ValueError("ipo_loss has no label smoothing; pass label_smoothing=0.")
-    chosen_lr = policy_chosen_logp - ref_chosen_logp
-    rejected_lr = policy_rejected_logp - ref_rejected_logp
-    h = chosen_lr - rejected_lr
+    h, chosen_rew, rejected_rew = pair_margin(
+        policy_chosen_logp, policy_rejected_logp, ref_chosen_logp, ref_rejected_logp, beta
+    )
     loss = ((h - 1.0 / (2.0 * beta)) ** 2).mean()
-    return loss, (beta * chosen_lr).detach(), (beta * rejected_lr).detach()
+    return loss, chosen_rew, rejected_rew
 
 
 def hinge_loss(
@@ -75,10 +75,11 @@ def hinge_loss(
     """
     if label_smoothing:
         raise ValueError("hinge_loss has no label smoothing; pass label_smoothing=0.")
-    chosen_lr = policy_chosen_logp - ref_chosen_logp
-    rejected_lr = policy_rejected_logp - ref_rejected_logp
-    loss = torch.relu(1.0 - beta * (chosen_lr - rejected_lr)).mean()
-    return loss, (beta * chosen_lr).detach(), (beta * rejected_lr).detach()
+    h, chosen_rew, rejected_rew = pair_margin(
+        policy_chosen_logp, policy_rejected_logp, ref_chosen_logp, ref_rejected_logp, beta
+    )
+    loss = torch.relu(1.0 - beta * h).mean()
+    return loss, chosen_rew, rejected_rew
 
 
 DPO_LOSSES: dict[str, PairLoss] = {"sigmoid": dpo_loss, "ipo": ipo_loss, "hinge": hinge_loss}

@@ -1,8 +1,14 @@
 """What an LLM stage saves: the training state for exact resume, and the final model.
 
-    tensors, state = training_state({"model": model}, opt, sched, prec)   # -> Run.save_checkpoint
-    load_training_state(tensors, state, {"model": model}, opt, sched, prec)
-    save_run_model(model, tok, run.path)                                   # DIR/model
+    opt, sched = adamw(trainable(model), cfg, min_lr_ratio=0.1)
+    ckpt = resume_training(run, {"model": model}, opt, sched, prec, rng)  # None: fresh
+    save_training(run, step, {"model": model}, opt, sched, prec, rng, gen, order=...)
+    save_run_model(model, tok, run.path)                                  # DIR/model
+
+`resume_training` and `save_training` wrap `load_training_state` / `training_state`
+(what they store), `Run.load_checkpoint` / `Run.save_checkpoint` and the stage's RNG
+streams; each stage passes its own extras (data order, KL coefficient, world size) as
+keywords.
 
 The training state is every module's parameters and buffers, the AdamW moments, the
 LR schedule's position (`rlfoundry.runtime.torch_state`) and float16's loss scale, so
@@ -21,12 +27,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from rlfoundry.core.schedules import warmup_cosine
 from rlfoundry.errors import RLFoundryError
 from rlfoundry.llm.models import save_model
+from rlfoundry.llm.precision import generator_tensors
 from rlfoundry.runtime import torch_state as ts
+from rlfoundry.runtime.run import Run, generator_state, set_generator_state
 
 
 def _has_frozen(m: torch.nn.Module) -> bool:
@@ -95,6 +105,60 @@ def load_training_state(
     ts.load_scheduler_state("sched", sched, tensors, state["sched"])
     if prec is not None:
         prec.load_state(state)
+
+
+def adamw(
+    params: list[torch.nn.Parameter], cfg: Any, min_lr_ratio: float
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW at `cfg.learning_rate` and `cfg.weight_decay`, with a schedule that warms up
+    linearly over `cfg.warmup_steps`, then decays by a cosine to `min_lr_ratio` of the peak
+    at `cfg.total_steps` (1.0: constant after the warm-up)."""
+    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, warmup_cosine(cfg.warmup_steps, cfg.total_steps, min_lr_ratio)
+    )
+    return opt, sched
+
+
+def resume_training(
+    run: Run,
+    modules: dict[str, torch.nn.Module],
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    prec: Any,
+    rng: np.random.Generator,
+) -> tuple[int, dict[str, Tensor], dict[str, Any]] | None:
+    """Load `run`'s checkpoint, if it has one, into the modules, optimizer, schedule, loss
+    scaler and the data-order `rng`; return it as `(step, tensors, state)` for the stage's
+    own extras (`state["order"]`, `tensors["gen_state"]`), or None on a fresh start."""
+    ckpt = run.load_checkpoint()
+    if ckpt is not None:
+        _, tensors, state = ckpt
+        load_training_state(tensors, state, modules, opt, sched, prec)
+        set_generator_state(rng, state["rng"])
+    return ckpt
+
+
+def save_training(
+    run: Run,
+    step: int,
+    modules: dict[str, torch.nn.Module],
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    prec: Any,
+    rng: np.random.Generator,
+    gen: torch.Generator | None = None,
+    **extra: Any,
+) -> None:
+    """`Run.save_checkpoint` of what `resume_training` loads: the training state, the sampling
+    generator `gen` (when the stage samples), the data-order `rng` and the stage's
+    JSON-able `extra` state."""
+    tensors, state = training_state(modules, opt, sched, prec)
+    if gen is not None:
+        tensors["gen_state"], state["gen_device"] = generator_tensors(gen)
+    state["rng"] = generator_state(rng)
+    state.update(extra)
+    run.save_checkpoint(step, tensors, state)
 
 
 def save_run_model(model: Any, tok: Any, run_dir: str | os.PathLike) -> Path:

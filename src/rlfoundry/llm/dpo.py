@@ -42,9 +42,8 @@ from torch import Tensor
 
 from rlfoundry.core import masked_sum
 from rlfoundry.core.preference import DPO_LOSSES
-from rlfoundry.core.schedules import warmup_cosine
 from rlfoundry.errors import ConfigError
-from rlfoundry.llm.checkpoint import load_training_state, training_state
+from rlfoundry.llm.checkpoint import adamw, resume_training, save_training
 from rlfoundry.llm.data import check_divisible, encode_pairs, load_pairs, next_batch
 from rlfoundry.llm.models import check_model_path, policy_logprobs
 from rlfoundry.llm.policy import (
@@ -66,7 +65,7 @@ from rlfoundry.runtime.distributed import (
     init_distributed,
     sync_gradients,
 )
-from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
+from rlfoundry.runtime.run import Run, seed_everything
 
 
 @dataclass
@@ -209,10 +208,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
     model.train()
     ref = Reference(model, prec)  # LoRA: the policy with adapters off; else a frozen copy
     params = trainable(model)
-    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, warmup_cosine(cfg.warmup_steps, cfg.total_steps, 0.1)
-    )
+    opt, sched = adamw(params, cfg, 0.1)
     rng = np.random.default_rng(cfg.seed)
     order, cursor, step = rng.permutation(len(train_pairs)), 0, 0
     # held-out metrics are rank 0's job; every rank gets its numbers
@@ -227,11 +223,9 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
 
     start = held_out()
 
-    ckpt = run.load_checkpoint()
+    ckpt = resume_training(run, {"model": model}, opt, sched, prec, rng)
     if ckpt is not None:
-        step, tensors, state = ckpt
-        load_training_state(tensors, state, {"model": model}, opt, sched, prec)
-        set_generator_state(rng, state["rng"])
+        step, _, state = ckpt
         order, cursor = np.asarray(state["order"]), state["cursor"]
     else:
         run.log(0, **start)
@@ -278,19 +272,9 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         run.progress(step, loss=loss_sum, margin=margin_sum)
         due, stop = any_rank(d, run.checkpoint_due(step), run.should_stop(step))
         if due or step == cfg.total_steps:
-            tensors, state = training_state({"model": model}, opt, sched, prec)
-            run.save_checkpoint(  # rank > 0: in its scratch DIR/.rankR
-                step,
-                tensors,
-                {
-                    **state,
-                    "rng": generator_state(rng),
-                    "order": order.tolist(),
-                    "cursor": cursor,
-                    "start": start,
-                    "world": d.world,
-                },
-            )
+            extra = {"order": order.tolist(), "cursor": cursor, "start": start, "world": d.world}
+            # rank > 0: in its scratch DIR/.rankR
+            save_training(run, step, {"model": model}, opt, sched, prec, rng, **extra)
         if stop:
             return {"status": "interrupted", "step": step}
 

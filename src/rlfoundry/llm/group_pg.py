@@ -48,10 +48,9 @@ import torch
 from torch import Tensor
 
 from rlfoundry.core import AGG_MODES, aggregate_loss, kl_k3, masked_mean
-from rlfoundry.core.schedules import warmup_cosine
 from rlfoundry.core.surrogates import POLICY_LOSSES
 from rlfoundry.errors import ConfigError
-from rlfoundry.llm.checkpoint import load_training_state, training_state
+from rlfoundry.llm.checkpoint import adamw, resume_training, save_training
 from rlfoundry.llm.data import check_divisible
 from rlfoundry.llm.dynamic_sampling import sample_groups
 from rlfoundry.llm.evaluation import task_accuracy
@@ -66,7 +65,6 @@ from rlfoundry.llm.policy import (
 from rlfoundry.llm.precision import (
     Precision,
     count_dtype,
-    generator_tensors,
     make_generator,
     restore_generator,
 )
@@ -94,7 +92,7 @@ from rlfoundry.runtime.distributed import (
     unsharded,
     world_size,
 )
-from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
+from rlfoundry.runtime.run import Run, seed_everything
 
 Advantages = Callable[[Tensor, int], Tensor]
 """`(rew [B], group_size) -> adv [B]`, prompt-major groups."""
@@ -366,20 +364,15 @@ def train(
         shard_model(model, d)
         if ref is not None and ref.copy is not None:
             shard_model(ref.copy, d, train=False)
-    opt = torch.optim.AdamW(trainable(model), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, warmup_cosine(cfg.warmup_steps, cfg.total_steps, cfg.min_lr_ratio)
-    )
+    opt, sched = adamw(trainable(model), cfg, cfg.min_lr_ratio)
     # one prompt-order stream shared by all ranks (each takes its slice), one sampling
     # stream per rank
     rng = np.random.default_rng(cfg.seed)
     gen = make_generator(dev, cfg.seed * 1000 + d.rank)
     step = 0
-    ckpt = run.load_checkpoint()
+    ckpt = resume_training(run, {"model": model}, opt, sched, prec, rng)
     if ckpt is not None:
         step, tensors, state = ckpt
-        load_training_state(tensors, state, {"model": model}, opt, sched, prec)
-        set_generator_state(rng, state["rng"])
         reseed = cfg.seed * 1000 + d.rank + step
         restore_generator(gen, tensors["gen_state"], state.get("gen_device"), reseed)
     check_resumed(d, None if ckpt is None else ckpt[2].get("world", 1))
@@ -469,12 +462,8 @@ def train(
         run.progress(step, reward=metrics["reward"])
         due, stop = any_rank(d, run.checkpoint_due(step), run.should_stop(step))
         if due or step == cfg.total_steps:
-            tensors, state = training_state({"model": model}, opt, sched, prec)
-            tensors["gen_state"], state["gen_device"] = generator_tensors(gen)
-            state["rng"] = generator_state(rng)
-            state["world"] = d.world
             # every rank saves: each keeps its own sampling stream (rank > 0 in DIR/.rankN)
-            run.save_checkpoint(step, tensors, state)
+            save_training(run, step, {"model": model}, opt, sched, prec, rng, gen, world=d.world)
         if stop:
             return {"status": "interrupted", "step": step}
 

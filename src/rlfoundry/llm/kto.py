@@ -36,9 +36,8 @@ from torch import Tensor
 
 from rlfoundry.core import masked_sum
 from rlfoundry.core.preference import kto_loss
-from rlfoundry.core.schedules import warmup_cosine
 from rlfoundry.errors import ConfigError, RLFoundryError
-from rlfoundry.llm.checkpoint import load_training_state, training_state
+from rlfoundry.llm.checkpoint import adamw, resume_training, save_training
 from rlfoundry.llm.data import encode_pairs, load_pairs, next_batch
 from rlfoundry.llm.datasets import load_table
 from rlfoundry.llm.models import check_model_path, policy_logprobs
@@ -51,7 +50,7 @@ from rlfoundry.llm.policy import (
     trainable,
 )
 from rlfoundry.runtime.distributed import grad_norm, world_size
-from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
+from rlfoundry.runtime.run import Run, seed_everything
 
 
 @dataclass
@@ -234,20 +233,15 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
     model.train()
     ref = Reference(model, prec)  # LoRA: the policy with adapters off; else a frozen copy
     params = trainable(model)
-    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, warmup_cosine(cfg.warmup_steps, cfg.total_steps, 0.1)
-    )
+    opt, sched = adamw(params, cfg, 0.1)
     rng = np.random.default_rng(cfg.seed)
     order, cursor, step = rng.permutation(len(rows)), 0, 0
     with prec.autocast(), ref() as ref_model:
         held_ref = all_logps(ref_model, tok, held, cfg.max_len)  # [N], fixed
     start = evaluate(model, tok, held, held_ref, cfg)
-    ckpt = run.load_checkpoint()
+    ckpt = resume_training(run, {"model": model}, opt, sched, prec, rng)
     if ckpt is not None:
-        step, tensors, state = ckpt
-        load_training_state(tensors, state, {"model": model}, opt, sched, prec)
-        set_generator_state(rng, state["rng"])
+        step, _, state = ckpt
         order, cursor = np.asarray(state["order"]), state["cursor"]
     else:
         run.log(0, **start)
@@ -291,9 +285,8 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         run.log(step, **metrics)
         run.progress(step, loss=metrics["loss"])
         if run.checkpoint_due(step) or step == cfg.total_steps:
-            tensors, state = training_state({"model": model}, opt, sched, prec)
-            state.update(rng=generator_state(rng), order=order.tolist(), cursor=cursor)
-            run.save_checkpoint(step, tensors, state)
+            extra = {"order": order.tolist(), "cursor": cursor}
+            save_training(run, step, {"model": model}, opt, sched, prec, rng, **extra)
             if run.should_stop(step):
                 return {"status": "interrupted", "step": step}
 

@@ -35,9 +35,8 @@ import torch
 
 from rlfoundry.core import masked_sum
 from rlfoundry.core.preference import DPO_LOSSES
-from rlfoundry.core.schedules import warmup_cosine
 from rlfoundry.errors import ConfigError
-from rlfoundry.llm.checkpoint import load_training_state, training_state
+from rlfoundry.llm.checkpoint import adamw, resume_training, save_training
 from rlfoundry.llm.evaluation import task_accuracy
 from rlfoundry.llm.policy import (
     Reference,
@@ -47,7 +46,7 @@ from rlfoundry.llm.policy import (
     save_policy,
     trainable,
 )
-from rlfoundry.llm.precision import generator_tensors, make_generator, restore_generator
+from rlfoundry.llm.precision import make_generator, restore_generator
 from rlfoundry.llm.prompts import (
     RLInputs,
     check_rl_inputs,
@@ -59,7 +58,7 @@ from rlfoundry.llm.prompts import (
 from rlfoundry.llm.rewards import build_reward
 from rlfoundry.llm.rollout import completion_logprobs, rollout
 from rlfoundry.runtime.distributed import grad_norm, world_size
-from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
+from rlfoundry.runtime.run import Run, seed_everything
 
 
 @dataclass
@@ -132,17 +131,12 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
     ref = Reference(model, prec)
     loss_fn = DPO_LOSSES[cfg.loss_type]
     params = trainable(model)
-    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, warmup_cosine(cfg.warmup_steps, cfg.total_steps, 1.0)
-    )
+    opt, sched = adamw(params, cfg, 1.0)
     rng = np.random.default_rng(cfg.seed)
     gen = make_generator(prec.device, cfg.seed * 1000)
     step = 0
-    if (ckpt := run.load_checkpoint()) is not None:
+    if (ckpt := resume_training(run, {"model": model}, opt, sched, prec, rng)) is not None:
         step, tensors, state = ckpt
-        load_training_state(tensors, state, {"model": model}, opt, sched, prec)
-        set_generator_state(rng, state["rng"])
         restore_generator(gen, tensors["gen_state"], state.get("gen_device"), cfg.seed + step)
 
     def evaluate() -> dict[str, float]:
@@ -206,10 +200,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         run.log(step, **metrics)
         run.progress(step, reward=metrics["reward"])
         if run.checkpoint_due(step) or step == cfg.total_steps:
-            tensors, state = training_state({"model": model}, opt, sched, prec)
-            tensors["gen_state"], state["gen_device"] = generator_tensors(gen)
-            state["rng"] = generator_state(rng)
-            run.save_checkpoint(step, tensors, state)
+            save_training(run, step, {"model": model}, opt, sched, prec, rng, gen)
             if run.should_stop(step):
                 return {"status": "interrupted", "step": step}
 

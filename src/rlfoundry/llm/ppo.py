@@ -45,9 +45,8 @@ from rlfoundry.core import (
     normalize_advantages,
     value_loss,
 )
-from rlfoundry.core.schedules import warmup_cosine
 from rlfoundry.errors import ConfigError
-from rlfoundry.llm.checkpoint import load_training_state, training_state
+from rlfoundry.llm.checkpoint import adamw, resume_training, save_training
 from rlfoundry.llm.data import check_divisible
 from rlfoundry.llm.evaluation import task_accuracy
 from rlfoundry.llm.models import ValueHead, position_ids
@@ -62,7 +61,6 @@ from rlfoundry.llm.policy import (
 )
 from rlfoundry.llm.precision import (
     count_dtype,
-    generator_tensors,
     make_generator,
     restore_generator,
 )
@@ -82,7 +80,7 @@ from rlfoundry.runtime.distributed import (
     sync_gradients,
     world_size,
 )
-from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
+from rlfoundry.runtime.run import Run, seed_everything
 
 
 @dataclass
@@ -269,19 +267,15 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
     policy = adapt(policy, cfg, prec)
     ref = Reference(policy, prec)  # LoRA: the policy with adapters off; else a frozen copy
     params = trainable(policy) + trainable(vm)
-    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     # warm-up, then constant (min_ratio 1): the cosine term is exactly 0
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, warmup_cosine(cfg.warmup_steps, cfg.total_steps, 1.0)
-    )
+    opt, sched = adamw(params, cfg, 1.0)
     rng = np.random.default_rng(cfg.seed)
     gen = make_generator(dev, cfg.seed * 1000 + d.rank)
     kl_coef, step = cfg.kl_coef, 0
-    ckpt = run.load_checkpoint()
+    modules = {"policy": policy, "value": vm}
+    ckpt = resume_training(run, modules, opt, sched, prec, rng)
     if ckpt is not None:
         step, tensors, state = ckpt
-        load_training_state(tensors, state, {"policy": policy, "value": vm}, opt, sched, prec)
-        set_generator_state(rng, state["rng"])
         reseed = cfg.seed * 1000 + d.rank + step
         restore_generator(gen, tensors["gen_state"], state.get("gen_device"), reseed)
         kl_coef = state["kl_coef"]
@@ -398,10 +392,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         run.log(step, **metrics)
         run.progress(step, reward=metrics["reward"], kl=mean_kl)
         if run.checkpoint_due(step) or step == cfg.total_steps:
-            tensors, state = training_state({"policy": policy, "value": vm}, opt, sched, prec)
-            tensors["gen_state"], state["gen_device"] = generator_tensors(gen)
-            state.update(rng=generator_state(rng), kl_coef=kl_coef)
-            run.save_checkpoint(step, tensors, state)
+            save_training(run, step, modules, opt, sched, prec, rng, gen, kl_coef=kl_coef)
         if run.should_stop(step):
             return {"status": "interrupted", "step": step}
 

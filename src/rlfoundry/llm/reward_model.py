@@ -35,9 +35,8 @@ import torch
 from torch import Tensor
 
 from rlfoundry.core import bradley_terry_loss, pairwise_accuracy
-from rlfoundry.core.schedules import warmup_cosine
 from rlfoundry.errors import ConfigError
-from rlfoundry.llm.checkpoint import load_training_state, training_state
+from rlfoundry.llm.checkpoint import adamw, resume_training, save_training
 from rlfoundry.llm.data import check_divisible, encode_pairs, load_pairs, next_batch
 from rlfoundry.llm.models import check_model_path
 from rlfoundry.llm.policy import ModelOptions, adapt, check_model_options, save_policy, trainable
@@ -54,7 +53,7 @@ from rlfoundry.runtime.distributed import (
     launch_env,
     sync_gradients,
 )
-from rlfoundry.runtime.run import Run, generator_state, seed_everything, set_generator_state
+from rlfoundry.runtime.run import Run, seed_everything
 
 
 @dataclass
@@ -160,34 +159,19 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
     model = adapt(model.to(prec.device), cfg, prec, task_type="SEQ_CLS")
     model.train()
     params = trainable(model)
-    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, warmup_cosine(cfg.warmup_steps, cfg.total_steps, 0.1)
-    )
+    opt, sched = adamw(params, cfg, 0.1)
     rng = np.random.default_rng(cfg.seed)
     order, cursor, step = rng.permutation(len(train_pairs)), 0, 0
 
-    ckpt = run.load_checkpoint()
+    ckpt = resume_training(run, {"model": model}, opt, sched, prec, rng)
     if ckpt is not None:
-        step, tensors, state = ckpt
-        load_training_state(tensors, state, {"model": model}, opt, sched, prec)
-        set_generator_state(rng, state["rng"])
+        step, _, state = ckpt
         order, cursor = np.asarray(state["order"]), state["cursor"]
     check_resumed(d, None if ckpt is None else ckpt[2].get("world", 1))
 
     def save(step: int) -> None:
-        tensors, state = training_state({"model": model}, opt, sched, prec)
-        run.save_checkpoint(
-            step,
-            tensors,
-            {
-                **state,
-                "rng": generator_state(rng),
-                "order": order.tolist(),
-                "cursor": cursor,
-                "world": d.world,
-            },
-        )
+        extra = {"order": order.tolist(), "cursor": cursor, "world": d.world}
+        save_training(run, step, {"model": model}, opt, sched, prec, rng, **extra)
 
     def held_out() -> dict:  # rank 0 evaluates, every rank gets the numbers
         out = evaluate(model, tok, held, cfg.max_len, prec=prec) if d.main else None

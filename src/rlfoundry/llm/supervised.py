@@ -36,9 +36,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlfoundry.core.schedules import warmup_cosine
 from rlfoundry.errors import ConfigError
-from rlfoundry.llm.checkpoint import load_training_state, training_state
+from rlfoundry.llm.checkpoint import adamw, resume_training, save_training
 from rlfoundry.llm.data import collate, next_batch
 from rlfoundry.llm.evaluation import evaluate_accuracy
 from rlfoundry.llm.models import parse_builtin, policy_logprobs, resolve_model_dir
@@ -58,7 +57,7 @@ from rlfoundry.runtime.distributed import (
     sync_gradients,
     unsharded,
 )
-from rlfoundry.runtime.run import Run, generator_state, set_generator_state
+from rlfoundry.runtime.run import Run
 
 
 def check_model_and_task(cfg: Any, lora: bool = True) -> None:
@@ -151,17 +150,12 @@ def fit(
     dev = next(model.parameters()).device
     model.train()
     params = trainable(model)
-    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, warmup_cosine(cfg.warmup_steps, cfg.total_steps, cfg.min_lr_ratio)
-    )
+    opt, sched = adamw(params, cfg, cfg.min_lr_ratio)
     rng = np.random.default_rng(cfg.seed)
     order, cursor, step = rng.permutation(len(train_rows)), 0, 0
-    ckpt = run.load_checkpoint()
+    ckpt = resume_training(run, {"model": model}, opt, sched, prec, rng)
     if ckpt is not None:
-        step, tensors, state = ckpt
-        load_training_state(tensors, state, {"model": model}, opt, sched, prec)
-        set_generator_state(rng, state["rng"])
+        step, _, state = ckpt
         order, cursor = np.asarray(state["order"]), state["cursor"]
     check_resumed(d, None if ckpt is None else ckpt[2].get("world", 1))
 
@@ -198,10 +192,9 @@ def fit(
         run.progress(step, loss=losses[-1])
         due, stop = any_rank(d, run.checkpoint_due(step), run.should_stop(step))
         if due or step == cfg.total_steps or reached:
-            tensors, state = training_state({"model": model}, opt, sched, prec)
-            state.update(rng=generator_state(rng), order=order.tolist(), cursor=int(cursor))
-            state["world"] = d.world
-            run.save_checkpoint(step, tensors, state)  # rank > 0: in its scratch DIR/.rankR
+            extra = {"order": order.tolist(), "cursor": int(cursor), "world": d.world}
+            # rank > 0: in its scratch DIR/.rankR
+            save_training(run, step, {"model": model}, opt, sched, prec, rng, **extra)
         if reached:
             run.stopped_early(
                 step,
