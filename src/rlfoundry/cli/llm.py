@@ -7,7 +7,7 @@
     rlfoundry llm grpo --resume runs/grpo
     rlfoundry llm grpo --model DIR --data prompts.csv --reward numeric_match  # answer column
     rlfoundry llm generate runs/sft --prompt "12+7=" [--prompt ...] [--temperature 1]
-    rlfoundry llm eval runs/sft --task arithmetic       # held-out exact-match accuracy
+    rlfoundry llm eval runs/sft --task arithmetic       # held-out accuracy (the task's own check)
     rlfoundry llm eval DIR --data test.parquet --reward numeric_match   # any data, any reward
     rlfoundry llm list grpo                             # every config key, with its meaning
     rlfoundry llm pipeline --task arithmetic            # pre-train -> SFT -> GRPO
@@ -142,7 +142,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"task": name, "accuracy": acc, "n": n}))
         else:
-            print(f"{name}: held-out exact-match accuracy {acc:.1%} ({round(acc * n)}/{n})")
+            k = round(acc * n)
+            print(f"{name}: held-out accuracy {acc:.1%} ({k}/{n} greedy answers the task accepts)")
         return 0
     if args.data is not None and not args.reward and not args.task:
         raise RLFoundryError(
