@@ -57,6 +57,18 @@ def _load(source: str) -> tuple[pd.DataFrame, np.ndarray]:
     return bars, feats
 
 
+def episode_window(
+    rng: np.random.Generator, first: int, last: int, episode_length: int
+) -> tuple[int, int]:
+    """(start bar, last bar) of an episode: the whole span [first, last] when
+    ``episode_length`` is 0 or not shorter than it, else a window of that many bars whose
+    start ``rng`` draws uniformly."""
+    if episode_length <= 0 or episode_length >= last - first:
+        return first, last
+    start = int(rng.integers(first, last - episode_length + 1))
+    return start, start + episode_length - 1
+
+
 class TradingEnv(gym.Env):
     """One-asset trading on OHLCV bars; see the module docstring for timing and reward."""
 
@@ -182,12 +194,9 @@ class TradingEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        span = self.last - self.first
-        if self.episode_length <= 0 or self.episode_length >= span:
-            self.t, self.end = self.first, self.last
-        else:
-            self.t = int(self.np_random.integers(self.first, self.last - self.episode_length + 1))
-            self.end = self.t + self.episode_length - 1
+        self.t, self.end = episode_window(
+            self.np_random, self.first, self.last, self.episode_length
+        )
         self.cash, self.shares = self.initial_cash, 0.0
         self.last_fill = None
         return self._obs(), self._info(0.0, 0.0, 0.0)

@@ -44,6 +44,7 @@ from rlfoundry.apps.trading.data import (
     periods_per_year,
     resolve_period,
 )
+from rlfoundry.apps.trading.env import episode_window
 from rlfoundry.errors import EnvError
 
 DEFAULT_ASSETS: tuple[str, ...] = ("sp500", "nasdaq", "googl", "wti")
@@ -150,12 +151,9 @@ class PortfolioEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        span = self.last - self.first
-        if self.episode_length <= 0 or self.episode_length >= span:
-            self.t, self.end = self.first, self.last
-        else:
-            self.t = int(self.np_random.integers(self.first, self.last - self.episode_length + 1))
-            self.end = self.t + self.episode_length - 1
+        self.t, self.end = episode_window(
+            self.np_random, self.first, self.last, self.episode_length
+        )
         self.cash, self.shares = self.initial_cash, np.zeros(self.n)
         return self._obs(), self._info(0.0, 0.0)
 
