@@ -3,7 +3,7 @@
     rlfoundry feedback create-project NAME --kind compare|rank|rate [--overlap N]
     rlfoundry feedback import FILE.jsonl [--project NAME] [--kind KIND] [--overlap N]
     rlfoundry feedback generate --model DIR --prompts FILE -n K [--project NAME]
-    rlfoundry feedback add-annotator NAME [--admin] [--project P ...]
+    rlfoundry feedback add-annotator NAME [--admin | --reviewer] [--project P ...]
     rlfoundry feedback add-member PROJECT NAME... / remove-member PROJECT NAME...
     rlfoundry feedback rotate-token NAME / revoke-token NAME
     rlfoundry feedback disable-annotator NAME / enable-annotator NAME
@@ -190,9 +190,11 @@ def cmd_add_annotator(args: argparse.Namespace) -> int:
     from rlfoundry.feedback.projects import list_projects
 
     engine = _engine(args)
-    token = add_annotator(engine, args.name, admin=args.admin, projects=args.project)
+    token = add_annotator(
+        engine, args.name, admin=args.admin, projects=args.project, reviewer=args.reviewer
+    )
     projects = args.project or [p.name for p in list_projects(engine)]
-    role = "admin " if args.admin else ""
+    role = "admin " if args.admin else "reviewer " if args.reviewer else ""
     where = (
         f"member of {', '.join(projects)}"
         if projects
@@ -278,7 +280,7 @@ def cmd_annotators(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     for r in rows:
-        role = " (admin)" if r["admin"] else ""
+        role = " (admin)" if r["admin"] else " (reviewer)" if r.get("reviewer") else ""
         print(
             f"{r['name']}{role}: {r['status']}, {r['judgments']} judgments, projects: "
             f"{', '.join(r['projects']) or '-'}"
@@ -386,7 +388,7 @@ def register(subparsers: Any) -> None:
 
     p = add("create-project", "create an empty project", cmd_create_project)
     p.add_argument("name")
-    p.add_argument("--kind", choices=["compare", "rank", "rate"], required=True)
+    p.add_argument("--kind", choices=["compare", "rank", "rate", "rewrite"], required=True)
     _project_opts(p)
 
     p = add("import", "import {id, prompt, responses[]} JSONL lines into a project", cmd_import)
@@ -394,7 +396,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--project", help="project name (default: the file name without extension)")
     p.add_argument(
         "--kind",
-        choices=["compare", "rank", "rate"],
+        choices=["compare", "rank", "rate", "rewrite"],
         help="task of a new project (default: compare for 2 responses, else rank)",
     )
     _project_opts(p)
@@ -404,7 +406,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--prompts", required=True, help="text file, one prompt a line, or JSONL")
     p.add_argument("-n", type=int, default=2, help="responses per prompt (default 2)")
     p.add_argument("--project")
-    p.add_argument("--kind", choices=["compare", "rank", "rate"])
+    p.add_argument("--kind", choices=["compare", "rank", "rate", "rewrite"])
     p.add_argument("--max-new-tokens", type=int, default=128, help="response length limit")
     p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (default 1: off)")
@@ -415,7 +417,12 @@ def register(subparsers: Any) -> None:
 
     p = add("add-annotator", "create an annotator and print its login token", cmd_add_annotator)
     p.add_argument("name")
-    p.add_argument("--admin", action="store_true", help="may see the agreement page")
+    p.add_argument(
+        "--admin", action="store_true", help="may use the admin pages and review every project"
+    )
+    p.add_argument(
+        "--reviewer", action="store_true", help="may adjudicate items of their projects (/review)"
+    )
     p.add_argument(
         "--project",
         action="append",

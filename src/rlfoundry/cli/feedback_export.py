@@ -1,6 +1,6 @@
 """``rlfoundry feedback export`` and ``feedback leaderboard``.
 
-    rlfoundry feedback export --format pairs|raw|kto [--out FILE.jsonl|.csv|.parquet|DIR]
+    rlfoundry feedback export --format pairs|raw|kto|sft [--out FILE.jsonl|.csv|.parquet|DIR]
                               [--to jsonl|csv|parquet|datasets] [--complete-only]
                               [--min-votes N] [--project NAME]
     rlfoundry feedback leaderboard [--project NAME] [--bootstrap 1000] [--seed 0]
@@ -8,7 +8,9 @@
 
 Formats: ``pairs`` (TRL preference pairs, ``feedback.export``), ``raw`` (one row per
 judgment per annotator with model names) and ``kto`` (unpaired prompt/completion/label;
-the rating and ranking mapping is in ``feedback.formats``).
+the rating and ranking mapping is in ``feedback.formats``) and ``sft`` (the rewrite
+task's edited completions as ``{prompt, completion}`` for ``rlfoundry llm sft``). A
+reviewer's decision replaces the votes of the item it settles (``feedback.export``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def _items(args: argparse.Namespace) -> list:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from rlfoundry.feedback.export import select_items, to_pairs
-    from rlfoundry.feedback.formats import to_kto, to_raw
+    from rlfoundry.feedback.formats import to_kto, to_raw, to_sft
     from rlfoundry.feedback.writers import check_sink, sink_for, to_jsonl, write_rows
 
     if args.min_votes < 0:
@@ -69,6 +71,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     elif args.format == "raw":
         rows = to_raw(items)
         what = f"{len(rows)} judgments of {len(items)} items"
+    elif args.format == "sft":
+        rows, without = to_sft(items)
+        what = f"{len(rows)} SFT examples (rewrites) from {len(items) - without} items"
     else:
         rows, dropped = to_kto(items, aggregate=args.aggregate)
         what = (
@@ -129,10 +134,11 @@ def register_export(add: Any) -> None:
     p = add("export", "write judgments as pairs, raw rows or KTO rows", cmd_export)
     p.add_argument(
         "--format",
-        choices=["pairs", "raw", "kto"],
+        choices=["pairs", "raw", "kto", "sft"],
         default="pairs",
         help="pairs (TRL preference pairs, default), raw (one row per judgment, with model "
-        "names) or kto (prompt/completion/label)",
+        "names and the review), kto (prompt/completion/label) or sft (rewrites as "
+        "prompt/completion, for llm sft)",
     )
     p.add_argument("--project", help="one project (default: all)")
     p.add_argument(

@@ -36,18 +36,30 @@ class Who:
     name: str
     is_admin: bool
     csrf: str | None = None  # set for cookie logins; Bearer requests carry no ambient credential
+    is_reviewer: bool = False
+
+    @property
+    def may_review(self) -> bool:
+        """Reviewers adjudicate in their projects, admins in every project."""
+        return self.is_admin or self.is_reviewer
 
 
 # ---------------------------------------------------------------- annotators and tokens
 
 
 def add_annotator(
-    engine: Engine, name: str, *, admin: bool = False, projects: list[str] | None = None
+    engine: Engine,
+    name: str,
+    *,
+    admin: bool = False,
+    projects: list[str] | None = None,
+    reviewer: bool = False,
 ) -> str:
     """Create an annotator and return its token (shown once; only its hash is stored).
 
     ``projects``: the projects they become a member of; ``None`` means every project
     that exists now (a project created later gets members with :func:`add_members`).
+    ``reviewer``: may adjudicate items of their projects (the review queue).
     """
     name = name.strip()
     if not name or len(name) > 200:
@@ -60,7 +72,9 @@ def add_annotator(
             project_ids = list(s.scalars(select(Project.id)))
         else:
             project_ids = list(dict.fromkeys(_project_id(s, p) for p in projects))
-        ann = Annotator(name=name, token_hash=hash_secret(token), is_admin=admin)
+        ann = Annotator(
+            name=name, token_hash=hash_secret(token), is_admin=admin, is_reviewer=reviewer
+        )
         s.add(ann)
         s.flush()
         s.add_all(Membership(project_id=p, annotator_id=ann.id) for p in project_ids)
@@ -147,6 +161,7 @@ def list_annotators(engine: Engine) -> list[dict[str, Any]]:
         {
             "name": a.name,
             "admin": a.is_admin,
+            "reviewer": a.is_reviewer,
             "status": "disabled"
             if a.disabled_at
             else "token revoked"
@@ -221,10 +236,14 @@ def member_project(engine: Engine, who: Who, project_id: int) -> Project | None:
 SESSION_TTL = timedelta(hours=12)
 
 
+def _who(ann: Annotator, csrf: str | None = None) -> Who:
+    return Who(ann.id, ann.name, ann.is_admin, csrf, bool(ann.is_reviewer))
+
+
 def who_for_token(engine: Engine, token: str) -> Who | None:
     with read_session(engine) as s:
         ann = annotator_for_token(s, token)
-        return None if ann is None else Who(ann.id, ann.name, ann.is_admin)
+        return None if ann is None else _who(ann)
 
 
 def login(engine: Engine, token: str) -> tuple[str, Who] | None:
@@ -243,7 +262,7 @@ def login(engine: Engine, token: str) -> tuple[str, Who] | None:
                 expires_at=utcnow() + SESSION_TTL,
             )
         )
-        return key, Who(ann.id, ann.name, ann.is_admin, csrf)
+        return key, _who(ann, csrf)
 
 
 def who_for_session(engine: Engine, key: str) -> Who | None:
@@ -262,7 +281,7 @@ def who_for_session(engine: Engine, key: str) -> Who | None:
     if row is None:
         return None
     sess, ann = row
-    return Who(ann.id, ann.name, ann.is_admin, sess.csrf)
+    return _who(ann, sess.csrf)
 
 
 def logout(engine: Engine, key: str) -> None:

@@ -20,16 +20,16 @@ In front of all of it (:mod:`rlfoundry.feedback.guards`): request bodies over
 
 from __future__ import annotations
 
-import hmac
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Path, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from rlfoundry.feedback import accounts
 from rlfoundry.feedback.accounts import Who, member_project, member_projects
+from rlfoundry.feedback.admin_routes import add_admin_routes
 from rlfoundry.feedback.assign import next_assignment
 from rlfoundry.feedback.db import make_engine
 from rlfoundry.feedback.guards import (
@@ -43,107 +43,36 @@ from rlfoundry.feedback.guards import (
 from rlfoundry.feedback.judgments import (
     Conflict,
     NotFound,
+    judgment_history,
+    mark,
     own_judgment,
     own_judgments,
     submit,
     update_judgment,
 )
 from rlfoundry.feedback.labels import LabelError
-from rlfoundry.feedback.projects import list_projects
-from rlfoundry.feedback.reports import project_stats
+from rlfoundry.feedback.review_routes import add_review_routes
 from rlfoundry.feedback.tasks import progress, task_view
 from rlfoundry.feedback.templates import environment
+from rlfoundry.feedback.web import (
+    COOKIE,
+    CSRF_HEADER,
+    ID_MAX,
+    Api,
+    Forbidden,
+    Id,
+    LoginRequired,
+    Payload,
+    check_csrf,
+    client_key,
+    form_csrf,
+    form_id,
+    form_payload,
+    page_user,
+    render,
+)
 
-COOKIE = "rlf_session"
-CSRF_HEADER = "x-csrf-token"
-
-
-ID_MAX = 2**63 - 1  # database integer keys are signed 64-bit
-
-
-class LoginRequired(Exception):
-    pass
-
-
-def client_key(request: Request) -> str:
-    """Who the failed-token limit counts against: the client's address (uvicorn takes it
-    from X-Forwarded-For only of a trusted proxy: 127.0.0.1 or $FORWARDED_ALLOW_IPS)."""
-    return request.client.host if request.client else "unknown"
-
-
-def too_many_attempts(wait: int) -> HTTPException:
-    return HTTPException(
-        429,
-        f"Too many wrong tokens from your address; try again in {wait} s.",
-        headers={"Retry-After": str(wait)},
-    )
-
-
-def authenticate(engine: Engine, request: Request) -> Who | None:
-    """The caller, from a Bearer token or a session cookie; ``None`` if neither is valid.
-
-    A presented token counts against the client's failed-attempt limit when wrong, and
-    while the client is over the limit it is refused (429) without being checked, so the
-    answer tells a guesser nothing.
-    """
-    auth = request.headers.get("authorization", "")
-    if auth[:7].lower() == "bearer ":
-        token = auth[7:].strip()
-        limiter: FailureLimiter = request.app.state.login_limiter
-        if token and (wait := limiter.retry_after(client_key(request))):
-            raise too_many_attempts(wait)
-        who = accounts.who_for_token(engine, token)
-        if who is None and token:
-            limiter.fail(client_key(request))
-        return who
-    key = request.cookies.get(COOKIE)
-    return accounts.who_for_session(engine, key) if key else None
-
-
-def check_csrf(who: Who, supplied: str | None) -> None:
-    if who.csrf is None:  # Bearer: nothing the browser would attach on its own
-        return
-    if not supplied or not hmac.compare_digest(supplied, who.csrf):
-        raise HTTPException(403, "Missing or wrong CSRF token; reload the page and try again.")
-
-
-def api_user(request: Request) -> Who:
-    """Dependency of every API route; runs before body validation, so 401 comes first."""
-    who = authenticate(request.app.state.engine, request)
-    if who is None:
-        raise HTTPException(
-            401,
-            "A valid token is required: send 'Authorization: Bearer TOKEN' or log in.",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    if request.method not in ("GET", "HEAD"):
-        check_csrf(who, request.headers.get(CSRF_HEADER))
-    return who
-
-
-Api = Annotated[Who, Depends(api_user)]
-Payload = Annotated[dict[str, Any], Body()]
-# Out-of-range ids are refused by validation (422) instead of overflowing the driver.
-Id = Annotated[int, Path(ge=1, le=ID_MAX)]
-
-
-def form_payload(kind: str, form: Any) -> dict[str, Any]:
-    """HTML form fields -> the JSON payload ``labels.from_display`` takes."""
-    payload: dict[str, Any] = {"reason": form.get("reason", ""), "active_ms": form.get("active_ms")}
-    if kind == "compare":
-        payload["choice"] = form.get("choice")
-    elif kind == "rank":
-        ranks = {k[5:]: form.get(k) for k in form if k.startswith("rank_")}
-        try:
-            values = {letter: int(v) for letter, v in ranks.items()}
-        except (TypeError, ValueError):
-            raise LabelError("Give every response a rank.") from None
-        if sorted(values.values()) != list(range(1, len(values) + 1)):
-            raise LabelError("Give every response a different rank, 1 being the best.")
-        payload["ranking"] = sorted(values, key=values.__getitem__)
-    elif kind == "rate":
-        payload["ratings"] = {k[7:]: form.get(k) for k in form if k.startswith("rating_")}
-    return payload
+__all__ = ["COOKIE", "CSRF_HEADER", "ID_MAX", "create_app", "form_payload"]
 
 
 def create_app(
@@ -159,9 +88,9 @@ def create_app(
     ``login_limit``: wrong tokens a client may present per minute before 429 (0: off).
     """
     engine = db if isinstance(db, Engine) else make_engine(db)
-    templates = environment()
     app = FastAPI(title="rlfoundry feedback", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine = engine
+    app.state.templates = environment()
     app.state.login_limiter = FailureLimiter(login_limit, LOGIN_WINDOW)
     # Added last = outermost: headers go on the body limit's 413 as well.
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
@@ -178,17 +107,11 @@ def create_app(
 
         app.exception_handler(exc_type)(_handler)
 
-    def render(
-        request: Request, name: str, status: int = 200, headers: Any = None, **ctx: Any
-    ) -> HTMLResponse:
-        html = templates.get_template(name).render(nonce=request.state.nonce, **ctx)
-        return HTMLResponse(html, status_code=status, headers=headers)
-
-    async def page_user(request: Request) -> Who:
-        who = await run_in_threadpool(authenticate, engine, request)
-        if who is None:
-            raise LoginRequired
-        return who
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden):
+        return render(
+            request, "message.html", 403, who=exc.who, title=exc.title, message=exc.message
+        )
 
     # ------------------------------------------------------------------ pages
 
@@ -285,14 +208,8 @@ def create_app(
     @app.post("/p/{project_id}/submit")
     async def task_submit(request: Request, project_id: Id):
         who = await page_user(request)
-        form = await request.form()
-        check_csrf(who, form.get("csrf"))
-        try:
-            assignment_id = int(str(form.get("assignment_id", "")))
-        except ValueError:
-            assignment_id = 0
-        if not 1 <= assignment_id <= ID_MAX:
-            raise HTTPException(422, f"assignment_id must be a whole number from 1 to {ID_MAX}.")
+        form = await form_csrf(request, who)
+        assignment_id = form_id(form, "assignment_id")
         project = await run_in_threadpool(member_project, engine, who, project_id)
         if project is None:
             raise HTTPException(404, "No such project.")
@@ -306,29 +223,31 @@ def create_app(
             pass  # stale tab or double submit: just show what is next
         return RedirectResponse(f"/p/{project_id}", status_code=303)
 
-    def _all_stats() -> list[dict[str, Any]]:
-        return [project_stats(engine, p.name) for p in list_projects(engine)]
-
-    @app.get("/admin", response_class=HTMLResponse)
-    async def admin_page(request: Request):
+    @app.post("/p/{project_id}/mark")
+    async def task_mark(request: Request, project_id: Id):
+        """The task page's Skip and Flag buttons (the reason box is the reason)."""
         who = await page_user(request)
-        if not who.is_admin:
-            return render(
-                request,
-                "message.html",
-                403,
-                who=who,
-                title="Admins only",
-                message="Ask for an admin token (rlfoundry feedback add-annotator NAME --admin).",
-            )
-        stats = await run_in_threadpool(_all_stats)
-        return render(request, "admin.html", who=who, stats=stats)
+        form = await form_csrf(request, who)
+        assignment_id = form_id(form, "assignment_id")
+        if await run_in_threadpool(member_project, engine, who, project_id) is None:
+            raise HTTPException(404, "No such project.")
+        action = str(form.get("action", ""))
+        try:
+            await run_in_threadpool(mark, engine, who, assignment_id, action, form.get("reason"))
+        except LabelError as err:
+            return await _show_task(request, who, project_id, error=str(err))
+        except (NotFound, Conflict):
+            pass
+        return RedirectResponse(f"/p/{project_id}", status_code=303)
+
+    add_admin_routes(app)
+    add_review_routes(app)
 
     # ------------------------------------------------------------------ JSON API
 
     @app.get("/api/me")
     def api_me(who: Api) -> dict[str, Any]:
-        return {"name": who.name, "is_admin": who.is_admin}
+        return {"name": who.name, "is_admin": who.is_admin, "is_reviewer": who.is_reviewer}
 
     @app.get("/api/projects")
     def api_projects(who: Api) -> list[dict[str, Any]]:
@@ -362,11 +281,19 @@ def create_app(
     def api_update(who: Api, judgment_id: Id, payload: Payload) -> dict[str, Any]:
         return update_judgment(engine, who, judgment_id, payload)
 
-    @app.get("/api/stats")
-    def api_stats(who: Api) -> list[dict[str, Any]]:
-        if not who.is_admin:
-            raise HTTPException(403, "Agreement statistics are for admin annotators.")
-        return _all_stats()
+    @app.get("/api/judgments/{judgment_id}/history")
+    def api_history(who: Api, judgment_id: Id) -> list[dict[str, Any]]:
+        return judgment_history(engine, who, judgment_id)
+
+    @app.post("/api/assignments/{assignment_id}/skip")
+    def api_skip(who: Api, assignment_id: Id, payload: Payload) -> dict[str, Any]:
+        mark(engine, who, assignment_id, "skip", payload.get("reason"))
+        return {"skipped": assignment_id}
+
+    @app.post("/api/assignments/{assignment_id}/flag")
+    def api_flag(who: Api, assignment_id: Id, payload: Payload) -> dict[str, Any]:
+        mark(engine, who, assignment_id, "flag", payload.get("reason"))
+        return {"flagged": assignment_id}
 
     @app.get("/favicon.ico")
     def favicon() -> Response:

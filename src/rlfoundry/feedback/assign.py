@@ -4,7 +4,8 @@ Rules (the pure part is :func:`choose_item`):
 
 * a regular item is given to at most ``overlap`` annotators (done or still open), so each
   item ends with exactly ``overlap`` judgments once the project is finished;
-* an annotator never gets the same item twice (also a unique constraint in the schema);
+* an annotator never gets the same item twice (also a unique constraint in the schema),
+  nor one they skipped or flagged (``db.Mark``);
 * among open items, the one closest to complete goes first, so finished items (with
   full overlap, usable for agreement and export) accumulate from the start instead of
   every item being half-done;
@@ -33,6 +34,7 @@ from sqlalchemy.orm import Session
 from rlfoundry.feedback.db import (
     Assignment,
     Item,
+    Mark,
     Project,
     read_session,
     utcnow,
@@ -143,6 +145,19 @@ def release_open(s: Session, annotator_id: int, project_id: int | None = None) -
     return len(rows)
 
 
+def taken_or_marked(project_id: int, annotator_id: int):
+    """Items an annotator may not be given: held (done or open), skipped or flagged."""
+    return (
+        select(Assignment.item_id)
+        .where(Assignment.project_id == project_id, Assignment.annotator_id == annotator_id)
+        .union_all(
+            select(Mark.item_id).where(
+                Mark.project_id == project_id, Mark.annotator_id == annotator_id
+            )
+        )
+    )
+
+
 def _candidates(
     s: Session, project: Project, annotator_id: int
 ) -> tuple[set[int], list[Candidate], dict[int, int]]:
@@ -152,7 +167,7 @@ def _candidates(
     )
     seen = set(s.scalars(mine))
     base = select(Item.id, Item.n_assigned, Item.is_gold, Item.n_responses).where(
-        Item.project_id == project.id, Item.id.not_in(mine)
+        Item.project_id == project.id, Item.id.not_in(taken_or_marked(project.id, annotator_id))
     )
     regular = s.execute(
         base.where(Item.is_gold.is_(False), Item.n_assigned < project.overlap)

@@ -50,7 +50,7 @@ from sqlalchemy.pool import StaticPool
 from rlfoundry.errors import RLFoundryError
 
 DEFAULT_DB = "sqlite:///feedback.db"
-KINDS = ("compare", "rank", "rate")
+KINDS = ("compare", "rank", "rate", "rewrite")
 
 
 def utcnow() -> datetime:
@@ -97,6 +97,9 @@ class Item(Base):
     n_responses: Mapped[int] = mapped_column(Integer)
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     gold_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # A multi-turn item: the conversation so far as [{role, content}, ...] JSON (``prompt``
+    # then holds a plain-text rendering of it); the responses are the next assistant turn.
+    messages_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Assignments held on the item (done or open). Kept equal to the count of its rows in
     # `assignments` by assign.py, inside the same write transactions, so that finding
     # open items is an index range scan instead of a GROUP BY over every assignment.
@@ -108,6 +111,10 @@ class Item(Base):
     @property
     def gold(self) -> Any:
         return None if self.gold_json is None else json.loads(self.gold_json)
+
+    @property
+    def messages(self) -> list[dict[str, str]] | None:
+        return None if self.messages_json is None else json.loads(self.messages_json)
 
 
 class Response(Base):
@@ -126,6 +133,9 @@ class Annotator(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # May adjudicate (the review queue) in the projects they are a member of; admins may
+    # review every project.
+    is_reviewer: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     # Set by `feedback disable-annotator`: no token or session of theirs is accepted.
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
@@ -212,6 +222,61 @@ class Judgment(Base):
         return json.loads(self.label_json)
 
 
+class JudgmentRevision(Base):
+    """Every version of every judgment, appended on submit and on each edit; the
+    ``judgments`` row holds the latest, which is what statistics and exports read."""
+
+    __tablename__ = "judgment_revisions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    judgment_id: Mapped[int] = mapped_column(ForeignKey("judgments.id"), index=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"))
+    label_json: Mapped[str] = mapped_column(Text)  # in response-index terms
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+MARKS = ("skip", "flag")
+
+
+class Mark(Base):
+    """An annotator skipped or flagged an item (with a reason). Either way the item
+    leaves that annotator's queue and its slot goes back to the pool; a flag also puts
+    the item in the review queue until a reviewer decides it."""
+
+    __tablename__ = "marks"
+    __table_args__ = (UniqueConstraint("item_id", "annotator_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # one of MARKS
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Review(Base):
+    """A reviewer's decision on an item, stored beside (never instead of) the votes.
+
+    Append-only: a new decision is a new row and the latest one wins. ``label_json`` is
+    a label in response-index terms (the item's final answer) or ``null`` with
+    ``discard`` set (the item is left out of every export).
+    """
+
+    __tablename__ = "reviews"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"))
+    label_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    discard: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    @property
+    def label(self) -> Any:
+        return None if self.label_json is None else json.loads(self.label_json)
+
+
 def normalize_url(url: str | None) -> str:
     """``None`` -> $RLFOUNDRY_FEEDBACK_DB or ``sqlite:///feedback.db``; a bare path -> SQLite."""
     url = url or os.environ.get("RLFOUNDRY_FEEDBACK_DB") or DEFAULT_DB
@@ -279,7 +344,10 @@ def migrate(conn: Connection) -> None:
     Idempotent, and run in one write transaction so two processes opening the same old
     database do not both alter it. Changes so far:
 
-    * ``annotators.disabled_at`` and ``annotators.token_revoked_at`` (added columns);
+    * ``annotators.disabled_at``, ``annotators.token_revoked_at``,
+      ``annotators.is_reviewer`` and ``items.messages_json`` (added columns);
+    * ``judgment_revisions`` (a new table): each existing judgment becomes its first
+      revision; ``marks`` and ``reviews`` (new, start empty);
     * ``memberships`` (a new table). Before it, every annotator saw every project, so
       a database that predates it gets every existing annotator as a member of every
       existing project: nobody loses work they had, later projects start empty.
@@ -288,11 +356,30 @@ def migrate(conn: Connection) -> None:
     Base.metadata.create_all(conn)
     if "annotators" not in before:
         return  # a new database: create_all made everything
-    have = {c["name"] for c in inspect(conn).get_columns("annotators")}
-    for name in ("disabled_at", "token_revoked_at"):
-        if name not in have:
-            kind = DateTime().compile(dialect=conn.dialect)
-            conn.execute(text(f"ALTER TABLE annotators ADD COLUMN {name} {kind}"))
+    added = (
+        ("annotators", "disabled_at", DateTime()),
+        ("annotators", "token_revoked_at", DateTime()),
+        ("annotators", "is_reviewer", Boolean()),
+        ("items", "messages_json", Text()),
+    )
+    for table, name, type_ in added:
+        if name not in {c["name"] for c in inspect(conn).get_columns(table)}:
+            kind = type_.compile(dialect=conn.dialect)
+            default = " DEFAULT FALSE" if isinstance(type_, Boolean) else ""
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}{default}"))
+    if "judgment_revisions" not in before:  # every judgment so far is its first version
+        conn.execute(
+            insert(JudgmentRevision).from_select(
+                ["judgment_id", "annotator_id", "label_json", "reason", "created_at"],
+                select(
+                    Judgment.id,
+                    Judgment.annotator_id,
+                    Judgment.label_json,
+                    Judgment.reason,
+                    Judgment.updated_at,
+                ),
+            )
+        )
     if "memberships" not in before:
         conn.execute(
             insert(Membership).from_select(

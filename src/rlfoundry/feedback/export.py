@@ -11,6 +11,13 @@ Agreement needs two votes: a pair judged by one annotator is written with
 (``skipped_single_vote``). ``select_items`` keeps only items with enough votes
 (``--min-votes N``) or every vote the project asks for (``--complete-only``).
 
+Reviewed items (``review``): the reviewer's latest decision is the item's outcome. A
+discarded item is never exported (``select_items`` drops it); an item with a decision is
+kept by ``--complete-only`` and ``--min-votes`` whatever its number of votes (the
+reviewer settled it), and with ``aggregate="majority"`` each pair's outcome is read from
+the decision instead of the vote (``adjudicated: true``; the vote counts and agreement
+still describe the annotators). ``aggregate="none"`` writes the annotators' votes only.
+
 Ties: skipped by default. ``ties="both"`` writes a majority tie as both orderings,
 each marked ``"tie": true``; for a Bradley-Terry reward model the two records together
 have the same gradient as one pair with target probability 1/2. "Both bad" carries no
@@ -39,6 +46,16 @@ class ItemJudgments:
     is_gold: bool = False
     models: list[str | None] = field(default_factory=list)  # per response; [] = unknown
     overlap: int = 0  # votes the project asks for (0: unknown)
+    review: Any = None  # the latest reviewer decision's label (response-index terms)
+    reviewer: str | None = None  # who decided; None: not reviewed
+    discarded: bool = False  # the reviewer's decision: leave the item out
+
+    @property
+    def final(self) -> list[tuple[str, Any]]:
+        """The judgments that decide the item: the reviewer's label if there is one."""
+        if self.reviewer is not None and not self.discarded:
+            return [(self.reviewer, self.review)]
+        return self.judgments
 
 
 @dataclass
@@ -88,7 +105,9 @@ def to_pairs(
     out: list[dict[str, Any]] = []
     summary = ExportSummary()
     for item in items:
-        if (item.is_gold and not include_gold) or not item.judgments:
+        if (item.is_gold and not include_gold) or item.discarded:
+            continue
+        if not item.judgments and item.reviewer is None:
             continue
         summary.items += 1
         n = len(item.responses)
@@ -112,20 +131,26 @@ def to_pairs(
                     continue
                 counts = Counter(outcome for _, outcome in votes)
                 top = counts.most_common(2)
-                if len(top) == 2 and top[0][1] == top[1][1]:
+                adjudicated = item.reviewer is not None and not item.discarded
+                if adjudicated:
+                    outcome = pair_outcome(item.kind, item.review, i, j)
+                    n_top = counts[outcome]
+                elif len(top) == 2 and top[0][1] == top[1][1]:
                     summary.skipped_split += 1
                     continue
-                outcome, n_top = top[0]
+                else:
+                    outcome, n_top = top[0]
                 total = len(votes)
                 # One vote agrees with nothing: agreement is undefined, not 1.0.
                 agreement = n_top / total if total >= 2 else None
-                if agreement is None and min_agreement > 0:
+                if agreement is None and min_agreement > 0 and not adjudicated:
                     summary.skipped_single_vote += 1
                     continue
-                if agreement is not None and agreement < min_agreement:
+                if agreement is not None and agreement < min_agreement and not adjudicated:
                     summary.skipped_low_agreement += 1
                     continue
                 fields = {
+                    "adjudicated": adjudicated,
                     "n_annotators": total,
                     "votes_tie": counts["tie"],
                     "votes_both_bad": counts["both_bad"],
@@ -175,14 +200,20 @@ def select_items(
     """Items worth exporting, and how many judged items were left out for too few votes.
 
     ``complete_only``: an item needs at least its project's ``overlap`` judgments.
-    ``min_votes``: an item needs at least that many judgments. Unjudged items and (unless
-    ``include_gold``) gold items are never kept and never counted as left out.
+    ``min_votes``: an item needs at least that many judgments. Unjudged items,
+    discarded ones and (unless ``include_gold``) gold items are never kept and never
+    counted as left out; an item with a reviewer's decision is always kept.
     """
     if min_votes < 0:
         raise ValueError(f"min_votes must be 0 or more, got {min_votes}")
     kept, dropped = [], 0
     for it in items:
-        if (it.is_gold and not include_gold) or not it.judgments:
+        if (it.is_gold and not include_gold) or it.discarded:
+            continue
+        if it.reviewer is not None:  # settled by a reviewer, however many votes
+            kept.append(it)
+            continue
+        if not it.judgments:
             continue
         need = max(min_votes, it.overlap if complete_only and not it.is_gold else 0)
         if len(it.judgments) < need:

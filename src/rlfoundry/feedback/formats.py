@@ -16,9 +16,22 @@ every task kind in CSV and Parquet alike.
 * rank: the first-ranked response desirable, the last-ranked undesirable, the ones in
   between nothing (with 2 responses this is the same as compare).
 
+* rewrite: nothing (an edit says the chosen response needed work, not that it was
+  good); its product is ``sft``.
+
 ``aggregate="majority"`` (default) writes one row per response: the annotators' signals
 vote and a strict majority of desirable over undesirable (or the reverse) decides; a
-draw is dropped (``split``). ``aggregate="none"`` writes one row per annotator signal.
+draw is dropped (``split``). An item with a reviewer's decision takes its signals from
+the decision alone (``adjudicated: true``). ``aggregate="none"`` writes one row per
+annotator signal.
+
+``sft``: the rewrite task's product, ``{prompt, completion}`` rows that
+``rlfoundry llm sft --data`` trains on (``prompt`` is the conversation, a list of
+messages, for a multi-turn item). One row per annotator's rewrite, or only the
+reviewer's rewrite when the item has a decision.
+
+``raw`` also carries the reviewer's decision beside the votes: ``review`` (the decision's
+label as JSON text, ``"discard"``, or null) and ``reviewer``.
 """
 
 from __future__ import annotations
@@ -41,6 +54,10 @@ def to_raw(items: list[ItemJudgments]) -> list[dict[str, Any]]:
     rows = []
     for it in items:
         models = [_model(it, k) for k in range(len(it.responses))]
+        if it.reviewer is None:
+            review = None
+        else:
+            review = "discard" if it.discarded else json.dumps(it.review)
         for ann, label in it.judgments:
             rows.append(
                 {
@@ -54,6 +71,8 @@ def to_raw(items: list[ItemJudgments]) -> list[dict[str, Any]]:
                     "models": models,
                     "n_votes": len(it.judgments),
                     "is_gold": it.is_gold,
+                    "review": review,
+                    "reviewer": it.reviewer,
                 }
             )
     return rows
@@ -77,6 +96,8 @@ def kto_signals(kind: str, label: Any, n: int) -> dict[int, bool]:
         return {label: True, 1 - label: False}
     if kind == "rank":
         return {label[0]: True, label[-1]: False}
+    if kind == "rewrite":
+        return {}
     raise ValueError(f"unknown task kind {kind!r}")
 
 
@@ -105,7 +126,8 @@ def to_kto(
     for it in items:
         n = len(it.responses)
         per_resp: dict[int, list[tuple[str, bool]]] = {k: [] for k in range(n)}
-        for ann, label in it.judgments:
+        adjudicated = it.reviewer is not None
+        for ann, label in it.final if aggregate == "majority" else it.judgments:
             sig = kto_signals(it.kind, label, n)
             dropped["neutral"] += n - len(sig)
             for k, good in sig.items():
@@ -130,6 +152,32 @@ def to_kto(
                     votes_desirable=votes[True],
                     votes_undesirable=votes[False],
                     n_annotators=len(it.judgments),
+                    adjudicated=adjudicated,
                 )
             )
     return rows, dropped
+
+
+def to_sft(items: list[ItemJudgments]) -> tuple[list[dict[str, Any]], int]:
+    """SFT rows from rewrite judgments, and how many items had no rewrite."""
+    rows, without = [], 0
+    for it in items:
+        if it.kind != "rewrite":
+            continue
+        final = it.final
+        if not final:
+            without += 1
+        for ann, label in final:
+            rows.append(
+                {
+                    "prompt": it.prompt,
+                    "completion": label["text"],
+                    "project": it.project,
+                    "item_id": it.item_id,
+                    "annotator": ann,
+                    "source_index": label["best"],
+                    "edited": label["text"] != it.responses[label["best"]],
+                    "adjudicated": it.reviewer is not None,
+                }
+            )
+    return rows, without

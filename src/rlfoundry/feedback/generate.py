@@ -47,13 +47,16 @@ def read_prompts(path: str | Path) -> list[tuple[str, str]]:
 
 
 def check_n_fits(kind: str, n: int) -> None:
-    """A compare project takes exactly 2 responses per item, a rank project at least 2."""
+    """A compare project takes exactly 2 responses per item, a rank project at least 2,
+    a rewrite project 1 or 2."""
     if n < 1:
         raise RLFoundryError(f"-n must be at least 1, got {n}.")
     if kind == "compare" and n != 2:
         raise RLFoundryError(f"A compare project needs -n 2, got -n {n}; use --kind rank or rate.")
     if kind == "rank" and n < 2:
         raise RLFoundryError(f"A rank project needs -n 2 or more, got -n {n}; or use --kind rate.")
+    if kind == "rewrite" and n > 2:
+        raise RLFoundryError(f"A rewrite project needs -n 1 or 2, got -n {n}; or use --kind rank.")
 
 
 def generate_items(

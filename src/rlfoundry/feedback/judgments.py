@@ -1,5 +1,10 @@
 """Judgments: an annotator submits the judgment of their own open assignment (handed
-out by :func:`rlfoundry.feedback.assign.next_assignment`), reads and edits their own.
+out by :func:`rlfoundry.feedback.assign.next_assignment`), reads and edits their own,
+or skips or flags it instead.
+
+Edits never overwrite history: every submit and every edit appends a
+``JudgmentRevision``; the ``judgments`` row holds the latest version, which is the one
+statistics and exports read.
 """
 
 from __future__ import annotations
@@ -7,22 +12,25 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from rlfoundry.errors import RLFoundryError
 from rlfoundry.feedback.accounts import Who
 from rlfoundry.feedback.db import (
+    MARKS,
     Assignment,
     Item,
     Judgment,
+    JudgmentRevision,
+    Mark,
     Membership,
     Project,
     read_session,
     utcnow,
     write_session,
 )
-from rlfoundry.feedback.labels import check_reason, from_display, to_display
+from rlfoundry.feedback.labels import LabelError, check_reason, from_display, to_display
 
 
 class NotFound(RLFoundryError):
@@ -93,7 +101,20 @@ def submit(
             s.flush()
         except IntegrityError:
             raise Conflict("This item is already judged; edit the judgment instead.") from None
+        _revise(s, j)
         return j
+
+
+def _revise(s: Any, j: Judgment) -> None:
+    s.add(
+        JudgmentRevision(
+            judgment_id=j.id,
+            annotator_id=j.annotator_id,
+            label_json=j.label_json,
+            reason=j.reason,
+            created_at=j.updated_at,
+        )
+    )
 
 
 def _judgment_view(j: Judgment, a: Assignment, kind: str, item: Item, project: str) -> dict:
@@ -151,5 +172,69 @@ def update_judgment(engine: Engine, who: Who, judgment_id: int, payload: dict) -
         if "reason" in payload:
             j.reason = check_reason(payload.get("reason"))
         j.updated_at = utcnow()
+        _revise(s, j)
         s.flush()
         return _judgment_view(j, a, kind, item, project)
+
+
+def judgment_history(engine: Engine, who: Who, judgment_id: int) -> list[dict]:
+    """Every version of one's own judgment, oldest first, in the order one saw."""
+    with read_session(engine) as s:
+        row = s.execute(_own_query(who).where(Judgment.id == judgment_id)).first()
+        if row is None:
+            raise NotFound("No such judgment of yours.")
+        j, a, kind, _, _ = row
+        revs = list(
+            s.scalars(
+                select(JudgmentRevision)
+                .where(JudgmentRevision.judgment_id == j.id)
+                .order_by(JudgmentRevision.id)
+            )
+        )
+    return [
+        {
+            "version": k + 1,
+            **to_display(kind, a.order, json.loads(r.label_json)),
+            "reason": r.reason,
+            "created_at": r.created_at.isoformat() + "Z",
+        }
+        for k, r in enumerate(revs)
+    ]
+
+
+def mark(engine: Engine, who: Who, assignment_id: int, kind: str, reason: Any) -> None:
+    """Skip or flag (``kind``) the item of one's own open assignment, with a reason.
+
+    The assignment is given back (its slot goes to another annotator) and the item never
+    comes back to this annotator. A flag needs a reason: the reviewer reads it.
+    """
+    if kind not in MARKS:
+        raise LabelError(f"Unknown action '{kind}'; use skip or flag.")
+    text = check_reason(reason).strip()
+    if kind == "flag" and not text:
+        raise LabelError("Say why you flag this item (the reviewer reads it).")
+    with write_session(engine) as s:
+        row = s.execute(
+            select(Assignment)
+            .join(Project, Project.id == Assignment.project_id)
+            .join(Membership, _is_member(who))
+            .where(Assignment.id == assignment_id, Assignment.annotator_id == who.id)
+        ).first()
+        if row is None:
+            raise NotFound(
+                "This assignment is not yours or has expired; load the next item instead."
+            )
+        a = row[0]
+        if a.done_at is not None:
+            raise Conflict("This item is already judged; it cannot be skipped now.")
+        s.execute(delete(Assignment).where(Assignment.id == a.id))
+        s.execute(update(Item).where(Item.id == a.item_id).values(n_assigned=Item.n_assigned - 1))
+        s.add(
+            Mark(
+                project_id=a.project_id,
+                item_id=a.item_id,
+                annotator_id=who.id,
+                kind=kind,
+                reason=text,
+            )
+        )

@@ -6,7 +6,9 @@ annotators' judgments of one item are comparable:
 
 * compare: ``0`` or ``1`` (index of the better response), ``"tie"`` or ``"both_bad"``;
 * rank: a list of response indices, best first (a permutation of ``range(K)``);
-* rate: a list of K integer ratings 1-5, ``label[i]`` rating response ``i``.
+* rate: a list of K integer ratings 1-5, ``label[i]`` rating response ``i``;
+* rewrite: ``{"best": i, "text": "..."}``, the better response's index and the
+  annotator's edited version of it (an SFT example, see ``formats.to_sft``).
 
 Every function here is pure.
 """
@@ -21,6 +23,7 @@ LETTERS = string.ascii_uppercase
 NO_PREFERENCE = ("tie", "both_bad")
 RATING_MIN, RATING_MAX = 1, 5
 MAX_REASON = 5000  # characters of the optional free-text reason
+MAX_REWRITE = 20_000  # characters of an edited completion
 
 
 class LabelError(ValueError):
@@ -66,7 +69,23 @@ def from_display(kind: str, order: list[int], payload: Mapping[str, Any]) -> Any
                 raise LabelError(f"Rating of {name} must be from 1 to 5, got {value}.")
             label[order[pos]] = value
         return label
+    if kind == "rewrite":
+        choice = payload.get("choice")
+        if choice not in letters:
+            raise LabelError(f"Choose the better response ({', '.join(letters)}) to rewrite.")
+        return {"best": order[letters.index(choice)], "text": check_rewrite(payload.get("rewrite"))}
     raise LabelError(f"Unknown task kind '{kind}'.")
+
+
+def check_rewrite(text: Any) -> str:
+    """The edited completion: non-blank text of at most :data:`MAX_REWRITE` characters."""
+    if not isinstance(text, str) or not text.strip():
+        raise LabelError("Write the improved response in the rewrite box.")
+    if len(text) > MAX_REWRITE:
+        raise LabelError(
+            f"The rewrite is {len(text)} characters long; the limit is {MAX_REWRITE}, shorten it."
+        )
+    return text.replace("\r\n", "\n")
 
 
 def check_reason(reason: Any) -> str:
@@ -90,11 +109,15 @@ def to_display(kind: str, order: list[int], label: Any) -> dict[str, Any]:
         return {"choice": label if label in NO_PREFERENCE else letter(pos_of[label])}
     if kind == "rank":
         return {"ranking": [letter(pos_of[i]) for i in label]}
+    if kind == "rewrite":
+        return {"choice": letter(pos_of[label["best"]]), "rewrite": label["text"]}
     return {"ratings": {letter(pos_of[i]): r for i, r in enumerate(label)}}
 
 
 def validate_label(kind: str, n: int, label: Any) -> None:
     """Check a stored-form label (used for gold answers in import files)."""
+    if kind == "rewrite":
+        raise LabelError("a rewrite project takes no gold items")
     if kind == "compare":
         ok = label in NO_PREFERENCE or (type(label) is int and 0 <= label < 2)
         msg = 'compare gold must be 0, 1, "tie" or "both_bad"'
@@ -124,6 +147,8 @@ def pair_outcome(kind: str, label: Any, i: int, j: int) -> str:
         return "i" if label == i else "j"
     if kind == "rank":
         return "i" if label.index(i) < label.index(j) else "j"
+    if kind == "rewrite":  # the response picked for rewriting beats the other (K <= 2)
+        return "i" if label["best"] == i else "j"
     if label[i] == label[j]:
         return "tie"
     return "i" if label[i] > label[j] else "j"
@@ -132,11 +157,13 @@ def pair_outcome(kind: str, label: Any, i: int, j: int) -> str:
 def agreement_units(kind: str, label: Any) -> dict[Any, Any]:
     """Split a judgment into the units that inter-annotator agreement is measured on.
 
-    compare: one unit (the label). rank: one unit per response pair ``(i, j)``, valued by
+    compare: one unit (the label); rewrite: one unit (which response is better). rank: one unit per response pair ``(i, j)``, valued by
     the winner's index. rate: one unit per response, valued by its rating (ordinal).
     """
     if kind == "compare":
         return {(): str(label)}
+    if kind == "rewrite":
+        return {(): label["best"]}
     if kind == "rank":
         n = len(label)
         return {
@@ -155,6 +182,8 @@ def gold_match(kind: str, label: Any, gold: Any) -> bool:
     """
     if kind == "compare":
         return label == gold
+    if kind == "rewrite":
+        return label["best"] == gold["best"]
     if kind == "rank":
         return label[0] == gold[0]
     return all(abs(a - b) <= 1 for a, b in zip(label, gold))

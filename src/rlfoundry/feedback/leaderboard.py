@@ -3,7 +3,9 @@
 Every judgment of an item whose responses carry model names (import responses as
 ``{"text": ..., "model": ...}``) is split into games between pairs of responses
 (``labels.pair_outcome``): a win scores 1, a tie or "both bad" 1/2 to each side. Pairs of
-responses from the same model, or from an unnamed one, are not games.
+responses from the same model, or from an unnamed one, are not games. An item a reviewer
+decided counts once, with the decision's label (``ItemJudgments.final``); a discarded one
+not at all.
 
 Bradley-Terry (Bradley & Terry 1952): P(i beats j) = p_i / (p_i + p_j). The strengths
 maximise the likelihood of the win matrix ``W`` (``W[i, j]``: i's score against j,
@@ -44,7 +46,7 @@ def games(items: list[ItemJudgments]) -> tuple[list[str], np.ndarray]:
     for it in items:
         w = np.zeros((len(names), len(names)))
         n = len(it.responses)
-        for _, label in it.judgments:
+        for _, label in it.final:  # a reviewer's decision replaces the votes
             for i in range(n):
                 for j in range(i + 1, n):
                     mi = it.models[i] if i < len(it.models) else None

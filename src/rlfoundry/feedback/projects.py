@@ -82,6 +82,32 @@ class ParsedItem:
     models: list[str | None]
     gold: Any = None
     is_gold: bool = False
+    messages: list[dict[str, str]] | None = None
+
+
+MAX_ROLE = 32
+
+
+def parse_messages(raw: Any) -> list[dict[str, str]]:
+    """A ``messages`` field: a non-empty list of ``{role, content}`` with string values."""
+    if not isinstance(raw, list) or not raw:
+        raise ValueError('"messages" must be a non-empty list of {"role", "content"}')
+    out = []
+    for k, m in enumerate(raw):
+        if not isinstance(m, dict):
+            raise ValueError(f'messages[{k}] must be an object {{"role", "content"}}')
+        role, content = m.get("role"), m.get("content")
+        if not isinstance(role, str) or not 0 < len(role) <= MAX_ROLE:
+            raise ValueError(f"messages[{k}].role must be a string of 1-{MAX_ROLE} characters")
+        if not isinstance(content, str):
+            raise ValueError(f"messages[{k}].content must be a string")
+        out.append({"role": role, "content": content})
+    return out
+
+
+def messages_text(messages: list[dict[str, str]]) -> str:
+    """The plain-text ``prompt`` stored beside a conversation (what the CLI shows)."""
+    return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
 
 
 def _parse_line(line: str, kind: str | None) -> ParsedItem:
@@ -94,9 +120,16 @@ def _parse_line(line: str, kind: str | None) -> ParsedItem:
     ext = obj.get("id")
     if isinstance(ext, bool) or not isinstance(ext, (str, int)) or str(ext).strip() == "":
         raise ValueError('"id" must be a non-empty string or integer')
-    prompt = obj.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError('"prompt" must be a non-empty string')
+    messages = None
+    if obj.get("messages") is not None:
+        if obj.get("prompt") is not None:
+            raise ValueError('give "prompt" or "messages", not both')
+        messages = parse_messages(obj["messages"])
+        prompt = messages_text(messages)
+    else:
+        prompt = obj.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError('"prompt" must be a non-empty string (or give "messages")')
     raw = obj.get("responses")
     if not isinstance(raw, list) or not raw:
         raise ValueError('"responses" must be a non-empty list')
@@ -117,8 +150,12 @@ def _parse_line(line: str, kind: str | None) -> ParsedItem:
         raise ValueError(f"a compare project needs exactly 2 responses, got {len(texts)}")
     if kind == "rank" and len(texts) < 2:
         raise ValueError("a rank project needs at least 2 responses")
-    item = ParsedItem(0, str(ext), prompt, texts, models)
+    if kind == "rewrite" and len(texts) > 2:
+        raise ValueError(f"a rewrite project needs 1 or 2 responses, got {len(texts)}")
+    item = ParsedItem(0, str(ext), prompt, texts, models, messages=messages)
     if "gold" in obj and obj["gold"] is not None:
+        if kind == "rewrite":
+            raise ValueError("a rewrite project takes no gold items")
         if kind is None:
             raise ValueError('"gold" needs the project kind; pass --kind')
         try:
@@ -151,6 +188,12 @@ def parse_jsonl(path: str | Path, kind: str | None) -> list[ParsedItem]:
         raise RLFoundryError(
             f"Import file '{path}' is not UTF-8 text; re-save it as UTF-8."
         ) from None
+    return parse_text(text, kind, path)
+
+
+def parse_text(text: str, kind: str | None, path: str | Path) -> list[ParsedItem]:
+    """:func:`parse_jsonl` of text already read (``path`` names it in errors)."""
+    path = Path(path)
     items: list[ParsedItem] = []
     errors: list[str] = []
     first_line: dict[str, int] = {}
@@ -212,6 +255,7 @@ def import_items(engine: Engine, project_name: str, items: list[ParsedItem], sou
             for it in items
             if (project.kind == "compare" and len(it.responses) != 2)
             or (project.kind == "rank" and len(it.responses) < 2)
+            or (project.kind == "rewrite" and len(it.responses) > 2)
         ]
         for it in items:
             if it.is_gold:
@@ -229,6 +273,7 @@ def import_items(engine: Engine, project_name: str, items: list[ParsedItem], sou
                 n_responses=len(it.responses),
                 is_gold=it.is_gold,
                 gold_json=json.dumps(it.gold) if it.is_gold else None,
+                messages_json=None if it.messages is None else json.dumps(it.messages),
             )
             for it in items
         ]

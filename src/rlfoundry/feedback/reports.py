@@ -15,6 +15,7 @@ from rlfoundry.feedback.db import Annotator, Item, Judgment, Response, read_sess
 from rlfoundry.feedback.export import ItemJudgments
 from rlfoundry.feedback.labels import agreement_units, gold_match
 from rlfoundry.feedback.projects import get_project
+from rlfoundry.feedback.review import latest_reviews
 
 
 def _median(xs: list[float]) -> float | None:
@@ -86,6 +87,8 @@ def project_stats(engine: Engine, project_name: str) -> dict[str, Any]:
 
 
 def items_for_export(engine: Engine, project_name: str) -> list[ItemJudgments]:
+    """Every item of a project with its judgments (latest versions), models and the
+    latest reviewer decision; a multi-turn item's prompt is its list of messages."""
     project = get_project(engine, project_name)
     with read_session(engine) as s:
         items = list(s.scalars(select(Item).where(Item.project_id == project.id).order_by(Item.id)))
@@ -99,6 +102,7 @@ def items_for_export(engine: Engine, project_name: str) -> list[ItemJudgments]:
         ):
             responses[r.item_id].append(r.text)
             models[r.item_id].append(r.model)
+        reviews = latest_reviews(s, project.id)
         judged: dict[int, list[tuple[str, Any]]] = defaultdict(list)
         for j, name in s.execute(
             select(Judgment, Annotator.name)
@@ -107,17 +111,23 @@ def items_for_export(engine: Engine, project_name: str) -> list[ItemJudgments]:
             .order_by(Judgment.id)
         ):
             judged[j.item_id].append((name, j.label))
-    return [
-        ItemJudgments(
-            item_id=it.external_id,
-            prompt=it.prompt,
-            responses=responses[it.id],
-            kind=project.kind,
-            judgments=judged[it.id],
-            project=project.name,
-            is_gold=it.is_gold,
-            models=models[it.id],
-            overlap=project.overlap,
+    out = []
+    for it in items:
+        review, reviewer = reviews.get(it.id, (None, None))
+        out.append(
+            ItemJudgments(
+                item_id=it.external_id,
+                prompt=it.prompt if it.messages is None else it.messages,
+                responses=responses[it.id],
+                kind=project.kind,
+                judgments=judged[it.id],
+                project=project.name,
+                is_gold=it.is_gold,
+                models=models[it.id],
+                overlap=project.overlap,
+                review=None if review is None else review.label,
+                reviewer=reviewer,
+                discarded=review is not None and review.discard,
+            )
         )
-        for it in items
-    ]
+    return out

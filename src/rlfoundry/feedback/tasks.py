@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from rlfoundry.feedback.assign import expected_gold
+from rlfoundry.feedback.assign import expected_gold, taken_or_marked
 from rlfoundry.feedback.db import Assignment, Item, Judgment, Project, Response, read_session
 from rlfoundry.feedback.labels import letter
 
@@ -20,9 +20,7 @@ def _progress(s: Any, p: Project, annotator_id: int, project_wide: bool) -> dict
             Assignment.project_id == p.id, Assignment.annotator_id == annotator_id
         )
     ).one()  # an assignment is done exactly when it has its judgment
-    mine = select(Assignment.item_id).where(
-        Assignment.project_id == p.id, Assignment.annotator_id == annotator_id
-    )
+    mine = taken_or_marked(p.id, annotator_id)
     available = s.scalar(
         select(func.count(Item.id)).where(
             Item.project_id == p.id,
@@ -70,8 +68,8 @@ def task_view(engine: Engine, project: Project, annotator_id: int, assignment_id
         out: dict[str, Any] = {"progress": _progress(s, project, annotator_id, False)}
         if assignment_id is None:
             return out
-        order_json, prompt = s.execute(
-            select(Assignment.order_json, Item.prompt)
+        order_json, prompt, messages_json = s.execute(
+            select(Assignment.order_json, Item.prompt, Item.messages_json)
             .join(Item, Item.id == Assignment.item_id)
             .where(Assignment.id == assignment_id)
         ).one()
@@ -88,6 +86,7 @@ def task_view(engine: Engine, project: Project, annotator_id: int, assignment_id
         project_id=project.id,
         kind=project.kind,
         prompt=prompt,
+        messages=None if messages_json is None else json.loads(messages_json),
         responses=[{"letter": letter(pos), "text": texts[idx]} for pos, idx in enumerate(order)],
     )
     return out

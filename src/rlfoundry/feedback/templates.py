@@ -8,8 +8,12 @@ only inline script and style carry a per-response CSP nonce.
 from __future__ import annotations
 
 from jinja2 import DictLoader, Environment
+from markupsafe import Markup
 
-from rlfoundry.feedback.labels import MAX_REASON
+from rlfoundry.feedback.labels import MAX_REASON, MAX_REWRITE
+from rlfoundry.feedback.render import code_css, markdown
+from rlfoundry.feedback.templates_admin import ADMIN_TEMPLATES
+from rlfoundry.feedback.templates_review import REVIEW_TEMPLATES
 
 BASE = """<!doctype html>
 <html lang="en">
@@ -67,6 +71,23 @@ th { font-size:13px; color:var(--muted); }
 .stars label { padding:4px 10px; }
 .ranking { font-weight:600; }
 .narrow { max-width:420px; margin:40px auto; }
+.text.md { white-space:normal; }
+.md > :first-child { margin-top:0; } .md > :last-child { margin-bottom:0; }
+.md pre { background:#f6f8fa; border:1px solid var(--line); border-radius:6px; padding:8px 10px;
+          overflow-x:auto; white-space:pre; }
+.md code { font:13px ui-monospace,SFMono-Regular,Menlo,monospace; }
+.md table { width:auto; } .md blockquote { border-left:3px solid var(--line); margin:0; padding-left:10px; }
+.turn { margin-bottom:10px; } .turn .label { text-transform:none; }
+.turn.role-assistant { border-left:4px solid #8a63d2; padding-left:8px; }
+.turn.role-user { border-left:4px solid var(--accent); padding-left:8px; }
+button.secondary { background:var(--card); color:var(--fg); border:1px solid var(--line); border-radius:6px;
+                   padding:8px 14px; font:inherit; cursor:pointer; }
+textarea.rewrite { min-height:180px; font:13px ui-monospace,monospace; }
+.votes td, .votes th { vertical-align:top; }
+.token { font:13px ui-monospace,monospace; background:#fffbe6; padding:8px; border:1px solid #f0d98c;
+         border-radius:6px; overflow-wrap:anywhere; }
+nav.sub a { margin-right:14px; }
+{{ code_css }}
 </style>
 </head>
 <body>
@@ -77,6 +98,7 @@ th { font-size:13px; color:var(--muted); }
   {% if who %}
     <span>{{ who.name }}</span>
     <a href="/">projects</a>
+    {% if who.is_reviewer or who.is_admin %}<a href="/review">review</a>{% endif %}
     {% if who.is_admin %}<a href="/admin">admin</a>{% endif %}
     <form method="post" action="/logout"><input type="hidden" name="csrf" value="{{ who.csrf }}">
       <button class="link" type="submit">log out</button></form>
@@ -140,9 +162,9 @@ TASK = """{% extends "base.html" %}
 {% block main %}
 <details class="guide card" open>
   <summary>Guidelines</summary>
-  <div class="text">{{ project.guidelines or default_guidelines[project.kind] }}</div>
+  <div class="text md">{{ (project.guidelines or default_guidelines[project.kind]) | md }}</div>
 </details>
-<div class="card prompt"><div class="label">Prompt</div><div class="text" id="prompt">{{ prompt }}</div></div>
+{% include "prompt.html" %}
 {% if error %}<p class="error" role="alert">{{ error }}</p>{% endif %}
 <form method="post" action="/p/{{ project.id }}/submit" id="task">
 <input type="hidden" name="csrf" value="{{ who.csrf }}">
@@ -152,8 +174,12 @@ TASK = """{% extends "base.html" %}
 {% for r in responses %}
   <div class="card resp" data-letter="{{ r.letter }}">
     <div class="label">Response {{ r.letter }}</div>
-    <div class="text">{{ r.text }}</div>
-    {% if project.kind == "rank" %}
+    <div class="text md">{{ r.text | md }}</div>
+    {% if project.kind == "rewrite" %}
+    <textarea class="source" hidden readonly>{{ r.text }}</textarea>
+    <div class="choices"><label><input type="radio" name="choice" value="{{ r.letter }}" required>
+      <kbd>{{ loop.index }}</kbd> {{ r.letter }} is better: rewrite it</label></div>
+    {% elif project.kind == "rank" %}
     <div class="row"><label>Rank <select name="rank_{{ r.letter }}" class="rank">
       <option value="">-</option>
       {% for k in range(1, responses|length + 1) %}<option value="{{ k }}">{{ k }}</option>{% endfor %}
@@ -175,10 +201,18 @@ TASK = """{% extends "base.html" %}
 </div>
 {% elif project.kind == "rank" %}
 <p>Ranking: <span class="ranking" id="ranking">-</span></p>
+{% elif project.kind == "rewrite" %}
+<label class="label" for="rewrite">Your rewrite of the better response</label>
+<textarea name="rewrite" id="rewrite" class="rewrite" maxlength="{{ max_rewrite }}" required
+  placeholder="Choose the better response; its text appears here to edit."></textarea>
 {% endif %}
-<label class="label" for="reason">Reason (optional)</label>
+<label class="label" for="reason">Reason (optional; needed to flag)</label>
 <textarea name="reason" id="reason" rows="2" maxlength="{{ max_reason }}" placeholder="Why? (optional)"></textarea>
 <div class="row"><button class="primary" type="submit" id="submit">Submit <kbd>Enter</kbd></button>
+  <button class="secondary" type="submit" id="skip" name="action" value="skip"
+    formaction="/p/{{ project.id }}/mark" formnovalidate>Skip</button>
+  <button class="secondary" type="submit" id="flag" name="action" value="flag"
+    formaction="/p/{{ project.id }}/mark" formnovalidate>Flag for review</button>
   <span class="muted">Shortcuts: {{ shortcuts[project.kind] | safe }}</span></div>
 </form>
 {% endblock %}
@@ -216,6 +250,14 @@ TASK = """{% extends "base.html" %}
     cards.forEach((c, k) => c.classList.toggle("current", k === current));
   }
   if (kind === "rate") focusCard(0);
+  // rewrite: choosing a response puts its text in the box, unless the box was edited
+  const box = document.getElementById("rewrite");
+  let prefilled = "";
+  document.querySelectorAll("input[name=choice]").forEach(input => input.addEventListener("change", () => {
+    if (!box || !input.checked || (box.value !== "" && box.value !== prefilled)) return;
+    const src = input.closest(".resp").querySelector("textarea.source");
+    box.value = prefilled = src.value;
+  }));
   document.querySelectorAll("select.rank").forEach(sel => sel.addEventListener("change", () => {
     const ranks = cards.map(c => [Number(c.querySelector("select.rank").value) || 99, c.dataset.letter]);
     order = ranks.filter(r => r[0] < 99).sort((a, b) => a[0] - b[0]).map(r => r[1]);
@@ -225,7 +267,7 @@ TASK = """{% extends "base.html" %}
     const tag = e.target.tagName;
     if (tag === "SELECT") return;
     if (tag === "TEXTAREA" || (tag === "INPUT" && e.target.type !== "radio")) {
-      if (e.key === "Enter" && tag === "TEXTAREA" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
+      if (e.key === "Enter" && e.target.id === "reason" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
       return;
     }
     if (e.ctrlKey || e.metaKey || e.altKey) return;
@@ -233,6 +275,9 @@ TASK = """{% extends "base.html" %}
     const n = Number(e.key);
     if (kind === "compare" && n >= 1 && n <= 4) {
       form.querySelectorAll("input[name=choice]")[n - 1].checked = true;
+    } else if (kind === "rewrite" && n >= 1 && n <= letters.length) {
+      const input = cards[n - 1].querySelector("input[name=choice]");
+      input.checked = true; input.dispatchEvent(new Event("change", {bubbles: true}));
     } else if (kind === "rank" && n >= 1 && n <= letters.length) {
       const l = letters[n - 1];
       if (!order.includes(l)) order.push(l);
@@ -255,35 +300,14 @@ TASK = """{% extends "base.html" %}
 {% endblock %}
 """
 
-ADMIN = """{% extends "base.html" %}
-{% block main %}
-<h1>Agreement and progress</h1>
-{% for st in stats %}
-<h2>{{ st.project }} <span class="muted">({{ st.kind }}, overlap {{ st.overlap }})</span></h2>
-<p>{{ st.items_complete }} / {{ st["items"] }} items complete, {{ st.judgments }} judgments,
-   {{ st.gold_items }} gold items.
-   Percent agreement <b>{{ fmt(st.agreement.percent_agreement) }}</b>,
-   Krippendorff's alpha ({{ st.agreement.alpha_level }}) <b>{{ fmt(st.agreement.krippendorff_alpha) }}</b>
-   over {{ st.agreement.units }} units.</p>
-<table>
-<tr><th>annotator</th><th>done</th><th>vs majority</th><th>gold accuracy</th><th>median active s</th><th>median wall s</th></tr>
-{% for name, a in st.annotators.items() %}
-<tr><td>{{ name }}</td><td>{{ a.done }}</td>
-<td>{{ fmt(a.vs_majority.agreement) }} <span class="muted">(n={{ a.vs_majority.n }})</span></td>
-<td>{{ fmt(a.gold_accuracy) }} <span class="muted">(n={{ a.gold_seen }})</span></td>
-<td>{{ a.median_active_s if a.median_active_s is not none else "-" }}</td>
-<td>{{ a.median_wall_s if a.median_wall_s is not none else "-" }}</td></tr>
-{% endfor %}
-</table>
-{% if st.agreement.pairwise_kappa %}
-<h2>Cohen's kappa per pair</h2>
-<table><tr><th>annotators</th><th>kappa</th><th>agreement</th><th>shared units</th></tr>
-{% for k in st.agreement.pairwise_kappa %}
-<tr><td>{{ k.a }} / {{ k.b }}</td><td>{{ fmt(k.kappa) }}</td><td>{{ fmt(k.agreement) }}</td><td>{{ k.n }}</td></tr>
-{% endfor %}</table>
+PROMPT = """{% if messages %}
+<div class="card prompt" id="prompt"><div class="label">Conversation</div>
+{% for m in messages %}<div class="turn role-{{ m.role if m.role in ("user", "assistant", "system") else "other" }}">
+  <div class="label">{{ m.role }}</div><div class="text md">{{ m.content | md }}</div></div>{% endfor %}
+</div>
+{% else %}
+<div class="card prompt"><div class="label">Prompt</div><div class="text md" id="prompt">{{ prompt | md }}</div></div>
 {% endif %}
-{% endfor %}
-{% endblock %}
 """
 
 MESSAGE = """{% extends "base.html" %}
@@ -305,6 +329,11 @@ DEFAULT_GUIDELINES = {
         "Rate each response from 1 (unusable) to 5 (excellent) on its own merits: "
         "helpfulness, correctness and harmlessness."
     ),
+    "rewrite": (
+        "Choose the better response; its text appears in the rewrite box. Edit it into the "
+        "answer you would want the model to give (fix errors, cut padding, keep what is "
+        "right), then submit. Your rewrite becomes a training example."
+    ),
 }
 
 SHORTCUTS = {
@@ -315,6 +344,8 @@ SHORTCUTS = {
     "<kbd>Backspace</kbd> undo, <kbd>Enter</kbd> submit.",
     "rate": "<kbd>1</kbd>-<kbd>5</kbd> rate the highlighted response and move to the next, "
     "arrows move, <kbd>Enter</kbd> submit.",
+    "rewrite": "<kbd>1</kbd>/<kbd>2</kbd> choose the response to rewrite, <kbd>Enter</kbd> in "
+    "the reason box submits (the rewrite box takes new lines).",
 }
 
 
@@ -327,8 +358,10 @@ def environment() -> Environment:
                 "home.html": HOME,
                 "done.html": DONE,
                 "task.html": TASK,
-                "admin.html": ADMIN,
                 "message.html": MESSAGE,
+                "prompt.html": PROMPT,
+                **ADMIN_TEMPLATES,
+                **REVIEW_TEMPLATES,
             }
         ),
         autoescape=True,
@@ -336,5 +369,8 @@ def environment() -> Environment:
     env.globals["default_guidelines"] = DEFAULT_GUIDELINES
     env.globals["shortcuts"] = SHORTCUTS
     env.globals["max_reason"] = MAX_REASON
+    env.globals["max_rewrite"] = MAX_REWRITE
+    env.globals["code_css"] = Markup(code_css())
+    env.filters["md"] = markdown
     env.globals["fmt"] = lambda x: "-" if x is None else f"{x:.3f}"
     return env
