@@ -9,29 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import threading
-import time
 
-import pytest
+from fb_browser import CHROMIUM, CHROMIUM_ARGS, ServerThread, need_chromium
 from fb_helpers import load
 
-IN_CI = bool(os.environ.get("CI"))
-CHROMIUM = shutil.which("chromium") or (
-    "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
-)
-if CHROMIUM is None and not IN_CI:
-    pytest.skip(
-        "Debian chromium is not installed (apt-get install chromium); CI installs it",
-        allow_module_level=True,
-    )
-if not IN_CI:
-    pytest.importorskip("playwright", reason="needs playwright (pip install -e '.[dev]')")
+need_chromium()
 
-import uvicorn  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from rlfoundry.cli.main import build_parser, main  # noqa: E402
@@ -39,44 +24,7 @@ from rlfoundry.feedback.accounts import add_annotator, who_for_token  # noqa: E4
 from rlfoundry.feedback.app import create_app  # noqa: E402
 from rlfoundry.feedback.judgments import own_judgments  # noqa: E402
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 XSS = "<script>alert('xss')</script>"
-
-
-class ServerThread:
-    """uvicorn on an already-bound 127.0.0.1 socket (no port race), in a daemon thread."""
-
-    def __init__(self, app):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
 
 
 def reward_model_cli() -> bool:
