@@ -418,6 +418,12 @@ def test_a_database_made_by_the_previous_schema_opens_and_keeps_working(tmp_path
     ]
     old = client.get("/api/judgments", headers=ann).json()
     assert [(j["project"], j["choice"], j["reason"]) for j in old] == [("alpha", "A", "old reason")]
+    # the new tables and columns: the old judgment is its own first revision, nobody is
+    # a reviewer, the admin may open the review queue, the old item renders
+    hist = client.get(f"/api/judgments/{old[0]['id']}/history", headers=ann).json()
+    assert [(h["version"], h["choice"], h["reason"]) for h in hist] == [(1, "A", "old reason")]
+    assert client.get("/api/me", headers=ann).json()["is_reviewer"] is False
+    assert client.get("/api/review/1", headers=bearer("boss-token-v1")).status_code == 200
     task = client.post("/api/projects/1/next", headers=ann).json()  # her open assignment
     r = client.post(
         f"/api/assignments/{task['assignment_id']}/judgment", headers=ann, json={"choice": "B"}

@@ -150,3 +150,14 @@ def test_choosing_a_response_fills_the_rewrite_box_in_the_browser(engine, tmp_pa
     assert row["completion"] == "The answer is 4.\nNothing more." and row["edited"]
     assert ITEMS[0]["responses"][row["source_index"]] == text_b
     assert dialogs == []
+
+
+def test_parquet_refuses_text_and_messages_prompts_in_one_column(tmp_path):
+    from rlfoundry.feedback.writers import write_rows
+
+    rows = [{"prompt": "text"}, {"prompt": [{"role": "user", "content": "hi"}]}]
+    with pytest.raises(RLFoundryError, match="export single- and multi-turn items separately"):
+        write_rows(rows, str(tmp_path / "x.parquet"), "parquet")
+    assert not (tmp_path / "x.parquet").exists()
+    write_rows(rows, str(tmp_path / "x.jsonl"), "jsonl")  # JSONL takes both
+    write_rows(rows[1:], str(tmp_path / "y.parquet"), "parquet")  # one kind: fine

@@ -88,9 +88,30 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+def check_columns(rows: list[dict[str, Any]], sink: str) -> None:
+    """Parquet and ``datasets`` need one type per column: a ``prompt`` that is text in
+    some rows and a list of messages in others (single- and multi-turn items exported
+    together) is refused with a way out, before anything is written."""
+    if sink not in ("parquet", "datasets"):
+        return
+    kinds: dict[str, set[str]] = {}
+    for r in rows:
+        for k, v in r.items():
+            if v is not None:
+                kinds.setdefault(k, set()).add("list" if isinstance(v, list) else "scalar")
+    mixed = sorted(k for k, v in kinds.items() if len(v) > 1)
+    if mixed:
+        raise RLFoundryError(
+            f"Column(s) {', '.join(mixed)} hold text in some rows and lists (messages) in "
+            f"others, which {sink} cannot store; export single- and multi-turn items "
+            "separately (--project), or write JSONL or CSV."
+        )
+
+
 def write_rows(rows: list[dict[str, Any]], out: str, sink: str) -> None:
     from rlfoundry.runtime.config import atomic_write_text
 
+    check_columns(rows, sink)
     if sink == "jsonl":
         atomic_write_text(out, to_jsonl(rows))
     elif sink == "csv":
