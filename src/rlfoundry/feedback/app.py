@@ -8,6 +8,11 @@ SameSite=Strict alone already keeps the cookie off cross-site requests, the toke
 the second lock. Every response has a strict Content-Security-Policy whose nonce is
 the only way to run a script, so even an escaping bug would not execute injected JS.
 
+Roles: annotators work in the projects they are members of; reviewers also adjudicate
+there (``review_routes``); admins do everything, everywhere (``admin_routes``). Every
+route authenticates through ``web`` (``page_user`` / ``Api``) and checks its role
+with ``web.require``; a caller without the role gets 403.
+
 An annotator only ever sees their own judgments and the projects they are a member
 of; another annotator's assignment or judgment id, or a project one is not a member
 of, answers 404, the same as one that does not exist. Ids outside 1..2**63-1 answer 422.
