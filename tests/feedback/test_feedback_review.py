@@ -4,6 +4,7 @@ reviewer's decision reaches the exports."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import pytest
 from fb_helpers import bearer, judge, load, next_task, web_login
@@ -15,7 +16,7 @@ from rlfoundry.feedback.export import select_items, to_pairs
 from rlfoundry.feedback.formats import to_kto, to_raw
 from rlfoundry.feedback.leaderboard import games
 from rlfoundry.feedback.reports import items_for_export
-from rlfoundry.feedback.review import item_agreement
+from rlfoundry.feedback.review import item_agreement, needs_review
 
 ITEMS = [
     {
@@ -188,7 +189,7 @@ def test_review_queue_roles_and_decision_reach_the_export(client, engine, team):
     assert names == ["m1", "m2"] and w.sum(axis=0).tolist() == [[0, 2], [1, 0]]
 
 
-def test_flagged_items_reach_the_queue_and_a_later_vote_reopens_it(client, engine, team):
+def test_flagged_items_reach_the_queue_and_leave_it_once_decided(client, engine, team):
     t = next_task(client, team["ann"], 1)
     client.post(
         f"/api/assignments/{t['assignment_id']}/flag",
@@ -218,3 +219,37 @@ def test_item_agreement_by_hand():
     # rank, 3 responses: units (0,1) (0,2) (1,2); two rankings agree on 2 of 3 pairs
     assert item_agreement("rank", [[0, 1, 2], [0, 2, 1]]) == pytest.approx(2 / 3, abs=1e-4)
     assert item_agreement("rate", [[5, 1], [5, 2]]) == 0.5
+
+
+def test_needs_review_by_hand():
+    t0, t1, t2 = (datetime(2026, 1, 1, h) for h in (1, 2, 3))
+    split = [(0, t0), (1, t0)]
+    assert needs_review("compare", split, [], None, 1.0) == (True, 0.0, [])
+    assert needs_review("compare", split, [], None, 0.0) == (False, 0.0, [])  # nothing is < 0
+    assert needs_review("compare", [(0, t0), (0, t0)], [], None, 1.0) == (False, 1.0, [])
+    assert needs_review("compare", [(0, t0)], [], None, 1.0) == (False, None, [])  # one vote
+    # decided at t1: the split alone no longer counts, a vote edited at t2 does
+    assert needs_review("compare", split, [], t1, 1.0)[0] is False
+    assert needs_review("compare", [(0, t0), (1, t2)], [], t1, 1.0)[0] is True
+    # flags: only those after the decision
+    flags = [("old", t0), ("new", t2)]
+    assert needs_review("compare", [], flags, None, 1.0) == (True, None, ["old", "new"])
+    assert needs_review("compare", [], flags, t1, 1.0) == (True, None, ["new"])
+    assert needs_review("compare", [], flags[:1], t1, 1.0) == (False, None, [])
+
+
+def test_an_edit_after_the_decision_reopens_the_item(client, engine, team):
+    t = judge(client, team["ann"], 1, choice="A")
+    judge(client, team["bob"], 1, choice="tie")  # same item: closest to complete goes first
+    (q,) = client.get("/api/review/1", headers=bearer(team["rev"])).json()["queue"]
+    r = client.post(
+        f"/api/review/items/{q['item_id']}", headers=bearer(team["rev"]), json={"choice": "tie"}
+    )
+    assert r.status_code == 201
+    assert client.get("/api/review/1", headers=bearer(team["rev"])).json()["queue"] == []
+    r = client.put(
+        f"/api/judgments/{t['judgment_id']}", headers=bearer(team["ann"]), json={"choice": "B"}
+    )
+    assert r.status_code == 200
+    (again,) = client.get("/api/review/1", headers=bearer(team["rev"])).json()["queue"]
+    assert again["item_id"] == q["item_id"] and again["agreement"] == 0.0

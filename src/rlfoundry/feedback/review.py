@@ -6,9 +6,10 @@ The review queue of a project holds its regular items that
   1.0: any disagreement), agreement being the item's percent agreement over its units
   (``labels.agreement_units``: the choice of a comparison, every response pair of a
   ranking, every response's rating), or
-* were flagged by an annotator (``db.Mark``) after the item's last review,
+* were flagged by an annotator (``db.Mark``) after the item's last review;
 
-and have no review since their last judgment or flag. A decision (``db.Review``) is the
+a decided item comes back only with news: a flag, or (with low agreement) a vote cast
+or edited after the decision (:func:`needs_review`). A decision (``db.Review``) is the
 item's final label, entered with the same widgets an annotator uses, or "discard";
 reviews are appended (the latest wins) and never touch the annotators' judgments.
 Exports read the latest review (``reports.items_for_export``): see ``export``.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -82,29 +84,48 @@ def _reviewable(s: Any, who: Who, project_id: int) -> Project:
     raise NotFound("No such project to review.")
 
 
+def needs_review(
+    kind: str,
+    votes: list[tuple[Any, datetime]],
+    flags: list[tuple[str, datetime]],
+    reviewed_at: datetime | None,
+    below: float,
+) -> tuple[bool, float | None, list[str]]:
+    """Is an item in the review queue? Returns (yes, its agreement, the flag reasons
+    that count). Pure: ``votes`` are (label, last edited), ``flags`` (reason, time).
+
+    Flags count when they came after the last decision; low agreement counts when a
+    vote was cast or edited after it (so a decided item comes back only with news).
+    """
+    agree = item_agreement(kind, [label for label, _ in votes])
+    new_flags = [r for r, t in flags if reviewed_at is None or t > reviewed_at]
+    news = reviewed_at is None or any(t > reviewed_at for _, t in votes)
+    low = agree is not None and agree < below and news
+    return bool(low or new_flags), agree, new_flags
+
+
 def review_queue(
     engine: Engine, who: Who, project_id: int, below: float = 1.0
 ) -> tuple[Project, list[dict[str, Any]], int]:
-    """(project, the items to review, how many items are already reviewed)."""
+    """(project, the items to review, how many items are already reviewed). Gold items
+    never enter the queue (their answer is fixed; their flags show on the admin page)."""
     with read_session(engine) as s:
         project = _reviewable(s, who, project_id)
-        judged: dict[int, list[Any]] = defaultdict(list)
-        last_touch: dict[int, Any] = {}
+        regular = (Item.project_id == project.id) & Item.is_gold.is_(False)
+        votes: dict[int, list[tuple[Any, datetime]]] = defaultdict(list)
         for item_id, label_json, updated in s.execute(
             select(Judgment.item_id, Judgment.label_json, Judgment.updated_at)
             .join(Item, Item.id == Judgment.item_id)
-            .where(Judgment.project_id == project.id, Item.is_gold.is_(False))
+            .where(regular)
         ):
-            judged[item_id].append(json.loads(label_json))
-            last_touch[item_id] = max(last_touch.get(item_id, updated), updated)
-        flags: dict[int, list[str]] = defaultdict(list)
+            votes[item_id].append((json.loads(label_json), updated))
+        flags: dict[int, list[tuple[str, datetime]]] = defaultdict(list)
         for item_id, reason, created in s.execute(
-            select(Mark.item_id, Mark.reason, Mark.created_at).where(
-                Mark.project_id == project.id, Mark.kind == "flag"
-            )
+            select(Mark.item_id, Mark.reason, Mark.created_at)
+            .join(Item, Item.id == Mark.item_id)
+            .where(regular, Mark.kind == "flag")
         ):
-            flags[item_id].append(reason)
-            last_touch[item_id] = max(last_touch.get(item_id, created), created)
+            flags[item_id].append((reason, created))
         reviewed = dict(
             s.execute(
                 select(Review.item_id, func.max(Review.created_at))
@@ -112,26 +133,22 @@ def review_queue(
                 .group_by(Review.item_id)
             ).all()
         )
-        names = dict(
-            s.execute(select(Item.id, Item.external_id).where(Item.project_id == project.id)).all()
-        )
+        names = dict(s.execute(select(Item.id, Item.external_id).where(regular)).all())
     queue = []
-    for item_id in sorted(set(judged) | set(flags)):
-        if item_id in reviewed and reviewed[item_id] >= last_touch[item_id]:
-            continue
-        agree = item_agreement(project.kind, judged[item_id])
-        low = agree is not None and agree < below
-        if not (low or flags[item_id]):
-            continue
-        queue.append(
-            {
-                "item_id": item_id,
-                "external_id": names[item_id],
-                "votes": len(judged[item_id]),
-                "agreement": agree,
-                "flags": flags[item_id],
-            }
+    for item_id in sorted(set(votes) | set(flags)):
+        due, agree, new_flags = needs_review(
+            project.kind, votes[item_id], flags[item_id], reviewed.get(item_id), below
         )
+        if due:
+            queue.append(
+                {
+                    "item_id": item_id,
+                    "external_id": names[item_id],
+                    "votes": len(votes[item_id]),
+                    "agreement": agree,
+                    "flags": new_flags,
+                }
+            )
     queue.sort(key=lambda r: (not r["flags"], r["agreement"] if r["agreement"] is not None else 1))
     return project, queue, len(reviewed)
 
