@@ -4,13 +4,14 @@ reviewer's decision reaches the exports."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 
 import pytest
 from fb_helpers import bearer, judge, load, next_task, web_login
 from sqlalchemy import select
 
-from rlfoundry.feedback.accounts import add_annotator
+from rlfoundry.feedback.accounts import add_annotator, add_members
 from rlfoundry.feedback.db import Assignment, Item, JudgmentRevision, Mark, read_session
 from rlfoundry.feedback.export import select_items, to_pairs
 from rlfoundry.feedback.formats import to_kto, to_raw
@@ -254,3 +255,38 @@ def test_an_edit_after_the_decision_reopens_the_item(client, engine, team):
     assert r.status_code == 200
     (again,) = client.get("/api/review/1", headers=bearer(team["rev"])).json()["queue"]
     assert again["item_id"] == q["item_id"] and again["agreement"] == 0.0
+
+
+def test_my_judgments_page_edits_append_versions(client, engine, team, tmp_path):
+    load(
+        engine,
+        tmp_path,
+        "r",
+        "rank",
+        [{"id": "k", "prompt": "order", "responses": ["x", "y", "z"]}],
+        overlap=1,
+        gold_every=0,
+    )
+    add_members(engine, "r", ["ann"])
+    t = judge(client, team["ann"], 2, ranking=["C", "A", "B"])
+    jid = t["judgment_id"]
+    csrf = web_login(client, team["ann"])
+    assert f'href="/mine/{jid}"' in client.get("/mine").text
+    page = client.get(f"/mine/{jid}").text
+    # the current ranking C > A > B is preselected: C is rank 1, A rank 2, B rank 3
+    for letter, rank in (("A", 2), ("B", 3), ("C", 1)):
+        sel = re.search(rf'name="rank_{letter}">(.*?)</select>', page, re.S).group(1)
+        assert re.search(rf'value="{rank}"\s*selected', sel), (letter, sel)
+    form = {"csrf": csrf, "rank_A": "1", "rank_B": "2", "rank_C": "3", "reason": "changed my mind"}
+    assert client.post(f"/mine/{jid}", data={**form, "csrf": ""}).status_code == 403
+    r = client.post(f"/mine/{jid}", data=form, follow_redirects=False)
+    assert r.status_code == 303
+    r = client.post(f"/mine/{jid}", data={**form, "rank_C": "1"})  # two rank-1s
+    assert r.status_code == 422 and "different rank" in r.text
+    hist = client.get(f"/api/judgments/{jid}/history", headers=bearer(team["ann"])).json()
+    assert [h["ranking"] for h in hist] == [["C", "A", "B"], ["A", "B", "C"]]
+    assert "changed my mind" in client.get(f"/mine/{jid}").text
+    client.cookies.clear()
+    csrf = web_login(client, team["bob"])  # someone else's judgment: as if absent
+    assert client.get(f"/mine/{jid}").status_code == 404
+    assert client.post(f"/mine/{jid}", data={**form, "csrf": csrf}).status_code == 404

@@ -49,11 +49,13 @@ from rlfoundry.feedback.judgments import (
     Conflict,
     NotFound,
     judgment_history,
+    judgment_page,
     mark,
     own_judgment,
     own_judgments,
     submit,
     update_judgment,
+    version_counts,
 )
 from rlfoundry.feedback.labels import LabelError
 from rlfoundry.feedback.review_routes import add_review_routes
@@ -244,6 +246,37 @@ def create_app(
         except (NotFound, Conflict):
             pass
         return RedirectResponse(f"/p/{project_id}", status_code=303)
+
+    @app.get("/mine", response_class=HTMLResponse)
+    async def mine_page(request: Request):
+        """One's own judgments, with how many versions each has."""
+        who = await page_user(request)
+        rows = await run_in_threadpool(own_judgments, engine, who)
+        counts = await run_in_threadpool(version_counts, engine, who)
+        rows = [{**r, "versions": counts.get(r["id"], 1)} for r in reversed(rows)]
+        return render(request, "mine.html", who=who, judgments=rows)
+
+    async def _show_judgment(request: Request, who: Who, judgment_id: int, error=None):
+        ctx = await run_in_threadpool(judgment_page, engine, who, judgment_id)
+        return render(request, "judgment.html", 422 if error else 200, who=who, error=error, **ctx)
+
+    @app.get("/mine/{judgment_id}", response_class=HTMLResponse)
+    async def judgment_view(request: Request, judgment_id: Id):
+        who = await page_user(request)
+        return await _show_judgment(request, who, judgment_id)
+
+    @app.post("/mine/{judgment_id}")
+    async def judgment_edit(request: Request, judgment_id: Id):
+        """An edit appends a version (the history keeps every one)."""
+        who = await page_user(request)
+        form = await form_csrf(request, who)
+        kind = (await run_in_threadpool(own_judgment, engine, who, judgment_id))["kind"]
+        try:
+            payload = form_payload(kind, form)
+            await run_in_threadpool(update_judgment, engine, who, judgment_id, payload)
+        except LabelError as err:
+            return await _show_judgment(request, who, judgment_id, error=str(err))
+        return RedirectResponse(f"/mine/{judgment_id}", status_code=303)
 
     add_admin_routes(app)
     add_review_routes(app)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from rlfoundry.errors import RLFoundryError
@@ -26,11 +26,12 @@ from rlfoundry.feedback.db import (
     Mark,
     Membership,
     Project,
+    Response,
     read_session,
     utcnow,
     write_session,
 )
-from rlfoundry.feedback.labels import LabelError, check_reason, from_display, to_display
+from rlfoundry.feedback.labels import LabelError, check_reason, from_display, letter, to_display
 
 
 class NotFound(RLFoundryError):
@@ -200,6 +201,37 @@ def judgment_history(engine: Engine, who: Who, judgment_id: int) -> list[dict]:
         }
         for k, r in enumerate(revs)
     ]
+
+
+def judgment_page(engine: Engine, who: Who, judgment_id: int) -> dict[str, Any]:
+    """One's own judgment with its item (in the order one saw it) and every version."""
+    view = own_judgment(engine, who, judgment_id)
+    with read_session(engine) as s:
+        a = s.get(Assignment, view["assignment_id"])
+        item = s.get(Item, a.item_id)
+        texts = dict(
+            s.execute(select(Response.idx, Response.text).where(Response.item_id == item.id)).all()
+        )
+    return {
+        "j": view,
+        "kind": view["kind"],
+        "prompt": item.prompt,
+        "messages": item.messages,
+        "responses": [{"letter": letter(p), "text": texts[i]} for p, i in enumerate(a.order)],
+        "history": judgment_history(engine, who, judgment_id),
+    }
+
+
+def version_counts(engine: Engine, who: Who) -> dict[int, int]:
+    """``{judgment id: number of versions}`` of the caller's judgments."""
+    with read_session(engine) as s:
+        return dict(
+            s.execute(
+                select(JudgmentRevision.judgment_id, func.count(JudgmentRevision.id))
+                .where(JudgmentRevision.annotator_id == who.id)
+                .group_by(JudgmentRevision.judgment_id)
+            ).all()
+        )
 
 
 def mark(engine: Engine, who: Who, assignment_id: int, kind: str, reason: Any) -> None:

@@ -98,6 +98,7 @@ nav.sub a { margin-right:14px; }
   {% if who %}
     <span>{{ who.name }}</span>
     <a href="/">projects</a>
+    <a href="/mine">my judgments</a>
     {% if who.is_reviewer or who.is_admin %}<a href="/review">review</a>{% endif %}
     {% if who.is_admin %}<a href="/admin">admin</a>{% endif %}
     <form method="post" action="/logout"><input type="hidden" name="csrf" value="{{ who.csrf }}">
