@@ -47,6 +47,11 @@ API_ROUTES = [
     ("GET", "/api/judgments/1"),
     ("PUT", "/api/judgments/1"),
     ("GET", "/api/stats"),
+    ("GET", "/api/judgments/1/history"),
+    ("POST", "/api/assignments/1/skip"),
+    ("POST", "/api/assignments/1/flag"),
+    ("GET", "/api/review/1"),
+    ("POST", "/api/review/items/1"),
 ]
 
 
@@ -67,9 +72,13 @@ def test_api_refuses_requests_without_a_valid_token(setup, engine):
 
 
 def test_pages_redirect_to_login_and_bad_tokens_do_not_log_in(client, setup, engine):
-    for url in ("/", "/p/1", "/admin"):
+    pages = ("/", "/p/1", "/admin", "/admin/p/1", "/admin/people", "/review", "/review/p/1")
+    for url in (*pages, "/review/i/1", "/mine", "/mine/1"):
         r = client.get(url, follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/login"
+    for url in ("/p/1/mark", "/review/i/1", "/mine/1", "/admin/projects", "/admin/people"):
+        r = client.post(url, data={"assignment_id": "1", "action": "skip"}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/login", url
     r = client.post(
         "/p/1/submit", data={"assignment_id": "1", "choice": "A"}, follow_redirects=False
     )
