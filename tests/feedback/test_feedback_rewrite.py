@@ -161,3 +161,24 @@ def test_parquet_refuses_text_and_messages_prompts_in_one_column(tmp_path):
     assert not (tmp_path / "x.parquet").exists()
     write_rows(rows, str(tmp_path / "x.jsonl"), "jsonl")  # JSONL takes both
     write_rows(rows[1:], str(tmp_path / "y.parquet"), "parquet")  # one kind: fine
+
+
+def test_the_example_item_files_import_and_render(client, engine, tmp_path):
+    from pathlib import Path
+
+    from rlfoundry.feedback.projects import create_project, import_items, parse_jsonl
+
+    root = Path(__file__).resolve().parents[2] / "examples"
+    for name, kind in (
+        ("feedback_chat_items.jsonl", "compare"),
+        ("feedback_rewrite_items.jsonl", "rewrite"),
+    ):
+        create_project(engine, kind, kind, overlap=1, gold_every=0)
+        items = parse_jsonl(root / name, kind)
+        assert import_items(engine, kind, items, root / name) == 2
+    token = add_annotator(engine, "ann")
+    web_login(client, token)
+    assert (
+        "<strong>current</strong>" in client.get("/p/1").text or "<pre>" in client.get("/p/1").text
+    )
+    assert 'id="rewrite"' in client.get("/p/2").text
