@@ -290,3 +290,21 @@ def test_my_judgments_page_edits_append_versions(client, engine, team, tmp_path)
     csrf = web_login(client, team["bob"])  # someone else's judgment: as if absent
     assert client.get(f"/mine/{jid}").status_code == 404
     assert client.post(f"/mine/{jid}", data={**form, "csrf": csrf}).status_code == 404
+
+
+def test_skip_and_flag_buttons_of_the_task_page(client, engine, team):
+    csrf = web_login(client, team["ann"])
+    page = client.get("/p/1").text
+    aid = re.search(r'name="assignment_id" value="(\d+)"', page).group(1)
+    prompt = re.search(r'id="prompt"><p>(q\d)</p>', page).group(1)
+    form = {"assignment_id": aid, "action": "flag", "reason": ""}
+    assert client.post("/p/1/mark", data=form).status_code == 403  # no CSRF token
+    r = client.post("/p/1/mark", data={**form, "csrf": csrf})
+    assert r.status_code == 422 and "Say why you flag this item" in r.text
+    r = client.post(
+        "/p/1/mark", data={**form, "csrf": csrf, "action": "skip"}, follow_redirects=False
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/p/1"
+    assert f'id="prompt"><p>{prompt}</p>' not in client.get("/p/1").text  # the next item
+    with read_session(engine) as s:
+        assert [(m.kind, m.annotator_id) for m in s.scalars(select(Mark))] == [("skip", 1)]
