@@ -42,7 +42,7 @@ from rlfoundry.algos.deep.onpolicy import (
     restore,
     save,
 )
-from rlfoundry.algos.nets import adam_step, clip_grad_norm
+from rlfoundry.algos.nets import FusedAdam, adam_step, clip_grad_norm
 from rlfoundry.core import clipped_surrogate, normalize_advantages, value_loss
 from rlfoundry.envs.evaluation import check_spaces, env_metrics
 from rlfoundry.errors import ConfigError
@@ -144,8 +144,9 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         rollout.obs_space, rollout.act_space, cfg.hidden, cfg.activation, cfg.log_std_init
     )
     # fused: one kernel for all parameters; ~4x faster than the per-tensor loop here.
+    # FusedAdam: torch.optim.Adam(fused=True), minus the ~1 s import of torch._dynamo.
     params = list(agent.parameters())
-    opt = torch.optim.Adam(params, lr=cfg.learning_rate, eps=1e-5, fused=True)
+    opt = FusedAdam(params, lr=cfg.learning_rate, eps=1e-5)
     iteration, step = restore(run, agent, opt, rollout)
 
     seg = cfg.num_envs * cfg.num_steps
