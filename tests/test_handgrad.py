@@ -4,7 +4,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from rlfoundry.algos.deep.handgrad import ppo_loss_grad, supported
+from rlfoundry.algos.deep.handgrad import ppo_loss_grad, ppo_stats, supported
 from rlfoundry.algos.deep.onpolicy import Agent
 from rlfoundry.core import clipped_surrogate, normalize_advantages, value_loss
 
@@ -32,11 +32,15 @@ def test_hand_gradient_equals_autograd(activation, batch):
     for p in params:
         p.grad = None
 
-    pg2, vl2, info2 = ppo_loss_grad(agent, obs, act, old_logp, adv, ret, 0.2, 0.7)
+    parts = ppo_loss_grad(agent, obs, act, old_logp, adv, ret, 0.2, 0.7)
     assert 0 < float(info["clip_fraction"]) < 1  # both branches of the clip are exercised
     assert all(torch.equal(a, p.grad) for a, p in zip(ref, params, strict=True))
-    assert torch.equal(pg, pg2) and torch.equal(vl, vl2)
-    assert all(torch.equal(info[k], info2[k]) for k in info)
+    stats = ppo_stats([parts], 0.2)  # one step: the core functions' values exactly
+    assert torch.equal(stats["policy_loss"], pg) and torch.equal(stats["value_loss"], vl)
+    assert all(torch.equal(stats[k], info[k]) for k in ("approx_kl", "clip_fraction"))
+    # two steps: the mean of the two steps' values
+    both = ppo_stats([parts, parts], 0.2)
+    torch.testing.assert_close(both["policy_loss"], pg)
 
 
 def test_supported_only_where_the_formulas_hold():

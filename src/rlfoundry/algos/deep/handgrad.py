@@ -72,6 +72,22 @@ def _backward(layers: list[Any], saved: list[Tensor], g: Tensor) -> None:
             g = _threshold_backward(g, saved[i + 1], 0)
 
 
+_CONST: dict[tuple[int, float], tuple[Tensor, ...]] = {}
+
+
+def _constants(B: int, vf_coef: float) -> tuple[Tensor, ...]:
+    """The backward's constant seeds for batch size B, computed as autograd computes them:
+    d pg_loss / d loss_tok (mean, then neg) and its half (for min()'s ties), and
+    d (vf_coef * 0.5 * mean(err)) / d err. Cached: the same values at every step."""
+    key = (B, float(vf_coef))
+    if key not in _CONST:
+        with torch.no_grad():
+            g = -(torch.ones(()).expand(B) / B)
+            g_err = (torch.ones(()) * vf_coef * 0.5).expand(B) / B
+            _CONST[key] = (g, g / 2, g_err, torch.zeros(()))
+    return _CONST[key]
+
+
 def ppo_loss_grad(
     agent: Any,
     obs: Tensor,
@@ -81,49 +97,58 @@ def ppo_loss_grad(
     ret: Tensor,
     clip: float,
     vf_coef: float,
-) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-    """``loss = clipped_surrogate(logp, old_logp, adv, clip) + vf_coef * value_loss(val,
-    ret)`` for a Discrete ``agent`` on ``obs`` ``[B, D]``, ``act`` ``[B]``; sets ``p.grad``
-    of every actor and critic parameter to d loss / d p (what ``backward()`` would, with
-    the grads None before). Returns ``(pg_loss, v_loss, info)`` as the core functions do
-    (detached; info: ratio, clip_fraction, approx_kl)."""
+) -> tuple[Tensor, ...]:
+    """The gradient of ``clipped_surrogate(logp, old_logp, adv, clip)[0] + vf_coef *
+    value_loss(val, ret)`` for a Discrete ``agent`` on ``obs`` ``[B, D]``, ``act`` ``[B]``:
+    sets ``p.grad`` of every actor and critic parameter (what ``backward()`` would, with
+    the grads None before).
+
+    The loss values are not needed for the step, so they are not computed here: the
+    return is ``(old_logp, logp, ratio, surr, surr_clipped, val - ret)``, each ``[B]``,
+    from which :func:`ppo_stats` gives the losses, KL and clip fraction of a whole
+    update at once (a dozen fewer small ops per step)."""
     with torch.no_grad():
-        B = obs.shape[0]
-        # forward: clipped_surrogate (ppo_token_loss, token-mean) and value_loss
+        g, g_half, g_err, zero = _constants(obs.shape[0], vf_coef)
+        # forward: ppo_token_loss and value_loss's operands
         out, saved_a = _forward(agent._actor, obs)  # [B, A]
         lsm = torch.log_softmax(out, -1)
         idx = act.unsqueeze(-1)
         logp = lsm.gather(-1, idx).squeeze(-1)  # [B]
         ratio = torch.exp(logp - old_logp)
         surr = ratio * adv
-        surr_c = torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * adv
-        pg_loss = (-torch.min(surr, surr_c)).mean()
-        clipped = ((ratio < 1.0 - clip) | (ratio > 1.0 + clip)).to(ratio.dtype)
-        log_ratio = old_logp - logp  # kl_k3(old_logp, logp)
-        info = {
-            "ratio": ratio.mean(),
-            "clip_fraction": clipped.mean(),
-            "approx_kl": (torch.expm1(-log_ratio) + log_ratio).mean(),
-        }
+        clamped = torch.clamp(ratio, 1.0 - clip, 1.0 + clip)
+        surr_c = clamped * adv
         v, saved_c = _forward(agent._critic, obs)  # [B, 1]
         d = v.squeeze(-1) - ret
-        v_loss = 0.5 * (d**2).mean()
 
         # backward of pg_loss: mean -> neg -> minimum -> mul / clamp -> exp -> gather
-        # -> log_softmax, each as autograd computes it.
-        g = -(torch.ones(()).expand(B) / B)
-        tie = surr == surr_c
-        g_half = torch.where(tie, g / 2, g)
-        g_surr = g_half.masked_fill(surr > surr_c, 0)
-        g_surr_c = g_half.masked_fill(surr < surr_c, 0)
-        inside = (ratio >= 1.0 - clip).logical_and_(ratio <= 1.0 + clip)
-        g_ratio = g_surr * adv + torch.where(inside, g_surr_c * adv, torch.zeros(()))
-        g_logp = g_ratio * ratio
-        g_lsm = torch.zeros_like(lsm).scatter_add_(-1, idx, g_logp.unsqueeze(-1))
+        # -> log_softmax, each as autograd computes it. minimum: ties get half, the
+        # larger side 0; clamp: the gradient passes where clamp(r) == r (inside [lo, hi]).
+        g_min = torch.where(surr == surr_c, g_half, g)
+        g_surr = g_min.masked_fill(surr > surr_c, 0)
+        g_surr_c = g_min.masked_fill(surr < surr_c, 0)
+        g_ratio = g_surr * adv + torch.where(clamped == ratio, g_surr_c * adv, zero)
+        g_lsm = torch.zeros_like(lsm).scatter_add_(-1, idx, (g_ratio * ratio).unsqueeze(-1))
         _backward(agent._actor, saved_a, _log_softmax_backward(g_lsm, lsm, -1, lsm.dtype))
 
-        # backward of vf_coef * 0.5 * mean((val - ret) ** 2)
-        g_mean = torch.ones(()) * vf_coef * 0.5
-        g_d = (g_mean.expand(B) / B) * (2.0 * d.pow(1.0))
-        _backward(agent._critic, saved_c, g_d.unsqueeze(-1))
-    return pg_loss, v_loss, info
+        # backward of vf_coef * 0.5 * mean(d ** 2): pow's is g * (2 * d ** 1), and
+        # d ** 1 is an exact copy of d
+        _backward(agent._critic, saved_c, (g_err * (2.0 * d)).unsqueeze(-1))
+    return old_logp, logp, ratio, surr, surr_c, d
+
+
+def ppo_stats(parts: list[tuple[Tensor, ...]], clip: float) -> dict[str, Tensor]:
+    """Policy loss, value loss, approx KL (k3) and clip fraction, each the mean over all
+    samples of an update, from the :func:`ppo_loss_grad` returns of its steps: the
+    quantities :func:`rlfoundry.core.clipped_surrogate` and
+    :func:`rlfoundry.core.value_loss` compute per step (the mean of the per-step means
+    when the minibatches are of one size, up to float rounding)."""
+    with torch.no_grad():
+        old_logp, logp, ratio, surr, surr_c, d = (torch.cat(x) for x in zip(*parts))
+        log_ratio = old_logp - logp
+        return {
+            "policy_loss": (-torch.min(surr, surr_c)).mean(),
+            "value_loss": 0.5 * (d**2).mean(),
+            "approx_kl": (torch.expm1(-log_ratio) + log_ratio).mean(),
+            "clip_fraction": ((ratio < 1.0 - clip) | (ratio > 1.0 + clip)).float().mean(),
+        }

@@ -169,6 +169,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
             stats: dict[str, list[torch.Tensor]] = {
                 k: [] for k in ("policy_loss", "value_loss", "approx_kl", "clip_fraction")
             }
+            parts: list[tuple[torch.Tensor, ...]] = []  # by_hand: stats once per update
             use_ent = cfg.ent_coef != 0.0  # else the entropy is only logged, once below
             stop = False
             whole = cfg.minibatch_size >= seg  # one minibatch: no shuffle, normalise once
@@ -182,13 +183,16 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
                     if cfg.norm_adv and not whole:
                         mb_adv = normalize_advantages(mb_adv)
                     if by_hand:  # the gradients backward() gives below, bit for bit, cheaper
-                        pg_loss, v_loss, info = handgrad.ppo_loss_grad(
+                        parts.append(handgrad.ppo_loss_grad(
                             agent, b_obs[idx], b_act[idx], b_logp[idx], mb_adv, b_ret[idx],
                             clip, cfg.vf_coef,
-                        )  # fmt: skip
-                        if cfg.target_kl is not None and info["approx_kl"] > 1.5 * cfg.target_kl:
-                            stop = True
-                            break
+                        ))  # fmt: skip
+                        if cfg.target_kl is not None:
+                            kl = handgrad.ppo_stats(parts[-1:], clip)["approx_kl"]
+                            if kl > 1.5 * cfg.target_kl:
+                                stop = True  # as below: no step with this minibatch
+                                parts.pop()
+                                break
                     else:
                         logp, ent, val = agent.evaluate(b_obs[idx], b_act[idx], use_ent)
                         pg_loss, info = clipped_surrogate(logp, b_logp[idx], mb_adv, clip)
@@ -206,6 +210,8 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
                         loss.backward()
                     clip_grad_norm(params, cfg.max_grad_norm)
                     adam_step(opt)
+                    if by_hand:
+                        continue
                     for k, v in (
                         ("policy_loss", pg_loss),
                         ("value_loss", v_loss),
@@ -216,6 +222,8 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
                 if stop:
                     break
             iteration += 1
+            if parts:
+                stats = {k: [v] for k, v in handgrad.ppo_stats(parts, clip).items()}
             with torch.no_grad():
                 entropy = agent.entropy(agent.policy_out(b_obs)).mean()  # after the update
 
@@ -223,7 +231,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
                 step,
                 **{k: torch.stack(v).mean() for k, v in stats.items() if v},
                 entropy=entropy,
-                grad_steps=len(stats["policy_loss"]),  # fewer than planned: target_kl stop
+                grad_steps=len(parts) or len(stats["policy_loss"]),  # fewer: target_kl stop
                 explained_variance=explained_variance(b_val, b_ret),
                 lr=lr,
                 clip_coef=clip,
