@@ -24,9 +24,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-_tanh_backward = torch.ops.aten.tanh_backward
-_threshold_backward = torch.ops.aten.threshold_backward
-_log_softmax_backward = torch.ops.aten._log_softmax_backward_data
+_ONE = torch.ones(())
+
+
+def _tanh_backward(g: Tensor, y: Tensor) -> Tensor:
+    """ATen's ``tanh_backward(g, y) = g * (1 - y * y)`` with its rounding: the kernel
+    forms ``1 - y * y`` as one fused multiply-add, as ``addcmul`` does. (Calling the op
+    through ``torch.ops.aten`` would import ``torch._meta_registrations``, ~0.3 CPU s.)"""
+    return torch.addcmul(_ONE, y, y, value=-1) * g
+
+
+def _relu_backward(g: Tensor, y: Tensor) -> Tensor:
+    """ATen's ``threshold_backward(g, y, 0)``: ``0 if y <= 0 else g``."""
+    return g.masked_fill(y <= 0, 0)
 
 
 def supported(agent: Any, ent_coef: float, clip_vloss: bool) -> bool:
@@ -56,7 +66,8 @@ def _backward(layers: list[Any], saved: list[Tensor], g: Tensor) -> None:
 
     addmm(b, x, W.t()): dW = g.t() @ x (``mm_mat2_backward``, W.t() being column-major),
     db = g summed over the batch (the engine's ``sum_to``), dx = g @ W
-    (``mm_mat1_backward``); tanh: ``tanh_backward(g, y)``; ReLU: ``threshold_backward``.
+    (``mm_mat1_backward``); tanh: ``tanh_backward(g, y)``; ReLU: ``threshold_backward``,
+    each with ATen's rounding.
     """
     for i in range(len(layers) - 1, -1, -1):
         layer, x = layers[i], saved[i]
@@ -69,7 +80,7 @@ def _backward(layers: list[Any], saved: list[Tensor], g: Tensor) -> None:
         elif layer is torch.tanh:
             g = _tanh_backward(g, saved[i + 1])
         else:
-            g = _threshold_backward(g, saved[i + 1], 0)
+            g = _relu_backward(g, saved[i + 1])
 
 
 _CONST: dict[tuple[int, float], tuple[Tensor, ...]] = {}
@@ -129,7 +140,9 @@ def ppo_loss_grad(
         g_surr_c = g_min.masked_fill(surr < surr_c, 0)
         g_ratio = g_surr * adv + torch.where(clamped == ratio, g_surr_c * adv, zero)
         g_lsm = torch.zeros_like(lsm).scatter_add_(-1, idx, (g_ratio * ratio).unsqueeze(-1))
-        _backward(agent._actor, saved_a, _log_softmax_backward(g_lsm, lsm, -1, lsm.dtype))
+        _backward(
+            agent._actor, saved_a, torch._log_softmax_backward_data(g_lsm, lsm, -1, lsm.dtype)
+        )
 
         # backward of vf_coef * 0.5 * mean(d ** 2): pow's is g * (2 * d ** 1), and
         # d ** 1 is an exact copy of d
