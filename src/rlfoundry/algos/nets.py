@@ -114,26 +114,29 @@ class FusedAdam:
              "fused": True, "decoupled_weight_decay": False, "params": self.params}
         ]  # fmt: skip
         self.state: dict[Tensor, dict[str, Tensor]] = {}
+        self._lists: tuple[list[Tensor], ...] | None = None  # the state as the kernel takes it
 
     def step(self) -> None:
         group = self.param_groups[0]
-        for p in self.params:
-            if p not in self.state:
-                self.state[p] = {
-                    "step": torch.zeros((), dtype=torch.float32, device=p.device),
-                    "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
-                    "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
-                }
-        states = [self.state[p] for p in self.params]
-        steps = [s["step"] for s in states]
+        if self._lists is None:
+            for p in self.params:
+                if p not in self.state:
+                    self.state[p] = {
+                        "step": torch.zeros((), dtype=torch.float32, device=p.device),
+                        "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                        "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+                    }
+            states = [self.state[p] for p in self.params]
+            self._lists = tuple([s[k] for s in states] for k in ("step", "exp_avg", "exp_avg_sq"))
+        steps, exp_avgs, exp_avg_sqs = self._lists
         beta1, beta2 = group["betas"]
         with torch.no_grad():
             torch._foreach_add_(steps, 1)
             torch._fused_adam_(
                 self.params,
                 [p.grad for p in self.params],
-                [s["exp_avg"] for s in states],
-                [s["exp_avg_sq"] for s in states],
+                exp_avgs,
+                exp_avg_sqs,
                 [],
                 steps,
                 amsgrad=False,
@@ -164,7 +167,7 @@ class FusedAdam:
                 f"{len(self.params)}"
             )
         self.param_groups[0].update({k: v for k, v in group.items() if k != "params"})
-        self.state = {}
+        self.state, self._lists = {}, None
         for i, s in state_dict["state"].items():
             p = self.params[int(i)]
             if s["exp_avg"].shape != p.shape:
