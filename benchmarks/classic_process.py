@@ -287,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--zoo-seeds", type=int, default=3, help="(a): seeds 0..N-1 per library")
-    p.add_argument("--fast-seeds", type=int, default=5, help="(b): seeds 0..N-1")
+    p.add_argument("--fast-seeds", type=int, default=5, help="(b): seeds F..F+N-1")
+    p.add_argument("--fast-first-seed", type=int, default=0, help="(b): F")
     p.add_argument("--no-write", action="store_true", help="print, do not update RESULTS.md")
     p.add_argument("--json", type=Path, help="also write the raw results here")
     args = p.parse_args(argv)
@@ -313,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                 save()
     if args.fast_seeds:
         run_fast(100)  # warm-up
-        for seed in range(args.fast_seeds):
+        for seed in range(args.fast_first_seed, args.fast_first_seed + args.fast_seeds):
             res = run_fast(seed)
             fast.append({"seed": seed, **res})
             print(json.dumps({"part": "fast", "seed": seed, **res}), flush=True)
