@@ -4,6 +4,7 @@
     python benchmarks/classic.py --seeds 3           # CartPole PPO + DQN, seeds 0..2
     python benchmarks/classic.py --lunar --acrobot   # also PPO LunarLander-v3, DQN Acrobot-v1
     python benchmarks/classic.py --only rlfoundry --tasks dqn-cartpole --seeds 5 --no-write
+    python benchmarks/classic.py --process           # PPO CartPole as whole processes (classic_process.py)
 
 For each task and seed the two libraries run one after the other in this process, the
 order alternating from seed to seed (rlfoundry first on even seeds, SB3 first on odd
@@ -363,6 +364,11 @@ def _loadavg() -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--process"]:  # whole-process CPU time: its own script and section
+        import classic_process
+
+        return classic_process.main(argv[1:])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="1 seed, 5 eval episodes, CartPole only")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")

@@ -15,7 +15,7 @@ from rlfoundry.algos import nets
 from rlfoundry.algos.deep import onpolicy, ppo
 from rlfoundry.api import resolve_config, train
 from rlfoundry.cli.main import main
-from rlfoundry.errors import EnvError
+from rlfoundry.errors import EnvError, RLFoundryError
 from rlfoundry.runtime.run import CHECKPOINT, load_checkpoint_file
 
 torch.set_num_threads(1)
@@ -232,6 +232,44 @@ def test_adam_step_is_bit_identical_to_optimizer_step(fused):
         assert torch.equal(pa, pb)
         for k in ("exp_avg", "exp_avg_sq", "step"):
             assert torch.equal(opts[0].state[pa][k], opts[1].state[pb][k])
+
+
+def test_fused_adam_is_torch_adam_bit_for_bit():
+    """nets.FusedAdam (PPO's optimiser, no torch._dynamo import) against
+    torch.optim.Adam(fused=True): parameters, moments and step counts equal under a
+    changing lr, the same state_dict, and each loads the other's."""
+    from rlfoundry.algos.nets import FusedAdam
+    from rlfoundry.runtime.torch_state import load_optimizer_state, optimizer_state
+
+    torch.manual_seed(0)
+    a = onpolicy.Agent(spaces.Box(-1, 1, (3,)), spaces.Discrete(2))
+    b = onpolicy.Agent(spaces.Box(-1, 1, (3,)), spaces.Discrete(2))
+    b.load_state_dict(a.state_dict())
+    ref = torch.optim.Adam(a.parameters(), lr=1e-3, eps=1e-5, fused=True)
+    ours = FusedAdam(list(b.parameters()), lr=1e-3, eps=1e-5)
+    for t in range(4):
+        x = torch.randn(16, 3)
+        for m, opt in ((a, ref), (b, ours)):
+            opt.param_groups[0]["lr"] = 1e-3 * (1 - t / 4)
+            for p in m.parameters():
+                p.grad = None
+            (m.policy_out(x).pow(2).mean() + m.value(x).pow(2).mean()).backward()
+            opt.step()
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    ta, sa = optimizer_state("optim", ref)
+    tb, sb = optimizer_state("optim", ours)
+    assert sa == sb and ta.keys() == tb.keys()
+    assert all(torch.equal(ta[k], tb[k]) for k in ta)
+    # interchangeable: each loads the other's checkpointed state
+    fresh = FusedAdam(list(b.parameters()), lr=1.0)
+    load_optimizer_state("optim", fresh, ta, sa)
+    assert optimizer_state("optim", fresh)[1] == sa
+    torch_fresh = torch.optim.Adam(a.parameters(), lr=1.0, fused=True)
+    load_optimizer_state("optim", torch_fresh, tb, sb)
+    assert all(torch.equal(v, tb[k]) for k, v in optimizer_state("optim", torch_fresh)[0].items())
+    with pytest.raises(RLFoundryError, match="does not fit"):
+        load_optimizer_state("optim", FusedAdam(list(b.actor.parameters()), lr=1.0), ta, sa)
 
 
 def test_target_kl_stops_the_update_early(tmp_path):

@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 
+from rlfoundry.algos.deep import handgrad
 from rlfoundry.algos.deep.onpolicy import (
     Agent,
     Rollout,
@@ -41,7 +42,7 @@ from rlfoundry.algos.deep.onpolicy import (
     restore,
     save,
 )
-from rlfoundry.algos.nets import adam_step, clip_grad_norm
+from rlfoundry.algos.nets import FusedAdam, adam_step, clip_grad_norm
 from rlfoundry.core import clipped_surrogate, normalize_advantages, value_loss
 from rlfoundry.envs.evaluation import check_spaces, env_metrics
 from rlfoundry.errors import ConfigError
@@ -143,11 +144,14 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
         rollout.obs_space, rollout.act_space, cfg.hidden, cfg.activation, cfg.log_std_init
     )
     # fused: one kernel for all parameters; ~4x faster than the per-tensor loop here.
+    # FusedAdam: torch.optim.Adam(fused=True), minus the ~1 s import of torch._dynamo.
     params = list(agent.parameters())
-    opt = torch.optim.Adam(params, lr=cfg.learning_rate, eps=1e-5, fused=True)
+    opt = FusedAdam(params, lr=cfg.learning_rate, eps=1e-5)
     iteration, step = restore(run, agent, opt, rollout)
 
     seg = cfg.num_envs * cfg.num_steps
+    # autograd's per-op graph and engine cost more than a CartPole minibatch's arithmetic
+    by_hand = handgrad.supported(agent, cfg.ent_coef, cfg.clip_vloss)
     num_iterations = max(1, cfg.total_steps // seg)
     t0, step0 = time.perf_counter(), step
     try:
@@ -165,6 +169,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
             stats: dict[str, list[torch.Tensor]] = {
                 k: [] for k in ("policy_loss", "value_loss", "approx_kl", "clip_fraction")
             }
+            parts: list[tuple[torch.Tensor, ...]] = []  # by_hand: stats once per update
             use_ent = cfg.ent_coef != 0.0  # else the entropy is only logged, once below
             stop = False
             whole = cfg.minibatch_size >= seg  # one minibatch: no shuffle, normalise once
@@ -174,25 +179,39 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
                 perm = None if whole else torch.randperm(seg)
                 for start in range(0, seg, cfg.minibatch_size):
                     idx = slice(None) if whole else perm[start : start + cfg.minibatch_size]
-                    logp, ent, val = agent.evaluate(b_obs[idx], b_act[idx], use_ent)
                     mb_adv = b_adv[idx]
                     if cfg.norm_adv and not whole:
                         mb_adv = normalize_advantages(mb_adv)
-                    pg_loss, info = clipped_surrogate(logp, b_logp[idx], mb_adv, clip)
-                    if cfg.target_kl is not None and info["approx_kl"] > 1.5 * cfg.target_kl:
-                        stop = True  # SB3: skip this step and end the update
-                        break
-                    v_loss = value_loss(
-                        val, b_ret[idx], b_val[idx], clip if cfg.clip_vloss else None
-                    )
-                    loss = pg_loss + cfg.vf_coef * v_loss
-                    if use_ent:
-                        loss = loss - cfg.ent_coef * ent.mean()
-                    for p in params:  # opt.zero_grad(set_to_none=True), minus its overhead
-                        p.grad = None
-                    loss.backward()
+                    if by_hand:  # the gradients backward() gives below, bit for bit, cheaper
+                        parts.append(handgrad.ppo_loss_grad(
+                            agent, b_obs[idx], b_act[idx], b_logp[idx], mb_adv, b_ret[idx],
+                            clip, cfg.vf_coef,
+                        ))  # fmt: skip
+                        if cfg.target_kl is not None:
+                            kl = handgrad.ppo_stats(parts[-1:], clip)["approx_kl"]
+                            if kl > 1.5 * cfg.target_kl:
+                                stop = True  # as below: no step with this minibatch
+                                parts.pop()
+                                break
+                    else:
+                        logp, ent, val = agent.evaluate(b_obs[idx], b_act[idx], use_ent)
+                        pg_loss, info = clipped_surrogate(logp, b_logp[idx], mb_adv, clip)
+                        if cfg.target_kl is not None and info["approx_kl"] > 1.5 * cfg.target_kl:
+                            stop = True  # SB3: skip this step and end the update
+                            break
+                        v_loss = value_loss(
+                            val, b_ret[idx], b_val[idx], clip if cfg.clip_vloss else None
+                        )
+                        loss = pg_loss + cfg.vf_coef * v_loss
+                        if use_ent:
+                            loss = loss - cfg.ent_coef * ent.mean()
+                        for p in params:  # opt.zero_grad(set_to_none=True), minus its overhead
+                            p.grad = None
+                        loss.backward()
                     clip_grad_norm(params, cfg.max_grad_norm)
                     adam_step(opt)
+                    if by_hand:
+                        continue
                     for k, v in (
                         ("policy_loss", pg_loss),
                         ("value_loss", v_loss),
@@ -203,6 +222,8 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
                 if stop:
                     break
             iteration += 1
+            if parts:
+                stats = {k: [v] for k, v in handgrad.ppo_stats(parts, clip).items()}
             with torch.no_grad():
                 entropy = agent.entropy(agent.policy_out(b_obs)).mean()  # after the update
 
@@ -210,7 +231,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
                 step,
                 **{k: torch.stack(v).mean() for k, v in stats.items() if v},
                 entropy=entropy,
-                grad_steps=len(stats["policy_loss"]),  # fewer than planned: target_kl stop
+                grad_steps=len(parts) or len(stats["policy_loss"]),  # fewer: target_kl stop
                 explained_variance=explained_variance(b_val, b_ret),
                 lr=lr,
                 clip_coef=clip,
