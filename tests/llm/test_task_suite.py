@@ -46,15 +46,17 @@ def test_squad_scores_by_hand():
 
 def test_qa_reward_is_f1_and_position_guesses_are_right_one_time_in_facts():
     task = get_task("qa:facts=3")
-    p = "Tom found the old phone. Mia sold the great pizza. Leo lost the dull book. Q: What did Mia sell? A:"
-    assert task.reference(p) == " the great pizza"
-    assert task.reward(p, " pizza<eos>junk") == pytest.approx(2 / 3)
-    assert task.is_correct(p, " Great pizza.") and not task.is_correct(p, " the old phone")
-    prompts = task.prompts("test", 300, seed=0)
-    for k in range(3):  # always answer with the k-th fact: the trivial policies
-        guess = [" " + " ".join(p.split(". ")[k].split()[2:]).rstrip(".") for p in prompts]
-        em = sum(task.is_correct(p, g) for p, g in zip(prompts, guess)) / len(prompts)
-        assert 0.2 < em < 0.47, (k, em)
+    p = "The soup was really great. The phone was not loud. The view was very dull. Q: How was the phone? A:"
+    assert task.reference(p) == " not loud"
+    assert task.reward(p, " loud<eos>junk") == pytest.approx(2 / 3)
+    assert task.is_correct(p, " Not loud.") and not task.is_correct(p, " really great")
+    for facts in (2, 3):
+        task = get_task(f"qa:facts={facts}")
+        prompts = task.prompts("test", 400, seed=0)
+        for k in range(facts):  # always answer with the k-th fact: the trivial policies
+            guess = [" " + " ".join(p.split(". ")[k].split()[3:]).rstrip(".") for p in prompts]
+            em = sum(task.is_correct(p, g) for p, g in zip(prompts, guess)) / len(prompts)
+            assert abs(em - 1 / facts) < 0.08, (facts, k, em)
 
 
 def test_summarize_rouge_by_hand():

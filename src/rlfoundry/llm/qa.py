@@ -2,19 +2,18 @@
 match and F1 after SQuAD's normalisation (Rajpurkar et al. 2016).
 
     task = get_task("qa")                         # or "qa:facts=4"
-    task.prompts("test", n=2)
-    # ["Tom found the old phone. Mia sold the great pizza. Leo lost the dull book.
-    #   Q: What did Mia sell? A:", ...]
-    task.reward(prompt, " the great pizza")      # 1.0 (F1)
-    task.reward(prompt, " pizza")                # 0.667: 'great pizza' vs 'pizza'
-    task.is_correct(prompt, " Great pizza.")     # True: exact match after normalisation
+    task.prompts("test", n=1)
+    # ["The soup was really great. The phone was not loud. Q: How was the phone? A:"]
+    task.reward(prompt, " not loud")             # 1.0 (F1)
+    task.reward(prompt, " loud")                 # 0.667: P = 1, R = 1/2
+    task.is_correct(prompt, " Not loud.")        # True: exact match after normalisation
 
-A passage is `facts` templated sentences "NAME VERBED the ADJ NOUN.", each with its own
-name; the question asks what one of them did, and the answer is that sentence's object
-("the ADJ NOUN"). The words come from the sentiment and word-problem vocabularies, so
-the built-in tokenizer has them as whole tokens and a tiny model can learn to copy the
-span. Answering with a fact chosen by its position is right 1/`facts` of the time: the
-trivial policies a learning threshold has to beat.
+A passage is `facts` templated sentences "The NOUN was MOD ADJ.", each about another
+noun; the question asks about one noun, and the answer is that sentence's span "MOD
+ADJ". Modifiers and adjectives come from the sentiment vocabulary, which the built-in
+tokenizer holds as whole tokens, so the span is two tokens to copy. Answering with a
+fact chosen by its position is right 1/`facts` of the time: the trivial policies a
+learning threshold has to beat.
 
 Scores (the official SQuAD v1.1 evaluation script's definitions):
 - `normalize_answer`: lower case, drop punctuation, the articles a/an/the and extra
@@ -42,15 +41,13 @@ import numpy as np
 from rlfoundry.errors import RLFoundryError
 from rlfoundry.llm.splits import check_split, held_out
 
-_NAMES = ["Tom", "Anna", "Sam", "Mia", "Leo", "Emma", "Ben", "Lily", "Max", "Zoe", "Noah", "Ella"]
-# (past tense in the passage, base form in the question)
-_VERBS = [("found", "find"), ("sold", "sell"), ("lost", "lose"), ("bought", "buy"),
-          ("liked", "like"), ("made", "make"), ("saw", "see"), ("took", "take")]  # fmt: skip
-_ADJS = ["old", "new", "great", "small", "big", "dull", "lovely", "quiet", "loud", "good"]
-_NOUNS = ["movie", "phone", "book", "pizza", "camera", "game", "album", "keyboard", "coffee",
-          "view", "app", "soup", "screen", "class", "trip"]  # fmt: skip
+_NOUNS = ["movie", "phone", "book", "pizza", "camera", "game", "album", "coffee", "view",
+          "soup", "screen", "class", "trip", "hotel", "music", "staff"]  # fmt: skip
+_MODS = ["really", "very", "quite", "truly", "not"]
+_ADJS = ["great", "boring", "lovely", "awful", "dull", "quiet", "loud", "good", "bad",
+         "perfect", "fun", "sad", "weak", "old", "new"]  # fmt: skip
 
-_QUESTION = re.compile(r"Q: What did (\w+) (\w+)\? A:\s*$")
+_QUESTION = re.compile(r"Q: How was the (\w+)\? A:\s*$")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 
@@ -89,12 +86,12 @@ class QATask:
     """Templated passages with a question about one fact; reward = SQuAD F1 of the
     answer span, held-out accuracy = exact match."""
 
-    facts: int = 3
+    facts: int = 2
     """Sentences per passage (2..6); a position-only guess is right 1/facts of the time."""
     test_fraction: float = 0.1
     """Share of passages held out (by prompt hash)."""
-    max_new_tokens: int = 8
-    """Completion budget in tokens: the span ' the ADJ NOUN' and the EOS."""
+    max_new_tokens: int = 6
+    """Completion budget in tokens: the span ' MOD ADJ' and the EOS."""
     name: str = "qa"
 
     def __post_init__(self) -> None:
@@ -103,16 +100,13 @@ class QATask:
         self.facts = int(self.facts)
 
     def _problem(self, rng: np.random.Generator) -> str:
-        names = rng.choice(len(_NAMES), self.facts, replace=False)
-        sentences = []
-        for i in names:
-            verb = _VERBS[int(rng.integers(len(_VERBS)))][0]
-            adj, noun = _ADJS[int(rng.integers(len(_ADJS)))], _NOUNS[int(rng.integers(len(_NOUNS)))]
-            sentences.append(f"{_NAMES[i]} {verb} the {adj} {noun}.")
-        k = int(rng.integers(self.facts))
-        who, verb = sentences[k].split()[:2]
-        base = dict(_VERBS)[verb]
-        return f"{' '.join(sentences)} Q: What did {who} {base}? A:"
+        nouns = rng.choice(len(_NOUNS), self.facts, replace=False)
+        facts = []
+        for i in nouns:
+            mod, adj = _MODS[int(rng.integers(len(_MODS)))], _ADJS[int(rng.integers(len(_ADJS)))]
+            facts.append(f"The {_NOUNS[i]} was {mod} {adj}.")
+        asked = _NOUNS[nouns[int(rng.integers(self.facts))]]
+        return f"{' '.join(facts)} Q: How was the {asked}? A:"
 
     def prompts(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[str]:
         """`n` (default 10,000) distinct passages of `split`, in an order set by `seed`."""
@@ -130,13 +124,13 @@ class QATask:
         return out
 
     def reference(self, prompt: str) -> str:
-        """The answer span of a passage, read back from its text: ' the ADJ NOUN'."""
+        """The answer span of a passage, read back from its text: ' MOD ADJ'."""
         m = _QUESTION.search(prompt)
         if m is not None:
             for sentence in prompt[: m.start()].split("."):
                 words = sentence.split()
-                if len(words) == 5 and words[0] == m.group(1):
-                    return " " + " ".join(words[2:])
+                if len(words) == 5 and words[1] == m.group(1):
+                    return " " + " ".join(words[3:])
         raise RLFoundryError(
             f"No qa passage with an answer to its question in {prompt[-120:]!r}; score qa "
             "completions against prompts from its own generator."
