@@ -49,7 +49,9 @@ def test_grpo_lifts_the_held_out_pass_rate_of_code(tmp_path):
     """SFT stops at 30% of training prompts passing their tests; GRPO (20 steps x 128
     completions, reward = share of unit tests passed in the sandbox) lifts the held-out
     pass rate (200 prompts, greedy, all three tests). Constant bodies pass no held-out
-    prompt. Seeds 0-2: SEE."""
+    prompt. Seeds 0-2 (held-out pass rate after SFT -> after GRPO): 34.5% -> 55.0%,
+    30.0% -> 69.5%, 76.0% -> 85.5% (seed 2's SFT jumped past its 30% target between two
+    checks); about 47 CPU seconds a seed."""
     sft = {"task": "code", "target_accuracy": 0.3, "total_steps": 1000, "eval_every": 0,
            "eval_size": 100, "check_every": 25}  # fmt: skip
     train("llm-sft", out=tmp_path / "sft", overrides=sft, progress=False)
@@ -62,8 +64,11 @@ def test_grpo_lifts_the_held_out_pass_rate_of_code(tmp_path):
     assert after >= before + CODE_MIN_LIFT and after >= CODE_MIN_AFTER, (before, after)
 
 
-CODE_MIN_LIFT = 0.05
-CODE_MIN_AFTER = 0.3
+CODE_MIN_LIFT = 0.04  # seeds 0-2: +0.095..+0.395
+CODE_MIN_AFTER = 0.45  # seeds 0-2: 0.55..0.855; constant bodies 0
+
+
+QA_MIN_F1 = 0.65  # seeds 0-2: 0.758..0.830; the trivial policies 0.60 at best
 
 
 def _llm_eval(run_dir, task: str, capsys) -> dict:
@@ -76,10 +81,11 @@ def _llm_eval(run_dir, task: str, capsys) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-# task, SFT target accuracy on training prompts, held-out mean reward bar, accuracy bar
+# task: (SFT target accuracy on training prompts, step budget, held-out mean reward bar,
+# held-out accuracy bar); the measured seeds are in the test's docstring
 SFT_BARS = {
-    "summarize": (0.5, 0.0, 0.0),
-    "qa": (0.75, 0.0, 0.0),
+    "summarize": (0.5, 600, 0.75, 0.0),
+    "qa": (0.75, 800, QA_MIN_F1, 0.0),
 }
 
 
@@ -87,12 +93,20 @@ SFT_BARS = {
 @pytest.mark.parametrize("task", list(SFT_BARS))
 def test_sft_lifts_the_held_out_score_above_the_trivial_policies(tmp_path, task, capsys):
     """SFT of the random tiny model until its greedy answers pass on `target` of the
-    training prompts, then the held-out score by `rlfoundry llm eval`: ROUGE-L for
-    summarize (trivial policies: the whole document 0.55, a fixed template sentence
-    0.5x, the untrimmed lead sentence 0.857), SQuAD F1 and exact match for qa (answering
-    with the first or the second fact: exact match 0.5). Seeds 0-2: SEE."""
-    target, min_reward, min_acc = SFT_BARS[task]
-    ov = {"task": task, "target_accuracy": target, "total_steps": 800, "eval_every": 0,
+    training prompts (or the step budget), then the held-out score (200 prompts) by
+    `rlfoundry llm eval --reward task`. A random model scores about 0.
+
+    summarize, mean ROUGE-L: seeds 0-2 0.984, 0.946, 0.852 (accuracy, ROUGE-L >= 0.9:
+    90.5%, 68%, 11.5%; seed 2 had not yet made the jump the others made at step 225-250
+    when its 600 steps ran out). Bar 0.75, above every trivial policy: the whole
+    document 0.55, a fixed template sentence ~0.5 (the untrimmed lead sentence scores
+    0.857, a heuristic rather than a trivial policy).
+
+    qa, mean SQuAD F1: seeds 0-2 0.758, 0.830, 0.765 (exact match 54.5%, 72.5%, 57.5%;
+    seed 1 reached the target at step 525, seeds 0 and 2 ran the 800 steps). Answering with the first or the second fact, the
+    trivial policies, scores F1 0.60 / 0.55 (exact match 0.54 / 0.48)."""
+    target, steps, min_reward, min_acc = SFT_BARS[task]
+    ov = {"task": task, "target_accuracy": target, "total_steps": steps, "eval_every": 0,
           "eval_size": 100, "check_every": 25}  # fmt: skip
     train("llm-sft", out=tmp_path / "sft", overrides=ov, progress=False)
     res = _llm_eval(tmp_path / "sft", task, capsys)
