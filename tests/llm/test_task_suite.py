@@ -27,7 +27,7 @@ def test_registered_with_disjoint_held_out_splits(name):
     assert not set(train) & set(test)
     assert task.prompts("test", 20, seed=0) == task.prompts("test", 20, seed=0)
     for p, c in task.sft_examples("test", 5):
-        assert p in test or name != "dialogue" or p in task.prompts("test")
+        assert p in task.prompts("test", 5)
         if name != "dialogue":  # dialogue's score needs a reward model
             assert task.is_correct(p, c) and task.reward(p, c) == 1.0
 

@@ -11,8 +11,9 @@ A document is `sentences` templated sentences; the first carries the news
 ("NAME said the NOUN was ADJ on DAY.") and the rest are filler ("The NOUN was ADJ.").
 The reference summary is the lead sentence without its time clause, so copying the
 whole lead sentence (the lead baseline of news summarisation) scores 0.86 ROUGE-L and
-fails the 0.9 bar of `is_correct`; copying the document scores far less: what is rewarded is choosing and trimming. The words come
-from the sentiment vocabulary, which the built-in tokenizer holds as whole tokens.
+fails the 0.9 bar of `is_correct`; copying the document scores far less: what is
+rewarded is choosing and trimming. The words come from the sentiment vocabulary (its
+adjectives are whole tokens of the built-in tokenizer; names and nouns are a few each).
 
 Scores come from Google's `rouge-score` package (the reference implementation used by
 TensorFlow Datasets and Hugging Face `evaluate`; in the `llm` extra): ROUGE-1, ROUGE-2
