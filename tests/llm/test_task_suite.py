@@ -44,6 +44,15 @@ def test_squad_scores_by_hand():
     assert f1("soup", "great pizza") == 0.0 and f1("the", "a") == 1.0
 
 
+def test_squad_verifiers_read_the_answer_column():
+    from rlfoundry.llm.rewards import parse_reward
+
+    reward = parse_reward(["squad_f1", "squad_em"])
+    scores = reward(["q", "q"], [" The great pizza.", " pizza"], answer=["great pizza"] * 2)
+    assert scores == [2.0, pytest.approx(2 / 3)]
+    assert reward.accuracy(["q", "q"], [" The great pizza.", " pizza"]) == {"accuracy": 0.5}
+
+
 def test_qa_reward_is_f1_and_position_guesses_are_right_one_time_in_facts():
     task = get_task("qa:facts=3")
     p = "The soup was really great. The phone was not loud. The view was very dull. Q: How was the phone? A:"
