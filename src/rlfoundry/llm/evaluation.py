@@ -50,7 +50,10 @@ def evaluate_accuracy(
         else:
             ro = tool_rollout(model, tok, chunk, 1, max_new, 0.0, None, tool, max_turns)
             texts = ro.completions
-        hits += sum(task.is_correct(p, c) for p, c in zip(chunk, texts))
+        if hasattr(task, "are_correct"):  # a batch at once (code: one sandbox run)
+            hits += sum(task.are_correct(chunk, texts))
+        else:
+            hits += sum(task.is_correct(p, c) for p, c in zip(chunk, texts))
     model.train(was_training)
     return hits / max(1, len(prompts))
 

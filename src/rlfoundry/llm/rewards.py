@@ -112,8 +112,12 @@ class TaskReward(RewardSource):
     def __init__(self, task: Any) -> None:
         self.task = task
         self.name = f"task:{getattr(task, 'name', 'task')}"
+        if hasattr(task, "check"):  # load what scoring needs (a reward model) before training
+            task.check()
 
     def score(self, prompts: list[str], completions: list[str], **columns: Any) -> list[Any]:
+        if hasattr(self.task, "rewards"):  # a task that scores a batch at once (code: one sandbox run)
+            return self.task.rewards(prompts, completions)
         fn = self.task.reward
         if takes_batches(fn):
             return fn(prompts, completions)

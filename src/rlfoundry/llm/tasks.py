@@ -30,6 +30,14 @@ Tasks:
   repeated until the length limit earn more than one correct, well-formed answer
   (8 pairs = 2.0 > 1.25). Without a KL penalty towards the SFT model, RL finds that;
   `strict=True` closes it (exactly one pair, nothing else, digits inside).
+- `code`: complete a small Python function; reward = share of its unit tests passed in
+  the sandbox (`codegen.py`).
+- `qa`: extractive question answering on templated passages; reward = SQuAD F1,
+  accuracy = exact match (`qa.py`).
+- `summarize`: lead-sentence summaries of templated documents; reward = ROUGE-L F1
+  (`summarize.py`, with the rouge-score package).
+- `dialogue`: reply to a user's turn; reward = a reward model trained on a feedback-app
+  export (`dialogue.py`; an example export ships with rlfoundry).
 - `word_problems`: templated arithmetic word problems (shopping, ages, speed, sharing,
   ...) of 1-3 steps for chat models, scored on the final number (`word_problems.py`).
   A task with a `messages(prompt)` method is conversational: stages render its prompts
@@ -47,8 +55,12 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from rlfoundry.errors import RLFoundryError
+from rlfoundry.llm.codegen import CodeTask
+from rlfoundry.llm.dialogue import DialogueTask
+from rlfoundry.llm.qa import QATask
 from rlfoundry.llm.splits import SPLITS, held_out
 from rlfoundry.llm.splits import check_split as _check_split
+from rlfoundry.llm.summarize import SummarizeTask
 from rlfoundry.llm.tools import CALL_END, CALL_OPEN, RESULT_END, final_answer
 from rlfoundry.llm.word_problems import WordProblemTask
 
@@ -93,6 +105,13 @@ class Task(Protocol):
     def corpus(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[str]:
         """Plain documents for pre-training (the language of the task)."""
         ...
+
+    # Optional, for tasks whose scoring pays per call (code runs a sandbox process):
+    # `rewards(prompts, completions) -> list[float]` and `are_correct(prompts,
+    # completions) -> list[bool]`, the batch forms of `reward` and `is_correct`, which
+    # the RL stages and evaluation then call instead; and `check()`, which the reward
+    # calls when it is built, so that a missing resource (dialogue's reward model) fails
+    # before training.
 
 
 @runtime_checkable
@@ -415,6 +434,10 @@ TASKS: dict[str, Callable[..., Task]] = {
     "format": FormatTask,
     "tool-arithmetic": ToolArithmeticTask,
     "word_problems": WordProblemTask,
+    "code": CodeTask,
+    "qa": QATask,
+    "summarize": SummarizeTask,
+    "dialogue": DialogueTask,
 }
 
 

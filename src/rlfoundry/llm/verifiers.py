@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from rlfoundry.llm import qa
 from rlfoundry.llm.answers import last_number
 from rlfoundry.llm.reward_base import verifier
 
-__all__ = ["BUILTIN", "exact_match", "last_number", "numeric_match"]
+__all__ = ["BUILTIN", "exact_match", "last_number", "numeric_match", "squad_em", "squad_f1"]
 
 
 @verifier
@@ -34,8 +35,23 @@ def exact_match(prompt: str, completion: str, answer: Any) -> float:
     return float(completion.strip() == str(answer).strip())
 
 
+@verifier
+def squad_em(prompt: str, completion: str, answer: Any) -> float:
+    """SQuAD exact match (`qa.exact_match`: case, punctuation and articles ignored) of the
+    completion's first line against `answer`."""
+    return qa.exact_match(completion.strip().split("\n", 1)[0], str(answer))
+
+
+def squad_f1(prompt: str, completion: str, answer: Any) -> float:
+    """SQuAD token F1 (`qa.f1`) of the completion's first line against `answer`: partial
+    credit, so not a verifier."""
+    return qa.f1(completion.strip().split("\n", 1)[0], str(answer))
+
+
 #: Reward names that need no `module:` prefix in a reward spec.
 BUILTIN: dict[str, Callable[..., float]] = {
     "numeric_match": numeric_match,
     "exact_match": exact_match,
+    "squad_em": squad_em,
+    "squad_f1": squad_f1,
 }
