@@ -20,6 +20,7 @@ continues where it stopped (seeds already there are skipped).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from results import write_marked_section
 
 from rlfoundry import api
@@ -42,14 +44,28 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
 
+def _curve(out: Path) -> list[list[float]]:
+    """``[[step, eval_return], ...]``: the run's periodic evaluations (metrics.csv)."""
+    with open(out / "metrics.csv", newline="") as f:
+        return [
+            [int(r["step"]), float(r["eval_return"])]
+            for r in csv.DictReader(f)
+            if r.get("eval_return")
+        ]
+
+
 def _dqn(env: str, steps: int | None) -> Callable[[int, Path], dict[str, Any]]:
     def run(seed: int, out: Path) -> dict[str, Any]:
         s = api.train("dqn", env=env, steps=steps, seed=seed, out=out, progress=False)
+        cfg = yaml.safe_load((out / "config.yaml").read_text())
         return {
             "score": s["best_eval_mean_return"],
             "final": s["eval_mean_return"],
             "best_step": s.get("best_step"),
+            "best_periodic": s.get("best_periodic_return"),
             "steps": s["steps"],
+            "periodic_episodes": cfg.get("periodic_episodes"),
+            "curve": _curve(out),
         }
 
     return run
@@ -82,7 +98,8 @@ TASKS = {
         ),
         Task(
             "dqn-mountaincar",
-            "`rlfoundry train dqn --env MountainCar-v0` (shipped config: rl-zoo's, 120k steps)",
+            "`rlfoundry train dqn --env MountainCar-v0` (shipped config: rl-zoo's values, "
+            "160k steps, periodic evaluation every 8k steps on 50 episodes)",
             "best checkpoint <= -110 on the 20 held-out episodes",
             lambda x: x >= -110,
             _dqn("MountainCar-v0", None),
