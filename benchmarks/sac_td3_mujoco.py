@@ -47,7 +47,8 @@ EVAL_SEED, EVAL_EPISODES = 20_000, 10
 #: rl-baselines3-zoo benchmark.md (-v3 envs, one trained agent, deterministic, ~150
 #: episodes; github.com/DLR-RM/rl-baselines3-zoo/blob/0088472b/benchmark.md) and
 #: CleanRL / Open RL Benchmark (-v2 envs, mean of the training episodic return over
-#: seeds; docs/rl-algorithms/sac.md and td3.md of github.com/vwxyzjn/cleanrl).
+#: seeds; docs/rl-algorithms/sac.md at 08d1c010 and td3.md at 0a247b6b of
+#: github.com/vwxyzjn/cleanrl).
 ZOO_1M = {
     ("sac", "HalfCheetah-v5"): "9535 ± 100",
     ("sac", "Hopper-v5"): "2326 ± 1130",
@@ -60,7 +61,25 @@ CLEANRL_1M = {
     ("sac", "HalfCheetah-v5"): "9635 ± 1424",
     ("sac", "Hopper-v5"): "2310 ± 343",
     ("sac", "Walker2d-v5"): "3591 ± 911",
+    ("td3", "HalfCheetah-v5"): "9018 ± 1078",
+    ("td3", "Hopper-v5"): "3392 ± 232",
+    ("td3", "Walker2d-v5"): "4246 ± 1211",
 }
+
+
+#: What the table does not say by itself (the 2026-12-04 measurement).
+NOTES = [
+    "2026-12-04: only the speed probe ran (seed 0, HalfCheetah-v5, 11,000 steps: 1,000 "
+    "gradient steps after the zoo's 10,000 random ones), so the returns are those of "
+    "barely trained policies and say nothing about learning; the CPU ratio is the figure "
+    "to read. The shared machine gave each niced process 10-30% of a core that session "
+    "(load 7-11 on 2 cores): 3 seeds x 3 envs x 2 algorithms x 2 libraries at 20,000 "
+    "steps (10,000 gradient steps) is about 36 x 110 CPU s = 66 CPU minutes, some 4-7 "
+    "hours of wall time there, and the DQN MountainCar seeds came first. The 3-seed table "
+    "of issue 16 is still to be measured: `python benchmarks/sac_td3_mujoco.py --steps "
+    "20000 --json benchmarks/sac_td3_mujoco.json` (resumable, one run at a time); the "
+    "probe's runs are in benchmarks/sac_td3_mujoco_probe.json.",
+]
 
 
 def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
@@ -112,6 +131,12 @@ def one(lib: str, algo: str, env_id: str, seed: int, steps: int) -> dict[str, An
 # ------------------------------------------------------------------------ the benchmark
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     data = json.loads(args.json.read_text()) if args.json.exists() else {}
+    other = {r["steps"] for r in data.values()} - {args.steps}
+    if other:
+        raise SystemExit(
+            f"{args.json} holds runs of {sorted(other)} steps, not {args.steps}; pass another "
+            "--json file (one budget a file)."
+        )
     for algo in args.algos:
         for env_id in args.envs:
             for seed in args.seeds:
@@ -139,6 +164,8 @@ def _cell(values: list[float], fmt: str = "{:.0f}") -> str:
     if not values:
         return "-"
     mean = statistics.fmean(values)
+    if len(values) == 1:
+        return fmt.format(mean)
     std = statistics.pstdev(values) if len(values) > 1 else 0.0
     return f"{fmt.format(mean)} ± {fmt.format(std)}"
 
@@ -192,12 +219,15 @@ def report(data: dict[str, Any]) -> str:
             )
     lines += [
         "",
+        *NOTES,
+        "",
         "rl-zoo 1M: rl-baselines3-zoo's benchmark.md (the -v3 envs, one trained agent each, "
         "deterministic, about 150 episodes; github.com/DLR-RM/rl-baselines3-zoo, commit "
         "0088472b). CleanRL 1M: Open RL Benchmark's `sac_continuous_action.py` on the -v2 "
-        "envs, training episodic return, mean ± std over seeds (github.com/vwxyzjn/cleanrl, "
-        "docs/rl-algorithms/sac.md). Neither is the same env version or protocol as the "
-        "table; they show where 1M steps ends, not what this budget should reach.",
+        "envs and `td3_continuous_action.py` (3 seeds), training episodic return, mean ± std "
+        "over seeds (github.com/vwxyzjn/cleanrl, docs/rl-algorithms/sac.md and td3.md). "
+        "Neither is the same env version or protocol as the table; they show where 1M steps "
+        "ends, not what this budget should reach.",
         "",
         "Reproduce: `python benchmarks/sac_td3_mujoco.py --steps N --json FILE` (`--merge FILE` "
         "rewrites this section from saved results).",
