@@ -120,9 +120,8 @@ NOTES = [
     "Seeds run one at a time, each in this process, under `nice -n 15`. dqn-cartpole-best "
     "and qlearning-frozenlake8x8: the 04:13 UTC run, transcribed into off_tuned.json "
     "from the table of that run (per-seed CPU seconds were not kept: the row's median "
-    "stands for each); dqn-cartpole-best seed 4 never ran (seeds 0-3 had already met "
-    ">= 4 of 5). Without periodic evaluation those runs end at the `final` figures: 2 of "
-    "4 below 475. The FrozenLake8x8 seeds ran the shipped config's values through "
+    "stands for each); dqn-cartpole-best seed 4 ran at 07:00 UTC, on its own. Without "
+    "periodic evaluation those runs end at the `final` figures: 2 of 5 below 475. The FrozenLake8x8 seeds ran the shipped config's values through "
     "`api.train(..., tuned=False, **values)` before the file was written (identical "
     "values).",
     "",
