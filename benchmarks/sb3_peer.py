@@ -4,7 +4,7 @@
     model = DQN("MlpPolicy", env, **sb3_kwargs("dqn", cfg))
     match_init(model, cfg)                        # cfg.orthogonal_init on SB3's DQN too
 
-Used by ``classic.py`` and ``apps_sb3.py``, so that one translation, not two copies that
+Used by ``classic.py``, ``apps_sb3.py`` and ``sac_td3_mujoco.py``, so that one translation, not two copies that
 drift apart, decides what the peer runs. The differences that remain are listed in
 ``benchmarks/README.md``.
 """
@@ -14,11 +14,47 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
 
-def sb3_kwargs(algo: str, cfg: Any) -> dict[str, Any]:
-    """The SB3 constructor arguments that mean what rlfoundry's ``cfg`` means."""
+def sb3_kwargs(algo: str, cfg: Any, act_dim: int | None = None) -> dict[str, Any]:
+    """The SB3 constructor arguments that mean what rlfoundry's ``cfg`` means (TD3 needs
+    ``act_dim``, the action width, for its Gaussian exploration noise)."""
+    if algo in ("sac", "td3"):
+        # both work in [-1, 1] actions mapped onto the env's bounds, and both count
+        # gradient steps the same way, so the values carry over one for one
+        common = {
+            "learning_rate": cfg.learning_rate,
+            "buffer_size": cfg.buffer_size,
+            "learning_starts": cfg.learning_starts,
+            "batch_size": cfg.minibatch_size,
+            "tau": cfg.tau,
+            "gamma": cfg.gamma,
+            "train_freq": cfg.train_freq,
+            "gradient_steps": cfg.gradient_steps,
+            "policy_kwargs": {"net_arch": list(cfg.hidden)},  # ReLU, actor and each critic
+        }
+        if algo == "sac":
+            auto = cfg.ent_coef == "auto"
+            return {
+                **common,
+                "ent_coef": f"auto_{cfg.ent_coef_init}" if auto else float(cfg.ent_coef),
+                "target_entropy": cfg.target_entropy,
+                "target_update_interval": cfg.target_update_interval,
+            }
+        from stable_baselines3.common.noise import NormalActionNoise
+
+        if act_dim is None:
+            raise ValueError("TD3's exploration noise needs act_dim")
+        sigma = cfg.exploration_noise * np.ones(act_dim)
+        return {
+            **common,
+            "policy_delay": cfg.policy_delay,
+            "target_policy_noise": cfg.target_policy_noise,
+            "target_noise_clip": cfg.target_noise_clip,
+            "action_noise": NormalActionNoise(mean=np.zeros(act_dim), sigma=sigma),
+        }
     if algo == "dqn":
         return {
             "learning_rate": cfg.learning_rate,

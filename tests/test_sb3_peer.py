@@ -47,3 +47,25 @@ def test_match_init_leaves_default_init_when_not_asked() -> None:
     before = [p.clone() for p in model.q_net.parameters()]
     match_init(model, cfg)
     assert all(torch.equal(a, b) for a, b in zip(before, model.q_net.parameters()))
+
+
+def test_sac_and_td3_get_the_shipped_mujoco_values_and_network_sizes() -> None:
+    """SB3's SAC / TD3 built from the translation of the shipped HalfCheetah-v5 configs
+    (the zoo's MuJoCo defaults) hold the same values and layer sizes as rlfoundry's (built
+    on Pendulum-v1: the sizes do not depend on the env)."""
+    from stable_baselines3 import SAC, TD3
+
+    _, sac_cfg = resolve_config("sac", env="HalfCheetah-v5", steps=1000)
+    sac = SAC("MlpPolicy", "Pendulum-v1", device="cpu", **sb3_kwargs("sac", sac_cfg))
+    assert (sac.learning_starts, sac.batch_size, sac.tau, sac.gamma) == (10_000, 256, 0.005, 0.99)
+    assert sac.target_entropy == -1.0 and math.isclose(sac.log_ent_coef.exp().item(), 1.0)
+    widths = [m.out_features for m in sac.actor.latent_pi if isinstance(m, torch.nn.Linear)]
+    assert widths == list(sac_cfg.hidden) == [256, 256]
+
+    _, td3_cfg = resolve_config("td3", env="HalfCheetah-v5", steps=1000)
+    kw = sb3_kwargs("td3", td3_cfg, act_dim=6)
+    assert kw["action_noise"]._sigma.tolist() == [0.1] * 6  # the zoo's noise_std
+    td3 = TD3("MlpPolicy", "Pendulum-v1", device="cpu", **{**kw, "action_noise": None})
+    assert (td3.learning_starts, td3.policy_delay, td3.learning_rate) == (10_000, 2, 1e-3)
+    widths = [m.out_features for m in td3.actor.mu if isinstance(m, torch.nn.Linear)]
+    assert widths == [400, 300, 1]

@@ -91,3 +91,36 @@ def test_an_entry_with_its_own_eval_every_keeps_it():
     assert resolve("rl2", overrides={"eval_every": "3"}).cfg.eval_every == 3
     r = resolve("llm-grpo", config={"eval_every": 0})
     assert r.cfg.eval_every == 0 and r.eval_every is None
+
+
+def test_periodic_episodes_sets_the_episodes_of_each_evaluation(tmp_path, monkeypatch, capsys):
+    """--periodic-episodes N (= --set periodic_episodes=N, a deep Config field) plays N
+    episodes at each periodic evaluation and is recorded; the default stays 10; a bad value
+    or an algorithm without the field fails before anything is written."""
+    from rlfoundry.envs import periodic
+    from rlfoundry.runtime.resolve import resolve
+
+    played = []
+
+    def spy(policy, env, episodes, seed):
+        played.append(episodes)
+        return real(policy, env, episodes, seed)
+
+    real = periodic.evaluate
+    monkeypatch.setattr(periodic, "evaluate", spy)
+    sets = [a for k, v in FAST_DQN.items() for a in ("--set", f"{k}={v}")]
+    argv = ["train", "dqn", "--env", "CartPole-v1", "--steps", "600", "--eval-every", "300",
+            "--no-tuned", "--no-progress", *sets]  # fmt: skip
+    assert main([*argv, "--periodic-episodes", "3", "--out", str(tmp_path / "a")]) == 0
+    assert played == [3, 3, 20]  # 20: the best checkpoint on the held-out episodes
+    assert "periodic_episodes: 3" in (tmp_path / "a" / "config.yaml").read_text()
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 0
+    assert played[3:] == [10, 10, 20]
+    capsys.readouterr()
+    assert main([*argv, "--periodic-episodes", "0", "--out", str(tmp_path / "c")]) == 2
+    assert "periodic_episodes must be" in capsys.readouterr().err
+    q = ["train", "qlearning", "--env", "FrozenLake-v1", "--periodic-episodes", "5"]
+    assert main([*q, "--out", str(tmp_path / "q")]) == 2
+    assert "not available for qlearning" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists() and not (tmp_path / "q").exists()
+    assert resolve("dqn", env="MountainCar-v0").cfg.periodic_episodes == 50  # shipped config

@@ -3,7 +3,7 @@
     rlfoundry train ALGO --env ENV_ID [--steps N] [--seed S] [--out DIR] [--overwrite]
                          [--config FILE.yaml] [--set key=value ...] [--no-tuned]
                          [--init-from SRC_RUN_DIR] [--render-video]
-                         [--num-envs N] [--async-envs] [--eval-every N]
+                         [--num-envs N] [--async-envs] [--eval-every N] [--periodic-episodes N]
     rlfoundry train --resume DIR [--set checkpoint_every=EVERY]
     rlfoundry eval DIR [--episodes N] [--render-video]      # -> DIR/eval-<UTC time>.json
     rlfoundry solve ENV_ID [--gamma G] [--set env_kwargs={...}]
@@ -78,6 +78,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         ("--render-video", "render_video", "true" if args.render_video else None),
         ("--num-envs", "num_envs", args.num_envs),
         ("--async-envs", "async_envs", "true" if args.async_envs else None),
+        ("--periodic-episodes", "periodic_episodes", args.periodic_episodes),
     ):
         if value is not None:
             _check_flag(args, flag, key)
@@ -115,7 +116,8 @@ def _check_flag(args: argparse.Namespace, flag: str, key: str) -> None:
             f"config.yaml (drop {flag}, or start a new run)."
         )
     if key not in {f.name for f in dataclasses.fields(registry.load(args.algo).Config)}:
-        users = {"render_video": "ppo, a2c, dqn or vpg", "num_envs": "ppo, a2c or dqn"}
+        users = {"render_video": "ppo, a2c, dqn or vpg", "num_envs": "ppo, a2c or dqn",
+                 "periodic_episodes": "ppo, a2c, dqn, sac, td3 or vpg"}  # fmt: skip
         raise RLFoundryError(
             f"{flag} is not available for {args.algo} (its config has no {key}); drop the "
             f"flag or use an algorithm such as {users.get(key, 'ppo or a2c')}."
@@ -362,11 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="parallel copies of the env in a Gymnasium vector env (= --set num_envs=N)",
     )
-    p.add_argument(
-        "--async-envs",
-        action="store_true",
-        help="step the envs in subprocesses (AsyncVectorEnv; = --set async_envs=true)",
-    )
+    p.add_argument("--async-envs", action="store_true",
+                   help="step the envs in subprocesses (AsyncVectorEnv; = --set async_envs=true)")  # fmt: skip
     p.add_argument(
         "--eval-every",
         metavar="N",
@@ -374,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(eval_return in metrics.csv) and keep the best as DIR/best.safetensors; 0: off "
         "(default auto: every total_steps/20 for the deep algorithms from 20k steps on)",
     )
+    p.add_argument("--periodic-episodes", type=int, metavar="N",
+                   help="episodes of each periodic evaluation, which picks best.safetensors "
+                   "(default 10; = --set periodic_episodes=N)")  # fmt: skip
     p.add_argument("--stop-at", type=int, help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_train)

@@ -4,7 +4,8 @@
 
 Every ``eval_every`` env steps the run's newest checkpoint is turned into its
 deterministic policy (the algorithm's own ``load_policy``) and played for
-:data:`PERIODIC_EPISODES` episodes on an env of its own, reset with seeds from
+``cfg.periodic_episodes`` episodes (a deep algorithm's config field, ``--periodic-episodes``;
+:data:`PERIODIC_EPISODES` for one without it) on an env of its own, reset with seeds from
 ``seed + PERIODIC_SEED_OFFSET`` on: never a training episode (``seed + i``) and never an
 episode of the held-out evaluation in summary.json (``seed + 10000 + i``). The mean
 return goes to metrics.csv and TensorBoard as ``eval_return``, and the checkpoint of the
@@ -34,7 +35,8 @@ from rlfoundry.runtime.run import CHECKPOINT, Run
 
 #: Seeds of the periodic evaluation episodes start at ``seed + PERIODIC_SEED_OFFSET``.
 PERIODIC_SEED_OFFSET = 20_000
-#: Episodes of each periodic evaluation (rl-zoo's hyperparameter search uses 10).
+#: Episodes of each periodic evaluation when the Config has no ``periodic_episodes`` (the
+#: tabular agents); rl-zoo's hyperparameter search uses 10. The deep Configs default to it.
 PERIODIC_EPISODES = 10
 #: ``eval_every: auto`` evaluates this many times over the run...
 AUTO_EVALS = 20
@@ -76,13 +78,14 @@ def periodic_evaluation(
     ``report(run, step, mean return)``, if given, hears each score (a tuner's pruner,
     which may stop the run: ``run.stop_requested``)."""
     seed = int(cfg.seed) + PERIODIC_SEED_OFFSET
+    episodes = int(getattr(cfg, "periodic_episodes", PERIODIC_EPISODES))
     kwargs = dict(getattr(cfg, "env_kwargs", None) or {})
     envs: list[Any] = []  # made at the first evaluation, kept for the others
 
     def score(run: Run, step: int, tensors: dict[str, Any]) -> float:
         if not envs:
             envs.append(make_env(cfg.env_id, **kwargs))
-        result = evaluate(load_policy(run.path, cfg), envs[0], PERIODIC_EPISODES, seed)
+        result = evaluate(load_policy(run.path, cfg), envs[0], episodes, seed)
         mean = result["eval_mean_return"]
         run.log(step, eval_return=mean, eval_return_std=result["eval_std_return"])
         if report is not None:

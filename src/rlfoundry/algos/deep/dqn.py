@@ -80,6 +80,9 @@ class Config:
     """Seed of network init, exploration, minibatch sampling and env resets (env i gets seed + i)."""
     eval_episodes: int = 20
     """Episodes of the greedy-policy evaluation written to summary.json."""
+    periodic_episodes: int = 10
+    """Episodes of each periodic evaluation (``eval_every``) that picks best.safetensors;
+    more make the pick less noisy (rlfoundry.envs.periodic)."""
     num_envs: int = 1
     """Copies of the env stepped in lockstep, one batched forward pass choosing all their actions."""
     hidden: tuple[int, ...] = (64, 64)
@@ -149,6 +152,7 @@ class Config:
             (0.0 <= self.exploration_fraction <= 1.0, "exploration_fraction must lie in [0, 1]"),
             (self.log_every >= 1, "log_every must be >= 1"),
             (self.eval_episodes >= 0, "eval_episodes must be >= 0"),
+            (self.periodic_episodes >= 1, "periodic_episodes must be >= 1"),
             (all(h >= 1 for h in self.hidden), "hidden sizes must be >= 1"),
         ]
         for ok, msg in checks:

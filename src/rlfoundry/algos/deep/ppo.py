@@ -60,6 +60,9 @@ class Config:
     """Seed of every random generator (env resets, action sampling, network init, minibatches)."""
     eval_episodes: int = 20
     """Episodes of the deterministic evaluation written to summary.json."""
+    periodic_episodes: int = 10
+    """Episodes of each periodic evaluation (``eval_every``) that picks best.safetensors;
+    more make the pick less noisy (rlfoundry.envs.periodic)."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for gymnasium.make (e.g. {continuous: true})."""
     num_envs: int = 8
@@ -129,6 +132,8 @@ class Config:
             raise ConfigError("gamma must be in (0, 1] and gae_lambda in [0, 1]; fix them.")
         if self.learning_rate <= 0 or self.clip_coef <= 0:
             raise ConfigError("learning_rate and clip_coef must be positive; fix them.")
+        if self.periodic_episodes < 1:
+            raise ConfigError("periodic_episodes must be at least 1; set a positive value.")
 
 
 def check(cfg: Config) -> None:

@@ -75,6 +75,9 @@ class Config:
     """Seed of network init, exploration, minibatch sampling and env resets."""
     eval_episodes: int = 10
     """Episodes of the deterministic evaluation (tanh of the Gaussian mean) in summary.json."""
+    periodic_episodes: int = 10
+    """Episodes of each periodic evaluation (``eval_every``) that picks best.safetensors;
+    more make the pick less noisy (rlfoundry.envs.periodic)."""
     hidden: tuple[int, ...] = (256, 256)
     """Hidden layer sizes of the actor and of each critic (ReLU MLPs)."""
     learning_rate: float = 3e-4
@@ -129,6 +132,7 @@ class Config:
             (self.ent_coef_init > 0.0, "ent_coef_init must be > 0"),
             (self.log_every >= 1, "log_every must be >= 1"),
             (self.eval_episodes >= 0, "eval_episodes must be >= 0"),
+            (self.periodic_episodes >= 1, "periodic_episodes must be >= 1"),
             (
                 len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
                 "hidden sizes must be >= 1",

@@ -82,6 +82,9 @@ class Config:
     """Seed of network init, the action-sampling generator and the env resets."""
     eval_episodes: int = 20
     """Episodes of the deterministic evaluation (argmax / mean action) in summary.json."""
+    periodic_episodes: int = 10
+    """Episodes of each periodic evaluation (``eval_every``) that picks best.safetensors;
+    more make the pick less noisy (rlfoundry.envs.periodic)."""
     batch_steps: int = 5_000
     """Collect whole episodes until the batch D holds at least this many steps, then update."""
     hidden: tuple[int, ...] = (32,)
@@ -118,6 +121,7 @@ class Config:
             (0.0 <= self.gamma <= 1.0, "gamma must lie in [0, 1]"),
             (self.value_iters >= 1, "value_iters must be >= 1"),
             (self.eval_episodes >= 0, "eval_episodes must be >= 0"),
+            (self.periodic_episodes >= 1, "periodic_episodes must be >= 1"),
             (all(h >= 1 for h in self.hidden), "hidden sizes must be >= 1"),
             (
                 self.reward_to_go or not self.baseline,
