@@ -179,3 +179,38 @@ def test_apps_register_their_envs_and_driving_metrics_once():
     assert got["eval_distance"] == want["distance"]
     Cfg.env_id = "CartPole-v1"  # no app registered metrics for it
     assert env_metrics(Cfg, lambda obs: 0) == {}
+
+
+def test_time_to_collision_grid_is_appended_and_marks_the_car_ahead():
+    """``ttc_horizon=5`` appends highway-env's 3 speeds x 3 lanes x 5 s time-to-collision
+    grid after the 25 kinematic features, which stay as they were. Checked by hand: with
+    one car 20 m ahead in the ego's lane and 5 m/s slower, the ego at its current target
+    speed has its front bumper at the car's rear after (20 - 5) / 5 = 3 s (5 m cars;
+    highway-env weighs that point 0.5) and reaches its centre after 20 / 5 = 4 s (weight
+    1), so that cell reads [0, 0, 0, 0.5, 1]; the lanes beside, empty, are marked nowhere."""
+    plain, ttc = make_env("rlfoundry/Highway-v0"), make_env("rlfoundry/Highway-v0", ttc_horizon=5)
+    a, _ = plain.reset(seed=3)
+    b, _ = ttc.reset(seed=3)
+    assert b.shape == (25 + 45,) == ttc.observation_space.shape and b.dtype == np.float32
+    np.testing.assert_array_equal(a, b[:25])
+    for act in (IDLE, SLOWER, LANE_LEFT):
+        a, *_ = plain.step(act)
+        b, *_ = ttc.step(act)
+        np.testing.assert_array_equal(a, b[:25])
+    with pytest.raises(Exception, match="ttc_horizon"):
+        make_env("rlfoundry/Highway-v0", ttc_horizon=-1)
+
+    from highway_env.vehicle.kinematics import Vehicle
+
+    base = ttc.unwrapped
+    ttc.reset(seed=3)
+    ego = base.vehicle
+    ego.lane_index = ego.target_lane_index = ("0", "1", 1)  # the middle lane of three
+    ego.position = np.array([100.0, 4.0])
+    ego.speed = float(ego.index_to_speed(ego.speed_index))  # at its target speed
+    ahead = Vehicle(base.road, np.array([120.0, 4.0]), 0.0, ego.speed - 5.0)
+    ahead.lane_index = ("0", "1", 1)
+    base.road.vehicles = [ego, ahead]
+    grid = ttc.get_wrapper_attr("observation")(np.zeros(25, np.float32))[25:].reshape(3, 3, 5)
+    np.testing.assert_array_equal(grid[1, 1], [0, 0, 0, 0.5, 1])
+    assert not grid[:, 0].any() and not grid[:, 2].any(), grid

@@ -22,7 +22,8 @@ Observations are highway-env's Kinematics (5 vehicles x 5 features) flattened to
 float32 vector, so the MLPs of DQN and PPO take them directly. They are computed by
 :class:`FastKinematics`, the same numbers as highway-env's ``KinematicObservation``
 (bit for bit, tested) without a pandas DataFrame per step, which was 28 % of a
-highway-fast step.
+highway-fast step. ``ttc_horizon > 0`` appends the time-to-collision grid
+(:class:`TimeToCollision`; the shipped DQN config uses 5).
 """
 
 from __future__ import annotations
@@ -116,6 +117,31 @@ def use_fast_kinematics(env: gym.Env) -> None:
         base.observation_type = fast  # type: ignore[attr-defined]
 
 
+class TimeToCollision(gym.ObservationWrapper):
+    """Append highway-env's time-to-collision grid to the flat observation.
+
+    For each of 3 target speeds (the ego's current one and its neighbours) and 3 lanes
+    (its own and the two beside it), the grid marks the 1-second steps of the next
+    ``horizon`` at which the ego, driving at that speed in that lane, is predicted to
+    reach another vehicle (highway-env's ``TimeToCollisionObservation``, computed from
+    the current positions and speeds at constant velocity). The kinematic features say
+    where the neighbours are; the grid says which meta-action runs into one, the
+    quantity a driver brakes or changes lane for.
+    """
+
+    def __init__(self, env: gym.Env, horizon: int) -> None:
+        super().__init__(env)
+        from highway_env.envs.common.observation import TimeToCollisionObservation
+
+        self.ttc = TimeToCollisionObservation(self.env.unwrapped, horizon=int(horizon))
+        n = int(np.prod(env.observation_space.shape)) + 9 * int(horizon)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (n,), np.float32)
+
+    def observation(self, obs: np.ndarray) -> np.ndarray:
+        grid = self.ttc.observe()  # [3 speeds, 3 lanes, horizon]
+        return np.concatenate([obs, grid.reshape(-1)]).astype(np.float32)
+
+
 class DrivingReward(gym.Wrapper):
     """Replace highway-env's reward with the seed-002 reward; see the module docstring."""
 
@@ -199,11 +225,13 @@ def make_driving_env(
     config: dict[str, Any] | None = None,
     render_mode: str | None = None,
     fast_obs: bool = True,
+    ttc_horizon: int = 0,
 ) -> gym.Env:
     """A highway-env scenario with :class:`DrivingReward` and flat float32 observations.
 
     ``config`` updates highway-env's own config (e.g. ``{"vehicles_count": 30}``);
-    ``fast_obs=False`` keeps highway-env's own (slower, identical) observation code.
+    ``fast_obs=False`` keeps highway-env's own (slower, identical) observation code;
+    ``ttc_horizon > 0`` appends the :class:`TimeToCollision` grid over that many seconds.
     """
     try:
         import highway_env  # noqa: F401  (registers highway-env's ids)
@@ -224,6 +252,10 @@ def make_driving_env(
         lambda o: np.asarray(o, dtype=np.float32),
         gym.spaces.Box(-np.inf, np.inf, env.observation_space.shape, np.float32),
     )
+    if ttc_horizon < 0:
+        raise EnvError(f"ttc_horizon must be 0 (off) or a number of seconds; got {ttc_horizon}.")
+    if ttc_horizon:
+        env = TimeToCollision(env, ttc_horizon)
     return DrivingReward(
         env,
         speed_weight=speed_weight,
