@@ -177,11 +177,17 @@ def evaluate(args, pols: dict[str, list[Callable]], seeds_of: dict[str, list[int
             res = run_suite(pols, {}, period, random_seeds=len(args.seeds))
             table[period], texts[period] = aggregate(res), md(aggregate(res))
             for label in pols:
+                ms = [b.metrics() for b in res[label]]
                 cells = [
                     f"s{s}: {100 * m['cumulative_return']:+.1f}%, Sharpe {m['sharpe']:.2f}"
-                    for s, m in zip(seeds_of[label], (b.metrics() for b in res[label]))
+                    for s, m in zip(seeds_of[label], ms)
                 ]
-                per_seed.append(f"- {period}, {label}: " + "; ".join(cells))
+                med_ret = _med([m["cumulative_return"] for m in ms])
+                med_sharpe = _med([m["sharpe"] for m in ms])
+                per_seed.append(
+                    f"- {period}, {label}: median {100 * med_ret:+.1f}%, Sharpe {med_sharpe:.2f} "
+                    f"({'; '.join(cells)})"
+                )
         return table, texts, per_seed
     from rlfoundry.apps.driving.evaluate import compare
     from rlfoundry.apps.driving.evaluate import markdown_table as md
@@ -201,7 +207,11 @@ def evaluate(args, pols: dict[str, list[Callable]], seeds_of: dict[str, list[int
             f"s{s}: collisions {r['collision_rate']['mean']:.0%}, {r['distance']['mean']:.0f} m"
             for s, r in zip(seeds_of[label], rows)
         ]
-        per_seed.append(f"- {label}: " + "; ".join(cells))
+        med_c = _med([r["collision_rate"]["mean"] for r in rows])
+        med_d = _med([r["distance"]["mean"] for r in rows])
+        per_seed.append(
+            f"- {label}: median collisions {med_c:.0%}, {med_d:.0f} m ({'; '.join(cells)})"
+        )
     table.update(compare({}, env_id, {}, n, seed0, baselines=True))
     texts["eval"] = md(table)
     return {"eval": table}, texts, per_seed
@@ -332,7 +342,7 @@ def report(args, algos, records, texts, per_seed, load0) -> str:
         )
         lines += ["", f"**{title}:**", "", text]
     if per_seed:
-        lines += ["", "Per training seed:", "", *per_seed]
+        lines += ["", "Medians over the training seeds (per seed in brackets):", "", *per_seed]
     seeds = " ".join(map(str, args.seeds))
     lines += [
         "",
