@@ -63,7 +63,11 @@ def fit_rlfoundry(algo: str, env_id: str, seed: int, steps: int | None, out: Pat
     checkpoint every 60 s), no evaluation after training."""
     from rlfoundry.api import train
 
-    train(algo, env=env_id, steps=steps, seed=seed, out=out, progress=False, evaluate_after=False)
+    summary = train(
+        algo, env=env_id, steps=steps, seed=seed, out=out, progress=False, evaluate_after=False
+    )
+    if summary.get("status", "finished") != "finished":  # SIGTERM/Ctrl-C: saved and returned
+        raise SystemExit(f"rlfoundry run {out} was {summary['status']}; not recorded")
 
 
 def fit_sb3(algo: str, env_id: str, seed: int, steps: int | None, out: Path) -> None:
