@@ -289,9 +289,11 @@ def machine() -> str:
 def report(results: dict[str, dict[str, list[dict]]], args: argparse.Namespace, load: str) -> str:
     import stable_baselines3
 
+    tasks = ", ".join(f"{TASKS[t].algo.upper()} {TASKS[t].env_id}" for t in results)
+    title = "on classic control" if args.section == "classic" else f"on {tasks}"
     lines = [
-        "<!-- classic -->",
-        "## rlfoundry vs Stable-Baselines3 on classic control (`benchmarks/classic.py`)",
+        f"<!-- {args.section} -->",
+        f"## rlfoundry vs Stable-Baselines3 {title} (`benchmarks/classic.py`)",
         "",
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}; torch {torch.__version__}, "
         f"stable-baselines3 {stable_baselines3.__version__}; both single-threaded "
@@ -347,13 +349,13 @@ def report(results: dict[str, dict[str, list[dict]]], args: argparse.Namespace, 
     lines += [
         "",
         f"Reproduce: `{args.command}`. Differences that remain: `benchmarks/README.md`.",
-        "<!-- /classic -->",
+        f"<!-- /{args.section} -->",
     ]
     return "\n".join(lines) + "\n"
 
 
-def write_results(section: str) -> None:
-    write_marked_section(RESULTS, "classic", section)
+def write_results(section: str, name: str = "classic") -> None:
+    write_marked_section(RESULTS, name, section)
 
 
 def _loadavg() -> float:
@@ -383,6 +385,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-write", action="store_true", help="print, do not update RESULTS.md")
     p.add_argument("--json", type=Path, help="also write the raw results here")
     p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the runs already in --json and do only the missing (task, library, seed)",
+    )
+    p.add_argument(
+        "--section",
+        default="classic",
+        help="the marked section of RESULTS.md to write (e.g. classic-acrobot for --acrobot alone)",
+    )
+    p.add_argument(
         "--merge",
         nargs="*",
         type=Path,
@@ -401,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         section = report(merged, args, f"{min(loads):.1f}-{max(loads):.1f} (at each run's start)")
         print(section)
         if not args.no_write:
-            write_results(section)
+            write_results(section, args.section)
         return 0
     if args.quick:
         args.seeds, args.eval_episodes = 1, 5
@@ -420,18 +432,31 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:
         load = "?"
 
+    results: dict[str, dict[str, list[dict]]] = {t: {lib: [] for lib in libs} for t in tasks}
+    if args.resume and args.json and args.json.exists():  # runs a killed benchmark finished
+        for name, res in json.loads(args.json.read_text()).items():
+            for lib, rows in res.items():
+                if name in results and lib in results[name]:
+                    results[name][lib] = [x for x in rows if x["seed"] in args.seed_list]
+
+    def done(name: str, lib: str, seed: int) -> bool:
+        return any(x["seed"] == seed for x in results[name][lib])
+
     # Warm-up, not recorded: the first run in a process pays one-off costs (lazy imports,
     # first-call kernel setup) of several seconds, which would go to whoever runs first.
     for name in tasks:
+        if all(done(name, lib, s) for lib in libs for s in args.seed_list):
+            continue
         for lib in libs:
             task = TASKS[name]
             libs[lib](Task(task.algo, task.env_id, float("-inf"), 1, task.max_steps), 0, 1)
 
-    results: dict[str, dict[str, list[dict]]] = {t: {lib: [] for lib in libs} for t in tasks}
-    for k, seed in enumerate(args.seed_list):
+    for seed in args.seed_list:
         for name in tasks:
             # order alternates: rlfoundry first on even seeds, SB3 first on odd ones
-            for lib in list(libs) if k % 2 == 0 else list(libs)[::-1]:
+            for lib in list(libs) if seed % 2 == 0 else list(libs)[::-1]:
+                if done(name, lib, seed):
+                    continue
                 gc.collect()
                 load_now = _loadavg()
                 res = libs[lib](TASKS[name], seed, args.eval_episodes)
@@ -455,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     if not args.no_write:
-        write_results(section)
+        write_results(section, args.section)
     return 0
 
 
