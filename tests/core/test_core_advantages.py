@@ -13,6 +13,7 @@ from rlfoundry.core import (
     group_relative_advantages,
     leave_one_out_advantages,
     normalize_advantages,
+    overlong_penalty,
 )
 
 torch.set_num_threads(1)
@@ -235,3 +236,14 @@ def test_loo_and_grpo_relation_without_std():
     loo = leave_one_out_advantages(rew, 4)
     assert torch.allclose(loo, 4 / 3 * group_relative_advantages(rew, 4, scale_std=False))
     assert math.isclose(loo[0].item(), -1.0)
+
+
+def test_overlong_penalty_by_hand():
+    """DAPO's soft overlong punishment: 0 up to max_len - buffer, a linear ramp to -1 at
+    max_len, -1 for a completion cut off by the budget whatever its length."""
+    lengths = torch.tensor([10, 48, 52, 56, 64, 64, 3])
+    truncated = torch.tensor([False, False, False, False, False, True, True])
+    got = overlong_penalty(lengths, truncated, max_len=64, buffer=16)
+    assert got.tolist() == pytest.approx([0.0, 0.0, -0.25, -0.5, -1.0, -1.0, -1.0])
+    # buffer 0: only the truncated ones
+    assert overlong_penalty(lengths, truncated, 64).tolist() == [0, 0, 0, 0, 0, -1, -1]

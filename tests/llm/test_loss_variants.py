@@ -33,6 +33,10 @@ def first_vowel(prompts, completions, **_):
     return [float(c[:1].lower() in "aeiou") for c in completions]
 
 
+def zero(prompts, completions, **_):
+    return [0.0] * len(completions)
+
+
 # ---------------------------------------------------------------------- dynamic sampling
 
 
@@ -104,6 +108,8 @@ def test_bad_options_fail_before_training(tmp_path):
         ("llm-rloo", {**tiny, "top_p": 0.0}, "top_p must lie in"),
         ("llm-ppo", {**tiny, "repetition_penalty": 0}, "repetition_penalty must be positive"),
         ("llm-grpo", {**tiny, "max_extra_rollouts": -1}, "max_extra_rollouts"),
+        ("llm-grpo", {**tiny, "overlong_penalty": -1.0}, "overlong_penalty and overlong_buffer"),
+        ("llm-rloo", {**tiny, "overlong_buffer": 4}, "overlong_buffer \\(4\\) must be below"),
         ("llm-dpo", {"model": "tiny", "loss_type": "ipo", "label_smoothing": 0.1}, "sigmoid only"),
         ("llm-dpo", {"model": "tiny", "loss_type": "kto"}, "sigmoid, ipo, hinge"),
         ("llm-online-dpo", {**tiny, "loss_type": "x"}, "sigmoid, ipo, hinge"),
@@ -226,3 +232,21 @@ def test_kto_raises_the_held_out_reward_gap(tmp_path):
     s = train("llm-kto", steps=30, out=tmp_path / "run", overrides={**ov, "learning_rate": 1e-3},
               progress=False)  # fmt: skip
     assert s["reward_gap_before"] == 0 and s["eval_reward_gap"] >= 0.08, s
+
+
+OVERLONG_MIN_DROP = (
+    0.3  # seeds 0, 1, 15 steps: truncated 0.98 -> 0.27, 0.99 -> 0.40 (off: 0.98 -> 0.99)
+)
+
+
+@pytest.mark.slow
+def test_overlong_penalty_alone_teaches_the_model_to_stop(tmp_path):
+    """With a reward of 0 everywhere, DAPO's overlong punishment is the only signal: the
+    share of completions cut off by the 6-token budget must fall (without it, it stays
+    at ~0.98: nothing to learn)."""
+    out = tmp_path / "run"
+    ov = {**RL, "reward": f"{__name__}:zero", "overlong_penalty": 1.0}
+    train("llm-grpo", steps=15, out=out, overrides=ov, progress=False)
+    _, rows = _rewards(out)
+    trunc = [float(r["truncated"]) for r in rows]
+    assert sum(trunc[:3]) / 3 - sum(trunc[-3:]) / 3 >= OVERLONG_MIN_DROP, trunc

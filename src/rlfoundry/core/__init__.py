@@ -13,6 +13,7 @@ from rlfoundry.core.advantages import (
     group_relative_advantages,
     leave_one_out_advantages,
     normalize_advantages,
+    overlong_penalty,
 )
 from rlfoundry.core.aggregate import (
     AGG_MODES,
@@ -68,6 +69,7 @@ __all__ = [
     "gae",
     "gaussian_entropy",
     "group_relative_advantages",
+    "overlong_penalty",
     "kl_estimate",
     "kl_k1",
     "kl_k2",

@@ -129,3 +129,21 @@ def leave_one_out_advantages(rew: Tensor, group_size: int) -> Tensor:
         g = _groups(rew, group_size)  # [P, k]
         others = (g.sum(dim=1, keepdim=True) - g) / (group_size - 1)
         return (g - others).reshape(-1)
+
+
+def overlong_penalty(lengths: Tensor, truncated: Tensor, max_len: int, buffer: int = 0) -> Tensor:
+    """DAPO's soft overlong punishment (Yu et al. 2025, arXiv:2503.14476, eq. 13), in [-1, 0].
+
+        0                              if len <= max_len - buffer
+        (max_len - buffer - len) / buffer   if max_len - buffer < len <= max_len
+        -1                             if truncated (no end within max_len)
+
+    `lengths` `[B]` completion tokens, `truncated` `[B]` bool; `buffer` 0 punishes only the
+    truncated completions. A stage adds `weight * overlong_penalty(...)` to the reward, so
+    that of two wrong answers the one cut off by the budget scores lower.
+    """
+    lengths = lengths.to(torch.float32)
+    pen = torch.zeros_like(lengths)
+    if buffer > 0:
+        pen = ((max_len - buffer - lengths) / buffer).clamp(-1.0, 0.0)
+    return torch.where(as_flag(truncated).to(pen.device), torch.full_like(pen, -1.0), pen)

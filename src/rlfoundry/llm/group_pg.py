@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlfoundry.core import AGG_MODES, aggregate_loss, kl_k3, masked_mean
+from rlfoundry.core import AGG_MODES, aggregate_loss, kl_k3, masked_mean, overlong_penalty
 from rlfoundry.core.surrogates import POLICY_LOSSES
 from rlfoundry.errors import ConfigError
 from rlfoundry.llm.checkpoint import adamw, resume_training, save_training
@@ -173,6 +173,13 @@ class GroupConfig(RLInputs):
     mask_truncated: bool = False
     """Drop completions with no EOS within max_new_tokens from the loss (DAPO overlong
     filtering)."""
+    overlong_penalty: float = 0.0
+    """Weight of DAPO's soft overlong punishment added to each completion's score for its
+    advantage (`core.overlong_penalty`: -weight when truncated, a linear ramp over the
+    last overlong_buffer tokens of the budget); 0 = off. The logged reward stays unshaped."""
+    overlong_buffer: int = 0
+    """Tokens before max_new_tokens where the overlong punishment ramps from 0 to -1;
+    0 = only completions cut off by the budget are punished."""
     eval_every: int = 25
     """Steps between held-out greedy evaluations (0 = only at the end)."""
     eval_size: int = 200
@@ -229,6 +236,16 @@ class GroupConfig(RLInputs):
             raise ConfigError(f"temperature must be positive, got {self.temperature}.")
         if self.beta < 0:
             raise ConfigError(f"beta must be >= 0, got {self.beta}.")
+        if self.overlong_penalty < 0 or self.overlong_buffer < 0:
+            raise ConfigError(
+                "overlong_penalty and overlong_buffer must be >= 0 (0 = off), got "
+                f"{self.overlong_penalty} and {self.overlong_buffer}."
+            )
+        if self.max_new_tokens and self.overlong_buffer >= self.max_new_tokens:
+            raise ConfigError(
+                f"overlong_buffer ({self.overlong_buffer}) must be below max_new_tokens "
+                f"({self.max_new_tokens}); set a shorter buffer."
+            )
 
 
 def check_world(cfg: GroupConfig, world: int | None = None) -> None:
@@ -428,6 +445,10 @@ def train(
             with torch.no_grad(), prec.autocast(), ref() as ref_model:
                 ref_logp = completion_logprobs(ref_model, ro, slice(None), cfg.temperature)
         score = rew if shape_reward is None else shape_reward(rew, ro, ref_logp)
+        if cfg.overlong_penalty:
+            lens = ro.completion_mask.sum(dim=1)
+            over = overlong_penalty(lens, ro.truncated, cfg.max_new_tokens, cfg.overlong_buffer)
+            score = score + cfg.overlong_penalty * over.to(score.device)
         adv = advantages(score, cfg.group_size)
         # GRPO puts the KL in the loss; a reward shaper (RLOO) has already put it in the reward
         upd = policy_update(
