@@ -1,0 +1,169 @@
+"""The decode step of Llama-family models without the generic forward's per-token work.
+
+    dec = StaticDecoder.wrap(model, cache, prompt_len, max_new_tokens)  # None: unsupported
+    logits = dec.step(tok, pos, col, mask)    # [B, V] for the token at column `col`
+
+`generation.sample` runs the prefill through the model's own forward, then hands every
+new token to `step`. A `step` calls the same submodules the model's forward calls (the
+norms, projections, MLPs, rotary embedding, LM head, so LoRA adapters and autocast act
+as they do there), in the same order with the same attention call, but:
+
+- the KV cache is preallocated once ([B, KV heads, P + T, D] per layer, the prefill's
+  keys and values copied in) and written in place, instead of `torch.cat`-grown every
+  token by every layer;
+- the causal mask, the cache bookkeeping, the attention-interface lookup, the keyword
+  plumbing and the output dataclasses of the generic forward (several hundred Python
+  operations per token, the whole cost on a small model) are skipped.
+
+The arithmetic is the generic forward's: on the built-in models and SmolLM2 the logits
+agree bit for bit (tests/llm/test_generation_fast.py). Only the exact classes whose forward
+this mirrors are taken (Llama, Qwen2 without sliding windows; SDPA attention; plain or
+peft-wrapped, not FSDP/DDP-wrapped); anything else falls back to the generic forward.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn.functional import scaled_dot_product_attention as sdpa
+
+#: Causal-LM classes whose decoder layer `step` reproduces.
+SUPPORTED = {
+    "LlamaForCausalLM": ("LlamaDecoderLayer", "LlamaAttention"),
+    "Qwen2ForCausalLM": ("Qwen2DecoderLayer", "Qwen2Attention"),
+}
+#: RoPE variants whose cos/sin depend on the position only (a table computed once).
+STATIC_ROPE = {"default", "linear", "llama3", "yarn"}
+#: RMSNorm classes whose forward `_rms_norm` repeats op for op.
+RMS_NORMS = {"LlamaRMSNorm", "Qwen2RMSNorm"}
+
+
+def _rms_norm(norm: Any, x: Tensor) -> Tensor:
+    """`LlamaRMSNorm.forward` op for op (bit-identical), without the module call and the
+    `kernels` package's forward wrapper around it."""
+    if x.dtype == norm.weight.dtype == torch.float32:  # the fused kernel: same bits
+        return torch.nn.functional.rms_norm(
+            x, norm.weight.shape, norm.weight, norm.variance_epsilon
+        )
+    dtype = x.dtype
+    x = x.to(torch.float32)
+    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
+    return norm.weight * x.to(dtype)
+
+
+def _base(model: Any) -> Any:
+    """The transformers model under a peft wrapper (LoRA layers stay injected in it)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def supported(model: Any) -> bool:
+    """True when `StaticDecoder` reproduces this model's forward exactly."""
+    base = _base(model)
+    names = SUPPORTED.get(type(base).__name__)
+    cfg = getattr(base, "config", None)
+    if names is None or cfg is None or getattr(cfg, "_attn_implementation", None) != "sdpa":
+        return False
+    if any(t != "full_attention" for t in getattr(cfg, "layer_types", None) or []):
+        return False  # sliding-window layers: the generic forward's mask does more
+    layers = base.model.layers
+    return all(
+        type(layer).__name__ == names[0] and type(layer.self_attn).__name__ == names[1]
+        for layer in layers
+    )
+
+
+class StaticDecoder:
+    """One-token forward passes over a preallocated KV cache (see the module docstring)."""
+
+    def __init__(self, model: Any, cache: Any, prompt_len: int, max_new_tokens: int) -> None:
+        base = _base(model)
+        self.inner, self.lm_head = base.model, base.lm_head
+        self.layers = list(self.inner.layers)
+        self.k: list[Tensor] = []
+        self.v: list[Tensor] = []
+        for layer in cache.layers:
+            keys, values = layer.keys, layer.values  # [B, KV heads, P, D] after the prefill
+            B, H, P, D = keys.shape
+            k = keys.new_empty(B, H, prompt_len + max_new_tokens, D)
+            v = values.new_empty(B, H, prompt_len + max_new_tokens, D)
+            k[:, :, :P] = keys
+            v[:, :, :P] = values
+            self.k.append(k)
+            self.v.append(v)
+        if len(self.k) != len(self.layers):
+            raise ValueError("the prefill cache does not have one entry per layer")
+        # cos/sin of every position once, from the model's own rotary module, with
+        # rotate_half's sign folded into sin: rotate_half(x) * sin equals
+        # x.roll(D/2) * [-sin_a, sin_b] bit for bit (a sign flip is exact)
+        self.n_pos = prompt_len + max_new_tokens
+        self.static_rope = getattr(self.inner.rotary_emb, "rope_type", "default") in STATIC_ROPE
+        self.table: tuple[Tensor, Tensor] | None = None  # built at the first step
+        self.norm_math = all(type(n).__name__ in RMS_NORMS for n in self._norms())
+
+    def _rope(self, h: Tensor, pos: Tensor) -> tuple[Tensor, Tensor]:
+        """cos, sin `[N, 1, 1, D]` of positions `pos` `[N, 1]` from the model's rotary module,
+        sin with rotate_half's sign folded in (see `step`)."""
+        cos, sin = self.inner.rotary_emb(h[:1].expand(pos.shape[0], -1, -1), position_ids=pos)
+        half = sin.shape[-1] // 2
+        sin = torch.cat([-sin[..., :half], sin[..., half:]], -1)
+        return cos[:, None], sin[:, None]
+
+    def _norms(self) -> list[Any]:
+        return [self.inner.norm] + [
+            n for x in self.layers for n in (x.input_layernorm, x.post_attention_layernorm)
+        ]
+
+    @classmethod
+    def wrap(
+        cls, model: Any, cache: Any, prompt_len: int, max_new_tokens: int
+    ) -> StaticDecoder | None:
+        """A decoder over `cache` (the prefill's DynamicCache), or None when `model` or the
+        cache is of a kind `step` does not reproduce (the caller keeps the generic forward)."""
+        if not supported(model) or not hasattr(cache, "layers"):
+            return None
+        if not all(hasattr(x, "keys") and torch.is_tensor(x.keys) for x in cache.layers):
+            return None
+        return cls(model, cache, prompt_len, max_new_tokens)
+
+    def step(self, tok: Tensor, pos: Tensor, col: int, mask: Tensor) -> Tensor:
+        """Logits `[B, V]` after token `tok` `[B, 1]` at position `pos` `[B, 1]`, written to
+        cache column `col`; `mask` `[B, 1, 1, >= col + 1]` bool, True = attend."""
+        h = self.inner.embed_tokens(tok)  # [B, 1, H]
+        if self.static_rope:
+            if self.table is None:  # every position's cos/sin, [P + T, 1, 1, D]
+                at = torch.arange(self.n_pos, device=h.device)[:, None]
+                self.table = self._rope(h, at)
+            cos, sin = self.table[0][pos[:, 0]], self.table[1][pos[:, 0]]  # [B, 1, 1, D]
+        else:
+            cos, sin = self._rope(h, pos)
+        norm = _rms_norm if self.norm_math else (lambda n, x: n(x))
+        mask = mask[..., : col + 1]
+        B = h.shape[0]
+        for layer, kc, vc in zip(self.layers, self.k, self.v):
+            attn = layer.self_attn
+            D, g = attn.head_dim, attn.num_key_value_groups
+            x = norm(layer.input_layernorm, h)
+            q = attn.q_proj(x).view(B, 1, -1, D).transpose(1, 2)  # [B, Hq, 1, D]
+            k = attn.k_proj(x).view(B, 1, -1, D).transpose(1, 2)  # [B, Hkv, 1, D]
+            v = attn.v_proj(x).view(B, 1, -1, D).transpose(1, 2)
+            q = q * cos + q.roll(D // 2, -1) * sin  # apply_rotary_pos_emb
+            k = k * cos + k.roll(D // 2, -1) * sin
+            kc[:, :, col : col + 1] = k
+            vc[:, :, col : col + 1] = v
+            # the g query heads sharing a KV head as g query rows (transformers' `pack_gqa`)
+            q = q.reshape(B, -1, g, D)  # [B, Hkv, g, D]
+            drop = attn.attention_dropout if attn.training else 0.0
+            o = sdpa(
+                q,
+                kc[:, :, : col + 1],
+                vc[:, :, : col + 1],
+                attn_mask=mask,
+                dropout_p=drop,
+                scale=attn.scaling,
+            )
+            o = o.reshape(B, -1, 1, D).transpose(1, 2).reshape(B, 1, -1)
+            h = h + attn.o_proj(o.contiguous())
+            h = h + layer.mlp(norm(layer.post_attention_layernorm, h))
+        return self.lm_head(norm(self.inner.norm, h))[:, -1]
