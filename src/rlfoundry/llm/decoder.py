@@ -38,6 +38,24 @@ SUPPORTED = {
 STATIC_ROPE = {"default", "linear", "llama3", "yarn"}
 #: RMSNorm classes whose forward `_rms_norm` repeats op for op.
 RMS_NORMS = {"LlamaRMSNorm", "Qwen2RMSNorm"}
+#: MLP and activation classes whose forward `_mlp` repeats (SiLU-gated).
+MLPS = {"LlamaMLP", "Qwen2MLP"}
+SILUS = {"SiLUActivation", "SiLU"}
+
+
+def _linear(m: Any, x: Tensor) -> Tensor:
+    """`m(x)`; a plain nn.Linear without the module call (LoRA layers keep theirs)."""
+    if type(m) is torch.nn.Linear:
+        return torch.nn.functional.linear(x, m.weight, m.bias)
+    return m(x)
+
+
+def _mlp(mlp: Any, x: Tensor) -> Tensor:
+    """`LlamaMLP.forward`, down(silu(gate(x)) * up(x)), through `_linear`."""
+    if type(mlp).__name__ not in MLPS or type(mlp.act_fn).__name__ not in SILUS:
+        return mlp(x)
+    act = torch.nn.functional.silu(_linear(mlp.gate_proj, x))
+    return _linear(mlp.down_proj, act * _linear(mlp.up_proj, x))
 
 
 def _rms_norm(norm: Any, x: Tensor) -> Tensor:
@@ -145,9 +163,9 @@ class StaticDecoder:
             attn = layer.self_attn
             D, g = attn.head_dim, attn.num_key_value_groups
             x = norm(layer.input_layernorm, h)
-            q = attn.q_proj(x).view(B, 1, -1, D).transpose(1, 2)  # [B, Hq, 1, D]
-            k = attn.k_proj(x).view(B, 1, -1, D).transpose(1, 2)  # [B, Hkv, 1, D]
-            v = attn.v_proj(x).view(B, 1, -1, D).transpose(1, 2)
+            q = _linear(attn.q_proj, x).view(B, 1, -1, D).transpose(1, 2)  # [B, Hq, 1, D]
+            k = _linear(attn.k_proj, x).view(B, 1, -1, D).transpose(1, 2)  # [B, Hkv, 1, D]
+            v = _linear(attn.v_proj, x).view(B, 1, -1, D).transpose(1, 2)
             q = q * cos + q.roll(D // 2, -1) * sin  # apply_rotary_pos_emb
             k = k * cos + k.roll(D // 2, -1) * sin
             kc[:, :, col : col + 1] = k
@@ -164,6 +182,6 @@ class StaticDecoder:
                 scale=attn.scaling,
             )
             o = o.reshape(B, -1, 1, D).transpose(1, 2).reshape(B, 1, -1)
-            h = h + attn.o_proj(o.contiguous())
-            h = h + layer.mlp(norm(layer.post_attention_layernorm, h))
-        return self.lm_head(norm(self.inner.norm, h))[:, -1]
+            h = h + _linear(attn.o_proj, o)
+            h = h + _mlp(layer.mlp, norm(layer.post_attention_layernorm, h))
+        return _linear(self.lm_head, norm(self.inner.norm, h))[:, -1]
