@@ -41,6 +41,37 @@ RMS_NORMS = {"LlamaRMSNorm", "Qwen2RMSNorm"}
 #: MLP and activation classes whose forward `_mlp` repeats (SiLU-gated).
 MLPS = {"LlamaMLP", "Qwen2MLP"}
 SILUS = {"SiLUActivation", "SiLU"}
+#: Models up to this hidden size get the fused q/k/v and gate/up matmuls.
+FUSE_MAX_HIDDEN = 256
+
+
+def _no_hooks(model: Any) -> bool:
+    """No forward hooks (module-level or global) and no instance-level forward anywhere."""
+    from torch.nn.modules import module as M
+
+    if M._global_forward_hooks or M._global_forward_pre_hooks:
+        return False
+    return not any(
+        m._forward_hooks or m._forward_pre_hooks or "forward" in m.__dict__ for m in model.modules()
+    )
+
+
+def _fuse(layer: Any) -> tuple[Tensor, Tensor | None, list[int], Tensor] | None:
+    """(q|k|v weight, bias, split sizes, gate|up weight) when all five are plain nn.Linear
+    (not LoRA-wrapped) and the MLP is `_mlp`'s; else None."""
+    a, m = layer.self_attn, layer.mlp
+    lins = [a.q_proj, a.k_proj, a.v_proj]
+    if not all(type(x) is torch.nn.Linear for x in [*lins, m.gate_proj, m.up_proj]):
+        return None
+    if type(m).__name__ not in MLPS or type(m.act_fn).__name__ not in SILUS:
+        return None
+    w = torch.cat([x.weight for x in lins])
+    has_b = [x.bias is not None for x in lins]
+    if any(has_b) and not all(has_b):
+        return None
+    b = torch.cat([x.bias for x in lins]) if all(has_b) else None
+    sizes = [x.weight.shape[0] for x in lins]
+    return w, b, sizes, torch.cat([m.gate_proj.weight, m.up_proj.weight])
 
 
 def _linear(m: Any, x: Tensor) -> Tensor:
@@ -118,15 +149,25 @@ class StaticDecoder:
         self.n_pos = prompt_len + max_new_tokens
         self.static_rope = getattr(self.inner.rotary_emb, "rope_type", "default") in STATIC_ROPE
         self.table: tuple[Tensor, Tensor] | None = None  # built at the first step
-        self.norm_math = all(type(n).__name__ in RMS_NORMS for n in self._norms())
+        self.bias: Tensor | None = None  # additive mask, built at the first step
+        # the shortcuts below skip module calls, so only where no module has a hook or
+        # an instance-level forward (accelerate's offloading, a user's forward hook)
+        self.direct = _no_hooks(base)
+        self.norm_math = self.direct and all(type(n).__name__ in RMS_NORMS for n in self._norms())
+        # small models: q/k/v and gate/up as one matmul each (weights concatenated per
+        # call, as they change between rollouts); at these sizes a matmul costs its call
+        small = self.inner.embed_tokens.weight.shape[-1] <= FUSE_MAX_HIDDEN
+        self.fused = [_fuse(x) if small and self.direct else None for x in self.layers]
+        self.linear = _linear if self.direct else (lambda m, x: m(x))
+        self.mlp = _mlp if self.direct else (lambda m, x: m(x))
 
     def _rope(self, h: Tensor, pos: Tensor) -> tuple[Tensor, Tensor]:
-        """cos, sin `[N, 1, 1, D]` of positions `pos` `[N, 1]` from the model's rotary module,
-        sin with rotate_half's sign folded in (see `step`)."""
+        """cos, sin `[N, 1, D]` of positions `pos` `[N, 1]` from the model's rotary module,
+        sin with rotate_half's sign folded in (see `__init__`)."""
         cos, sin = self.inner.rotary_emb(h[:1].expand(pos.shape[0], -1, -1), position_ids=pos)
         half = sin.shape[-1] // 2
         sin = torch.cat([-sin[..., :half], sin[..., half:]], -1)
-        return cos[:, None], sin[:, None]
+        return cos, sin
 
     def _norms(self) -> list[Any]:
         return [self.inner.norm] + [
@@ -147,41 +188,57 @@ class StaticDecoder:
 
     def step(self, tok: Tensor, pos: Tensor, col: int, mask: Tensor) -> Tensor:
         """Logits `[B, V]` after token `tok` `[B, 1]` at position `pos` `[B, 1]`, written to
-        cache column `col`; `mask` `[B, 1, 1, >= col + 1]` bool, True = attend."""
+        cache column `col`; `mask` `[B, 1, 1, >= col + 1]` bool, True = attend (the same
+        tensor at every step)."""
         h = self.inner.embed_tokens(tok)  # [B, 1, H]
         if self.static_rope:
-            if self.table is None:  # every position's cos/sin, [P + T, 1, 1, D]
+            if self.table is None:  # every position's cos/sin, [P + T, 1, D]
                 at = torch.arange(self.n_pos, device=h.device)[:, None]
                 self.table = self._rope(h, at)
-            cos, sin = self.table[0][pos[:, 0]], self.table[1][pos[:, 0]]  # [B, 1, 1, D]
+            cos, sin = self.table[0][pos[:, 0]], self.table[1][pos[:, 0]]  # [B, 1, D]
         else:
             cos, sin = self._rope(h, pos)
+        if self.bias is None:  # the boolean mask as sdpa uses it (0 / -inf), made once
+            self.bias = torch.zeros(mask.shape, dtype=h.dtype, device=h.device)
+            self.bias.masked_fill_(~mask.bool(), float("-inf"))
+        bias = self.bias[..., : col + 1]
         norm = _rms_norm if self.norm_math else (lambda n, x: n(x))
-        mask = mask[..., : col + 1]
         B = h.shape[0]
-        for layer, kc, vc in zip(self.layers, self.k, self.v):
+        for layer, kc, vc, fused in zip(self.layers, self.k, self.v, self.fused):
             attn = layer.self_attn
             D, g = attn.head_dim, attn.num_key_value_groups
+            hkv = kc.shape[1]
             x = norm(layer.input_layernorm, h)
-            q = _linear(attn.q_proj, x).view(B, 1, -1, D).transpose(1, 2)  # [B, Hq, 1, D]
-            k = _linear(attn.k_proj, x).view(B, 1, -1, D).transpose(1, 2)  # [B, Hkv, 1, D]
-            v = _linear(attn.v_proj, x).view(B, 1, -1, D).transpose(1, 2)
-            q = q * cos + q.roll(D // 2, -1) * sin  # apply_rotary_pos_emb
-            k = k * cos + k.roll(D // 2, -1) * sin
-            kc[:, :, col : col + 1] = k
-            vc[:, :, col : col + 1] = v
+            # heads as [B, heads, D] (one token: no sequence axis); rotary embedding as
+            # apply_rotary_pos_emb, on q and k together where they come from one matmul
+            if fused is not None:
+                qkv = torch.nn.functional.linear(x, fused[0], fused[1]).view(B, -1, D)
+                qk = qkv[:, :-hkv]
+                qk = qk * cos + qk.roll(D // 2, -1) * sin
+                q, k, v = qk[:, :-hkv], qk[:, -hkv:], qkv[:, -hkv:]
+            else:
+                q, k, v = (
+                    self.linear(m, x).view(B, -1, D)
+                    for m in (attn.q_proj, attn.k_proj, attn.v_proj)
+                )
+                q = q * cos + q.roll(D // 2, -1) * sin
+                k = k * cos + k.roll(D // 2, -1) * sin
+            kc[:, :, col] = k
+            vc[:, :, col] = v
             # the g query heads sharing a KV head as g query rows (transformers' `pack_gqa`)
-            q = q.reshape(B, -1, g, D)  # [B, Hkv, g, D]
-            drop = attn.attention_dropout if attn.training else 0.0
             o = sdpa(
-                q,
+                q.reshape(B, hkv, g, D),
                 kc[:, :, : col + 1],
                 vc[:, :, : col + 1],
-                attn_mask=mask,
-                dropout_p=drop,
+                attn_mask=bias,
+                dropout_p=attn.attention_dropout if attn.training else 0.0,
                 scale=attn.scaling,
-            )
-            o = o.reshape(B, -1, 1, D).transpose(1, 2).reshape(B, 1, -1)
-            h = h + _linear(attn.o_proj, o)
-            h = h + _mlp(layer.mlp, norm(layer.post_attention_layernorm, h))
-        return _linear(self.lm_head, norm(self.inner.norm, h))[:, -1]
+            )  # [B, Hkv, g, D]: heads in q's order
+            h = h + self.linear(attn.o_proj, o.reshape(B, 1, -1))
+            x = norm(layer.post_attention_layernorm, h)
+            if fused is not None:
+                gate, up = torch.nn.functional.linear(x, fused[3]).chunk(2, -1)
+                h = h + self.linear(layer.mlp.down_proj, torch.nn.functional.silu(gate) * up)
+            else:
+                h = h + self.mlp(layer.mlp, x)
+        return self.linear(self.lm_head, norm(self.inner.norm, h))[:, -1]
