@@ -9,12 +9,17 @@
     out.attention_mask    # [B, P+T]
 
 Sampling is the bottleneck of every on-policy RL step, so the loop is kept lean
-(`sample`): one prefill over the left-padded prompts computing logits for the last
-position only, then one cached forward per new token. Outputs are preallocated, the
-finished-rows bookkeeping stays on the device, and the only host sync is the
-"all rows finished?" check every `check_every` steps. `model.generate` spends extra
-time per token in its logits processors, stopping criteria and cache bookkeeping;
-`benchmarks/llm_generation.py` measures the difference.
+(`sample`): one prefill over the left-padded prompts through the model's own forward,
+computing logits for the last position only; then, for Llama/Qwen2-family models, one
+`decoder.StaticDecoder.step` per new token (a preallocated KV cache and the same
+submodules without the generic forward's per-token bookkeeping: bit-identical logits),
+else one cached forward of the model. Outputs are preallocated, the finished-rows
+bookkeeping stays on the device, and the only host sync is the "all rows finished?"
+check every `check_every` steps. A sampled token is one uniform number per row pushed
+through the inverse CDF (`core.sampling.draw_categorical`); `model.generate`'s
+`torch.multinomial` draws one number per vocabulary entry, 20x slower at a 49k
+vocabulary on the CPU. `benchmarks/llm_generation.py` measures both against the
+matmul ceiling.
 
 The log-probs are those of the temperature-scaled distribution before the repetition
 penalty and top-k/top-p truncation (`rlfoundry.core.sampling`): exactly what
@@ -67,17 +72,15 @@ def left_pad(
     """Encode prompts and left-pad them: `input_ids [B, P]`, `attention_mask [B, P]`.
 
     Left padding puts every prompt's last token in the last column, so all rows
-    generate in lockstep from the same column.
+    generate in lockstep from the same column. Repeated prompts (a GRPO group's G
+    copies) are tokenised once.
     """
-    rows = [encode_prompt(tok, p) for p in prompts]
+    enc = {p: encode_prompt(tok, p) for p in dict.fromkeys(prompts)}  # a group's copies once
+    rows = [enc[p] for p in prompts]
     width = max(1, max(len(r) for r in rows))
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    attn = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        if r:
-            ids[i, width - len(r) :] = torch.tensor(r)
-            attn[i, width - len(r) :] = 1
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long)
+    attn = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
     return ids.to(device), attn.to(device)
 
 
