@@ -22,8 +22,9 @@ variant runs once in turn; the median per variant. Tokens/s counts B x T generat
 
 Checks (untimed): greedy, rlfoundry's tokens equal `generate`'s and its log-probs equal the
 log-softmax of `generate`'s logits (max |diff| reported, must be <= 1e-5); sampled, the two
-draw different random numbers (inverse CDF vs `torch.multinomial`), so rlfoundry's log-probs
-are checked against a teacher-forced forward pass over its own tokens.
+draw different random numbers (inverse CDF vs `torch.multinomial`), so `generate` is made
+to emit rlfoundry's tokens (a forcing logits processor) and its raw logits give the
+reference log-probs of the same tokens from its own decode loop.
 
 Ceiling: the CPU time of the matrix multiplications of one decode step alone (every
 `nn.Linear` of the model, the LM head included, at batch B, same dtype), as tokens/s: no
@@ -118,9 +119,33 @@ def variants(model: Any, ids: Any, attn: Any, N: int, pad: int, temperature: flo
     return ours, hf
 
 
+def forced(model: Any, ids: Any, attn: Any, comp: Any, pad: int) -> tuple[Any, Any]:
+    """`model.generate`'s own log-probs of the tokens `comp` [B, T]: its decode loop, made
+    to emit `comp` by a logits processor, with the raw logits returned (`output_logits`)."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    P = ids.shape[1]
+
+    class Force(LogitsProcessor):
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            t = input_ids.shape[1] - P
+            out = torch.full_like(scores, float("-inf"))
+            return out.scatter_(1, comp[:, t : t + 1], 0.0)
+
+    out = model.generate(
+        input_ids=ids, attention_mask=attn, max_new_tokens=comp.shape[1], do_sample=False,
+        pad_token_id=pad, eos_token_id=None,
+        logits_processor=LogitsProcessorList([Force()]), return_dict_in_generate=True,
+        output_logits=True,
+    )  # fmt: skip
+    lg = torch.stack(out.logits, 1).float()  # [B, T, V] raw logits (temperature 1)
+    ref = out.sequences[:, P:]
+    return ref, torch.log_softmax(lg, -1).gather(-1, ref[..., None]).squeeze(-1)
+
+
 def bench(name: str, args: argparse.Namespace, baseline: Any) -> list[dict[str, Any]]:
     from rlfoundry.llm.generation import left_pad
-    from rlfoundry.llm.models import load_model, load_tokenizer, policy_logprobs
+    from rlfoundry.llm.models import load_model, load_tokenizer
     from rlfoundry.llm.tasks import get_task
 
     torch.manual_seed(0)
@@ -130,7 +155,7 @@ def bench(name: str, args: argparse.Namespace, baseline: Any) -> list[dict[str, 
     prompts = get_task("arithmetic").prompts("train", args.batch, seed=0)
     ids, attn = left_pad(tok, prompts)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    B, N, P = args.batch, args.new, ids.shape[1]
+    B, N = args.batch, args.new
     n_params = sum(p.numel() for p in model.parameters())
     ceiling = matmul_ceiling(model, B, args.repeats)
     rows = []
@@ -142,16 +167,10 @@ def bench(name: str, args: argparse.Namespace, baseline: Any) -> list[dict[str, 
         with torch.no_grad():
             t = _cpu_median(fns, args.repeats)
             comp, logp = ours()
-            if temperature == 0:
-                ref_comp, ref_logp = hf(True)
-                same_tokens = bool(torch.equal(comp, ref_comp))
-            else:  # different random draws: check our log-probs by a teacher-forced pass
-                full = torch.cat([ids, comp], 1)
-                fa = torch.cat([attn, torch.ones_like(comp)], 1)
-                cm = torch.zeros_like(full, dtype=torch.bool)
-                cm[:, P:] = True
-                ref_logp = policy_logprobs(model, full, fa, cm, temperature)[:, P:]
-                same_tokens = None
+            ref_comp, ref_logp = (
+                hf(True) if temperature == 0 else forced(model, ids, attn, comp, pad)
+            )
+            same_tokens = bool(torch.equal(comp, ref_comp))
             logp_diff = float((logp - ref_logp).abs().max())
         tok_s = {k: B * N / v for k, v in t.items()}
         row = {
@@ -200,10 +219,9 @@ def section(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     ]
     for r in rows:
         chk = f"logp diff {r['logp_max_diff']:.1e}"
-        if r["same_tokens"] is not None:
-            chk = ("same tokens, " if r["same_tokens"] else "TOKENS DIFFER, ") + chk
-        else:
-            chk += " (teacher-forced)"
+        chk = ("same tokens, " if r["same_tokens"] else "TOKENS DIFFER, ") + chk
+        if r["mode"] != "greedy":
+            chk += " (forced)"
         b = f" {r['before_tok_s']:.0f} |" if before else ""
         c = r["ceiling_tok_s"]
         lines.append(
@@ -218,9 +236,10 @@ def section(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "`generate` + logits returns the same. Greedy: the same tokens, and log-probs equal "
         "to the log-softmax of `generate`'s logits within the diff shown. Sampled: different "
         "random draws (rlfoundry inverts the CDF with one uniform number per row; `generate` "
-        "calls `torch.multinomial`, which draws one per vocabulary entry), so the log-probs "
-        "are checked against a teacher-forced forward pass. Matmul ceiling: the CPU time of "
-        "one decode step's `nn.Linear` products alone at this batch.",
+        "calls `torch.multinomial`, which draws one per vocabulary entry), so `generate` is "
+        "forced to emit rlfoundry's tokens and its logits give the reference log-probs. "
+        "Matmul ceiling: the CPU time of one decode step's `nn.Linear` products alone at "
+        "this batch.",
         f"Reproduce: `{args.command}`.",
         f"<!-- /{args.section} -->",
     ]
