@@ -239,7 +239,8 @@ def section(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "calls `torch.multinomial`, which draws one per vocabulary entry), so `generate` is "
         "forced to emit rlfoundry's tokens and its logits give the reference log-probs. "
         "Matmul ceiling: the CPU time of one decode step's `nn.Linear` products alone at "
-        "this batch.",
+        "this batch."
+        + (f" Before: `sample` of {args.baseline_desc or args.baseline}." if before else ""),
         f"Reproduce: `{args.command}`.",
         f"<!-- /{args.section} -->",
     ]
@@ -255,6 +256,7 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--baseline", help="another generation.py to time alongside (before/after)")
+    p.add_argument("--baseline-desc", default="", help="what --baseline is, for RESULTS.md")
     p.add_argument("--section", default="llm-generation", help="RESULTS.md section to write")
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.add_argument("--no-results", action="store_true", help="do not touch RESULTS.md")
