@@ -12,13 +12,18 @@ as they do there), in the same order with the same attention call, but:
   keys and values copied in) and written in place, instead of `torch.cat`-grown every
   token by every layer;
 - the causal mask, the cache bookkeeping, the attention-interface lookup, the keyword
-  plumbing and the output dataclasses of the generic forward (several hundred Python
-  operations per token, the whole cost on a small model) are skipped.
+  plumbing and the output dataclasses of the generic forward (most of the cost of a
+  token on a small model) are skipped; cos/sin come from a table made once;
+- where no module has a hook: plain nn.Linear and the SiLU MLP without module calls,
+  RMSNorm as `torch.nn.functional.rms_norm` (the same bits in float32), and on small
+  models (hidden size <= 256) q/k/v and gate/up as one matmul each.
 
-The arithmetic is the generic forward's: on the built-in models and SmolLM2 the logits
-agree bit for bit (tests/llm/test_generation_fast.py). Only the exact classes whose forward
-this mirrors are taken (Llama, Qwen2 without sliding windows; SDPA attention; plain or
-peft-wrapped, not FSDP/DDP-wrapped); anything else falls back to the generic forward.
+The arithmetic is the generic forward's: on the built-in models (also with LoRA) the
+logits agree bit for bit (tests/llm/test_generation_fast.py), and so they did on
+SmolLM2-135M. Only the exact classes whose forward this mirrors are taken (Llama, Qwen2
+without sliding windows; SDPA attention; plain or peft-wrapped, not FSDP/DDP-wrapped);
+anything else falls back to the generic forward. `torch.compile` of `step` was measured
+and does not pay on the CPU (docs/llm.md).
 """
 
 from __future__ import annotations
