@@ -1,27 +1,47 @@
-"""Sampling throughput: rlfoundry's KV-cache loop vs `model.generate`, same model and batch.
+"""Sampling throughput: rlfoundry's sampler vs `model.generate`, same model, batch and length.
 
-    python benchmarks/llm_generation.py                      # nano + micro, CPU, 1 thread
-    python benchmarks/llm_generation.py --sizes nano --batch 32 --new 16 --no-results
+    python benchmarks/llm_generation.py                       # tiny:nano + tiny:micro, batch 64
+    python benchmarks/llm_generation.py --models DIR --batch 16 --section llm-generation-smollm2
+    python benchmarks/llm_generation.py --baseline OLD/generation.py   # also time an older sampler
 
-For each built-in size, the same randomly initialised model samples `--batch`
-completions of `--new` tokens from the same left-padded arithmetic prompts, once
-greedy and once at temperature 1, with `rlfoundry.llm.generation.generate` and with
-`model.generate` (transformers, `do_sample`, top-k/top-p off, KV cache on).
-rlfoundry also returns the per-token log-probs and the masks, which `model.generate`
-does not unless asked (`output_scores`, more work); the comparison is therefore
-conservative; the last columns add the log-prob forward pass an RL trainer built on
-`model.generate` needs. Tokens/s counts every generated position (B x T). Reported:
-the median of `--repeats` runs, taken in turns, after one warm-up. The result replaces the section between
-`<!-- llm-generation -->` markers in benchmarks/RESULTS.md.
+For each model, the same left-padded arithmetic prompts (`--batch` of them) get `--new`
+tokens each (EOS does not stop either side), once greedy and once sampled at
+temperature 1 (top-k/top-p off), by:
+
+- rlfoundry: `generation.sample` -> token ids AND each token's log-prob (and the masks);
+- `model.generate` (transformers, KV cache, `do_sample` as the mode) -> token ids only;
+- `model.generate` + `output_logits`, log-softmax of the chosen tokens: the same outputs as
+  rlfoundry's (what an RL trainer built on `generate` needs; a second forward pass over the
+  completions costs more);
+- with `--baseline FILE`: the `sample` of another version of `generation.py` (before/after).
+
+Same model object, dtype (float32), thread count and inputs for all. Timing: CPU seconds of
+this process (`time.process_time`, one torch thread: other jobs on a shared machine stretch
+the wall clock, not this), one warm-up call each, then `--repeats` rounds in which every
+variant runs once in turn; the median per variant. Tokens/s counts B x T generated tokens.
+
+Checks (untimed): greedy, rlfoundry's tokens equal `generate`'s and its log-probs equal the
+log-softmax of `generate`'s logits (max |diff| reported, must be <= 1e-5); sampled, the two
+draw different random numbers (inverse CDF vs `torch.multinomial`), so `generate` is made
+to emit rlfoundry's tokens (a forcing logits processor) and its raw logits give the
+reference log-probs of the same tokens from its own decode loop.
+
+Ceiling: the CPU time of the matrix multiplications of one decode step alone (every
+`nn.Linear` of the model, the LM head included, at batch B, same dtype), as tokens/s: no
+decode step of this model at this batch, on this CPU, can beat it without changing the math.
+Each variant's tokens/s is also given as a fraction of it. The table replaces the section
+`--section` of benchmarks/RESULTS.md unless --no-results.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,134 +49,231 @@ from typing import Any
 import torch
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
-MARK_START, MARK_END = "<!-- llm-generation -->", "<!-- /llm-generation -->"
 
 
-def _time_interleaved(fns: dict[str, Any], repeats: int) -> dict[str, float]:
-    """Median seconds of each function, run in turns so machine-load drift hits all alike."""
+def _cpu_median(fns: dict[str, Any], repeats: int) -> dict[str, float]:
+    """Median CPU seconds per call of each function, run in turns after a warm-up each."""
     for fn in fns.values():
-        fn()  # warm-up
+        fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             fn()
-            times[k].append(time.perf_counter() - t0)
+            times[k].append(time.process_time() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bench(size: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    from rlfoundry.llm.generation import generate, left_pad
-    from rlfoundry.llm.models import load_model, load_tokenizer, policy_logprobs
+def matmul_ceiling(model: Any, batch: int, repeats: int) -> float:
+    """CPU seconds of one decode step's matrix multiplications: every nn.Linear of `model`
+    applied to a `[batch, 1, in]` input (same dtype), LM head included."""
+    weights = [(m.weight, m.bias) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    xs = {w.shape[1]: torch.randn(batch, 1, w.shape[1], dtype=w.dtype) for w, _ in weights}
+
+    def step() -> None:
+        for w, b in weights:
+            torch.nn.functional.linear(xs[w.shape[1]], w, b)
+
+    with torch.no_grad():
+        return _cpu_median({"mm": step}, max(5, repeats * 3))["mm"]
+
+
+def load_baseline(path: str) -> Any:
+    """Another version's `generation.py`, imported under its own name (for before/after)."""
+    spec = importlib.util.spec_from_file_location("rlfoundry_generation_baseline", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclass looks itself up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def variants(model: Any, ids: Any, attn: Any, N: int, pad: int, temperature: float) -> Any:
+    """The timed calls for one mode: rlfoundry's `sample` (or another version's) and
+    `model.generate` without / with `output_logits`; each returns (tokens, log-probs)."""
+    from rlfoundry.llm.generation import sample
+
+    P = ids.shape[1]
+    gen = torch.Generator().manual_seed(0)
+    kw: dict[str, Any] = {"do_sample": False}
+    if temperature > 0:
+        kw = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+
+    def ours(sampler: Any = sample) -> tuple[torch.Tensor, torch.Tensor]:
+        comp, _, logp = sampler(model, ids, attn, N, None, pad, temperature, generator=gen)
+        return comp, logp
+
+    def hf(logits: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        extra = {"return_dict_in_generate": True, "output_logits": True} if logits else {}
+        out = model.generate(
+            input_ids=ids, attention_mask=attn, max_new_tokens=N, pad_token_id=pad,
+            eos_token_id=None, **kw, **extra,
+        )  # fmt: skip
+        if not logits:
+            return out[:, P:], None
+        comp = out.sequences[:, P:]
+        lg = torch.stack(out.logits, 1).float()  # [B, T, V] raw logits
+        if temperature > 0:
+            lg = lg / temperature
+        return comp, torch.log_softmax(lg, -1).gather(-1, comp[..., None]).squeeze(-1)
+
+    return ours, hf
+
+
+def forced(model: Any, ids: Any, attn: Any, comp: Any, pad: int) -> tuple[Any, Any]:
+    """`model.generate`'s own log-probs of the tokens `comp` [B, T]: its decode loop, made
+    to emit `comp` by a logits processor, with the raw logits returned (`output_logits`)."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    P = ids.shape[1]
+
+    class Force(LogitsProcessor):
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            t = input_ids.shape[1] - P
+            out = torch.full_like(scores, float("-inf"))
+            return out.scatter_(1, comp[:, t : t + 1], 0.0)
+
+    out = model.generate(
+        input_ids=ids, attention_mask=attn, max_new_tokens=comp.shape[1], do_sample=False,
+        pad_token_id=pad, eos_token_id=None,
+        logits_processor=LogitsProcessorList([Force()]), return_dict_in_generate=True,
+        output_logits=True,
+    )  # fmt: skip
+    lg = torch.stack(out.logits, 1).float()  # [B, T, V] raw logits (temperature 1)
+    ref = out.sequences[:, P:]
+    return ref, torch.log_softmax(lg, -1).gather(-1, ref[..., None]).squeeze(-1)
+
+
+def bench(name: str, args: argparse.Namespace, baseline: Any) -> list[dict[str, Any]]:
+    from rlfoundry.llm.generation import left_pad
+    from rlfoundry.llm.models import load_model, load_tokenizer
     from rlfoundry.llm.tasks import get_task
 
     torch.manual_seed(0)
-    tok = load_tokenizer("tiny")
-    model = load_model(f"tiny:{size}").eval()
+    tok = load_tokenizer("tiny" if name.startswith("tiny") else name)
+    model = load_model(name).eval()
     model.generation_config.eos_token_id = None  # both sides generate the full length
     prompts = get_task("arithmetic").prompts("train", args.batch, seed=0)
     ids, attn = left_pad(tok, prompts)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    B, N = args.batch, args.new
     n_params = sum(p.numel() for p in model.parameters())
+    ceiling = matmul_ceiling(model, B, args.repeats)
     rows = []
     for mode, temperature in (("greedy", 0.0), ("sample T=1", 1.0)):
-        gen = torch.Generator().manual_seed(0)
-
-        def ours(temperature: float = temperature, gen: torch.Generator = gen) -> None:
-            generate(model, tok, prompts, args.new, temperature, generator=gen, stop_at_eos=False)
-
-        def hf(temperature: float = temperature, logp: bool = False) -> None:
-            kw: dict[str, Any] = {"do_sample": False}
-            if temperature > 0:
-                kw = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
-            with torch.no_grad():
-                seq = model.generate(
-                    input_ids=ids,
-                    attention_mask=attn,
-                    max_new_tokens=args.new,
-                    pad_token_id=tok.pad_token_id,
-                    eos_token_id=None,
-                    **kw,
-                )
-                if logp:  # what an RL trainer then needs: log-probs of the sampled tokens
-                    full = torch.cat([attn, torch.ones_like(seq[:, ids.shape[1] :])], 1)
-                    cm = torch.zeros_like(seq, dtype=torch.bool)
-                    cm[:, ids.shape[1] :] = True
-                    policy_logprobs(model, seq, full, cm, max(temperature, 1.0))
-
-        t = _time_interleaved(
-            {"ours": ours, "hf": hf, "hf_logp": lambda h=hf: h(logp=True)}, args.repeats
-        )
-        n_tok = args.batch * args.new
-        rows.append(
-            {
-                "size": size,
-                "params": n_params,
-                "mode": mode,
-                "ours_tok_s": n_tok / t["ours"],
-                "hf_tok_s": n_tok / t["hf"],
-                "hf_logp_tok_s": n_tok / t["hf_logp"],
-                "speedup": t["hf"] / t["ours"],
-                "speedup_logp": t["hf_logp"] / t["ours"],
-            }
-        )
-        print(json.dumps(rows[-1]))
+        ours, hf = variants(model, ids, attn, N, pad, temperature)
+        fns = {"ours": ours, "hf": hf, "hf_logits": lambda hf=hf: hf(True)}
+        if baseline is not None:
+            fns["before"] = lambda ours=ours: ours(baseline.sample)
+        with torch.no_grad():
+            t = _cpu_median(fns, args.repeats)
+            comp, logp = ours()
+            ref_comp, ref_logp = (
+                hf(True) if temperature == 0 else forced(model, ids, attn, comp, pad)
+            )
+            same_tokens = bool(torch.equal(comp, ref_comp))
+            logp_diff = float((logp - ref_logp).abs().max())
+        tok_s = {k: B * N / v for k, v in t.items()}
+        row = {
+            "model": name if name.startswith("tiny") else args.label or Path(name).name,
+            "params": n_params,
+            "mode": mode,
+            "batch": B,
+            "new": N,
+            **{f"{k}_tok_s": v for k, v in tok_s.items()},
+            "speedup": t["hf"] / t["ours"],
+            "speedup_logits": t["hf_logits"] / t["ours"],
+            "ceiling_tok_s": B / ceiling,
+            "same_tokens": same_tokens,
+            "logp_max_diff": logp_diff,
+        }
+        if baseline is not None:
+            row["speedup_before"] = t["before"] / t["ours"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     return rows
 
 
 def section(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     import transformers
 
+    before = "before_tok_s" in rows[0]
+    head = "| model | params | mode | rlfoundry tok/s | `generate` tok/s (ids only) | speed-up "
+    head += "| `generate` + logits tok/s | speed-up | matmul ceiling tok/s "
+    head += "| rlfoundry / `generate` / ceiling | check |"
+    if before:
+        head = head.replace("| model |", "| model | before tok/s |")
     lines = [
-        MARK_START,
+        f"<!-- {args.section} -->",
         "## LLM: batched sampling, rlfoundry vs `model.generate` (`benchmarks/llm_generation.py`)",
         "",
-        f"Batch {args.batch} arithmetic prompts, {args.new} new tokens each (EOS does not stop "
-        f"either, so both generate the full length), CPU, {torch.get_num_threads()} torch thread(s); median of "
-        f"{args.repeats} interleaved runs after a warm-up. {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"load average {os.getloadavg()[0]:.1f} at the end (a shared machine: absolute numbers "
-        f"are noisy, the ratio less so); torch {torch.__version__}, transformers "
-        f"{transformers.__version__}.",
+        f"Batch {args.batch} arithmetic prompts, {args.new} new tokens each (EOS stops neither), "
+        f"float32, CPU, {torch.get_num_threads()} torch thread; CPU seconds of the process, "
+        f"median of {args.repeats} rounds (every variant once per round, in turn) after a "
+        f"warm-up. {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.machine()}, "
+        f"{os.cpu_count()} CPUs shared with other jobs, load average {os.getloadavg()[0]:.1f} at "
+        f"the end (noisy: memory bandwidth and caches are shared; CPU time is steadier than "
+        f"the wall clock); torch {torch.__version__}, transformers {transformers.__version__}.",
         "",
-        "| model | params | mode | rlfoundry tok/s | model.generate tok/s | speed-up "
-        "| model.generate + log-prob pass tok/s | speed-up |",
-        "|---|---|---|---|---|---|---|---|",
+        head,
+        "|---" * (head.count("|") - 1) + "|",
     ]
     for r in rows:
+        chk = f"logp diff {r['logp_max_diff']:.1e}"
+        chk = ("same tokens, " if r["same_tokens"] else "TOKENS DIFFER, ") + chk
+        if r["mode"] != "greedy":
+            chk += " (forced)"
+        b = f" {r['before_tok_s']:.0f} |" if before else ""
+        c = r["ceiling_tok_s"]
         lines.append(
-            f"| tiny:{r['size']} | {r['params'] / 1e6:.2f}M | {r['mode']} | "
-            f"{r['ours_tok_s']:.0f} | {r['hf_tok_s']:.0f} | {r['speedup']:.2f}x | "
-            f"{r['hf_logp_tok_s']:.0f} | {r['speedup_logp']:.2f}x |"
+            f"| {r['model']} |{b} {r['params'] / 1e6:.2f}M | {r['mode']} | {r['ours_tok_s']:.0f} "
+            f"| {r['hf_tok_s']:.0f} | {r['speedup']:.2f}x | {r['hf_logits_tok_s']:.0f} "
+            f"| {r['speedup_logits']:.2f}x | {c:.0f} "
+            f"| {r['ours_tok_s'] / c:.0%} / {r['hf_tok_s'] / c:.0%} | {chk} |"
         )
     lines += [
         "",
-        "rlfoundry's loop returns the per-token log-probs and completion masks that RL needs "
-        "along with the ids; `model.generate` returns only the ids, so an RL trainer built on "
-        "it pays for a second forward pass (last two columns) or for `output_scores`.",
-        MARK_END,
+        "rlfoundry returns ids and per-token log-probs; `generate` (ids only) does less, "
+        "`generate` + logits returns the same. Greedy: the same tokens, and log-probs equal "
+        "to the log-softmax of `generate`'s logits within the diff shown. Sampled: different "
+        "random draws (rlfoundry inverts the CDF with one uniform number per row; `generate` "
+        "calls `torch.multinomial`, which draws one per vocabulary entry), so `generate` is "
+        "forced to emit rlfoundry's tokens and its logits give the reference log-probs. "
+        "Matmul ceiling: the CPU time of one decode step's `nn.Linear` products alone at "
+        "this batch."
+        + (f" Before: `sample` of {args.baseline_desc or args.baseline}." if before else ""),
+        f"Reproduce: `{args.command}`.",
+        f"<!-- /{args.section} -->",
     ]
     return "\n".join(lines)
 
 
-def write_results(text: str, path: Path = RESULTS) -> None:
-    from results import write_marked_section
-
-    write_marked_section(path, "llm-generation", text)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--sizes", default="nano,micro")
+    p.add_argument("--models", default="tiny:nano,tiny:micro", help="built-in names or dirs")
+    p.add_argument("--label", help="how to name a model directory in the table")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--new", type=int, default=32, help="new tokens per completion")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--baseline", help="another generation.py to time alongside (before/after)")
+    p.add_argument("--baseline-desc", default="", help="what --baseline is, for RESULTS.md")
+    p.add_argument("--section", default="llm-generation", help="RESULTS.md section to write")
+    p.add_argument("--json", help="also write the rows to this JSON file")
     p.add_argument("--no-results", action="store_true", help="do not touch RESULTS.md")
     args = p.parse_args()
+    shown = ["DIR" if a.startswith("/") else a for a in sys.argv[1:]]
+    args.command = " ".join(["python benchmarks/llm_generation.py", *shown])
     torch.set_num_threads(args.threads)
-    rows = [r for size in args.sizes.split(",") for r in bench(size, args)]
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    rows = [r for name in args.models.split(",") for r in bench(name, args, baseline)]
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
     if not args.no_results:
-        write_results(section(rows, args))
-        print(f"wrote the llm-generation section of {RESULTS}")
+        from results import write_marked_section
+
+        write_marked_section(RESULTS, args.section, section(rows, args))
+        print(f"wrote the {args.section} section of {RESULTS}")
     return 0
 
 

@@ -146,7 +146,9 @@ def test_eos_kept_in_mask_when_pad_is_eos():
     tok.pad_token = tok.eos_token
     model = load_model("tiny").eval()
     model.config.pad_token_id = tok.eos_token_id
-    ro = _rollout(model, tok, max_new=24, temperature=1.5)
+    # seed 5: 3 of the 32 random-model completions end with EOS (seed 0 none, under the
+    # inverse-CDF draw); the test needs some that end
+    ro = _rollout(model, tok, seed=5, max_new=24, temperature=1.5)
     eos = tok.eos_token_id
     comp = ro.input_ids[:, ro.prompt_len :]
     ended = ~ro.truncated
