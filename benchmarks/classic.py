@@ -34,8 +34,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -46,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from results import write_marked_section
+from results import machine, write_marked_section
 from sb3_peer import match_init, sb3_kwargs
 
 from rlfoundry.api import resolve_config
@@ -272,18 +270,6 @@ def _median(xs: list[float]) -> float | None:
 
 def _fmt(x: float | None, spec: str = ".1f") -> str:
     return "-" if x is None else format(x, spec)
-
-
-def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        m = re.search(r"model name\s*:\s*(.+)", text)
-        cpu = m.group(1).strip() if m else cpu
-        n = text.count("processor\t:")
-    except OSError:
-        n = 0
-    return f"{cpu}, {n} logical CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
 def report(results: dict[str, dict[str, list[dict]]], args: argparse.Namespace, load: str) -> str:

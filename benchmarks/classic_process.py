@@ -202,7 +202,7 @@ def _med(rows: list[dict], key: str) -> float:
 
 
 def report(zoo: dict[str, list[dict]], fast: list[dict], command: str) -> str:
-    from classic import machine
+    from results import machine
 
     lines = ["<!-- classic-process -->",
              "## PPO CartPole-v1 as whole processes (`benchmarks/classic_process.py`)", ""]  # fmt: skip

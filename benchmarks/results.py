@@ -1,8 +1,10 @@
-"""What every benchmark script shares: the RESULTS.md section writer."""
+"""What every benchmark script shares: the RESULTS.md section writer and the machine line."""
 
 from __future__ import annotations
 
 import os
+import platform
+import re
 from pathlib import Path
 
 from rlfoundry.runtime.config import atomic_write_text
@@ -26,3 +28,15 @@ def write_marked_section(path: str | os.PathLike, name: str, section: str) -> No
     else:
         text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + section + "\n"
     atomic_write_text(path, text)
+
+
+def machine() -> str:
+    cpu = platform.processor() or "?"
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        m = re.search(r"model name\s*:\s*(.+)", text)
+        cpu = m.group(1).strip() if m else cpu
+        n = text.count("processor\t:")
+    except OSError:
+        n = 0
+    return f"{cpu}, {n} logical CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
