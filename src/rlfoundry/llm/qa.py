@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rlfoundry.errors import RLFoundryError
-from rlfoundry.llm.splits import check_split, held_out
+from rlfoundry.llm.splits import draw_prompts
 
 _NOUNS = ["movie", "phone", "book", "pizza", "camera", "game", "album", "coffee", "view",
           "soup", "screen", "class", "trip", "hotel", "music", "staff"]  # fmt: skip
@@ -109,19 +109,9 @@ class QATask:
         return f"{' '.join(facts)} Q: How was the {asked}? A:"
 
     def prompts(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[str]:
-        """`n` (default 10,000) distinct passages of `split`, in an order set by `seed`."""
-        check_split(split)
-        want_test = split == "test"
-        rng = np.random.default_rng(seed)
-        n = 10_000 if n is None else n
-        out: list[str] = []
-        seen: set[str] = set()
-        while len(out) < n:  # the space holds billions of passages: no bound needed
-            p = self._problem(rng)
-            if p not in seen and held_out(p, self.test_fraction) == want_test:
-                seen.add(p)
-                out.append(p)
-        return out
+        """`n` (default 10,000) distinct passages of `split`, in an order set by `seed`
+        (the space holds billions of passages: no bound on the draws)."""
+        return draw_prompts(self._problem, split, n, seed, self.test_fraction)
 
     def reference(self, prompt: str) -> str:
         """The answer span of a passage, read back from its text: ' MOD ADJ'."""

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from rlfoundry.errors import RLFoundryError
-from rlfoundry.llm.splits import check_split, held_out
+from rlfoundry.llm.splits import draw_prompts
 
 _NAMES = ["Tom", "Anna", "Sam", "Mia", "Leo", "Emma", "Ben", "Lily", "Max", "Zoe", "Noah", "Ella"]
 _NOUNS = ["movie", "food", "service", "hotel", "room", "book", "phone", "pasta", "coffee",
@@ -100,19 +100,9 @@ class SummarizeTask:
         return " ".join([lead, *rest]) + " Summary:"
 
     def prompts(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[str]:
-        """`n` (default 10,000) distinct documents of `split`, in an order set by `seed`."""
-        check_split(split)
-        want_test = split == "test"
-        rng = np.random.default_rng(seed)
-        n = 10_000 if n is None else n
-        out: list[str] = []
-        seen: set[str] = set()
-        while len(out) < n:  # over 10^8 documents: no bound needed
-            p = self._problem(rng)
-            if p not in seen and held_out(p, self.test_fraction) == want_test:
-                seen.add(p)
-                out.append(p)
-        return out
+        """`n` (default 10,000) distinct documents of `split`, in an order set by `seed`
+        (over 10^8 documents: no bound on the draws)."""
+        return draw_prompts(self._problem, split, n, seed, self.test_fraction)
 
     def reference(self, prompt: str) -> str:
         """The reference summary: the lead sentence without its time clause."""
