@@ -55,6 +55,20 @@ def _is_member(who: Who):
     return (Membership.project_id == Project.id) & (Membership.annotator_id == who.id)
 
 
+def _own_assignment(s: Any, who: Who, assignment_id: int) -> tuple[Assignment, Project]:
+    """The caller's live assignment and its project, or NotFound (not theirs, reclaimed
+    after its lease, or of a project they are no longer a member of)."""
+    row = s.execute(
+        select(Assignment, Project)
+        .join(Project, Project.id == Assignment.project_id)
+        .join(Membership, _is_member(who))
+        .where(Assignment.id == assignment_id, Assignment.annotator_id == who.id)
+    ).first()
+    if row is None:
+        raise NotFound("This assignment is not yours or has expired; load the next item instead.")
+    return row[0], row[1]
+
+
 def submit(
     engine: Engine,
     who: Who,
@@ -68,17 +82,7 @@ def submit(
     judged, LabelError for an invalid label or an overlong reason.
     """
     with write_session(engine) as s:
-        row = s.execute(
-            select(Assignment, Project)
-            .join(Project, Project.id == Assignment.project_id)
-            .join(Membership, _is_member(who))
-            .where(Assignment.id == assignment_id, Assignment.annotator_id == who.id)
-        ).first()
-        if row is None:
-            raise NotFound(
-                "This assignment is not yours or has expired; load the next item instead."
-            )
-        a, project = row
+        a, project = _own_assignment(s, who, assignment_id)
         if a.done_at is not None:
             raise Conflict("This item is already judged; edit the judgment instead.")
         label = from_display(project.kind, a.order, payload)
@@ -246,17 +250,7 @@ def mark(engine: Engine, who: Who, assignment_id: int, kind: str, reason: Any) -
     if kind == "flag" and not text:
         raise LabelError("Say why you flag this item (the reviewer reads it).")
     with write_session(engine) as s:
-        row = s.execute(
-            select(Assignment)
-            .join(Project, Project.id == Assignment.project_id)
-            .join(Membership, _is_member(who))
-            .where(Assignment.id == assignment_id, Assignment.annotator_id == who.id)
-        ).first()
-        if row is None:
-            raise NotFound(
-                "This assignment is not yours or has expired; load the next item instead."
-            )
-        a = row[0]
+        a, _ = _own_assignment(s, who, assignment_id)
         if a.done_at is not None:
             raise Conflict("This item is already judged; it cannot be skipped now.")
         s.execute(delete(Assignment).where(Assignment.id == a.id))
