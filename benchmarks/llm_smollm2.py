@@ -184,7 +184,7 @@ def where(a: argparse.Namespace) -> str:
         return f"{a.dtype} on the CPU"
     import torch
 
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else a.device
+    gpu = a.gpu_name or (torch.cuda.get_device_name() if torch.cuda.is_available() else a.device)
     return f"LoRA base stored in {a.dtype} and autocast in {a.dtype} on one {gpu}"
 
 
@@ -323,6 +323,7 @@ def main() -> None:
     ap.add_argument("--dynamic-sampling", action="store_true", help="drop all-equal groups")
     ap.add_argument("--jobs", type=int, default=1, help="seeds trained at once (processes)")
     ap.add_argument("--section", default=SECTION, help="marked block written by --write")
+    ap.add_argument("--gpu-name", default="", help="GPU named in the table (--write elsewhere)")
     ap.add_argument("--write", action="store_true", help="write the table; train nothing")
     a = ap.parse_args()
     if not a.write:
