@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from rlfoundry.core.sampling import draw_categorical
+from rlfoundry.llm import decoder
 from rlfoundry.llm.checkpoint import adamw
 from rlfoundry.llm.decoder import StaticDecoder, supported
 from rlfoundry.llm.generation import generate
@@ -46,8 +47,23 @@ def test_static_cache_step_with_lora_adapters_is_bit_identical():
             torch.nn.init.normal_(p, std=0.5)
     tok = load_tokenizer("tiny")
     assert supported(model)
-    fast, slow = _pair(model, tok, max_new_tokens=10, temperature=1.0)
+    calls = []
+    real = decoder._lora_linear
+    with pytest.MonkeyPatch.context() as mp:  # the LoRA shortcut runs (not peft's forward)
+        mp.setattr(decoder, "_lora_linear", lambda parts, x: calls.append(1) or real(parts, x))
+        fast, slow = _pair(model, tok, max_new_tokens=10, temperature=1.0)
+    assert calls
     assert torch.equal(fast.completion_ids, slow.completion_ids)
+    assert torch.equal(fast.logp, slow.logp)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # mixed precision: the same bits too
+        fast, slow = _pair(model, tok, max_new_tokens=6, temperature=1.0)
+    assert torch.equal(fast.logp, slow.logp)
+    calls.clear()
+    # the reference policy: adapters off, peft's own path
+    with model.disable_adapter(), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(decoder, "_lora_linear", lambda parts, x: calls.append(1) or real(parts, x))
+        fast, slow = _pair(model, tok, max_new_tokens=6, temperature=1.0)
+    assert not calls
     assert torch.equal(fast.logp, slow.logp)
 
 

@@ -86,12 +86,45 @@ def _linear(m: Any, x: Tensor) -> Tensor:
     return m(x)
 
 
-def _mlp(mlp: Any, x: Tensor) -> Tensor:
-    """`LlamaMLP.forward`, down(silu(gate(x)) * up(x)), through `_linear`."""
+def _plain_lora(m: Any) -> tuple[Any, Any, Any, float] | None:
+    """(base, A, B, scaling) of a peft LoRA Linear whose forward, as the adapters stand
+    now, is plain LoRA: one active adapter, not merged, not disabled, no variant (DoRA),
+    no dropout, nn.Linear base and factors; else None (its own forward then runs)."""
+    lora_a = getattr(m, "lora_A", None)
+    if lora_a is None or getattr(m, "merged", True) or getattr(m, "disable_adapters", True):
+        return None
+    active = m.active_adapters
+    if len(active) != 1 or active[0] not in lora_a or active[0] in getattr(m, "lora_variant", {}):
+        return None
+    name = active[0]
+    base, a, b = m.base_layer, lora_a[name], m.lora_B[name]
+    plain = all(type(x) is torch.nn.Linear for x in (base, a, b))
+    if not plain or type(m.lora_dropout[name]) is not torch.nn.Identity:
+        return None
+    if not getattr(m, "cast_input_dtype_enabled", True):
+        return None
+    return base, a, b, m.scaling[name]
+
+
+def _lora_linear(parts: tuple[Any, Any, Any, float], x: Tensor) -> Tensor:
+    """peft's `lora.Linear.forward` for one plain adapter, op for op (the same bits),
+    without its per-call bookkeeping: base(x) + B(A(x)) * scaling."""
+    base, a, b, scaling = parts
+    F = torch.nn.functional
+    result = F.linear(x, base.weight, base.bias)
+    dtype = result.dtype
+    if x.dtype != a.weight.dtype:  # peft's _cast_input_dtype
+        x = x.to(a.weight.dtype)
+    result = result + F.linear(F.linear(x, a.weight, a.bias), b.weight, b.bias) * scaling
+    return result.to(dtype)
+
+
+def _mlp(mlp: Any, x: Tensor, linear: Any = _linear) -> Tensor:
+    """`LlamaMLP.forward`, down(silu(gate(x)) * up(x)), through `linear`."""
     if type(mlp).__name__ not in MLPS or type(mlp.act_fn).__name__ not in SILUS:
         return mlp(x)
-    act = torch.nn.functional.silu(_linear(mlp.gate_proj, x))
-    return _linear(mlp.down_proj, act * _linear(mlp.up_proj, x))
+    act = torch.nn.functional.silu(linear(mlp.gate_proj, x))
+    return linear(mlp.down_proj, act * linear(mlp.up_proj, x))
 
 
 def _rms_norm(norm: Any, x: Tensor) -> Tensor:
@@ -163,8 +196,22 @@ class StaticDecoder:
         # call, as they change between rollouts); at these sizes a matmul costs its call
         small = self.inner.embed_tokens.weight.shape[-1] <= FUSE_MAX_HIDDEN
         self.fused = [_fuse(x) if small and self.direct else None for x in self.layers]
-        self.linear = _linear if self.direct else (lambda m, x: m(x))
-        self.mlp = _mlp if self.direct else (lambda m, x: m(x))
+        # LoRA projections: peft's forward, op for op, minus its per-call Python (on a GPU
+        # the decode is launch-bound and that Python was most of a LoRA token's time)
+        self.lora: dict[int, tuple[Any, Any, Any, float]] = {}
+        if self.direct:
+            for m in base.modules():
+                if (parts := _plain_lora(m)) is not None:
+                    self.lora[id(m)] = parts
+        self.linear = self._linear if self.direct else (lambda m, x: m(x))
+        self.mlp = (lambda m, x: _mlp(m, x, self._linear)) if self.direct else (lambda m, x: m(x))
+
+    def _linear(self, m: Any, x: Tensor) -> Tensor:
+        """`m(x)` without the module call for a plain nn.Linear or a plain LoRA layer."""
+        if type(m) is torch.nn.Linear:
+            return torch.nn.functional.linear(x, m.weight, m.bias)
+        parts = self.lora.get(id(m))
+        return m(x) if parts is None else _lora_linear(parts, x)
 
     def _rope(self, h: Tensor, pos: Tensor) -> tuple[Tensor, Tensor]:
         """cos, sin `[N, 1, D]` of positions `pos` `[N, 1]` from the model's rotary module,
