@@ -26,6 +26,10 @@ draw different random numbers (inverse CDF vs `torch.multinomial`), so `generate
 to emit rlfoundry's tokens (a forcing logits processor) and its raw logits give the
 reference log-probs of the same tokens from its own decode loop.
 
+On a GPU (`--device cuda`, `--dtype bfloat16` for both sides' weights) the clock is the wall
+time between device synchronisations, and the ceiling is likewise the step's matmuls alone
+(there launch-bound too, so not a FLOP figure).
+
 Ceiling: the CPU time of the matrix multiplications of one decode step alone (every
 `nn.Linear` of the model, the LM head included, at batch B, same dtype), as tokens/s: no
 decode step of this model at this batch, on this CPU, can beat it without changing the math.
@@ -51,16 +55,29 @@ import torch
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
+#: the clock: CPU seconds of the process on the CPU; on a GPU, wall seconds between two
+#: device synchronisations (the work is the device's; the CPU waits or launches)
+DEVICE = torch.device("cpu")
+
+
+def _now() -> float:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+        return time.perf_counter()
+    return time.process_time()
+
+
 def _cpu_median(fns: dict[str, Any], repeats: int) -> dict[str, float]:
-    """Median CPU seconds per call of each function, run in turns after a warm-up each."""
+    """Median seconds per call of each function (`_now`'s clock), run in turns after a
+    warm-up each."""
     for fn in fns.values():
         fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
-            t0 = time.process_time()
+            t0 = _now()
             fn()
-            times[k].append(time.process_time() - t0)
+            times[k].append(_now() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -68,7 +85,10 @@ def matmul_ceiling(model: Any, batch: int, repeats: int) -> float:
     """CPU seconds of one decode step's matrix multiplications: every nn.Linear of `model`
     applied to a `[batch, 1, in]` input (same dtype), LM head included."""
     weights = [(m.weight, m.bias) for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    xs = {w.shape[1]: torch.randn(batch, 1, w.shape[1], dtype=w.dtype) for w, _ in weights}
+    xs = {
+        w.shape[1]: torch.randn(batch, 1, w.shape[1], dtype=w.dtype, device=w.device)
+        for w, _ in weights
+    }
 
     def step() -> None:
         for w, b in weights:
@@ -93,7 +113,7 @@ def variants(model: Any, ids: Any, attn: Any, N: int, pad: int, temperature: flo
     from rlfoundry.llm.generation import sample
 
     P = ids.shape[1]
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(device=ids.device).manual_seed(0)
     kw: dict[str, Any] = {"do_sample": False}
     if temperature > 0:
         kw = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
@@ -150,10 +170,12 @@ def bench(name: str, args: argparse.Namespace, baseline: Any) -> list[dict[str, 
 
     torch.manual_seed(0)
     tok = load_tokenizer("tiny" if name.startswith("tiny") else name)
-    model = load_model(name).eval()
+    dtype = getattr(torch, args.dtype)
+    model = load_model(name, dtype=None if dtype == torch.float32 else dtype)
+    model = model.to(DEVICE).eval()
     model.generation_config.eos_token_id = None  # both sides generate the full length
     prompts = get_task("arithmetic").prompts("train", args.batch, seed=0)
-    ids, attn = left_pad(tok, prompts)
+    ids, attn = (x.to(DEVICE) for x in left_pad(tok, prompts))
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     B, N = args.batch, args.new
     n_params = sum(p.numel() for p in model.parameters())
@@ -207,8 +229,13 @@ def section(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "## LLM: batched sampling, rlfoundry vs `model.generate` (`benchmarks/llm_generation.py`)",
         "",
         f"Batch {args.batch} arithmetic prompts, {args.new} new tokens each (EOS stops neither), "
-        f"float32, CPU, {torch.get_num_threads()} torch thread; CPU seconds of the process, "
-        f"median of {args.repeats} rounds (every variant once per round, in turn) after a "
+        + (
+            f"{args.dtype}, CPU, {torch.get_num_threads()} torch thread; CPU seconds of the process"
+            if DEVICE.type == "cpu"
+            else f"{args.dtype} weights, one {torch.cuda.get_device_name(DEVICE)}; wall seconds "
+            "between device synchronisations"
+        )
+        + f", median of {args.repeats} rounds (every variant once per round, in turn) after a "
         f"warm-up. {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.machine()}, "
         f"{os.cpu_count()} CPUs shared with other jobs, load average {os.getloadavg()[0]:.1f} at "
         f"the end (noisy: memory bandwidth and caches are shared; CPU time is steadier than "
@@ -255,6 +282,8 @@ def main() -> int:
     p.add_argument("--new", type=int, default=32, help="new tokens per completion")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (GPU: wall clock)")
+    p.add_argument("--dtype", default="float32", help="the weights' dtype on both sides")
     p.add_argument("--baseline", help="another generation.py to time alongside (before/after)")
     p.add_argument("--baseline-desc", default="", help="what --baseline is, for RESULTS.md")
     p.add_argument("--section", default="llm-generation", help="RESULTS.md section to write")
@@ -264,6 +293,8 @@ def main() -> int:
     shown = ["DIR" if a.startswith("/") else a for a in sys.argv[1:]]
     args.command = " ".join(["python benchmarks/llm_generation.py", *shown])
     torch.set_num_threads(args.threads)
+    global DEVICE
+    DEVICE = torch.device(args.device)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     baseline = load_baseline(args.baseline) if args.baseline else None
     rows = [r for name in args.models.split(",") for r in bench(name, args, baseline)]
