@@ -90,7 +90,8 @@ def clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> Tensor:
     """
     grads = [p.grad for p in params if p.grad is not None]
     norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    torch._foreach_mul_(grads, torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+    # max_norm / (norm + 1e-6), as Tensor.__rdiv__ computes it, minus its Python wrapper
+    torch._foreach_mul_(grads, torch.clamp((norm + 1e-6).reciprocal() * max_norm, max=1.0))
     return norm
 
 

@@ -98,6 +98,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         tuned=not args.no_tuned,
         eval_every=args.eval_every,
+        plot=not args.no_plot,
     )
     _print_summary(summary)
     if summary.get("status") == "interrupted":
@@ -378,6 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default 10; = --set periodic_episodes=N)")  # fmt: skip
     p.add_argument("--stop-at", type=int, help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--no-plot",
+        action="store_true",
+        help="do not draw DIR/learning_curve.png at the end (about 0.5 CPU s, mostly importing "
+        "matplotlib); `rlfoundry plot DIR` draws it from metrics.csv later",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
