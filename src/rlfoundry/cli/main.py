@@ -22,6 +22,7 @@ command imports what it needs when it runs.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import importlib.util
 import json
@@ -61,7 +62,16 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rlfoundry.api import train
+    # torch's import leaves some hundred thousand objects that live as long as the
+    # process: no cyclic collection during it, then freeze them out of the collector's
+    # way so the collections during training do not walk them (about 2% of a CartPole
+    # PPO process's CPU time, measured with gc.callbacks).
+    gc.disable()
+    try:
+        from rlfoundry.api import train
+    finally:
+        gc.freeze()
+        gc.enable()
     from rlfoundry.runtime.config import parse_overrides
 
     if args.resume is None and args.algo is None:
