@@ -3,10 +3,11 @@
     python benchmarks/classic.py --process            # both parts below; writes RESULTS.md
     python benchmarks/classic_process.py --zoo-seeds 3 --fast-seeds 5 --no-write
 
-(a) **zoo**: ``rlfoundry train ppo --env CartPole-v1 --seed S --eval-every 0 --no-progress``
-(the shipped rl-zoo config: 8 envs x 32 steps, 20 epochs of one 256-sample minibatch,
-100k steps; its final 20-episode evaluation, TensorBoard, CSV, checkpoint and
-learning-curve PNG included) against one process that imports Stable-Baselines3, trains
+(a) **zoo**: ``rlfoundry train ppo --env CartPole-v1 --seed S --eval-every 0 --no-progress
+--no-plot`` (the shipped rl-zoo config: 8 envs x 32 steps, 20 epochs of one 256-sample
+minibatch, 100k steps; its final 20-episode evaluation, TensorBoard, CSV and checkpoint
+included; the learning-curve PNG left out, as the SB3 script draws none: about 0.5 CPU s,
+most of it importing matplotlib) against one process that imports Stable-Baselines3, trains
 its PPO with the same hyperparameters (:func:`sb3_peer.sb3_kwargs`) for the same steps and
 evaluates the same 20 deterministic episodes (seeds S + 10,000 + i). No periodic
 evaluation on either side. The two alternate (rlfoundry first on even seeds), after one
@@ -170,7 +171,7 @@ def run_rlfoundry_zoo(seed: int, steps: int | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "rlfoundry", "train", "ppo", "--env", "CartPole-v1",
                "--seed", str(seed), "--out", tmp, "--overwrite", "--no-progress",
-               "--eval-every", "0"]  # fmt: skip
+               "--eval-every", "0", "--no-plot"]  # fmt: skip
         if steps:
             cmd += ["--steps", str(steps)]
         load = _load()
@@ -220,9 +221,11 @@ def report(zoo: dict[str, list[dict]], fast: list[dict], command: str) -> str:
         lines += [
             "",
             "**(a) The rl-zoo hyperparameters, 100k steps** (`rlfoundry train ppo --env "
-            "CartPole-v1 --eval-every 0` against SB3's PPO with the same hyperparameters in a "
-            "script; both evaluate 20 deterministic episodes at the end; one short warm-up "
-            "process each, then alternating):",
+            "CartPole-v1 --eval-every 0 --no-plot` against SB3's PPO with the same "
+            "hyperparameters in a script; both evaluate 20 deterministic episodes at the end; "
+            "rlfoundry also writes metrics.csv, TensorBoard events and checkpoints, SB3 "
+            "nothing; neither draws a learning-curve PNG; one short warm-up process each, then "
+            "alternating):",
             "",
             "| library | runs | CPU s, median (each run) | wall s, median | final eval (each run) |",
             "|---|---:|---:|---:|---:|",

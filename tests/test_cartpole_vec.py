@@ -39,3 +39,33 @@ def test_make_vec_env_uses_it_for_cartpole_only():
         make_vec_env("CartPole-v1", 4, 0, env_kwargs={"render_mode": None}), CartPoleVec
     )
     assert not isinstance(make_vec_env("Acrobot-v1", 2, 0), CartPoleVec)
+
+
+def test_batched_evaluation_equals_one_episode_at_a_time(monkeypatch):
+    from rlfoundry.envs import evaluation
+
+    def batch(obs):  # a balancing rule: episodes of every length up to truncation at 500
+        return (obs[:, 2] + obs[:, 3] > 0).astype(np.int64)
+
+    def policy(obs):
+        return int(batch(np.asarray(obs)[None])[0])
+
+    policy.batch = batch
+    env = gym.make("CartPole-v1")
+    assert evaluation._plain_cartpole(env)
+    fast = evaluation.evaluate(policy, env, 12, 10_000)
+    monkeypatch.setattr(evaluation, "_plain_cartpole", lambda env: False)
+    slow = evaluation.evaluate(policy, env, 12, 10_000)
+    assert fast == slow
+    returns = set(fast["eval_returns"])
+    assert 500.0 in returns and min(returns) < 500.0, returns  # truncations and falls
+
+
+def test_batched_evaluation_only_for_the_plain_env():
+    from rlfoundry.envs import evaluation
+
+    assert not evaluation._plain_cartpole(gym.make("CartPole-v1", max_episode_steps=200))
+    assert not evaluation._plain_cartpole(gym.make("CartPole-v1", sutton_barto_reward=True))
+    assert not evaluation._plain_cartpole(gym.make("Acrobot-v1"))
+    wrapped = gym.wrappers.TransformReward(gym.make("CartPole-v1"), lambda r: 2 * r)
+    assert not evaluation._plain_cartpole(wrapped)

@@ -77,3 +77,13 @@ def test_resume_refuses_arguments_it_would_ignore(tmp_path, capsys):
         assert main(["train", "--resume", str(out), *extra, "--no-progress"]) == 2
         assert message in capsys.readouterr().err
     assert (out / "config.yaml").read_text() == saved  # nothing rewritten
+
+
+def test_no_plot_leaves_out_the_learning_curve_only(tmp_path):
+    out = tmp_path / "ppo"
+    argv = ["train", "ppo", "--env", "CartPole-v1", "--steps", "256", "--out", str(out)]
+    assert main(argv + ["--set", "eval_episodes=1", "--no-progress", "--no-plot"]) == 0
+    assert (out / "summary.json").is_file() and (out / "metrics.csv").is_file()
+    assert not (out / "learning_curve.png").exists()
+    assert main(["plot", str(out), "--out", str(out / "curve.png")]) == 0  # drawn later
+    assert (out / "curve.png").stat().st_size > 0

@@ -107,6 +107,7 @@ def train(
     tuned: bool = True,
     eval_every: int | str | None = None,
     eval_report: Callable[[Any, int, float], None] | None = None,
+    plot: bool = True,
     *,
     algo: str | None = None,
     **values: Any,
@@ -132,7 +133,8 @@ def train(
     summary.json then scores the best policy beside the final one. An entry whose Config
     has an ``eval_every`` of its own (the LLM stages, rl2) takes it as that config value.
     ``eval_report(run, step, mean return)`` hears each periodic score (``rlfoundry
-    tune``'s pruner). ``algo`` is the old name of ``name``.
+    tune``'s pruner). ``plot=False`` (``--no-plot``) skips learning_curve.png.
+    ``algo`` is the old name of ``name``.
     """
     load_plugins()
     name = name or algo
@@ -227,6 +229,7 @@ def train(
         checkpoint_every=every,
         tuned=tuned_file,
         eval_every=r.eval_every,
+        plot=plot,
     )
 
 

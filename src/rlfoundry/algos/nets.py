@@ -90,7 +90,12 @@ def clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> Tensor:
     """
     grads = [p.grad for p in params if p.grad is not None]
     norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    torch._foreach_mul_(grads, torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+    # max_norm / (norm + 1e-6), as Tensor.__rdiv__ computes it, minus its Python wrapper
+    coef = (norm + 1e-6).reciprocal() * max_norm
+    # On the CPU (where reading it costs no device sync) a coefficient clamped to 1 is
+    # skipped: x * 1.0 is x, bit for bit.
+    if norm.device.type != "cpu" or coef.item() < 1.0:
+        torch._foreach_mul_(grads, torch.clamp(coef, max=1.0))
     return norm
 
 

@@ -82,18 +82,29 @@ def evaluate(
     """Run ``episodes`` episodes of ``policy`` on ``env`` (episode i reset with ``seed + i``).
 
     Returns mean/std of the undiscounted episode return and the episode lengths.
+
+    Where ``env`` is a plain ``gym.make("CartPole-v1")`` and ``policy`` has a ``batch``
+    attribute (a deterministic policy for a ``[B, ...]`` batch of observations, as
+    :func:`rlfoundry.algos.deep.onpolicy.make_policy` gives), the episodes are played all
+    at once on :class:`rlfoundry.envs.cartpole.CartPoleVec` (copy i reset with
+    ``seed + i``: the same episodes, observation for observation), one batched policy call
+    per step instead of one per episode and step.
     """
-    returns, lengths = [], []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        done, total, n = False, 0.0, 0
-        while not done:
-            obs, rew, terminated, truncated, _ = env.step(policy(obs))
-            total += float(rew)
-            n += 1
-            done = terminated or truncated
-        returns.append(total)
-        lengths.append(n)
+    batch = getattr(policy, "batch", None)
+    if batch is not None and episodes > 0 and _plain_cartpole(env):
+        returns, lengths = _play_cartpole(batch, episodes, seed)
+    else:
+        returns, lengths = [], []
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            done, total, n = False, 0.0, 0
+            while not done:
+                obs, rew, terminated, truncated, _ = env.step(policy(obs))
+                total += float(rew)
+                n += 1
+                done = terminated or truncated
+            returns.append(total)
+            lengths.append(n)
     arr = np.asarray(returns, dtype=np.float64)
     return {
         "eval_mean_return": float(arr.mean()) if len(arr) else float("nan"),
@@ -102,6 +113,43 @@ def evaluate(
         "eval_mean_length": float(np.mean(lengths)) if lengths else float("nan"),
         "eval_returns": [float(x) for x in arr],
     }
+
+
+def _plain_cartpole(env: gym.Env) -> bool:
+    """Whether ``env`` is ``gym.make("CartPole-v1")`` as made by default: Gymnasium's
+    CartPoleEnv under only the wrappers ``gym.make`` adds, no keyword, the 500-step limit."""
+    from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+    from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
+
+    spec = getattr(env, "spec", None)
+    if spec is None or spec.id != "CartPole-v1" or spec.kwargs or spec.max_episode_steps != 500:
+        return False
+    layer, limited = env, False
+    while isinstance(layer, gym.Wrapper):
+        if type(layer) not in (TimeLimit, OrderEnforcing, PassiveEnvChecker):
+            return False
+        limited |= type(layer) is TimeLimit and layer._max_episode_steps == 500
+        layer = layer.env
+    return limited and type(layer) is CartPoleEnv and layer.render_mode is None
+
+
+def _play_cartpole(
+    batch: Callable[[np.ndarray], np.ndarray], episodes: int, seed: int
+) -> tuple[list[float], list[int]]:
+    """Returns and lengths of ``episodes`` CartPole-v1 episodes (episode i reset with
+    ``seed + i``), played at once on a CartPoleVec: each copy's first episode counts."""
+    from rlfoundry.envs.cartpole import CartPoleVec
+
+    env = CartPoleVec(episodes)
+    obs, _ = env.reset(seed=seed)
+    total, length = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
+    alive = np.ones(episodes, dtype=bool)
+    while alive.any():
+        obs, rew, term, trunc, _ = env.step(batch(obs))
+        total += rew * alive
+        length += alive
+        alive &= ~(term | trunc)
+    return [float(x) for x in total], [int(n) for n in length]
 
 
 def check_spaces(cfg: Any, check_env: Callable[[gym.Env], None]) -> None:

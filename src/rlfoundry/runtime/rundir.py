@@ -238,13 +238,21 @@ def open_run(
 
 
 def write_summary(
-    out: str | os.PathLike, summary: dict[str, Any], entry: registry.Entry, title: str
+    out: str | os.PathLike,
+    summary: dict[str, Any],
+    entry: registry.Entry,
+    title: str,
+    plot: bool = True,
 ) -> None:
-    """summary.json, and learning_curve.png of the entry's curve metric against steps."""
-    from rlfoundry.runtime.plotting import plot_runs
-
+    """summary.json, and (unless not ``plot``) learning_curve.png of the entry's curve
+    metric against steps. The PNG costs about half a CPU second, most of it importing
+    matplotlib; ``rlfoundry plot DIR`` draws it later from metrics.csv."""
     out = Path(out)
     atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    if not plot:
+        return
+    from rlfoundry.runtime.plotting import plot_runs
+
     with contextlib.suppress(RLFoundryError, ValueError):
         plot_runs(
             [out], out / "learning_curve.png", key=entry.curve, labels=[entry.name], title=title
@@ -266,6 +274,7 @@ def run_entry(
     checkpoint_every: str | None = None,
     tuned: str | None = None,
     eval_every: str | None = None,
+    plot: bool = True,
 ) -> dict[str, Any]:
     """Check ``out`` and ``cfg``, open ``out``, train entry ``name`` in it and return the
     summary.
@@ -291,6 +300,7 @@ def run_entry(
             checkpoint_every=checkpoint_every,
             tuned=tuned,
             eval_every=eval_every,
+            plot=plot,
         )
     except RLFoundryError as err:
         report_error(str(err))  # torchrun's failure report names the sentence, not "see the docs"
@@ -331,6 +341,7 @@ def _run_entry(
     checkpoint_every: str | None,
     tuned: str | None,
     eval_every: str | None = None,
+    plot: bool = True,
 ) -> dict[str, Any]:
     entry = registry.get(name)
     module = entry.load()
@@ -388,5 +399,6 @@ def _run_entry(
     if evaluate is not None and d.main:
         summary.update(evaluate(out))
     if d.main:
-        write_summary(out, summary, entry, f"{entry.name} on {env_id}" if env_id else entry.name)
+        title = f"{entry.name} on {env_id}" if env_id else entry.name
+        write_summary(out, summary, entry, title, plot=plot)
     return summary

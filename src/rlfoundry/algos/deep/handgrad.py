@@ -118,36 +118,39 @@ def ppo_loss_grad(
     The loss values are not needed for the step, so they are not computed here: the
     return is ``(old_logp, logp, ratio, surr, surr_clipped, val - ret)``, each ``[B]``,
     from which :func:`ppo_stats` gives the losses, KL and clip fraction of a whole
-    update at once (a dozen fewer small ops per step)."""
-    with torch.no_grad():
-        g, g_half, g_err, zero = _constants(obs.shape[0], vf_coef)
-        # forward: ppo_token_loss and value_loss's operands
-        out, saved_a = _forward(agent._actor, obs)  # [B, A]
-        lsm = torch.log_softmax(out, -1)
-        idx = act.unsqueeze(-1)
-        logp = lsm.gather(-1, idx).squeeze(-1)  # [B]
-        ratio = torch.exp(logp - old_logp)
-        surr = ratio * adv
-        clamped = torch.clamp(ratio, 1.0 - clip, 1.0 + clip)
-        surr_c = clamped * adv
-        v, saved_c = _forward(agent._critic, obs)  # [B, 1]
-        d = v.squeeze(-1) - ret
+    update at once (a dozen fewer small ops per step).
 
-        # backward of pg_loss: mean -> neg -> minimum -> mul / clamp -> exp -> gather
-        # -> log_softmax, each as autograd computes it. minimum: ties get half, the
-        # larger side 0; clamp: the gradient passes where clamp(r) == r (inside [lo, hi]).
-        g_min = torch.where(surr == surr_c, g_half, g)
-        g_surr = g_min.masked_fill(surr > surr_c, 0)
-        g_surr_c = g_min.masked_fill(surr < surr_c, 0)
-        g_ratio = g_surr * adv + torch.where(clamped == ratio, g_surr_c * adv, zero)
-        g_lsm = torch.zeros_like(lsm).scatter_add_(-1, idx, (g_ratio * ratio).unsqueeze(-1))
-        _backward(
-            agent._actor, saved_a, torch._log_softmax_backward_data(g_lsm, lsm, -1, lsm.dtype)
-        )
+    Runs under ``torch.no_grad()``, entering one if gradients are enabled (PPO holds one
+    around a whole update instead of entering one per step)."""
+    if torch.is_grad_enabled():
+        with torch.no_grad():
+            return ppo_loss_grad(agent, obs, act, old_logp, adv, ret, clip, vf_coef)
+    g, g_half, g_err, zero = _constants(obs.shape[0], vf_coef)
+    # forward: ppo_token_loss and value_loss's operands
+    out, saved_a = _forward(agent._actor, obs)  # [B, A]
+    lsm = torch.log_softmax(out, -1)
+    idx = act.unsqueeze(-1)
+    logp = lsm.gather(-1, idx).squeeze(-1)  # [B]
+    ratio = torch.exp(logp - old_logp)
+    surr = ratio * adv
+    clamped = torch.clamp(ratio, 1.0 - clip, 1.0 + clip)
+    surr_c = clamped * adv
+    v, saved_c = _forward(agent._critic, obs)  # [B, 1]
+    d = v.squeeze(-1) - ret
 
-        # backward of vf_coef * 0.5 * mean(d ** 2): pow's is g * (2 * d ** 1), and
-        # d ** 1 is an exact copy of d
-        _backward(agent._critic, saved_c, (g_err * (2.0 * d)).unsqueeze(-1))
+    # backward of pg_loss: mean -> neg -> minimum -> mul / clamp -> exp -> gather
+    # -> log_softmax, each as autograd computes it. minimum: ties get half, the
+    # larger side 0; clamp: the gradient passes where clamp(r) == r (inside [lo, hi]).
+    g_min = torch.where(surr == surr_c, g_half, g)
+    g_surr = g_min.masked_fill(surr > surr_c, 0)
+    g_surr_c = g_min.masked_fill(surr < surr_c, 0)
+    g_ratio = g_surr * adv + torch.where(clamped == ratio, g_surr_c * adv, zero)
+    g_lsm = torch.zeros_like(lsm).scatter_add_(-1, idx, (g_ratio * ratio).unsqueeze(-1))
+    _backward(agent._actor, saved_a, torch._log_softmax_backward_data(g_lsm, lsm, -1, lsm.dtype))
+
+    # backward of vf_coef * 0.5 * mean(d ** 2): pow's is g * (2 * d ** 1), and
+    # d ** 1 is an exact copy of d
+    _backward(agent._critic, saved_c, (g_err * (2.0 * d)).unsqueeze(-1))
     return old_logp, logp, ratio, surr, surr_c, d
 
 

@@ -350,17 +350,23 @@ def make_policy(
     obs_norm: ObsNormalizer | None,
 ) -> Any:
     """A deterministic ``policy(obs) -> action`` for one (unbatched) observation, with the
-    observation normaliser frozen."""
+    observation normaliser frozen; ``policy.batch(obs)`` does the same for a ``[B, ...]``
+    batch and returns the ``[B, ...]`` actions (the evaluation plays CartPole's episodes
+    at once with it: :func:`rlfoundry.envs.evaluation.evaluate`)."""
 
-    def policy(obs: Any) -> Any:
-        x = encode_obs(obs_space, np.asarray(obs)[None])
+    def batch(obs: Any) -> np.ndarray:
+        x = encode_obs(obs_space, np.asarray(obs))
         if obs_norm is not None:
             x = obs_norm(x)
         with torch.inference_mode():
             act = agent.mode(torch.from_numpy(x)).numpy()
-        act = env_action(act_space, act)[0]
+        return env_action(act_space, act)
+
+    def policy(obs: Any) -> Any:
+        act = batch(np.asarray(obs)[None])[0]
         return int(act) if isinstance(act_space, spaces.Discrete) else act
 
+    policy.batch = batch  # type: ignore[attr-defined]
     return policy
 
 

@@ -180,52 +180,63 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
             whole = cfg.minibatch_size >= seg  # one minibatch: no shuffle, normalise once
             if whole and cfg.norm_adv:
                 b_adv = normalize_advantages(b_adv)
-            for _ in range(cfg.update_epochs):
-                perm = None if whole else torch.randperm(seg)
-                for start in range(0, seg, cfg.minibatch_size):
-                    idx = slice(None) if whole else perm[start : start + cfg.minibatch_size]
-                    mb_adv = b_adv[idx]
-                    if cfg.norm_adv and not whole:
-                        mb_adv = normalize_advantages(mb_adv)
-                    if by_hand:  # the gradients backward() gives below, bit for bit, cheaper
-                        parts.append(handgrad.ppo_loss_grad(
-                            agent, b_obs[idx], b_act[idx], b_logp[idx], mb_adv, b_ret[idx],
-                            clip, cfg.vf_coef,
-                        ))  # fmt: skip
-                        if cfg.target_kl is not None:
-                            kl = handgrad.ppo_stats(parts[-1:], clip)["approx_kl"]
-                            if kl > 1.5 * cfg.target_kl:
-                                stop = True  # as below: no step with this minibatch
-                                parts.pop()
+            # by hand: one no_grad around the whole update, not one per gradient step, and
+            # with one minibatch its operands taken once
+            whole_mb = (b_obs, b_act, b_logp, b_adv, b_ret) if whole else None
+            with torch.set_grad_enabled(not by_hand):
+                for _ in range(cfg.update_epochs):
+                    perm = None if whole else torch.randperm(seg)
+                    for start in range(0, seg, cfg.minibatch_size):
+                        idx = slice(None) if whole else perm[start : start + cfg.minibatch_size]
+                        mb_adv = b_adv[idx]
+                        if cfg.norm_adv and not whole:
+                            mb_adv = normalize_advantages(mb_adv)
+                        if by_hand:  # the gradients backward() gives below, bit for bit, cheaper
+                            mb = whole_mb or (
+                                b_obs[idx],
+                                b_act[idx],
+                                b_logp[idx],
+                                mb_adv,
+                                b_ret[idx],
+                            )
+                            parts.append(handgrad.ppo_loss_grad(agent, *mb, clip, cfg.vf_coef))
+                            if cfg.target_kl is not None:
+                                kl = handgrad.ppo_stats(parts[-1:], clip)["approx_kl"]
+                                if kl > 1.5 * cfg.target_kl:
+                                    stop = True  # as below: no step with this minibatch
+                                    parts.pop()
+                                    break
+                        else:
+                            logp, ent, val = agent.evaluate(b_obs[idx], b_act[idx], use_ent)
+                            pg_loss, info = clipped_surrogate(logp, b_logp[idx], mb_adv, clip)
+                            if (
+                                cfg.target_kl is not None
+                                and info["approx_kl"] > 1.5 * cfg.target_kl
+                            ):
+                                stop = True  # SB3: skip this step and end the update
                                 break
-                    else:
-                        logp, ent, val = agent.evaluate(b_obs[idx], b_act[idx], use_ent)
-                        pg_loss, info = clipped_surrogate(logp, b_logp[idx], mb_adv, clip)
-                        if cfg.target_kl is not None and info["approx_kl"] > 1.5 * cfg.target_kl:
-                            stop = True  # SB3: skip this step and end the update
-                            break
-                        v_loss = value_loss(
-                            val, b_ret[idx], b_val[idx], clip if cfg.clip_vloss else None
-                        )
-                        loss = pg_loss + cfg.vf_coef * v_loss
-                        if use_ent:
-                            loss = loss - cfg.ent_coef * ent.mean()
-                        for p in params:  # opt.zero_grad(set_to_none=True), minus its overhead
-                            p.grad = None
-                        loss.backward()
-                    clip_grad_norm(params, cfg.max_grad_norm)
-                    adam_step(opt)
-                    if by_hand:
-                        continue
-                    for k, v in (
-                        ("policy_loss", pg_loss),
-                        ("value_loss", v_loss),
-                        ("approx_kl", info["approx_kl"]),
-                        ("clip_fraction", info["clip_fraction"]),
-                    ):
-                        stats[k].append(v.detach())
-                if stop:
-                    break
+                            v_loss = value_loss(
+                                val, b_ret[idx], b_val[idx], clip if cfg.clip_vloss else None
+                            )
+                            loss = pg_loss + cfg.vf_coef * v_loss
+                            if use_ent:
+                                loss = loss - cfg.ent_coef * ent.mean()
+                            for p in params:  # opt.zero_grad(set_to_none=True), minus its overhead
+                                p.grad = None
+                            loss.backward()
+                        clip_grad_norm(params, cfg.max_grad_norm)
+                        adam_step(opt)
+                        if by_hand:
+                            continue
+                        for k, v in (
+                            ("policy_loss", pg_loss),
+                            ("value_loss", v_loss),
+                            ("approx_kl", info["approx_kl"]),
+                            ("clip_fraction", info["clip_fraction"]),
+                        ):
+                            stats[k].append(v.detach())
+                    if stop:
+                        break
             iteration += 1
             if parts:
                 stats = {k: [v] for k, v in handgrad.ppo_stats(parts, clip).items()}
