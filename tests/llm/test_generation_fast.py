@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from rlfoundry.core.sampling import draw_categorical
+from rlfoundry.llm import generation
 from rlfoundry.llm.checkpoint import adamw
 from rlfoundry.llm.decoder import StaticDecoder, supported
-from rlfoundry.llm.generation import generate
+from rlfoundry.llm.generation import distinct_rows, generate
 from rlfoundry.llm.models import add_lora, load_model, load_tokenizer
 
 PROMPTS = ["12+7=", "3+30=", "99+1=", "5+5=", "41+2="]  # lengths differ: left padding
@@ -87,3 +88,31 @@ def test_adamw_is_fused_for_plain_float_parameters():
     cfg.total_steps = 10
     opt, _ = adamw([torch.nn.Parameter(torch.zeros(3))], cfg, 1.0)
     assert opt.defaults["fused"] is True
+
+
+def test_distinct_rows_indexes_every_row_back():
+    ids = torch.tensor([[0, 5, 6], [7, 8, 9], [0, 5, 6], [0, 5, 6]])
+    attn = torch.tensor([[0, 1, 1], [1, 1, 1], [0, 1, 1], [0, 1, 1]])
+    rows, inv = distinct_rows(ids, attn)
+    assert rows is not None and inv is not None and len(rows) == 2
+    assert torch.equal(ids[rows][inv], ids) and torch.equal(attn[rows][inv], attn)
+    assert distinct_rows(ids[:2], attn[:2]) == (None, None)  # all distinct: nothing to do
+    # the same tokens, one row padded differently: two distinct rows
+    rows, _ = distinct_rows(ids[[0, 0]], torch.tensor([[0, 1, 1], [1, 1, 1]]))
+    assert rows is None
+
+
+@pytest.mark.parametrize("static", [True, False])
+def test_prefill_once_per_distinct_prompt_changes_no_bit(monkeypatch, static):
+    """Repeated prompts (a GRPO group) are prefilled once; the samples and log-probs are
+    those of a prefill over every row."""
+    torch.manual_seed(0)
+    model, tok = load_model("tiny:nano").eval(), load_tokenizer("tiny")
+    out = []
+    for dedup in (True, False):
+        if not dedup:
+            monkeypatch.setattr(generation, "distinct_rows", lambda ids, attn: (None, None))
+        gen = torch.Generator().manual_seed(3)
+        out.append(generate(model, tok, PROMPTS * 3, 10, 1.0, generator=gen, static_cache=static))
+    assert torch.equal(out[0].completion_ids, out[1].completion_ids)
+    assert torch.equal(out[0].logp, out[1].logp)

@@ -131,7 +131,14 @@ def supported(model: Any) -> bool:
 class StaticDecoder:
     """One-token forward passes over a preallocated KV cache (see the module docstring)."""
 
-    def __init__(self, model: Any, cache: Any, prompt_len: int, max_new_tokens: int) -> None:
+    def __init__(
+        self,
+        model: Any,
+        cache: Any,
+        prompt_len: int,
+        max_new_tokens: int,
+        rows: Tensor | None = None,
+    ) -> None:
         base = _base(model)
         self.inner, self.lm_head = base.model, base.lm_head
         self.layers = list(self.inner.layers)
@@ -139,6 +146,8 @@ class StaticDecoder:
         self.v: list[Tensor] = []
         for layer in cache.layers:
             keys, values = layer.keys, layer.values  # [B, KV heads, P, D] after the prefill
+            if rows is not None:  # the prefill ran on distinct rows: back to all rows
+                keys, values = keys[rows], values[rows]
             B, H, P, D = keys.shape
             k = keys.new_empty(B, H, prompt_len + max_new_tokens, D)
             v = values.new_empty(B, H, prompt_len + max_new_tokens, D)
@@ -181,15 +190,22 @@ class StaticDecoder:
 
     @classmethod
     def wrap(
-        cls, model: Any, cache: Any, prompt_len: int, max_new_tokens: int
+        cls,
+        model: Any,
+        cache: Any,
+        prompt_len: int,
+        max_new_tokens: int,
+        rows: Tensor | None = None,
     ) -> StaticDecoder | None:
-        """A decoder over `cache` (the prefill's DynamicCache), or None when `model` or the
-        cache is of a kind `step` does not reproduce (the caller keeps the generic forward)."""
+        """A decoder over `cache` (the prefill's DynamicCache; `rows`: the cache row of each
+        batch row, when the prefill ran on distinct prompts only), or None when `model` or
+        the cache is of a kind `step` does not reproduce (the caller keeps the generic
+        forward)."""
         if not supported(model) or not hasattr(cache, "layers"):
             return None
         if not all(hasattr(x, "keys") and torch.is_tensor(x.keys) for x in cache.layers):
             return None
-        return cls(model, cache, prompt_len, max_new_tokens)
+        return cls(model, cache, prompt_len, max_new_tokens, rows)
 
     def step(self, tok: Tensor, pos: Tensor, col: int, mask: Tensor) -> Tensor:
         """Logits `[B, V]` after token `tok` `[B, 1]` at position `pos` `[B, 1]`, written to
