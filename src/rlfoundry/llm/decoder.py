@@ -263,3 +263,58 @@ class StaticDecoder:
             else:
                 h = h + self.mlp(layer.mlp, x)
         return self.linear(self.lm_head, norm(self.inner.norm, h))[:, -1]
+
+
+def train_logits(
+    model: Any, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor, keep: int
+) -> Tensor | None:
+    """The model's forward without cache (the training pass, with grad), logits `[B, keep,
+    V]` of the last `keep` positions; None where it would not be the model's own forward
+    (the caller then runs that).
+
+    The same submodules and functions in the same order as the generic forward (the
+    norms and the embedding as module calls, the model's own `apply_rotary_pos_emb`, its
+    causal mask and transformers' sdpa attention function; plain nn.Linear as
+    `functional.linear`, which is its forward), so the logits and every gradient are the
+    same bits (tests/llm/test_generation_fast.py); skipped: the decorators, keyword
+    plumbing, module calls and output classes around them (~1 ms of a ~9 ms forward on
+    the nano model). Only where `StaticDecoder` applies, without hooks, and without
+    gradient checkpointing.
+    """
+    import sys
+
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.masking_utils import create_causal_mask
+
+    base = _base(model)
+    if not supported(model) or not _no_hooks(base):
+        return None
+    inner = base.model
+    if getattr(inner, "gradient_checkpointing", False) and inner.training:
+        return None
+    rope = getattr(sys.modules.get(type(base).__module__), "apply_rotary_pos_emb", None)
+    if rope is None:
+        return None
+    h = inner.embed_tokens(input_ids)
+    mask = create_causal_mask(
+        config=inner.config,
+        inputs_embeds=h,
+        attention_mask=attention_mask,
+        cache=None,
+        position_ids=position_ids,
+    )
+    cos, sin = inner.rotary_emb(h, position_ids)
+    for layer in inner.layers:
+        a = layer.self_attn
+        heads = (*input_ids.shape, -1, a.head_dim)
+        x = layer.input_layernorm(h)
+        q, k, v = (
+            _linear(p, x).view(heads).transpose(1, 2) for p in (a.q_proj, a.k_proj, a.v_proj)
+        )
+        q, k = rope(q, k, cos, sin)
+        o, _ = sdpa_attention_forward(
+            a, q, k, v, mask, dropout=a.attention_dropout if a.training else 0.0, scaling=a.scaling
+        )
+        h = h + _linear(a.o_proj, o.reshape(*input_ids.shape, -1).contiguous())
+        h = h + _mlp(layer.mlp, layer.post_attention_layernorm(h))
+    return _linear(base.lm_head, inner.norm(h)[:, -keep:, :])
