@@ -265,8 +265,23 @@ class StaticDecoder:
         return self.linear(self.lm_head, norm(self.inner.norm, h))[:, -1]
 
 
+class Prefill:
+    """The keys and values `train_logits` computed, per layer, in the shape of the
+    prefill's DynamicCache as `StaticDecoder.wrap` reads it (`.layers[i].keys/.values`)."""
+
+    def __init__(self, kv: list[tuple[Tensor, Tensor]]) -> None:
+        from types import SimpleNamespace
+
+        self.layers = [SimpleNamespace(keys=k, values=v) for k, v in kv]
+
+
 def train_logits(
-    model: Any, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor, keep: int
+    model: Any,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    position_ids: Tensor,
+    keep: int,
+    kv: list[tuple[Tensor, Tensor]] | None = None,
 ) -> Tensor | None:
     """The model's forward without cache (the training pass, with grad), logits `[B, keep,
     V]` of the last `keep` positions; None where it would not be the model's own forward
@@ -279,7 +294,8 @@ def train_logits(
     same bits (tests/llm/test_generation_fast.py); skipped: the decorators, keyword
     plumbing, module calls and output classes around them (~1 ms of a ~9 ms forward on
     the nano model). Only where `StaticDecoder` applies, without hooks, and without
-    gradient checkpointing.
+    gradient checkpointing. `kv`: a list that receives each layer's keys and values
+    (after the rotary embedding: what the KV cache of a prefill holds), for the sampler.
     """
     import sys
 
@@ -312,6 +328,8 @@ def train_logits(
             _linear(p, x).view(heads).transpose(1, 2) for p in (a.q_proj, a.k_proj, a.v_proj)
         )
         q, k = rope(q, k, cos, sin)
+        if kv is not None:
+            kv.append((k, v))
         o, _ = sdpa_attention_forward(
             a, q, k, v, mask, dropout=a.attention_dropout if a.training else 0.0, scaling=a.scaling
         )

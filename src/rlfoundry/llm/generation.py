@@ -9,7 +9,8 @@
     out.attention_mask    # [B, P+T]
 
 Sampling is the bottleneck of every on-policy RL step, so the loop is kept lean
-(`sample`): one prefill over the left-padded prompts through the model's own forward,
+(`sample`): one prefill over the left-padded prompts through the model's own forward
+(Llama/Qwen2: its submodules without the plumbing, `decoder.train_logits`, same bits),
 computing logits for the last position only, once per distinct prompt (a GRPO group's
 G copies share one row; the logits and KV cache are then indexed out to every row);
 then, for Llama/Qwen2-family models, one
@@ -47,7 +48,7 @@ from rlfoundry.core.sampling import (
     top_k_filter,
     top_p_filter,
 )
-from rlfoundry.llm.decoder import StaticDecoder
+from rlfoundry.llm.decoder import Prefill, StaticDecoder, train_logits
 from rlfoundry.llm.models import encode_prompt, position_ids
 
 
@@ -181,19 +182,25 @@ def sample(
     # logits and KV cache then indexed back to all B rows: each row's numbers are its own
     rows, inv = distinct_rows(input_ids, attention_mask)
     once = [x if rows is None else x[rows] for x in (input_ids, attention_mask, pos)]
-    out = model(
-        input_ids=once[0],
-        attention_mask=once[1],
-        position_ids=once[2],
-        use_cache=True,
-        logits_to_keep=1,
-    )
     # transformers >= 5.2x names the KV cache `cache` (`past_key_values` warns, then goes)
     # (a peft wrapper's forward takes **kwargs: read the wrapped model's signature)
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     cache_kw = "cache" if "cache" in inspect.signature(inner.forward).parameters else None
     cache_kw = cache_kw or "past_key_values"
-    cache, logits = out[cache_kw], out.logits[:, -1]
+    # with the static decoder, the prefill too without the generic forward's plumbing
+    kv: list[tuple[Tensor, Tensor]] = []
+    lean = train_logits(model, *once, 1, kv) if static_cache else None
+    if lean is not None:
+        cache, logits = Prefill(kv), lean[:, -1]
+    else:
+        out = model(
+            input_ids=once[0],
+            attention_mask=once[1],
+            position_ids=once[2],
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache, logits = out[cache_kw], out.logits[:, -1]
     logits = logits if inv is None else logits[inv]
     dec = StaticDecoder.wrap(model, cache, P, max_new_tokens, inv) if static_cache else None
     if dec is None and inv is not None:  # the generic forward decodes from the cache itself
