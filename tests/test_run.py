@@ -270,3 +270,19 @@ def test_warm_starts_are_the_registry_entries_that_say_so(tmp_path):
         rundir.check_init_from(tmp_path, "vpg")
     with pytest.raises(ConfigError, match="not a run directory"):
         rundir.check_init_from(tmp_path, "ppo")
+
+
+def test_tensorboard_gets_every_finite_scalar_of_a_log_row(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with Run(tmp_path, 2, progress=False) as run:
+        run.log(1, loss=0.5, reward=float("nan"), lr=1e-3)
+        run.log(2, loss=0.25, reward=1.0, lr=1e-3)
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    got = {k: [(e.step, e.value) for e in acc.Scalars(k)] for k in acc.Tags()["scalars"]}
+    assert got == {
+        "loss": [(1, 0.5), (2, 0.25)],
+        "reward": [(2, 1.0)],  # nan is left out
+        "lr": [(1, pytest.approx(1e-3)), (2, pytest.approx(1e-3))],
+    }

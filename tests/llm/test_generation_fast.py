@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from rlfoundry.core.sampling import draw_categorical
-from rlfoundry.llm import decoder
+from rlfoundry.llm import decoder, generation
 from rlfoundry.llm.checkpoint import adamw
-from rlfoundry.llm.decoder import StaticDecoder, supported
-from rlfoundry.llm.generation import generate
-from rlfoundry.llm.models import add_lora, load_model, load_tokenizer
+from rlfoundry.llm.decoder import StaticDecoder, supported, train_logits
+from rlfoundry.llm.generation import distinct_rows, generate
+from rlfoundry.llm.models import add_lora, load_model, load_tokenizer, position_ids
 
 PROMPTS = ["12+7=", "3+30=", "99+1=", "5+5=", "41+2="]  # lengths differ: left padding
 
@@ -103,3 +103,59 @@ def test_adamw_is_fused_for_plain_float_parameters():
     cfg.total_steps = 10
     opt, _ = adamw([torch.nn.Parameter(torch.zeros(3))], cfg, 1.0)
     assert opt.defaults["fused"] is True
+
+
+def test_distinct_rows_indexes_every_row_back():
+    ids = torch.tensor([[0, 5, 6], [7, 8, 9], [0, 5, 6], [0, 5, 6]])
+    attn = torch.tensor([[0, 1, 1], [1, 1, 1], [0, 1, 1], [0, 1, 1]])
+    rows, inv = distinct_rows(ids, attn)
+    assert rows is not None and inv is not None and len(rows) == 2
+    assert torch.equal(ids[rows][inv], ids) and torch.equal(attn[rows][inv], attn)
+    assert distinct_rows(ids[:2], attn[:2]) == (None, None)  # all distinct: nothing to do
+    # the same tokens, one row padded differently: two distinct rows
+    rows, _ = distinct_rows(ids[[0, 0]], torch.tensor([[0, 1, 1], [1, 1, 1]]))
+    assert rows is None
+
+
+@pytest.mark.parametrize("static", [True, False])
+def test_prefill_once_per_distinct_prompt_changes_no_bit(monkeypatch, static):
+    """Repeated prompts (a GRPO group) are prefilled once; the samples and log-probs are
+    those of a prefill over every row."""
+    torch.manual_seed(0)
+    model, tok = load_model("tiny:nano").eval(), load_tokenizer("tiny")
+    out = []
+    for dedup in (True, False):
+        if not dedup:
+            monkeypatch.setattr(generation, "distinct_rows", lambda ids, attn: (None, None))
+        gen = torch.Generator().manual_seed(3)
+        out.append(generate(model, tok, PROMPTS * 3, 10, 1.0, generator=gen, static_cache=static))
+    assert torch.equal(out[0].completion_ids, out[1].completion_ids)
+    assert torch.equal(out[0].logp, out[1].logp)
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "llama", "lora"])
+def test_training_forward_is_bit_identical_to_the_models_forward(kind):
+    """decoder.train_logits: the same logits and the same gradient of every parameter as
+    the model's own forward (left-padded rows, train mode)."""
+    torch.manual_seed(0)
+    arch = "qwen2" if kind == "lora" else kind
+    model = load_model(f"tiny:nano:{arch}")
+    if kind == "lora":
+        model = add_lora(model, rank=4)
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.5)
+    model.train()
+    tok = load_tokenizer("tiny")
+    ids, attn = generation.left_pad(tok, PROMPTS)
+    pos = position_ids(attn)
+    params = [p for p in model.parameters() if p.requires_grad]
+    fast = train_logits(model, ids, attn, pos, 3)
+    assert fast is not None
+    slow = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=3).logits
+    assert torch.equal(fast, slow)
+    g_fast = torch.autograd.grad(fast.square().sum(), params)
+    g_slow = torch.autograd.grad(slow.square().sum(), params)
+    assert all(torch.equal(a, b) for a, b in zip(g_fast, g_slow))
+    model.config._attn_implementation = "eager"  # not one it mirrors: the caller's forward
+    assert train_logits(model, ids, attn, pos, 3) is None

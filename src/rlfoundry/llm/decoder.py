@@ -164,7 +164,14 @@ def supported(model: Any) -> bool:
 class StaticDecoder:
     """One-token forward passes over a preallocated KV cache (see the module docstring)."""
 
-    def __init__(self, model: Any, cache: Any, prompt_len: int, max_new_tokens: int) -> None:
+    def __init__(
+        self,
+        model: Any,
+        cache: Any,
+        prompt_len: int,
+        max_new_tokens: int,
+        rows: Tensor | None = None,
+    ) -> None:
         base = _base(model)
         self.inner, self.lm_head = base.model, base.lm_head
         self.layers = list(self.inner.layers)
@@ -172,6 +179,8 @@ class StaticDecoder:
         self.v: list[Tensor] = []
         for layer in cache.layers:
             keys, values = layer.keys, layer.values  # [B, KV heads, P, D] after the prefill
+            if rows is not None:  # the prefill ran on distinct rows: back to all rows
+                keys, values = keys[rows], values[rows]
             B, H, P, D = keys.shape
             k = keys.new_empty(B, H, prompt_len + max_new_tokens, D)
             v = values.new_empty(B, H, prompt_len + max_new_tokens, D)
@@ -228,15 +237,22 @@ class StaticDecoder:
 
     @classmethod
     def wrap(
-        cls, model: Any, cache: Any, prompt_len: int, max_new_tokens: int
+        cls,
+        model: Any,
+        cache: Any,
+        prompt_len: int,
+        max_new_tokens: int,
+        rows: Tensor | None = None,
     ) -> StaticDecoder | None:
-        """A decoder over `cache` (the prefill's DynamicCache), or None when `model` or the
-        cache is of a kind `step` does not reproduce (the caller keeps the generic forward)."""
+        """A decoder over `cache` (the prefill's DynamicCache; `rows`: the cache row of each
+        batch row, when the prefill ran on distinct prompts only), or None when `model` or
+        the cache is of a kind `step` does not reproduce (the caller keeps the generic
+        forward)."""
         if not supported(model) or not hasattr(cache, "layers"):
             return None
         if not all(hasattr(x, "keys") and torch.is_tensor(x.keys) for x in cache.layers):
             return None
-        return cls(model, cache, prompt_len, max_new_tokens)
+        return cls(model, cache, prompt_len, max_new_tokens, rows)
 
     def step(self, tok: Tensor, pos: Tensor, col: int, mask: Tensor) -> Tensor:
         """Logits `[B, V]` after token `tok` `[B, 1]` at position `pos` `[B, 1]`, written to
@@ -294,3 +310,76 @@ class StaticDecoder:
             else:
                 h = h + self.mlp(layer.mlp, x)
         return self.linear(self.lm_head, norm(self.inner.norm, h))[:, -1]
+
+
+class Prefill:
+    """The keys and values `train_logits` computed, per layer, in the shape of the
+    prefill's DynamicCache as `StaticDecoder.wrap` reads it (`.layers[i].keys/.values`)."""
+
+    def __init__(self, kv: list[tuple[Tensor, Tensor]]) -> None:
+        from types import SimpleNamespace
+
+        self.layers = [SimpleNamespace(keys=k, values=v) for k, v in kv]
+
+
+def train_logits(
+    model: Any,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    position_ids: Tensor,
+    keep: int,
+    kv: list[tuple[Tensor, Tensor]] | None = None,
+) -> Tensor | None:
+    """The model's forward without cache (the training pass, with grad), logits `[B, keep,
+    V]` of the last `keep` positions; None where it would not be the model's own forward
+    (the caller then runs that).
+
+    The same submodules and functions in the same order as the generic forward (the
+    norms and the embedding as module calls, the model's own `apply_rotary_pos_emb`, its
+    causal mask and transformers' sdpa attention function; plain nn.Linear as
+    `functional.linear`, which is its forward), so the logits and every gradient are the
+    same bits (tests/llm/test_generation_fast.py); skipped: the decorators, keyword
+    plumbing, module calls and output classes around them (~1 ms of a ~9 ms forward on
+    the nano model). Only where `StaticDecoder` applies, without hooks, and without
+    gradient checkpointing. `kv`: a list that receives each layer's keys and values
+    (after the rotary embedding: what the KV cache of a prefill holds), for the sampler.
+    """
+    import sys
+
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.masking_utils import create_causal_mask
+
+    base = _base(model)
+    if not supported(model) or not _no_hooks(base):
+        return None
+    inner = base.model
+    if getattr(inner, "gradient_checkpointing", False) and inner.training:
+        return None
+    rope = getattr(sys.modules.get(type(base).__module__), "apply_rotary_pos_emb", None)
+    if rope is None:
+        return None
+    h = inner.embed_tokens(input_ids)
+    mask = create_causal_mask(
+        config=inner.config,
+        inputs_embeds=h,
+        attention_mask=attention_mask,
+        cache=None,
+        position_ids=position_ids,
+    )
+    cos, sin = inner.rotary_emb(h, position_ids)
+    for layer in inner.layers:
+        a = layer.self_attn
+        heads = (*input_ids.shape, -1, a.head_dim)
+        x = layer.input_layernorm(h)
+        q, k, v = (
+            _linear(p, x).view(heads).transpose(1, 2) for p in (a.q_proj, a.k_proj, a.v_proj)
+        )
+        q, k = rope(q, k, cos, sin)
+        if kv is not None:
+            kv.append((k, v))
+        o, _ = sdpa_attention_forward(
+            a, q, k, v, mask, dropout=a.attention_dropout if a.training else 0.0, scaling=a.scaling
+        )
+        h = h + _linear(a.o_proj, o.reshape(*input_ids.shape, -1).contiguous())
+        h = h + _mlp(layer.mlp, layer.post_attention_layernorm(h))
+    return _linear(base.lm_head, inner.norm(h)[:, -keep:, :])

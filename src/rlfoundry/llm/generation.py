@@ -9,8 +9,11 @@
     out.attention_mask    # [B, P+T]
 
 Sampling is the bottleneck of every on-policy RL step, so the loop is kept lean
-(`sample`): one prefill over the left-padded prompts through the model's own forward,
-computing logits for the last position only; then, for Llama/Qwen2-family models, one
+(`sample`): one prefill over the left-padded prompts through the model's own forward
+(Llama/Qwen2: its submodules without the plumbing, `decoder.train_logits`, same bits),
+computing logits for the last position only, once per distinct prompt (a GRPO group's
+G copies share one row; the logits and KV cache are then indexed out to every row);
+then, for Llama/Qwen2-family models, one
 `decoder.StaticDecoder.step` per new token (a preallocated KV cache and the same
 submodules without the generic forward's per-token bookkeeping: bit-identical logits),
 else one cached forward of the model. Outputs are preallocated, the finished-rows
@@ -45,7 +48,7 @@ from rlfoundry.core.sampling import (
     top_k_filter,
     top_p_filter,
 )
-from rlfoundry.llm.decoder import StaticDecoder
+from rlfoundry.llm.decoder import Prefill, StaticDecoder, train_logits
 from rlfoundry.llm.models import encode_prompt, position_ids
 
 
@@ -118,6 +121,20 @@ def sample_tokens(
     return tok, logp_all.gather(-1, tok[:, None]).squeeze(-1)
 
 
+def distinct_rows(input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    """`(rows, inv)`: indices of the distinct rows of the left-padded batch and, for each
+    row, its index among them (`x[rows][inv] == x`); `(None, None)` when every row is
+    distinct."""
+    B = input_ids.shape[0]
+    key = torch.cat([input_ids, attention_mask.to(input_ids.dtype)], 1)
+    uniq, inv = torch.unique(key, dim=0, return_inverse=True)
+    if uniq.shape[0] == B:
+        return None, None
+    first = torch.full((uniq.shape[0],), B, dtype=torch.long, device=input_ids.device)
+    first.scatter_reduce_(0, inv, torch.arange(B, device=input_ids.device), "amin")
+    return first, inv
+
+
 @torch.no_grad()
 def sample(
     model: Any,
@@ -161,20 +178,33 @@ def sample(
     impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
     step_mask = attn.bool()[:, None, None, :] if impl == "sdpa" else attn
     pos = position_ids(attention_mask)
-    out = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=pos,
-        use_cache=True,
-        logits_to_keep=1,
-    )
+    # the prefill runs once per distinct prompt row (a GRPO group's G copies once), its
+    # logits and KV cache then indexed back to all B rows: each row's numbers are its own
+    rows, inv = distinct_rows(input_ids, attention_mask)
+    once = [x if rows is None else x[rows] for x in (input_ids, attention_mask, pos)]
     # transformers >= 5.2x names the KV cache `cache` (`past_key_values` warns, then goes)
     # (a peft wrapper's forward takes **kwargs: read the wrapped model's signature)
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     cache_kw = "cache" if "cache" in inspect.signature(inner.forward).parameters else None
     cache_kw = cache_kw or "past_key_values"
-    cache, logits = out[cache_kw], out.logits[:, -1]
-    dec = StaticDecoder.wrap(model, cache, P, max_new_tokens) if static_cache else None
+    # with the static decoder, the prefill too without the generic forward's plumbing
+    kv: list[tuple[Tensor, Tensor]] = []
+    lean = train_logits(model, *once, 1, kv) if static_cache else None
+    if lean is not None:
+        cache, logits = Prefill(kv), lean[:, -1]
+    else:
+        out = model(
+            input_ids=once[0],
+            attention_mask=once[1],
+            position_ids=once[2],
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache, logits = out[cache_kw], out.logits[:, -1]
+    logits = logits if inv is None else logits[inv]
+    dec = StaticDecoder.wrap(model, cache, P, max_new_tokens, inv) if static_cache else None
+    if dec is None and inv is not None:  # the generic forward decodes from the cache itself
+        cache.reorder_cache(inv)
     next_pos = pos[:, -1:] + 1  # [B, 1]
     eos = -1 if eos_token_id is None else eos_token_id
     seen = None  # [B, V] tokens in each row's context, for the repetition penalty

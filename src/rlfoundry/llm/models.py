@@ -30,6 +30,7 @@ from torch import Tensor
 
 from rlfoundry.errors import ConfigError, RLFoundryError
 from rlfoundry.llm import lora
+from rlfoundry.llm.decoder import train_logits
 
 #: Sizes of the built-in family (hidden, MLP width, layers, heads, KV heads).
 SIZES: dict[str, dict[str, int]] = {
@@ -463,10 +464,13 @@ def policy_logprobs(
         position_ids=position_ids(attention_mask),
         use_cache=False,
     )
-    try:
-        logits = model(**kw, logits_to_keep=keep).logits
-    except TypeError:  # a model without logits_to_keep
-        logits = model(**kw).logits
+    # Llama/Qwen2: the same forward without its plumbing (decoder.train_logits, same bits)
+    logits = train_logits(model, input_ids, attention_mask, kw["position_ids"], keep)
+    if logits is None:
+        try:
+            logits = model(**kw, logits_to_keep=keep).logits
+        except TypeError:  # a model without logits_to_keep
+            logits = model(**kw).logits
     logits = logits[:, -keep:-1].float()  # [B, L - start, V]
     if temperature != 1.0:
         logits = logits / temperature
