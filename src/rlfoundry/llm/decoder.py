@@ -19,8 +19,9 @@ as they do there), in the same order with the same attention call, but:
   models (hidden size <= 256) q/k/v and gate/up as one matmul each.
 
 The arithmetic is the generic forward's: on the built-in models (also with LoRA) the
-logits agree bit for bit (tests/llm/test_generation_fast.py), and so they did on
-SmolLM2-135M. Only the exact classes whose forward this mirrors are taken (Llama, Qwen2
+logits agree bit for bit (tests/llm/test_generation_fast.py, transformers 5.25), and so
+they did on SmolLM2-135M; under transformers 5.17 the generic forward rounds a few ops
+differently and they agree within 5e-7 (float32), with the same greedy tokens. Only the exact classes whose forward this mirrors are taken (Llama, Qwen2
 without sliding windows; SDPA attention; plain or peft-wrapped, not FSDP/DDP-wrapped);
 anything else falls back to the generic forward. `torch.compile` of `step` was measured
 and does not pay on the CPU (docs/llm.md).
@@ -344,10 +345,20 @@ def train_logits(
     gradient checkpointing. `kv`: a list that receives each layer's keys and values
     (after the rotary embedding: what the KV cache of a prefill holds), for the sampler.
     """
+    import inspect
     import sys
 
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-    from transformers.masking_utils import create_causal_mask
+    try:  # transformers >= 4.53; older ones take the generic forward
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+        from transformers.masking_utils import create_causal_mask
+    except ImportError:
+        return None
+    # the cache argument's name moved (`past_key_values` -> `cache`, transformers 5.2x)
+    cache_kw = (
+        "cache"
+        if "cache" in inspect.signature(create_causal_mask).parameters
+        else "past_key_values"
+    )
 
     base = _base(model)
     if not supported(model) or not _no_hooks(base):
@@ -363,8 +374,8 @@ def train_logits(
         config=inner.config,
         inputs_embeds=h,
         attention_mask=attention_mask,
-        cache=None,
         position_ids=position_ids,
+        **{cache_kw: None},
     )
     cos, sin = inner.rotary_emb(h, position_ids)
     for layer in inner.layers:
