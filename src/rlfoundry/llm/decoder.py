@@ -21,8 +21,9 @@ as they do there), in the same order with the same attention call, but:
 The arithmetic is the generic forward's: on the built-in models (also with LoRA) the
 logits agree bit for bit (tests/llm/test_generation_fast.py, transformers 5.25), and so
 they did on SmolLM2-135M; under transformers 5.17 the generic forward rounds a few ops
-differently and they agree within 5e-7 (float32), with the same greedy tokens. Only the exact classes whose forward this mirrors are taken (Llama, Qwen2
-without sliding windows; SDPA attention; plain or peft-wrapped, not FSDP/DDP-wrapped);
+differently and they agree within 5e-7 (float32), with the same greedy tokens. Only
+the exact classes whose forward this mirrors are taken (Llama, Qwen2 without sliding
+windows; SDPA attention; plain or peft-wrapped, not FSDP/DDP-wrapped);
 anything else falls back to the generic forward. `torch.compile` of `step` was measured
 and does not pay on the CPU (docs/llm.md).
 """
