@@ -33,7 +33,13 @@ from rlfoundry.core import group_relative_advantages
 from rlfoundry.llm.group_pg import policy_update
 from rlfoundry.llm.models import load_model, load_tokenizer
 from rlfoundry.llm.rollout import rollout
-from rlfoundry.runtime.distributed import full_params, init_distributed, shard_model, unsharded
+from rlfoundry.runtime.distributed import (
+    full_params,
+    init_distributed,
+    leave_group,
+    shard_model,
+    unsharded,
+)
 
 torch.set_num_threads(1)
 
@@ -178,6 +184,7 @@ def everything(out: Path) -> None:
         update(str(out / "update-fsdp.safetensors"), "token-mean", fsdp=True)
         train(out / "grpo")
         train(out / "grpo-fsdp", fsdp=True)
+    leave_group(d)  # the group's gloo threads must not outlive the interpreter
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ to rank 0 for `DIR/model`.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import time
@@ -145,6 +146,10 @@ def init_distributed(device: str = "auto") -> Dist:
     if not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
+        # torch._dynamo (imported by the first optimizer) keeps references to a group that
+        # exists when it is imported (torch 2.13), so `leave_group` would not free the group
+        # and its gloo threads would outlive the interpreter; imported first, it holds none.
+        importlib.import_module("torch._dynamo")
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     elif dist.get_backend() == "nccl":
         dev = torch.device("cuda", torch.cuda.current_device())
@@ -153,13 +158,28 @@ def init_distributed(device: str = "auto") -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), d.local_rank, dev)
 
 
+def in_group() -> bool:
+    """This process has joined a process group (and not left it)."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
 def leave_group(d: Dist) -> None:
-    """Leave the process group (before a process exits early, e.g. on a config error)."""
-    if d.world > 1:
+    """Leave the process group before the process exits, on every path (finished,
+    interrupted, refused, failed).
+
+    A group still alive when the interpreter shuts down keeps gloo's worker threads
+    running; one that drops the last reference to a collective's tensor then takes the
+    GIL of an interpreter being torn down, and the process aborts ("terminate called
+    without an active exception", SIGABRT), now and then, depending on timing. Leaving
+    it here frees the group, whose destructor joins those threads while Python is whole.
+    Local: it waits for no other rank, so a rank leaving on an error cannot hang.
+    """
+    if d.world > 1 and in_group():
         import torch.distributed as dist
 
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        dist.destroy_process_group()
 
 
 def report_error(message: str) -> None:

@@ -49,6 +49,7 @@ from rlfoundry.runtime.config import atomic_write_text, save_yaml, to_dict
 from rlfoundry.runtime.distributed import (
     Dist,
     any_rank,
+    in_group,
     init_distributed,
     launch_env,
     leave_group,
@@ -357,8 +358,41 @@ def _run_entry(
         if check is not None:
             check(c)
 
+    # a group this call joins, it leaves on every way out (a caller's group stays)
+    joined = d.world > 1 and not in_group()
     if d.world > 1:  # join the group first: the ranks then agree on the checks' outcome
         d = init_distributed(getattr(cfg, "device", "auto"))
+    try:
+        return _train_entry(
+            entry, module, checks, cfg, out, d, resume=resume, overwrite=overwrite,
+            progress=progress, stop_at_step=stop_at_step, init_from=init_from,
+            evaluate=evaluate, callbacks=callbacks, checkpoint_every=checkpoint_every,
+            tuned=tuned, eval_every=eval_every,
+        )  # fmt: skip
+    finally:
+        if joined:
+            leave_group(d)
+
+
+def _train_entry(
+    entry: Any,
+    module: Any,
+    checks: Callable[[Any], None],
+    cfg: Any,
+    out: str | os.PathLike,
+    d: Dist,
+    *,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    stop_at_step: int | None,
+    init_from: str | os.PathLike | None,
+    evaluate: Callable[[Path], dict[str, Any]] | None,
+    callbacks: Sequence[Callback],
+    checkpoint_every: str | None,
+    tuned: str | None,
+    eval_every: str | None,
+) -> dict[str, Any]:
     check_all_ranks(checks, cfg, d)
     torch.set_num_threads(getattr(cfg, "torch_threads", 1) or 1)
     seed_everything(cfg.seed)
