@@ -258,11 +258,13 @@ TOOL_SYSTEM = (
     "You have a calculator. To compute, write <<EXPRESSION= and the calculator appends "
     "the result and >>; then write 'Answer: N'."
 )
-#: Worked turns shown before the question: one answered directly, one with a call (the
-#: calculator is optional, so the base model calls it in some episodes only).
+#: Worked turns shown before the question: one with a call, then one answered directly
+#: (the calculator is optional). In this order SmolLM2-135M-Instruct calls it in ~12% of
+#: episodes sampled at temperature 0.7 and never greedily: room for RL to raise it. In
+#: the other order it calls it in ~94% of greedy episodes and solves as many.
 TOOL_EXAMPLES = (
-    ("What is 3*4?", "Answer: 12"),
     ("What is 23*41?", "<<23*41=943>>\nAnswer: 943"),
+    ("What is 3*4?", "Answer: 12"),
 )
 _CHAT_QUESTION = re.compile(r"What is (-?\d+)\s*([+\-*])\s*(-?\d+)\s*\?")
 
@@ -271,7 +273,7 @@ _CHAT_QUESTION = re.compile(r"What is (-?\d+)\s*([+\-*])\s*(-?\d+)\s*\?")
 class ChatToolArithmeticTask(ToolArithmeticTask):
     """`tool-arithmetic` for chat models: the prompt `417*382=` is asked as the user turn
     "What is 417*382?" after a system message that explains the calculator syntax and
-    two worked turns (`TOOL_EXAMPLES`: 3*4 answered directly, 23*41 with a call); the
+    two worked turns (`TOOL_EXAMPLES`: 23*41 with a call, 3*4 answered directly); the
     stages render it with the model's chat template.
     The product is recovered from the rendered text (the last "What is A*B?" in it, so
     the system message's example never counts), and an episode is right when the text
