@@ -157,3 +157,89 @@ def test_grpo_with_a_tool_runs_and_logs_tool_use(tmp_path):
     with pytest.raises(RLFoundryError, match="neither a built-in"):
         train("llm-grpo", out=tmp_path / "bad", overrides={**ov, "tool": "abacus"})
     assert not (tmp_path / "bad" / "config.yaml").exists()
+
+
+class _ChatML:
+    """Just enough of a tokenizer for rendering: a ChatML template, no BOS."""
+
+    chat_template = "chatml"
+    bos_token = None
+
+    def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+        text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+        return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
+
+
+def test_chat_tool_task_renders_and_recovers_the_answer():
+    """`tool-arithmetic-chat` by hand: the question, the worked turns, the product read
+    from the rendered conversation (not the example's), 'Answer: N' after the result."""
+    from rlfoundry.llm.chat_format import task_texts
+    from rlfoundry.llm.tasks import TOOL_EXAMPLES, get_task
+
+    task = get_task("tool-arithmetic-chat")
+    msgs = task.messages("813*270=")
+    assert msgs[0] == {"role": "system", "content": task.system}
+    assert msgs[-1] == {"role": "user", "content": "What is 813*270?"}
+    assert [m["content"] for m in msgs[1:-1]] == [x for pair in TOOL_EXAMPLES for x in pair]
+    rendered = task_texts(task, _ChatML(), ["813*270=", "7*5="])
+    assert rendered[0].endswith("What is 813*270?<|im_end|>\n<|im_start|>assistant\n")
+    assert "<<23*41=943>>" in rendered[0]  # the worked call is shown, and not the answer:
+    assert (task.reference(rendered[0]), task.reference(rendered[1])) == ("219510", "35")
+    assert task.reference("813*270=") == "219510"
+    for completion, ok in [
+        ("<<813*270=219510>>\nAnswer: 219510", True),
+        ("<<813*270=219510>>\nAnswer: 219,510", True),
+        ("Answer: 219510", True),  # a direct answer counts
+        ("<<813*270=219510>>\nAnswer: 219511", False),
+        ("<<813*270=219510>>", False),  # nothing after the result
+        ("<<813*207=168291>>\nAnswer: 168291", False),  # a wrong call
+        ("Answer: 943", False),
+        ("Answer: 219510 <<1+1=2>>\nAnswer: 2", False),  # the last result's answer counts
+    ]:
+        assert task.is_correct(rendered[0], completion) is ok, completion
+    assert task.sft_examples("train", 1)[0][1].endswith(">>\nAnswer: " + task.reference(
+        task.sft_examples("train", 1)[0][0]))  # fmt: skip
+    assert task.max_new_tokens == 24 and task.prompts("test", 5) == get_task(
+        "tool-arithmetic"
+    ).prompts("test", 5)
+    with pytest.raises(RLFoundryError, match="not of the form"):
+        task.messages("What is 2*3?")
+    with pytest.raises(RLFoundryError, match="No question"):
+        task.reference("<|im_start|>user\nHello<|im_end|>")
+
+
+def test_chat_tool_task_episodes_on_the_tiny_model(monkeypatch):
+    """Greedy episodes of the tiny model on the rendered chat prompts, scripted: turn 1
+    calls the calculator on the question it reads in its context, turn 2 answers."""
+    import re
+
+    from rlfoundry.llm.evaluation import evaluate_accuracy
+    from rlfoundry.llm.tasks import get_task
+
+    torch.manual_seed(0)
+    model, tok = load_model("tiny").eval(), load_tokenizer("tiny")
+    task = get_task("tool-arithmetic-chat")
+    turns = []
+
+    def scripted(model, ids, attn, max_new, eos_id, pad, temperature, *args):
+        turns.append(ids.shape[0])
+        rows = []
+        for r in ids.tolist():
+            text = tok.decode(r, skip_special_tokens=True)
+            if len(turns) == 1:
+                a, b = re.findall(r"What is (\d+)\*(\d+)\?", text)[-1]
+                rows.append(tok.encode(f"<<{a}*{b}="))
+            else:  # the result the calculator appended, off by one on odd products
+                got = int(text.rsplit("=", 1)[1][:-2])
+                rows.append(tok.encode(f"\nAnswer: {got + got % 2}") + [eos_id])
+        width = max(map(len, rows))
+        comp = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], dtype=torch.bool)
+        return comp, mask, torch.zeros(comp.shape)
+
+    monkeypatch.setattr(multiturn, "sample", scripted)
+    prompts = task.prompts("test", 8)
+    even = sum(int(task.reference(p)) % 2 == 0 for p in prompts) / 8
+    assert 0 < even < 1
+    assert evaluate_accuracy(model, tok, task, n=8, tool=calculator, max_turns=2) == even
+    assert turns == [8, 8]

@@ -40,6 +40,8 @@ Tasks:
   export (`dialogue.py`; an example export ships with rlfoundry).
 - `word_problems`: templated arithmetic word problems (shopping, ages, speed, sharing,
   ...) of 1-3 steps for chat models, scored on the final number (`word_problems.py`).
+- `tool-arithmetic-chat`: `tool-arithmetic` asked of a chat model, with a system message
+  explaining the calculator call syntax; 'Answer: N' after the tool result.
   A task with a `messages(prompt)` method is conversational: stages render its prompts
   with the model's chat template (`chat_format.task_texts`).
 """
@@ -55,6 +57,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from rlfoundry.errors import RLFoundryError
+from rlfoundry.llm.answers import final_answer as final_number
 from rlfoundry.llm.codegen import CodeTask
 from rlfoundry.llm.dialogue import DialogueTask
 from rlfoundry.llm.qa import QATask
@@ -251,6 +254,87 @@ class ToolArithmeticTask(ArithmeticTask):
         return out
 
 
+TOOL_SYSTEM = (
+    "You have a calculator. To compute, write <<EXPRESSION= and the calculator appends "
+    "the result and >>; then write 'Answer: N'."
+)
+#: Worked turns shown before the question: one with a call, then one answered directly
+#: (the calculator is optional). In this order SmolLM2-135M-Instruct calls it in ~12% of
+#: episodes sampled at temperature 0.7 and never greedily: room for RL to raise it. In
+#: the other order it calls it in ~94% of greedy episodes and solves as many.
+TOOL_EXAMPLES = (
+    ("What is 23*41?", "<<23*41=943>>\nAnswer: 943"),
+    ("What is 3*4?", "Answer: 12"),
+)
+_CHAT_QUESTION = re.compile(r"What is (-?\d+)\s*([+\-*])\s*(-?\d+)\s*\?")
+
+
+@dataclass
+class ChatToolArithmeticTask(ToolArithmeticTask):
+    """`tool-arithmetic` for chat models: the prompt `417*382=` is asked as the user turn
+    "What is 417*382?" after a system message that explains the calculator syntax and
+    two worked turns (`TOOL_EXAMPLES`: 23*41 with a call, 3*4 answered directly); the
+    stages render it with the model's chat template.
+    The product is recovered from the rendered text (the last "What is A*B?" in it, so
+    the system message's example never counts), and an episode is right when the text
+    after the last tool result (all of it, without a call) gives the product as its
+    final number ('Answer: N', else the last number: `answers.final_answer`)."""
+
+    system: str = TOOL_SYSTEM
+    """System message sent with each problem (empty = none)."""
+    examples: bool = True
+    """Show the worked turns `TOOL_EXAMPLES` before the question."""
+    turn_tokens: int = 24
+    """Tokens per policy turn: room for a call `<<A*B=` or 'Answer: N' and EOS."""
+    name: str = "tool-arithmetic-chat"
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.turn_tokens
+
+    def messages(self, prompt: str) -> list[dict[str, str]]:
+        """The conversation a chat model is given: the system message, the worked turns,
+        then the question."""
+        m = _EXPR.match(prompt)
+        if m is None:
+            raise RLFoundryError(
+                f"tool-arithmetic-chat prompt {prompt!r} is not of the form 'A*B='; pass "
+                "the task's own prompts (task.prompts) to messages()."
+            )
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        for q, a in TOOL_EXAMPLES if self.examples else ():
+            head += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        question = f"What is {m.group(1)}{m.group(2)}{m.group(3)}?"
+        return [*head, {"role": "user", "content": question}]
+
+    def reference(self, prompt: str) -> str:
+        """The exact result, from a raw prompt `A*B=` or a rendered conversation."""
+        if _EXPR.match(prompt):
+            return super().reference(prompt)
+        found = _CHAT_QUESTION.findall(prompt)
+        if not found:
+            raise RLFoundryError(
+                f"No question 'What is A*B?' in the prompt {prompt[-120:]!r}; score "
+                "tool-arithmetic-chat episodes against prompts rendered from its messages()."
+            )
+        a, op, b = found[-1]
+        return super().reference(f"{a}{op}{b}=")
+
+    def is_correct(self, prompt: str, completion: str) -> bool:
+        got = final_number(final_answer(completion))
+        return got is not None and got == int(self.reference(prompt))
+
+    def sft_examples(
+        self, split: str = "train", n: int | None = None, seed: int = 0
+    ) -> list[tuple[str, str]]:
+        """Worked calls in the system message's format: `<<417*382=159294>>\nAnswer: 159294`."""
+        out = []
+        for p in self.prompts(split, n, seed):
+            ref = self.reference(p)
+            out.append((p, f"{CALL_OPEN}{p[:-1]}{CALL_END}{ref}{RESULT_END}\nAnswer: {ref}"))
+        return out
+
+
 # ---------------------------------------------------------------------- sentiment
 
 _OPENERS = [
@@ -433,6 +517,7 @@ TASKS: dict[str, Callable[..., Task]] = {
     "sentiment": SentimentTask,
     "format": FormatTask,
     "tool-arithmetic": ToolArithmeticTask,
+    "tool-arithmetic-chat": ChatToolArithmeticTask,
     "word_problems": WordProblemTask,
     "code": CodeTask,
     "qa": QATask,
