@@ -367,7 +367,7 @@ def _run_entry(
             entry, module, checks, cfg, out, d, resume=resume, overwrite=overwrite,
             progress=progress, stop_at_step=stop_at_step, init_from=init_from,
             evaluate=evaluate, callbacks=callbacks, checkpoint_every=checkpoint_every,
-            tuned=tuned, eval_every=eval_every,
+            tuned=tuned, eval_every=eval_every, plot=plot,
         )  # fmt: skip
     finally:
         if joined:
@@ -392,6 +392,7 @@ def _train_entry(
     checkpoint_every: str | None,
     tuned: str | None,
     eval_every: str | None,
+    plot: bool,
 ) -> dict[str, Any]:
     check_all_ranks(checks, cfg, d)
     torch.set_num_threads(getattr(cfg, "torch_threads", 1) or 1)
