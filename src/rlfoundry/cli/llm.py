@@ -189,7 +189,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from rlfoundry.cli.main import cmd_list as list_entry
+    from rlfoundry.cli.listing import cmd_list as list_entry
 
     if args.stage is None:
         for entry in registry.entries("llm"):

@@ -41,3 +41,10 @@ def final_answer(text: Any) -> float | None:
         if found is not None:
             return _value(found.group(1))
     return last_number(text)
+
+
+def cut_at_eos(text: str, eos: str | None = "<eos>") -> str:
+    """The completion up to its first `eos` marker (the built-in tokenizer's), stripped."""
+    if eos and eos in text:
+        text = text.split(eos, 1)[0]
+    return text.strip()

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 import random
 import shutil
@@ -64,6 +63,7 @@ from rlfoundry.runtime.checkpoint import (
 )
 from rlfoundry.runtime.config import atomic_write_text
 from rlfoundry.runtime.progress import Bar
+from rlfoundry.runtime.tb_events import write_scalars
 
 __all__ = [
     "CHECKPOINT",
@@ -295,25 +295,7 @@ class Run:
         self._rows += 1
         self._last.update(clean)
         if self._tb is not None:
-            self._tb_scalars(clean, int(step))
-
-    def _tb_scalars(self, values: dict[str, float], step: int) -> None:
-        """The finite `values` as one TensorBoard event: the scalars `add_scalar` would
-        write (same tags and simple values), one event instead of one per scalar (a
-        protobuf, a queue hand-off and a record each: most of the cost of a step's log
-        on a small model)."""
-        try:
-            from tensorboard.compat.proto.summary_pb2 import Summary
-        except ImportError:  # not the tensorboard package: the writer's own path
-            for key, value in values.items():
-                if math.isfinite(value):
-                    self._tb.add_scalar(key, value, step)
-            return
-        items = [
-            Summary.Value(tag=k, simple_value=v) for k, v in values.items() if math.isfinite(v)
-        ]
-        if items:
-            self._tb._get_file_writer().add_summary(Summary(value=items), step)
+            write_scalars(self._tb, clean, int(step))
 
     def progress(self, step: int, **postfix: float) -> None:
         """Move the progress bar to ``step``; ``postfix`` values are shown beside it."""
