@@ -69,16 +69,14 @@ CLEANRL_1M = {
 
 #: What the table does not say by itself (the 2026-12-04 measurement).
 NOTES = [
-    "2026-12-04: only the speed probe ran (seed 0, HalfCheetah-v5, 11,000 steps: 1,000 "
-    "gradient steps after the zoo's 10,000 random ones), so the returns are those of "
-    "barely trained policies and say nothing about learning; the CPU ratio is the figure "
-    "to read. The shared machine gave each niced process 10-30% of a core that session "
-    "(load 7-11 on 2 cores): 3 seeds x 3 envs x 2 algorithms x 2 libraries at 20,000 "
-    "steps (10,000 gradient steps) is about 36 x 110 CPU s = 66 CPU minutes, some 4-7 "
-    "hours of wall time there, and the DQN MountainCar seeds came first. The 3-seed table "
-    "of issue 16 is still to be measured: `python benchmarks/sac_td3_mujoco.py --steps "
-    "20000 --json benchmarks/sac_td3_mujoco.json` (resumable, one run at a time); the "
-    "probe's runs are in benchmarks/sac_td3_mujoco_probe.json.",
+    "2026-12-04, 12:49-15:00 UTC (under `nice -n 19` beside the rest of the day's work): "
+    "3 seeds x 3 envs x 2 algorithms x 2 libraries at 20,000 env steps a run, of which "
+    "10,000 uniform random (the zoo's `learning_starts`) and 10,000 gradient steps: 2% of "
+    "the published 1M budget, what this shared 2-core machine allows beside the rest of "
+    "the work (about 110 CPU s a run). The returns are those of early policies: read them "
+    "for parity between the two libraries at equal budget and for the CPU ratio, not for "
+    "what SAC and TD3 reach. The earlier speed probe (seed 0, HalfCheetah-v5, 11,000 "
+    "steps) is in benchmarks/sac_td3_mujoco_probe.json.",
 ]
 
 
@@ -217,9 +215,22 @@ def report(data: dict[str, Any]) -> str:
                 f"{ratio:.2f} | {ZOO_1M.get((algo, env_id), '-')} | "
                 f"{CLEANRL_1M.get((algo, env_id), '-')} |"
             )
+    short = [
+        f"{algo} {env_id}"
+        for algo in ALGOS
+        for env_id in ENVS
+        if sum(1 for k in data if k.startswith(f"{algo}/{env_id}/") and k.endswith("/rlfoundry"))
+        < 3
+    ]
+    missing = (
+        [f"Not finished yet (fewer than 3 seeds; the command below resumes): {', '.join(short)}."]
+        if short
+        else []
+    )
     lines += [
         "",
         *NOTES,
+        *missing,
         "",
         "rl-zoo 1M: rl-baselines3-zoo's benchmark.md (the -v3 envs, one trained agent each, "
         "deterministic, about 150 episodes; github.com/DLR-RM/rl-baselines3-zoo, commit "
