@@ -69,7 +69,7 @@ CLEANRL_1M = {
 
 #: What the table does not say by itself (the 2026-12-04 measurement).
 NOTES = [
-    "2026-12-04, 12:49-15:00 UTC (under `nice -n 19` beside the rest of the day's work): "
+    "2026-12-04, 12:49-15:08 UTC (under `nice -n 19` beside the rest of the day's work): "
     "3 seeds x 3 envs x 2 algorithms x 2 libraries at 20,000 env steps a run, of which "
     "10,000 uniform random (the zoo's `learning_starts`) and 10,000 gradient steps: 2% of "
     "the published 1M budget, what this shared 2-core machine allows beside the rest of "
