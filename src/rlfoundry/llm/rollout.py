@@ -21,6 +21,7 @@ from torch import Tensor
 
 from rlfoundry.llm.generation import generate
 from rlfoundry.llm.models import policy_logprobs
+from rlfoundry.llm.prefix import shared_prompt_logprobs
 
 
 @dataclass
@@ -92,7 +93,15 @@ def rollout(
 
 
 def completion_logprobs(model: Any, ro: Rollout, rows: slice, temperature: float) -> Tensor:
-    """Log-probs `[b, T]` of the sampled completion tokens under `model` (with grad)."""
+    """Log-probs `[b, T]` of the sampled completion tokens under `model` (with grad), 0
+    outside the completion mask; each group's prompt computed once where the model
+    allows it (`prefix.shared_prompt_logprobs`), else one plain forward pass."""
+    P = ro.prompt_len
+    shared = shared_prompt_logprobs(
+        model, ro.input_ids[rows], ro.attention_mask[rows], P, temperature
+    )
+    if shared is not None:
+        return shared.masked_fill(~ro.completion_mask[rows].bool(), 0.0)
     cm = torch.zeros_like(ro.attention_mask[rows], dtype=torch.bool)
     cm[:, ro.prompt_len :] = ro.completion_mask[rows]
     logp = policy_logprobs(
