@@ -58,6 +58,7 @@ from rlfoundry.llm.multiturn import tool_rollout
 from rlfoundry.llm.policy import (
     Reference,
     build_policy,
+    dropout_off,
     place_rewards,
     save_policy,
     trainable,
@@ -413,15 +414,15 @@ def train(
         t1 = time.perf_counter()
         idx = rng.choice(len(prompts), size=n_prompts, replace=len(prompts) < n_prompts)
         share = idx[d.rank * per_rank : (d.rank + 1) * per_rank]
-        model.eval()  # no dropout while sampling: the sampling log-probs are pi_old's
-        with full_params(model), prec.autocast():  # FSDP: each rank samples its own lengths
+        # no dropout while sampling: the sampling log-probs are pi_old's; FSDP: each rank
+        # samples its own lengths
+        with dropout_off(model), full_params(model), prec.autocast():
             args = (model, tok, [prompts[i] for i in share], cfg.group_size)
             args += (cfg.max_new_tokens, cfg.temperature, gen)
             if tool is None:
                 ro = rollout(*args, **sampling_options(cfg))
             else:
                 ro = tool_rollout(*args, tool, cfg.max_turns, **sampling_options(cfg))
-        model.train()
         gen_seconds[0] += time.perf_counter() - t1
         return ro, prompts.columns(share, cfg.group_size)
 

@@ -42,6 +42,7 @@ from rlfoundry.llm.policy import (
     Reference,
     build_policy,
     check_model_options,
+    dropout_off,
     place_rewards,
     save_policy,
     trainable,
@@ -148,8 +149,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
     last_eval: tuple[int, dict[str, float]] = (-1, {})
     while step < cfg.total_steps:
         idx = rng.choice(len(prompts), size=cfg.batch_size, replace=len(prompts) < cfg.batch_size)
-        model.eval()
-        with prec.autocast():
+        with dropout_off(model), prec.autocast():  # sampling: pi_old's log-probs
             ro = rollout(
                 model,
                 tok,
@@ -160,7 +160,6 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
                 gen,
                 **sampling_options(cfg),
             )
-        model.train()
         scores = reward_fn(ro.prompts, ro.completions, **prompts.columns(idx, 2))
         rew = torch.tensor(scores, dtype=torch.float32).view(-1, 2)  # [B, 2]
         used = rew[:, 0] != rew[:, 1]  # ties say nothing about which is better

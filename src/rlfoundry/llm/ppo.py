@@ -54,6 +54,7 @@ from rlfoundry.llm.policy import (
     Reference,
     adapt,
     check_model_options,
+    dropout_off,
     load_policy,
     place_rewards,
     save_policy,
@@ -293,8 +294,7 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
             len(prompts), size=cfg.rollout_size, replace=len(prompts) < cfg.rollout_size
         )
         mine = [prompts[i] for i in idx[d.rank * b_local : (d.rank + 1) * b_local]]
-        policy.eval()
-        with prec.autocast():
+        with dropout_off(policy), prec.autocast():  # sampling: pi_old's log-probs
             ro = rollout(
                 policy,
                 tok,
@@ -305,7 +305,6 @@ def train(cfg: Config, run: Run) -> dict[str, Any]:
                 gen,
                 **sampling_options(cfg),
             )
-        policy.train()
         cols = prompts.columns(idx[d.rank * b_local : (d.rank + 1) * b_local])
         scores = reward_fn(ro.prompts, ro.completions, **cols)
         score = torch.tensor(scores, dtype=torch.float32, device=dev)
