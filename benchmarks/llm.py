@@ -140,13 +140,16 @@ def run_trl(model_dir: str, args: argparse.Namespace, out: Path) -> dict[str, An
     from transformers import AutoModelForCausalLM, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from rlfoundry.llm.chat_format import task_texts
     from rlfoundry.llm.models import load_tokenizer
     from rlfoundry.llm.tasks import get_task
 
     task = get_task(args.task)
     tok = load_tokenizer(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    prompts = list(task.prompts("train", None, args.seed))
+    # the texts rlfoundry's stages give the model: a conversational task's prompts
+    # rendered with the model's chat template, as plain strings (the same tokens on both)
+    prompts = task_texts(task, tok, list(task.prompts("train", None, args.seed)))
     ds = Dataset.from_dict({"prompt": prompts})
 
     def reward(prompts: list[str], completions: list[str], **_: Any) -> list[float]:
