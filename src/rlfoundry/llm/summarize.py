@@ -16,7 +16,7 @@ rewarded is choosing and trimming. Names, nouns and adjectives are all words tha
 built-in tokenizer splits into a few tokens each. With whole-token adjectives (the
 sentiment vocabulary's, this task's first word list) the tiny model's SFT copied names,
 nouns and the one split adjective ("slow") early, but guessed the others until a sudden
-jump whose step varied by seed from about 200 to beyond 600: a fixed SFT budget left
+jump whose step varied by seed from under 300 to beyond 600: a fixed SFT budget left
 seeds either side of it, and a guessed adjective (a wrong one scores 0.83 ROUGE-L) gave
 RL a one-in-fourteen signal. With split adjectives every seed learns the whole summary
 between steps 75 and 150 (seeds 0, 2, 4).
