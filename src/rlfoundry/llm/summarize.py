@@ -2,18 +2,24 @@
 
     task = get_task("summarize")                  # or "summarize:sentences=4"
     task.prompts("test", n=1)
-    # ["Anna said the pizza was great on Monday. The staff was slow. The view was
-    #   quiet. Summary:"]
-    task.reference(prompt)                        # " Anna said the pizza was great."
-    task.reward(prompt, " Anna said the pizza was great.")   # 1.0: ROUGE-L F1
+    # ["Anna said the pizza was cheap on Monday. The staff was busy. The view was
+    #   calm. Summary:"]
+    task.reference(prompt)                        # " Anna said the pizza was cheap."
+    task.reward(prompt, " Anna said the pizza was cheap.")   # 1.0: ROUGE-L F1
 
 A document is `sentences` templated sentences; the first carries the news
 ("NAME said the NOUN was ADJ on DAY.") and the rest are filler ("The NOUN was ADJ.").
 The reference summary is the lead sentence without its time clause, so copying the
 whole lead sentence (the lead baseline of news summarisation) scores 0.86 ROUGE-L and
 fails the 0.9 bar of `is_correct`; copying the document scores far less: what is
-rewarded is choosing and trimming. The words come from the sentiment vocabulary (its
-adjectives are whole tokens of the built-in tokenizer; names and nouns are a few each).
+rewarded is choosing and trimming. Names, nouns and adjectives are all words that the
+built-in tokenizer splits into a few tokens each. With whole-token adjectives (the
+sentiment vocabulary's, this task's first word list) the tiny model's SFT copied names,
+nouns and the one split adjective ("slow") early, but guessed the others until a sudden
+jump whose step varied by seed from under 300 to beyond 600: a fixed SFT budget left
+seeds either side of it, and a guessed adjective (a wrong one scores 0.83 ROUGE-L) gave
+RL a one-in-fourteen signal. With split adjectives every seed learns the whole summary
+between steps 75 and 150 (seeds 0, 2, 4).
 
 Scores come from Google's `rouge-score` package (the reference implementation used by
 TensorFlow Datasets and Hugging Face `evaluate`; in the `llm` extra): ROUGE-1, ROUGE-2
@@ -40,8 +46,8 @@ _NAMES = ["Tom", "Anna", "Sam", "Mia", "Leo", "Emma", "Ben", "Lily", "Max", "Zoe
 _NOUNS = ["movie", "food", "service", "hotel", "room", "book", "phone", "pasta", "coffee",
           "concert", "staff", "screen", "plot", "music", "show", "game", "camera", "view",
           "trip", "soup", "pizza", "album", "museum", "flight"]  # fmt: skip
-_ADJS = ["great", "terrible", "lovely", "boring", "good", "awful", "quiet", "loud", "new",
-         "old", "slow", "fun", "dull", "perfect"]  # fmt: skip
+_ADJS = ["cheap", "noisy", "cozy", "bland", "clean", "tasty", "fresh", "cold", "warm",
+         "bright", "dark", "tiny", "busy", "calm"]  # fmt: skip
 _DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 _LEAD = re.compile(r"^(\w+ said the \w+ was \w+) on \w+\.")
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
@@ -80,8 +86,9 @@ class SummarizeTask:
     summary one word short of the reference, not the untrimmed lead sentence (0.86)."""
     test_fraction: float = 0.1
     """Share of documents held out (by prompt hash)."""
-    max_new_tokens: int = 16
-    """Completion budget in tokens: the summary and the EOS."""
+    max_new_tokens: int = 24
+    """Completion budget in tokens: the summary and the EOS (at most 22 with the built-in
+    tokenizer; 16, the first budget, cut a third of the summaries short of their EOS)."""
     name: str = "summarize"
 
     def __post_init__(self) -> None:
