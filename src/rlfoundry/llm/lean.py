@@ -67,7 +67,10 @@ def _layer(layer: Any, width: int) -> tuple[Any, ...] | None:
     if any(has_b) and not all(has_b):
         return None
 
+    # each q/k head's dims as (0, D/2), (1, D/2 + 1), ...: pairs that rotate together,
+    # adjacent, so that the rotary embedding is one complex product (q.k is unchanged)
     def heads(q: Tensor, k: Tensor, v: Tensor) -> list[Tensor]:  # k_0, q_0..q_g-1, k_1, .., v
+        q, k = (x.unflatten(0, (-1, 2, D // 2)).transpose(1, 2).flatten(0, 2) for x in (q, k))
         qs, ks = q.split(g * D), k.split(D)
         return [x for i in range(hkv) for x in (ks[i], qs[i])] + [v]
 
@@ -85,6 +88,28 @@ def _layer(layer: Any, width: int) -> tuple[Any, ...] | None:
     return w, b, o, gu, down, sizes, eps, a.scaling
 
 
+def _rotation(inner: Any, pos: Tensor) -> Tensor | None:
+    """cos + i sin `[*pos.shape, D/2]` from the model's rotary module (positions `pos`
+    `[N, P]`): apply_rotary_pos_emb, x cos + rotate_half(x) sin, is the complex product
+    (x_j + i x_j+D/2) (cos_j + i sin_j) when cos and sin repeat over the two halves (as
+    they do for every rotary variant of `STATIC_ROPE`); None where they do not."""
+    w = inner.embed_tokens.weight
+    x = w[None, :1].expand(pos.shape[0], -1, -1)
+    cos, sin = inner.rotary_emb(x, position_ids=pos.to(w.device))
+    a, b = cos.chunk(2, -1), sin.chunk(2, -1)
+    if not (torch.equal(*a) and torch.equal(*b)):
+        return None
+    return torch.complex(a[0], b[0])
+
+
+def _rotate(x: Tensor, cis: Tensor) -> Tensor:
+    """The rotary embedding of `x` `[..., heads * D]` (pairs adjacent, `_layer`) at angles
+    `cis` (broadcast over the heads) -> `[..., heads, D]`."""
+    D = 2 * cis.shape[-1]
+    xc = torch.view_as_complex(x.unflatten(-1, (-1, D // 2, 2)))
+    return torch.view_as_real(xc * cis).flatten(-2)
+
+
 def _norm(h: Tensor, eps: float) -> Tensor:
     """h / sqrt(sum h^2 + eps) per row (RMSNorm with eps = H * its eps; sqrt(H) and the
     weight are in the next matmul)."""
@@ -92,12 +117,15 @@ def _norm(h: Tensor, eps: float) -> Tensor:
 
 
 class LeanDecoder:
-    """Prefill and one-token steps over a preallocated KV cache (see the module)."""
+    """Prefill and one-token steps over a preallocated KV cache (see the module); call
+    them under `torch.no_grad()` (as `generation.sample` does: a decorator would cost
+    its context switch at every token)."""
 
     def __init__(
         self,
         model: Any,
         layers: list[tuple[Any, ...]],
+        table: Tensor,
         batch: int,
         prompt_len: int,
         max_new_tokens: int,
@@ -114,9 +142,8 @@ class LeanDecoder:
         # per layer: keys transposed [B, KV heads, D, n], values [B, KV heads, n, D]
         self.k = [emb.new_empty(batch, s[1], s[3], n) for *_, s, _, _ in layers]
         self.v = [emb.new_empty(batch, s[1], n, s[3]) for *_, s, _, _ in layers]
-        # cos and sin (rotate_half's sign folded in) of every position, [n, 2, 1, D]
-        cos, sin = self._rope(torch.arange(n, device=emb.device)[:, None])
-        self.table = torch.stack([cos, sin], 1)
+        self.kv3 = [(k.flatten(0, 1), v.flatten(0, 1)) for k, v in zip(self.k, self.v)]
+        self.table = table  # cos + i sin of every position, [n, 1, D/2]
         self.bias: Tensor | None = None  # additive mask [B * KV heads, 1, n], at step 1
 
     @classmethod
@@ -143,26 +170,18 @@ class LeanDecoder:
         if any(p.dtype != torch.float32 for p in base.parameters()) or not _no_hooks(base):
             return None
         layers = [_layer(x, emb.weight.shape[1]) for x in inner.layers]
-        if any(x is None for x in layers):
+        table = _rotation(inner, torch.arange(prompt_len + max_new_tokens)[:, None])
+        if any(x is None for x in layers) or table is None:
             return None
-        return cls(model, layers, batch, prompt_len, max_new_tokens)  # type: ignore[arg-type]
+        return cls(model, layers, table, batch, prompt_len, max_new_tokens)  # type: ignore[arg-type]
 
-    def _rope(self, pos: Tensor) -> tuple[Tensor, Tensor]:
-        """cos, sin `[*pos.shape, D]` from the model's rotary module, sin with
-        rotate_half's sign folded in: rotate_half(x) * sin == x.roll(D/2) * [-sin_a, sin_b]."""
-        x = self.emb[None, :1].expand(pos.shape[0], -1, -1)
-        cos, sin = self.inner.rotary_emb(x, position_ids=pos)
-        half = sin.shape[-1] // 2
-        return cos, torch.cat([-sin[..., :half], sin[..., half:]], -1)
-
-    @torch.no_grad()
     def prefill(self, ids: Tensor, attn: Tensor, pos: Tensor, inv: Tensor | None) -> Tensor:
         """Logits `[B, V]` of the last column of the left-padded prompts `ids` `[U, P]`
         (positions `pos`), their keys and values written to the cache; `inv`: the row
         of `ids` of each of the B rows (the distinct prompts once), or None (U = B)."""
         U, P = ids.shape
         H = self.emb.shape[1]
-        cos, sin = (x[:, :, None] for x in self._rope(pos))  # [U, P, 1, D]
+        cis = _rotation(self.inner, pos)[:, :, None]  # type: ignore[index]  # [U, P, 1, D/2]
         # key j is seen from query i when j <= i and j is not padding; a padding query
         # sees itself too (its output is never used, but must stay finite)
         key = torch.arange(P, device=ids.device)
@@ -176,21 +195,25 @@ class LeanDecoder:
             last = i == len(self.layers) - 1  # only the last position goes on
             x = _norm(h, eps[0])
             y = torch.mm(x, w) if b is None else torch.addmm(b, x, w)
-            qk = y[:, :n_qk].view(U, P, -1, D)
-            qk = qk.mul(cos).addcmul_(qk.roll(D // 2, -1), sin).view(U, P, hkv, 1 + g, D)
+            qk = _rotate(y[:, :n_qk].view(U, P, -1), cis).view(U, P, hkv, 1 + g, D)
             k, v = qk[:, :, :, 0], y[:, n_qk:].view(U, P, hkv, D)
             kc, vc = (k if inv is None else k[inv]), (v if inv is None else v[inv])
             self.k[i][..., :P] = kc.permute(0, 2, 3, 1)
             self.v[i][:, :, :P] = vc.transpose(1, 2)
+            if inv is None:  # the attention reads them from the cache
+                kT, v = self.kv3[i][0][..., :P], self.kv3[i][1][:, :P]
+            else:
+                kT = k.permute(0, 2, 3, 1).reshape(U * hkv, D, P)
+                v = v.transpose(1, 2).reshape(U * hkv, P, D)
             q = qk[:, -1:, :, 1:] if last else qk[:, :, :, 1:]
             Q = q.shape[1]
             s = torch.baddbmm(
                 bias[:, :, -Q:].expand(U, hkv, Q, g, P).reshape(U * hkv, Q * g, P),
                 q.transpose(1, 2).reshape(U * hkv, Q * g, D),
-                k.permute(0, 2, 3, 1).reshape(U * hkv, D, P),
+                kT,
                 alpha=scale,
             )
-            o = torch.bmm(torch.softmax(s, -1), v.transpose(1, 2).reshape(U * hkv, P, D))
+            o = torch.bmm(torch.softmax(s, -1), v)
             o = o.view(U, hkv, Q, g * D).transpose(1, 2).reshape(U * Q, -1)
             h = h.view(U, P, H)[:, -1] if last else h
             h = torch.addmm(h, o, wo)
@@ -199,7 +222,6 @@ class LeanDecoder:
         logits = torch.mm(_norm(h, self.eps), self.head)
         return logits if inv is None else logits[inv]
 
-    @torch.no_grad()
     def step(self, tok: Tensor, pos: Tensor, col: int, mask: Tensor) -> Tensor:
         """Logits `[B, V]` after token `tok` `[B, 1]` at position `pos` `[B, 1]`, written to
         cache column `col`; `mask` `[B, 1, 1, n]` bool, True = attend (the same tensor at
@@ -209,26 +231,21 @@ class LeanDecoder:
             bias = torch.zeros(B, 1, mask.shape[-1], dtype=self.emb.dtype, device=tok.device)
             bias.masked_fill_(~mask.reshape(bias.shape).bool(), float("-inf"))
             self.bias = bias.repeat_interleave(self.k[0].shape[1], 0)
-        cs = self.table[pos.view(-1)]
-        cos, sin = cs[:, 0], cs[:, 1]  # [B, 1, D]
+        cis = self.table[pos.view(-1)]  # [B, 1, D/2]
         bias, n = self.bias[..., : col + 1], col + 1
         h = F.embedding(tok.view(-1), self.emb)  # [B, H]
-        for (w, b, wo, wgu, wdn, sizes, eps, scale), kc, vc in zip(self.layers, self.k, self.v):
+        for (w, b, wo, wgu, wdn, sizes, eps, scale), kc, vc, (k3, v3) in zip(
+            self.layers, self.k, self.v, self.kv3
+        ):
             n_qk, hkv, g, D, inter = sizes
             x = _norm(h, eps[0])
             y = torch.mm(x, w) if b is None else torch.addmm(b, x, w)
-            qk = y[:, :n_qk].view(B, -1, D)
-            qk = qk.mul(cos).addcmul_(qk.roll(D // 2, -1), sin)  # apply_rotary_pos_emb
-            qk = qk.view(B, hkv, 1 + g, D)  # per KV head: its k, then its g queries
+            # apply_rotary_pos_emb; per KV head: its k, then its g queries
+            qk = _rotate(y[:, :n_qk], cis).view(B, hkv, 1 + g, D)
             kc[..., col] = qk[:, :, 0]
             vc[:, :, col] = y[:, n_qk:].view(B, hkv, D)
-            s = torch.baddbmm(
-                bias,
-                qk[:, :, 1:].view(B * hkv, g, D),
-                kc.view(B * hkv, D, -1)[..., :n],
-                alpha=scale,
-            )
-            o = torch.bmm(torch.softmax(s, -1), vc.view(B * hkv, -1, D)[:, :n])
+            s = torch.baddbmm(bias, qk[:, :, 1:].view(B * hkv, g, D), k3[..., :n], alpha=scale)
+            o = torch.bmm(torch.softmax(s, -1), v3[:, :n])
             h = torch.addmm(h, o.view(B, -1), wo)
             gu = torch.mm(_norm(h, eps[1]), wgu)
             h = torch.addmm(h, F.silu(gu[:, :inter]) * gu[:, inter:], wdn)
