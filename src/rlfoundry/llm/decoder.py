@@ -4,7 +4,8 @@
     logits = dec.step(tok, pos, col, mask)    # [B, V] for the token at column `col`
 
 `generation.sample` runs the prefill through the model's own forward, then hands every
-new token to `step`. A `step` calls the same submodules the model's forward calls (the
+new token to `step` (small float32 models without adapters take `lean.LeanDecoder`
+instead: fewer operations, the same math rounded differently). A `step` calls the same submodules the model's forward calls (the
 norms, projections, MLPs, rotary embedding, LM head, so LoRA adapters and autocast act
 as they do there), in the same order with the same attention call, but:
 

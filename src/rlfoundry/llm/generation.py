@@ -9,16 +9,23 @@
     out.attention_mask    # [B, P+T]
 
 Sampling is the bottleneck of every on-policy RL step, so the loop is kept lean
-(`sample`): one prefill over the left-padded prompts through the model's own forward
-(Llama/Qwen2: its submodules without the plumbing, `decoder.train_logits`, same bits),
-computing logits for the last position only, once per distinct prompt (a GRPO group's
-G copies share one row; the logits and KV cache are then indexed out to every row);
-then, for Llama/Qwen2-family models, one
-`decoder.StaticDecoder.step` per new token (a preallocated KV cache and the same
-submodules without the generic forward's per-token bookkeeping: bit-identical logits),
-else one cached forward of the model. Outputs are preallocated, the finished-rows
-bookkeeping stays on the device, and the only host sync is the "all rows finished?"
-check every `check_every` steps. A sampled token is one uniform number per row pushed
+(`sample`): one prefill over the left-padded prompts, computing logits for the last
+position only, once per distinct prompt (a GRPO group's G copies share one row; the
+logits and KV cache are then indexed out to every row), then one decode step per new
+token over a preallocated KV cache:
+
+- small float32 Llama/Qwen2 models without adapters (the built-in tiny ones):
+  `lean.LeanDecoder`, prefill and steps in as few operations as the math allows (the
+  same math rounded differently: log-probs within ~1e-6 of the model's forward, same
+  greedy tokens);
+- other Llama/Qwen2-family models (LoRA, autocast, bfloat16, larger): the prefill
+  through the model's submodules without the plumbing (`decoder.train_logits`) and
+  `decoder.StaticDecoder.step` per token: bit-identical logits;
+- anything else: the model's own cached forward.
+
+Outputs are preallocated, what follows a row's EOS is masked once at the end, and the
+only host sync is the "all rows finished?" check every `check_every` steps (with an
+EOS). A sampled token is one uniform number per row pushed
 through the inverse CDF (`core.sampling.draw_categorical`); `model.generate`'s
 `torch.multinomial` draws one number per vocabulary entry, 20x slower at a 49k
 vocabulary on the CPU. `benchmarks/llm_generation.py` measures both against the

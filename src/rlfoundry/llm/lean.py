@@ -173,6 +173,8 @@ class LeanDecoder:
         table = _rotation(inner, torch.arange(prompt_len + max_new_tokens)[:, None])
         if any(x is None for x in layers) or table is None:
             return None
+        if any(2 * table.shape[-1] != x[5][3] for x in layers):  # type: ignore[index]
+            return None  # a rotary embedding over part of each head only
         return cls(model, layers, table, batch, prompt_len, max_new_tokens)  # type: ignore[arg-type]
 
     def prefill(self, ids: Tensor, attn: Tensor, pos: Tensor, inv: Tensor | None) -> Tensor:
