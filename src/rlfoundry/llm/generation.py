@@ -254,6 +254,8 @@ def sample(
             **{cache_kw: cache},
         )
         cache, logits = out[cache_kw], out.logits[:, -1]
+    if fast is not None:
+        fast.release()
     tokens, logps = tokens[:, :T], logps[:, :T]
     alive = torch.ones_like(tokens, dtype=torch.bool)
     if eos_token_id is not None:  # alive up to and including the first EOS

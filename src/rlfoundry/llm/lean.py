@@ -28,6 +28,8 @@ a rotary embedding that depends on the position only.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Any
 
 import torch
@@ -46,8 +48,39 @@ from rlfoundry.llm.decoder import (
 
 F = torch.nn.functional
 
+#: per model, the buffers of its last released LeanDecoder (rearranged weights, KV cache;
+#: every call rewrites them): fresh multi-megabyte tensors page-fault on first touch at
+#: every call (~3,000 faults of ~2 us for the micro model on a VM), reused ones do not
+_SPARE: weakref.WeakKeyDictionary[Any, dict[Any, list[Tensor]]] = weakref.WeakKeyDictionary()
+_SPARE_LOCK = threading.Lock()
 
-def _layer(layer: Any, width: int) -> tuple[Any, ...] | None:
+
+class _Buffers:
+    """Uninitialised tensors, taken from a released decoder's where the shape matches."""
+
+    def __init__(self, spare: dict[Any, list[Tensor]]) -> None:
+        self.spare, self.used = spare, []  # type: ignore[var-annotated]
+
+    def empty(self, like: Tensor, *shape: int) -> Tensor:
+        kept = self.spare.get((shape, like.dtype, like.device))
+        t = kept.pop() if kept else like.new_empty(shape)
+        self.used.append(t)
+        return t
+
+    def transposed(self, *parts: Tensor) -> Tensor:
+        """`torch.cat(parts).t()` as a contiguous tensor `[in, out]`."""
+        N, H = sum(x.shape[0] for x in parts), parts[0].shape[1]
+        rows = torch.cat(parts, out=self.empty(parts[0], N, H)) if len(parts) > 1 else parts[0]
+        return self.empty(parts[0], H, N).copy_(rows.t())  # torch's blocked transpose
+
+    def kept(self) -> dict[Any, list[Tensor]]:
+        out: dict[Any, list[Tensor]] = {}
+        for t in self.used:
+            out.setdefault((tuple(t.shape), t.dtype, t.device), []).append(t)
+        return out
+
+
+def _layer(layer: Any, width: int, buf: _Buffers) -> tuple[Any, ...] | None:
     """One layer's weights, `[in, out]` (see the module docstring), or None where its
     forward is not the plain one the lean step computes."""
     a, m = layer.self_attn, layer.mlp
@@ -75,14 +108,13 @@ def _layer(layer: Any, width: int) -> tuple[Any, ...] | None:
         return [x for i in range(hkv) for x in (ks[i], qs[i])] + [v]
 
     root = width**0.5
-    # `[in, out]` and contiguous (torch's blocked transpose copy), the norm's weight and
-    # sqrt(H) folded in
-    w = torch.cat(heads(a.q_proj.weight, a.k_proj.weight, a.v_proj.weight)).t().contiguous()
+    # `[in, out]` and contiguous, the norm's weight and sqrt(H) folded in
+    w = buf.transposed(*heads(a.q_proj.weight, a.k_proj.weight, a.v_proj.weight))
     w.mul_((norms[0].weight * root)[:, None])
     b = torch.cat(heads(a.q_proj.bias, a.k_proj.bias, a.v_proj.bias)) if all(has_b) else None
-    gu = torch.cat([m.gate_proj.weight, m.up_proj.weight]).t().contiguous()
+    gu = buf.transposed(m.gate_proj.weight, m.up_proj.weight)
     gu.mul_((norms[1].weight * root)[:, None])
-    o, down = (x.t().contiguous() for x in (a.o_proj.weight, m.down_proj.weight))
+    o, down = buf.transposed(a.o_proj.weight), buf.transposed(m.down_proj.weight)
     sizes = ((hkv + hkv * g) * D, hkv, g, D, m.up_proj.weight.shape[0])
     eps = (width * norms[0].variance_epsilon, width * norms[1].variance_epsilon)
     return w, b, o, gu, down, sizes, eps, a.scaling
@@ -138,19 +170,20 @@ class LeanDecoder:
         batch: int,
         prompt_len: int,
         max_new_tokens: int,
+        buf: _Buffers,
     ) -> None:
-        base = _base(model)
-        self.inner = base.model
+        self.base, self.buf = _base(model), buf
+        self.inner = self.base.model
         emb, norm = self.inner.embed_tokens.weight, self.inner.norm
         width = emb.shape[1]
         self.layers, self.emb = layers, emb
-        self.head = base.lm_head.weight.t().contiguous()
+        self.head = buf.transposed(self.base.lm_head.weight)
         self.head.mul_((norm.weight * width**0.5)[:, None])
         self.eps = width * norm.variance_epsilon
         n = self.n_pos = prompt_len + max_new_tokens
         # per layer: keys transposed [B, KV heads, D, n], values [B, KV heads, n, D]
-        self.k = [emb.new_empty(batch, s[1], s[3], n) for *_, s, _, _ in layers]
-        self.v = [emb.new_empty(batch, s[1], n, s[3]) for *_, s, _, _ in layers]
+        self.k = [buf.empty(emb, batch, s[1], s[3], n) for *_, s, _, _ in layers]
+        self.v = [buf.empty(emb, batch, s[1], n, s[3]) for *_, s, _, _ in layers]
         self.kv3 = [(k.flatten(0, 1), v.flatten(0, 1)) for k, v in zip(self.k, self.v)]
         self.table = table  # cos + i sin of every position, [n, 1, D/2]
         self.bias: Tensor | None = None  # additive mask [B * KV heads, 1, n], at step 1
@@ -178,13 +211,24 @@ class LeanDecoder:
             return None
         if any(p.dtype != torch.float32 for p in base.parameters()) or not _no_hooks(base):
             return None
-        layers = [_layer(x, emb.weight.shape[1]) for x in inner.layers]
         table = _rotation(inner, torch.arange(prompt_len + max_new_tokens)[:, None])
-        if any(x is None for x in layers) or table is None:
+        if table is None:
+            return None
+        with _SPARE_LOCK:  # (a concurrent call on the same model allocates its own)
+            buf = _Buffers(_SPARE.pop(base, {}))
+        layers = [_layer(x, emb.weight.shape[1], buf) for x in inner.layers]
+        if any(x is None for x in layers):
             return None
         if any(2 * table.shape[-1] != x[5][3] for x in layers):  # type: ignore[index]
             return None  # a rotary embedding over part of each head only
-        return cls(model, layers, table, batch, prompt_len, max_new_tokens)  # type: ignore[arg-type]
+        return cls(model, layers, table, batch, prompt_len, max_new_tokens, buf)  # type: ignore[arg-type]
+
+    def release(self) -> None:
+        """Done: this decoder's buffers go to the model's next one (its outputs, the
+        logits, are not among them); it cannot be used after this."""
+        with _SPARE_LOCK:
+            _SPARE[self.base] = self.buf.kept()
+        self.layers, self.k, self.v, self.kv3 = [], [], [], []
 
     def prefill(self, ids: Tensor, attn: Tensor, pos: Tensor, inv: Tensor | None) -> Tensor:
         """Logits `[B, V]` of the last column of the left-padded prompts `ids` `[U, P]`
@@ -228,8 +272,10 @@ class LeanDecoder:
             o = o.view(U, hkv, Q, g * D).transpose(1, 2).reshape(U * Q, -1)
             h = h.view(U, P, H)[:, -1] if last else h
             h = torch.addmm(h, o, wo)
-            gu = torch.mm(_norm(h, eps[1]), wgu)
-            h = torch.addmm(h, F.silu(gu[:, :inter]) * gu[:, inter:], wdn)
+            # the widest activations in kept buffers, in place (`_SPARE`)
+            gu = torch.mm(_norm(h, eps[1]), wgu, out=self.buf.empty(h, h.shape[0], 2 * inter))
+            gate, up = gu.chunk(2, 1)
+            h = torch.addmm(h, F.silu(gate, inplace=True).mul_(up), wdn)
         logits = torch.mm(_norm(h, self.eps), self.head)
         return logits if inv is None else logits[inv]
 
