@@ -201,3 +201,20 @@ def test_training_forward_is_bit_identical_to_the_models_forward(kind):
     assert all(torch.equal(a, b) for a, b in zip(g_fast, g_slow))
     model.config._attn_implementation = "eager"  # not one it mirrors: the caller's forward
     assert train_logits(model, ids, attn, pos, 3) is None
+
+
+def test_lean_decoder_reuses_buffers_but_reads_the_weights_every_call():
+    """Buffers are kept from call to call (`lean._SPARE`), their contents are not: a
+    weight changed in place (also through `.data`, which no version counter sees) is used
+    by the next call."""
+    torch.manual_seed(0)
+    model, tok = load_model("tiny:nano").eval(), load_tokenizer("tiny")
+    first, again = (generate(model, tok, PROMPTS, 8, 0.0) for _ in range(2))
+    assert torch.equal(first.completion_ids, again.completion_ids)
+    assert torch.equal(first.logp, again.logp)
+    model.model.layers[0].mlp.down_proj.weight.data.mul_(3.0)
+    fast = generate(model, tok, PROMPTS, 8, 0.0)
+    slow = generate(model, tok, PROMPTS, 8, 0.0, static_cache=False)
+    assert not torch.equal(fast.logp, first.logp)
+    assert torch.equal(fast.completion_ids, slow.completion_ids)
+    assert (fast.logp - slow.logp).abs().max() <= 1e-5

@@ -189,6 +189,7 @@ class LeanDecoder:
         self.bias: Tensor | None = None  # additive mask [B * KV heads, 1, n], at step 1
 
     @classmethod
+    @torch.no_grad()
     def build(
         cls, model: Any, batch: int, prompt_len: int, max_new_tokens: int
     ) -> LeanDecoder | None:
