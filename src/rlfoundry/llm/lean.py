@@ -237,7 +237,7 @@ class LeanDecoder:
         of `ids` of each of the B rows (the distinct prompts once), or None (U = B)."""
         U, P = ids.shape
         H = self.emb.shape[1]
-        cis = _rotation(self.inner, pos)[:, :, None]  # type: ignore[index]  # [U, P, 1, D/2]
+        cis = self.table[pos]  # [U, P, 1, D/2]
         # key j is seen from query i when j <= i and j is not padding; a padding query
         # sees itself too (its output is never used, but must stay finite)
         key = torch.arange(P, device=ids.device)
