@@ -9,12 +9,14 @@ every operation costs its dispatch, so this computes the model's forward in as f
 can: rows as `[B, H]`; RMSNorm as h / sqrt(sum h^2 + H eps), its weight and sqrt(H)
 folded into the next matmul's weight (W (w * x) = (W diag w) x); q, k and v from one
 matmul with the heads laid out so that each KV head's queries are one `[g, D]` block;
-the attention as baddbmm / softmax / bmm over keys cached transposed (`[D, positions]`,
-so `bmm` reads them contiguously; sdpa's CPU kernel costs 100 us a call at this size,
-the three ops 40); residual adds inside `addmm`; weights transposed to `[in, out]` and
-contiguous once per call (MKL multiplies small matrices 10-30% faster that way). The
-prefill is the same math over all prompt positions at once (causal mask, the last
-layer for the last position only).
+the rotary embedding as one complex product (each head's dims paired in the weight
+layout); the attention as baddbmm / softmax / bmm over keys cached transposed (`[D,
+positions]`, so `bmm` reads them contiguously; sdpa's CPU kernel costs 100 us a call at
+this size, the three ops 40); residual adds inside `addmm`; weights transposed to `[in,
+out]` and contiguous once per call (MKL multiplies small matrices 10-30% faster that
+way), into buffers kept from the model's previous call (`_SPARE`: fresh ones page-fault
+at every call). The prefill is the same math over all prompt positions at once (causal
+mask, the last layer for the last position only).
 
 The math is the model's; the rounding is not: the logits agree with the model's own
 forward within ~1e-6 in float32 (tests/llm/test_generation_fast.py), with the same
