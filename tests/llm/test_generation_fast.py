@@ -1,5 +1,6 @@
 """The sampler's fast paths: the static-cache decode step reproduces the model's own forward
-bit for bit, the inverse-CDF draw samples the right distribution, AdamW is fused."""
+bit for bit, the lean decoder within float rounding, the inverse-CDF draw samples the right
+distribution, AdamW is fused."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rlfoundry.llm import decoder, generation
 from rlfoundry.llm.checkpoint import adamw
 from rlfoundry.llm.decoder import StaticDecoder, supported, train_logits
 from rlfoundry.llm.generation import distinct_rows, generate
+from rlfoundry.llm.lean import LeanDecoder
 from rlfoundry.llm.models import add_lora, load_model, load_tokenizer, position_ids
 
 PROMPTS = ["12+7=", "3+30=", "99+1=", "5+5=", "41+2="]  # lengths differ: left padding
@@ -29,14 +31,54 @@ def _pair(model, tok, **kw):
 
 @pytest.mark.parametrize("arch", ["qwen2", "llama"])
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_static_cache_step_is_bit_identical_to_the_models_forward(arch, temperature):
+def test_static_cache_step_is_bit_identical_to_the_models_forward(arch, temperature, monkeypatch):
     torch.manual_seed(0)
     model, tok = load_model(f"tiny:nano:{arch}").eval(), load_tokenizer("tiny")
     assert supported(model)
+    monkeypatch.setattr(generation.LeanDecoder, "build", lambda *a: None)  # StaticDecoder
     fast, slow = _pair(model, tok, max_new_tokens=12, temperature=temperature, check_every=1)
     assert torch.equal(fast.completion_ids, slow.completion_ids)
     assert torch.equal(fast.completion_mask, slow.completion_mask)
     assert torch.equal(fast.logp, slow.logp)  # bit for bit, not approximately
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_lean_decoder_agrees_with_the_models_forward(arch, temperature):
+    """The lean path (prefill and steps) computes the model's math rounded differently
+    (norm weights folded into the matmuls, bmm attention instead of sdpa): the same
+    tokens, log-probs within 1e-5 (float32: ~1e-6 seen)."""
+    torch.manual_seed(0)
+    model, tok = load_model(f"tiny:nano:{arch}").eval(), load_tokenizer("tiny")
+    assert LeanDecoder.build(model, 10, 5, 12) is not None
+    fast, slow = _pair(model, tok, max_new_tokens=12, temperature=temperature, check_every=1)
+    assert torch.equal(fast.completion_ids, slow.completion_ids)
+    assert torch.equal(fast.completion_mask, slow.completion_mask)
+    assert (fast.logp - slow.logp).abs().max() <= 1e-5
+    # every decode step's logits against the model's own forward over the whole row
+    ids, attn = fast.input_ids, fast.attention_mask
+    P, T = ids.shape[1] - fast.completion_ids.shape[1], fast.completion_ids.shape[1]
+    dec = LeanDecoder.build(model, ids.shape[0], P, T)
+    pos = position_ids(attn)
+    with torch.no_grad():
+        ref = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits
+        got = [dec.prefill(ids[:, :P], attn[:, :P], pos[:, :P], None)]
+        mask = attn.bool()[:, None, None, :]
+        for t in range(T - 1):
+            got.append(dec.step(ids[:, P + t : P + t + 1], pos[:, P + t : P + t + 1], P + t, mask))
+    diff = (torch.stack(got, 1) - ref[:, P - 1 : -1]).abs()
+    assert diff[attn[:, P - 1 : -1].bool()].max() <= 1e-5
+
+
+def test_lean_decoder_only_where_its_math_is_the_models():
+    torch.manual_seed(0)
+    model = load_model("tiny:nano")
+    assert LeanDecoder.build(model, 4, 4, 4) is not None
+    assert LeanDecoder.build(model.to(torch.float64), 4, 4, 4) is None
+    model = add_lora(load_model("tiny:nano"), rank=4)  # adapters: StaticDecoder's, exact
+    assert LeanDecoder.build(model, 4, 4, 4) is None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert LeanDecoder.build(load_model("tiny:nano"), 4, 4, 4) is None
 
 
 def test_static_cache_step_with_lora_adapters_is_bit_identical():
@@ -159,3 +201,20 @@ def test_training_forward_is_bit_identical_to_the_models_forward(kind):
     assert all(torch.equal(a, b) for a, b in zip(g_fast, g_slow))
     model.config._attn_implementation = "eager"  # not one it mirrors: the caller's forward
     assert train_logits(model, ids, attn, pos, 3) is None
+
+
+def test_lean_decoder_reuses_buffers_but_reads_the_weights_every_call():
+    """Buffers are kept from call to call (`lean._SPARE`), their contents are not: a
+    weight changed in place (also through `.data`, which no version counter sees) is used
+    by the next call."""
+    torch.manual_seed(0)
+    model, tok = load_model("tiny:nano").eval(), load_tokenizer("tiny")
+    first, again = (generate(model, tok, PROMPTS, 8, 0.0) for _ in range(2))
+    assert torch.equal(first.completion_ids, again.completion_ids)
+    assert torch.equal(first.logp, again.logp)
+    model.model.layers[0].mlp.down_proj.weight.data.mul_(3.0)
+    fast = generate(model, tok, PROMPTS, 8, 0.0)
+    slow = generate(model, tok, PROMPTS, 8, 0.0, static_cache=False)
+    assert not torch.equal(fast.logp, first.logp)
+    assert torch.equal(fast.completion_ids, slow.completion_ids)
+    assert (fast.logp - slow.logp).abs().max() <= 1e-5

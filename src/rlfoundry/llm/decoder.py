@@ -4,7 +4,8 @@
     logits = dec.step(tok, pos, col, mask)    # [B, V] for the token at column `col`
 
 `generation.sample` runs the prefill through the model's own forward, then hands every
-new token to `step`. A `step` calls the same submodules the model's forward calls (the
+new token to `step` (small float32 models without adapters take `lean.LeanDecoder`
+instead: fewer operations, the same math rounded differently). A `step` calls the same submodules the model's forward calls (the
 norms, projections, MLPs, rotary embedding, LM head, so LoRA adapters and autocast act
 as they do there), in the same order with the same attention call, but:
 
@@ -30,6 +31,7 @@ and does not pay on the CPU (docs/llm.md).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -324,6 +326,16 @@ class Prefill:
         self.layers = [SimpleNamespace(keys=k, values=v) for k, v in kv]
 
 
+@functools.cache
+def _mask_cache_kw(create_causal_mask: Any) -> str:
+    """The name of `create_causal_mask`'s cache argument (`past_key_values` -> `cache`,
+    transformers 5.2x), read from its signature once."""
+    import inspect
+
+    params = inspect.signature(create_causal_mask).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 def train_logits(
     model: Any,
     input_ids: Tensor,
@@ -346,7 +358,6 @@ def train_logits(
     gradient checkpointing. `kv`: a list that receives each layer's keys and values
     (after the rotary embedding: what the KV cache of a prefill holds), for the sampler.
     """
-    import inspect
     import sys
 
     try:  # transformers >= 4.53; older ones take the generic forward
@@ -354,12 +365,7 @@ def train_logits(
         from transformers.masking_utils import create_causal_mask
     except ImportError:
         return None
-    # the cache argument's name moved (`past_key_values` -> `cache`, transformers 5.2x)
-    cache_kw = (
-        "cache"
-        if "cache" in inspect.signature(create_causal_mask).parameters
-        else "past_key_values"
-    )
+    cache_kw = _mask_cache_kw(create_causal_mask)
 
     base = _base(model)
     if not supported(model) or not _no_hooks(base):

@@ -9,16 +9,23 @@
     out.attention_mask    # [B, P+T]
 
 Sampling is the bottleneck of every on-policy RL step, so the loop is kept lean
-(`sample`): one prefill over the left-padded prompts through the model's own forward
-(Llama/Qwen2: its submodules without the plumbing, `decoder.train_logits`, same bits),
-computing logits for the last position only, once per distinct prompt (a GRPO group's
-G copies share one row; the logits and KV cache are then indexed out to every row);
-then, for Llama/Qwen2-family models, one
-`decoder.StaticDecoder.step` per new token (a preallocated KV cache and the same
-submodules without the generic forward's per-token bookkeeping: bit-identical logits),
-else one cached forward of the model. Outputs are preallocated, the finished-rows
-bookkeeping stays on the device, and the only host sync is the "all rows finished?"
-check every `check_every` steps. A sampled token is one uniform number per row pushed
+(`sample`): one prefill over the left-padded prompts, computing logits for the last
+position only, once per distinct prompt (a GRPO group's G copies share one row; the
+logits and KV cache are then indexed out to every row), then one decode step per new
+token over a preallocated KV cache:
+
+- small float32 Llama/Qwen2 models without adapters (the built-in tiny ones):
+  `lean.LeanDecoder`, prefill and steps in as few operations as the math allows (the
+  same math rounded differently: log-probs within ~1e-6 of the model's forward, same
+  greedy tokens);
+- other Llama/Qwen2-family models (LoRA, autocast, bfloat16, larger): the prefill
+  through the model's submodules without the plumbing (`decoder.train_logits`) and
+  `decoder.StaticDecoder.step` per token: bit-identical logits;
+- anything else: the model's own cached forward.
+
+Outputs are preallocated, what follows a row's EOS is masked once at the end, and the
+only host sync is the "all rows finished?" check every `check_every` steps (with an
+EOS). A sampled token is one uniform number per row pushed
 through the inverse CDF (`core.sampling.draw_categorical`); `model.generate`'s
 `torch.multinomial` draws one number per vocabulary entry, 20x slower at a 49k
 vocabulary on the CPU. `benchmarks/llm_generation.py` measures both against the
@@ -49,6 +56,7 @@ from rlfoundry.core.sampling import (
     top_p_filter,
 )
 from rlfoundry.llm.decoder import Prefill, StaticDecoder, train_logits
+from rlfoundry.llm.lean import LeanDecoder
 from rlfoundry.llm.models import encode_prompt, position_ids
 
 
@@ -170,8 +178,6 @@ def sample(
     attn[:, :P] = attention_mask
     tokens = torch.full((B, max_new_tokens), pad_token_id, dtype=torch.long, device=dev)
     logps = torch.zeros(B, max_new_tokens, dtype=torch.float32, device=dev)
-    alive = torch.ones(B, max_new_tokens, dtype=torch.bool, device=dev)
-    done = torch.zeros(B, dtype=torch.bool, device=dev)
     # Decode steps get the padding mask ready-made in 4D ([B, 1, 1, keys], True = attend;
     # one query row has no causal part): transformers uses a 4D mask as is instead of
     # rebuilding it from the 2D one at every step. Only sdpa takes a boolean mask.
@@ -187,10 +193,14 @@ def sample(
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     cache_kw = "cache" if "cache" in inspect.signature(inner.forward).parameters else None
     cache_kw = cache_kw or "past_key_values"
-    # with the static decoder, the prefill too without the generic forward's plumbing
+    # small float32 models: `lean.LeanDecoder` (prefill and steps in few ops); else with
+    # the static decoder, the prefill too without the generic forward's plumbing
+    fast = LeanDecoder.build(model, B, P, max_new_tokens) if static_cache else None
     kv: list[tuple[Tensor, Tensor]] = []
-    lean = train_logits(model, *once, 1, kv) if static_cache else None
-    if lean is not None:
+    lean = train_logits(model, *once, 1, kv) if static_cache and fast is None else None
+    if fast is not None:
+        cache, logits = None, fast.prefill(*once, inv)
+    elif lean is not None:
         cache, logits = Prefill(kv), lean[:, -1]
     else:
         out = model(
@@ -201,18 +211,22 @@ def sample(
             logits_to_keep=1,
         )
         cache, logits = out[cache_kw], out.logits[:, -1]
-    logits = logits if inv is None else logits[inv]
-    dec = StaticDecoder.wrap(model, cache, P, max_new_tokens, inv) if static_cache else None
+    dec: Any = fast
+    if fast is None:
+        logits = logits if inv is None else logits[inv]
+        dec = StaticDecoder.wrap(model, cache, P, max_new_tokens, inv) if static_cache else None
     if dec is None and inv is not None:  # the generic forward decodes from the cache itself
         cache.reorder_cache(inv)
-    next_pos = pos[:, -1:] + 1  # [B, 1]
-    eos = -1 if eos_token_id is None else eos_token_id
+    # positions of the new tokens, [B, T] (all rows advance in lockstep)
+    new_pos = pos[:, -1:] + torch.arange(1, max_new_tokens + 1, device=dev)
     seen = None  # [B, V] tokens in each row's context, for the repetition penalty
     if repetition_penalty != 1.0:
         vocab = logits.shape[-1]
         seen = torch.zeros(B, vocab + 1, dtype=torch.bool, device=dev)  # column V: padding
         seen.scatter_(1, input_ids.masked_fill(attention_mask == 0, vocab), True)
         seen = seen[:, :vocab]
+    # every row decodes every step; what follows a row's EOS is masked out at the end
+    # (rows do not interact: a finished row's tokens change no other row's numbers)
     T = max_new_tokens
     for t in range(max_new_tokens):
         tok, lp = sample_tokens(
@@ -220,27 +234,36 @@ def sample(
         )
         if seen is not None:
             seen.scatter_(1, tok[:, None], True)
-        alive[:, t] = ~done
-        tokens[:, t] = tok.masked_fill(done, pad_token_id)
-        logps[:, t] = lp.masked_fill(done, 0.0)
-        done = done | (tok == eos)
-        if t + 1 == max_new_tokens or ((t + 1) % check_every == 0 and bool(done.all())):
+        tokens[:, t] = tok
+        logps[:, t] = lp
+        if t + 1 == max_new_tokens or (
+            eos_token_id is not None
+            and (t + 1) % check_every == 0
+            and bool((tokens[:, : t + 1] == eos_token_id).any(1).all())
+        ):
             T = t + 1
             break
         if dec is not None:
-            logits = dec.step(tokens[:, t : t + 1], next_pos, P + t, step_mask)
-            next_pos = next_pos + 1
+            logits = dec.step(tokens[:, t : t + 1], new_pos[:, t : t + 1], P + t, step_mask)
             continue
         out = model(
             input_ids=tokens[:, t : t + 1],
             attention_mask=step_mask[..., : P + t + 1],
-            position_ids=next_pos,
+            position_ids=new_pos[:, t : t + 1],
             use_cache=True,
             **{cache_kw: cache},
         )
         cache, logits = out[cache_kw], out.logits[:, -1]
-        next_pos = next_pos + 1
-    return tokens[:, :T], alive[:, :T], logps[:, :T]
+    if fast is not None:
+        fast.release()
+    tokens, logps = tokens[:, :T], logps[:, :T]
+    alive = torch.ones_like(tokens, dtype=torch.bool)
+    if eos_token_id is not None:  # alive up to and including the first EOS
+        hit = (tokens == eos_token_id).int()
+        alive = (hit.cumsum(1) - hit) == 0
+        tokens.masked_fill_(~alive, pad_token_id)
+        logps.masked_fill_(~alive, 0.0)
+    return tokens, alive, logps
 
 
 @torch.no_grad()
