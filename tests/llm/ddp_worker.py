@@ -105,7 +105,11 @@ def update(out: str, agg: str, fsdp: bool = False) -> None:
     for _ in range(3):
         model.eval()
         with full_params(model):
-            ro = rollout(model, tok, prompts, cfg.group_size, cfg.max_new_tokens, 1.0, gen)
+            # the model's own forward on both sides: a sharded model samples through it,
+            # and the lean decoder of a plain one rounds differently (~1e-6), which AdamW
+            # turns into lr-sized steps on near-zero gradients
+            args = (model, tok, prompts, cfg.group_size, cfg.max_new_tokens, 1.0, gen)
+            ro = rollout(*args, static_cache=False)
         model.train()
         rew = torch.tensor([sum(ch.isdigit() for ch in c) / 8 for c in ro.completions])
         adv = group_relative_advantages(rew, cfg.group_size)

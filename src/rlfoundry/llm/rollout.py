@@ -66,9 +66,11 @@ def rollout(
     top_k: int = 0,
     top_p: float = 1.0,
     repetition_penalty: float = 1.0,
+    static_cache: bool = True,
 ) -> Rollout:
     """Sample `group_size` completions for each prompt with the policy's KV-cache sampler
-    (top_k, top_p and repetition_penalty: `generation.sample_tokens`)."""
+    (top_k, top_p and repetition_penalty: `generation.sample_tokens`; `static_cache`:
+    `generation.sample`'s, False = the model's own forward at every token)."""
     rep = [p for p in prompts for _ in range(group_size)]
     out = generate(
         model,
@@ -80,6 +82,7 @@ def rollout(
         top_p=top_p,
         generator=generator,
         repetition_penalty=repetition_penalty,
+        static_cache=static_cache,
     )
     return Rollout(
         prompts=rep,
