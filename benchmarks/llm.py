@@ -285,12 +285,15 @@ def section(res: dict[str, Any], args: argparse.Namespace, meta: dict[str, Any])
     keys += ("reward_first", "reward_last")
     has_acc = args.eval_size > 0
 
+    def num(x: float) -> str:  # two decimals, or three significant digits below 1
+        return f"{x:.2f}" if abs(x) >= 1 else f"{x:.3g}"
+
     def row(name: str, rows: list[dict[str, Any]]) -> str:
         m = {k: _median(rows, k) for k in keys}
-        per = ", ".join(f"{r['steps_per_cpu_s']:.2f}" for r in rows)
+        per = ", ".join(num(r["steps_per_cpu_s"]) for r in rows)
         acc = f" | {_median(rows, 'accuracy'):.1%}" if has_acc else ""
         return (
-            f"| {name} | {m['steps_per_s']:.2f} | {m['steps_per_cpu_s']:.2f} ({per}) "
+            f"| {name} | {num(m['steps_per_s'])} | {num(m['steps_per_cpu_s'])} ({per}) "
             f"| {m['tokens_per_s']:.0f} | {m['wall_s']:.1f} | {m['cpu_s']:.1f} "
             f"| {m['reward_first']:.3f} | {m['reward_last']:.3f}{acc} |"
         )
