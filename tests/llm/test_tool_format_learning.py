@@ -1,8 +1,7 @@
 """Learning tests of `tool-arithmetic` and `format` on the built-in tiny model (seeded, CPU,
-CI-sized), on the pattern of test_task_learning.py: a fixed-length SFT start, held-out
+CI-sized), on the pattern of test_task_learning.py: an SFT start, GRPO, held-out
 scores, and a control that must not reach the bar (the model without its calculator;
-GRPO at learning_rate 0). The measured seeds are in each test's docstring, with why the
-tool test is an SFT test rather than a GRPO one.
+GRPO at learning_rate 0). The measured seeds are in each test's docstring.
 """
 
 from __future__ import annotations
@@ -47,19 +46,15 @@ def test_sft_on_worked_calls_teaches_the_tiny_model_to_use_the_calculator(tmp_pa
     between 200 and 300 steps. With 3-digit operands most seeds had not made it by 300
     steps (84.5%, 14%, 43.75%, 0%, 0.25%), hence 2 digits.
 
-    Not a GRPO test: GRPO with the calculator from these SFT models (30 steps x 128
-    episodes, 16 prompts x 8, temperature 0.7, lr 3e-4) raised the held-out accuracy of
-    sampled episodes (temperature 0.7) on one seed of five: 0.968 -> 0.820, 0.045 ->
-    0.008, 0.708 -> 0.693, 0.640 -> 0.608, 0.695 -> 0.730 (seeds 0-4); seed 3 at lr
-    1e-4, at temperature 1.0, or with groups of 16 stayed flat (0.640 -> 0.648, 0.638,
-    0.645). 100 steps (lr decaying to 3e-5) gave +0.003 (seed 0, at the ceiling),
-    +0.075, +0.058, +0.205, and on seed 1, whose SFT model solves 4.5% of sampled
-    episodes, it unlearned the tool (tool use 100% -> 7.5%, accuracy 0.045 -> 0.020):
-    the SFT start decides, and SFT's `target_accuracy` cannot stop it at a chosen level
-    because its check runs without the calculator (tool-arithmetic then scores 0 whatever
-    the model). Nor can the tool-use rate be the bar: it is 96-100% once the model writes
-    a well-formed call, before any episode is right (3 digits, seed 0, 100 SFT steps:
-    100% calls, 0% right), so no SFT length leaves it room to rise with a reward to learn
+    GRPO from these fixed-length SFT models did not lift reliably (30 steps x 128
+    episodes, temperature 0.7, lr 3e-4, held-out sampled accuracy: 0.968 -> 0.820, 0.045
+    -> 0.008, 0.708 -> 0.693, 0.640 -> 0.608, 0.695 -> 0.730, seeds 0-4; 100 steps with
+    lr decaying to 3e-5: +0.003, -0.025 with the tool unlearned on seed 1 (tool use 100%
+    -> 7.5%), +0.075, +0.058, +0.205): the start decides, hence the GRPO test below
+    stops SFT at a target accuracy of episodes with the calculator instead. The tool-use
+    rate cannot be a bar of either test: it is 96-100% once the model writes a
+    well-formed call, before any episode is right (3 digits, seed 0, 100 SFT steps: 100%
+    calls, 0% right), so no SFT length leaves it room to rise with a reward to learn
     from. 35 s wall on a 2-core machine at load 4.4 (SFT 300 steps; each
     evaluation under 1 s)."""
     from rlfoundry.llm.evaluation import evaluate_accuracy
@@ -139,3 +134,69 @@ def test_grpo_raises_the_held_out_format_reward_and_finds_its_hack(tmp_path, cap
 
 
 FORMAT_MIN_LIFT = 0.2  # seeds 0-4: +0.476..+0.734, less two seed-to-seed sd (0.25)
+
+
+def _tool_episodes(run_dir, task: str, temperature: float, n: int = 400) -> dict:
+    """Held-out episodes with the calculator (`n` test prompts, one episode each, at most
+    two policy turns, sampling seed 0; temperature 0 = greedy): the share that called the
+    tool (`tools.tool_use`) and the share the task accepts."""
+    from rlfoundry.llm.models import load_model, load_tokenizer
+    from rlfoundry.llm.multiturn import tool_rollout
+    from rlfoundry.llm.tasks import get_task
+    from rlfoundry.llm.tools import calculator, tool_use
+
+    t = get_task(task)
+    tok, model = load_tokenizer(run_dir), load_model(run_dir).eval()
+    prompts = t.prompts("test", n, 0)
+    gen = torch.Generator().manual_seed(0)
+    ro = tool_rollout(model, tok, prompts, 1, t.max_new_tokens, temperature, gen, calculator, 2)
+    acc = sum(t.is_correct(p, c) for p, c in zip(prompts, ro.completions)) / len(prompts)
+    return {"tool_use": tool_use(ro.completions), "accuracy": acc}
+
+
+def tool_grpo_run(tmp_path, seed: int = 0, target: float = 0.5, grpo_steps: int = 100) -> dict:
+    """SFT of the random tiny model on 2-digit worked calls until greedy episodes with the
+    calculator solve `target` of 100 training prompts (checked every 25 steps, at most
+    800), then GRPO with the calculator (`grpo_steps` x 128 episodes, 16 prompts x 8,
+    temperature 0.7, lr 3e-4 decaying to 3e-5) and the control at learning_rate 0 (5
+    steps). Returns each model's held-out figures, sampled at 0.7 and greedy."""
+    task = "tool-arithmetic:digits=2"
+    ov = {"task": task, "target_accuracy": target, "total_steps": 800, "eval_every": 0,
+          "eval_size": 100, "check_every": 25, "tool": "calculator", "max_turns": 2}  # fmt: skip
+    sft = train("llm-sft", out=tmp_path / "sft", seed=seed, overrides=ov, progress=False)
+    res = {"seed": seed, "sft_steps": sft["step"]}
+    for lr, steps, name in ((3e-4, grpo_steps, "grpo"), (0.0, 5, "lr0")):
+        _grpo(tmp_path / name, tmp_path / "sft", task, lr, steps, seed, tool="calculator",
+              max_turns=2, min_lr_ratio=0.1)  # fmt: skip
+    for name in ("sft", "grpo", "lr0"):
+        res[name] = {k: _tool_episodes(tmp_path / name, task, t) for k, t in (("sampled", 0.7),
+                     ("greedy", 0.0))}  # fmt: skip
+    print(json.dumps(res))
+    return res
+
+
+@pytest.mark.slow
+def test_grpo_with_the_calculator_raises_held_out_tool_arithmetic_accuracy(tmp_path):
+    """`tool_grpo_run`: GRPO with the calculator raises the held-out accuracy of sampled
+    episodes (400 held-out 2-digit products, temperature 0.7) over the SFT model's, the
+    policy keeps calling the tool, and the control (learning_rate 0) returns the SFT
+    model's figures exactly.
+
+    Measured (deterministic), seeds 0-4: SFT stopped at step 150, 250, 200, 175, 225;
+    held-out sampled accuracy after SFT -> after GRPO 0.550 -> 0.855 (+0.305), 0.528 ->
+    0.863 (+0.335), 0.215 -> 0.835 (+0.620), 0.128 -> 0.570 (+0.443), 0.403 -> 0.860
+    (+0.458); greedy accuracy 84.8% -> 91.5%, 92.8% -> 95.5%, 60.0% -> 98.3%, 64.5% ->
+    70.3%, 85.5% -> 95.5%; sampled tool use 99.5-100% before and after on every seed.
+    The bar is the lowest lift less two binomial standard errors of the difference of
+    two 400-prompt shares (0.031): 0.305 - 0.062, rounded down to 0.2. With learning_rate
+    0 (5 steps) every figure is exactly the SFT model's on all five seeds. About 43 CPU
+    seconds (SFT 150-250 steps with a check every 25, GRPO 100 steps, six evaluations);
+    45-70 s wall on a 2-core machine at load 4.5."""
+    res = tool_grpo_run(tmp_path)
+    before, after = res["sft"]["sampled"], res["grpo"]["sampled"]
+    assert after["accuracy"] >= before["accuracy"] + TOOL_GRPO_MIN_LIFT, res
+    assert after["tool_use"] >= 0.95, res  # seeds 0-4: 99.5-100%
+    assert res["lr0"] == res["sft"], res
+
+
+TOOL_GRPO_MIN_LIFT = 0.2  # seeds 0-4: +0.305..+0.620, less two standard errors (0.062)
