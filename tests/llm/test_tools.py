@@ -243,3 +243,27 @@ def test_chat_tool_task_episodes_on_the_tiny_model(monkeypatch):
     assert 0 < even < 1
     assert evaluate_accuracy(model, tok, task, n=8, tool=calculator, max_turns=2) == even
     assert turns == [8, 8]
+
+
+def test_sft_accuracy_checks_call_the_tool(tmp_path, monkeypatch):
+    """With `tool` set, SFT's target_accuracy check (and its held-out accuracy) run
+    episodes with that tool: tool-arithmetic is right only with the calculator answering."""
+    from rlfoundry.api import train
+    from rlfoundry.llm import supervised
+
+    seen = []
+    real = supervised.evaluate_accuracy
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs.get("split", "test"), kwargs.get("tool"), kwargs.get("max_turns")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(supervised, "evaluate_accuracy", spy)
+    ov = {"task": "tool-arithmetic:digits=1", "tool": "calculator", "max_turns": 2,
+          "total_steps": 2, "check_every": 1, "target_accuracy": 0.99, "eval_size": 4,
+          "eval_every": 0, "batch_size": 4}  # fmt: skip
+    train("llm-sft", out=tmp_path / "sft", overrides=ov, progress=False)
+    assert ("train", calculator, 2) in seen and ("test", calculator, 2) in seen, seen
+    with pytest.raises(RLFoundryError, match="neither a built-in"):
+        train("llm-sft", out=tmp_path / "bad", overrides={**ov, "tool": "abacus"})
+    assert not (tmp_path / "bad" / "config.yaml").exists()

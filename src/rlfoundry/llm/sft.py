@@ -33,6 +33,7 @@ from rlfoundry.llm.data import encode_examples, load_examples
 from rlfoundry.llm.policy import ModelOptions
 from rlfoundry.llm.supervised import build_model, check_model_and_task, fit
 from rlfoundry.llm.tasks import get_task
+from rlfoundry.llm.tools import load_tool
 from rlfoundry.runtime.run import Run, seed_everything
 
 
@@ -89,6 +90,12 @@ class Config(ModelOptions):
     stays unseen."""
     check_every: int = 25
     """Steps between target_accuracy checks."""
+    tool: str = ""
+    """A tool the greedy accuracy checks let the model call (`calculator`, `python` or
+    module:function, as in GRPO): tool-arithmetic's worked calls are right only with the
+    calculator answering them, so without it target_accuracy would never be reached."""
+    max_turns: int = 3
+    """With a tool: policy turns per evaluated episode at most."""
     seed: int = 0
     """Seed of initialisation (built-in sizes) and data order."""
     torch_threads: int = 1
@@ -120,9 +127,12 @@ def sft_pairs(cfg: Any) -> tuple[list[tuple[Any, Any]], list[tuple[Any, Any]]]:
 
 
 def check(cfg: Config) -> None:
-    """Fail before training: model path, task name, device/dtype/LoRA, data file fields."""
+    """Fail before training: model path, task name, device/dtype/LoRA, data file fields,
+    tool."""
     check_model_and_task(cfg)
     sft_pairs(cfg)
+    if cfg.tool:
+        load_tool(cfg.tool)  # an unknown name or a broken module raises here
 
 
 def train(cfg: Config, run: Run) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from rlfoundry.llm.models import parse_builtin, policy_logprobs, resolve_model_d
 from rlfoundry.llm.policy import build_policy, check_model_options, save_policy, trainable
 from rlfoundry.llm.precision import Precision
 from rlfoundry.llm.tasks import get_task
+from rlfoundry.llm.tools import load_tool
 from rlfoundry.runtime.distributed import (
     all_reduce_sum,
     any_rank,
@@ -118,14 +119,25 @@ def evaluate(
     with prec.autocast() if prec is not None else contextlib.nullcontext():
         out = {"eval_loss": eval_loss(model, held, pad)} if held else {}
         if cfg.task:
-            out["eval_accuracy"] = evaluate_accuracy(model, tok, cfg.task, n=cfg.eval_size)
+            out["eval_accuracy"] = evaluate_accuracy(
+                model, tok, cfg.task, n=cfg.eval_size, **_tool_options(cfg)
+            )
     return out
+
+
+def _tool_options(cfg: Any) -> dict[str, Any]:
+    """`evaluate_accuracy`'s tool and max_turns when the stage has a `tool` set."""
+    if not getattr(cfg, "tool", ""):
+        return {}
+    return {"tool": load_tool(cfg.tool), "max_turns": cfg.max_turns}
 
 
 def _train_accuracy(model: Any, tok: Any, cfg: Any, prec: Precision) -> float:
     """Greedy accuracy on the task's training prompts (the early-stop check)."""
     with prec.autocast():
-        return evaluate_accuracy(model, tok, cfg.task, n=cfg.eval_size, split="train")
+        return evaluate_accuracy(
+            model, tok, cfg.task, n=cfg.eval_size, split="train", **_tool_options(cfg)
+        )
 
 
 def fit(
