@@ -87,13 +87,21 @@ def format_run(tmp_path, capsys, seed: int = 0, sft_steps: int = 150,
     for lr, steps, name in ((3e-4, grpo_steps, "grpo"), (0.0, 5, "lr0")):
         _grpo(tmp_path / name, tmp_path / "sft", task, lr, steps, seed)
     res = {"seed": seed}
+    res.update(_scores(tmp_path, task, capsys))
+    print(json.dumps(res))
+    return res
+
+
+def _scores(tmp_path, task: str, capsys) -> dict:
+    """Held-out mean reward of sampled completions and greedy accuracy of the runs
+    sft, grpo and lr0 under `tmp_path`."""
     sampled = ("--reward", "task", "--temperature", "0.7", "--batch-size", "100")
+    out = {}
     for name in ("sft", "grpo", "lr0"):
         reward = _llm_eval(tmp_path / name, task, capsys, *sampled)["mean_reward"]
         acc = _llm_eval(tmp_path / name, task, capsys)["accuracy"]
-        res[name] = {"reward": reward, "accuracy": acc}
-    print(json.dumps(res))
-    return res
+        out[name] = {"reward": reward, "accuracy": acc}
+    return out
 
 
 def _llm_eval(run_dir, task: str, capsys, *options: str) -> dict:
@@ -216,11 +224,7 @@ def format_strict_run(tmp_path, capsys, seed: int = 0, grpo_steps: int = 100) ->
     for lr, steps, name in ((3e-4, grpo_steps, "grpo"), (0.0, 5, "lr0")):
         _grpo(tmp_path / name, tmp_path / "sft", task, lr, steps, seed, min_lr_ratio=0.1)
     res = {"seed": seed, "sft_steps": sft["step"]}
-    sampled = ("--reward", "task", "--temperature", "0.7", "--batch-size", "100")
-    for name in ("sft", "grpo", "lr0"):
-        reward = _llm_eval(tmp_path / name, task, capsys, *sampled)["mean_reward"]
-        acc = _llm_eval(tmp_path / name, task, capsys)["accuracy"]
-        res[name] = {"reward": reward, "accuracy": acc}
+    res.update(_scores(tmp_path, task, capsys))
     print(json.dumps(res))
     return res
 
