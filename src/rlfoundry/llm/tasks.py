@@ -28,8 +28,11 @@ Tasks:
   partial format credit of the kind popular GRPO recipes use. It is hackable on
   purpose: empty tags "<answer></answer>" earn 0.25 with no answer at all, and tags
   repeated until the length limit earn more than one correct, well-formed answer
-  (8 pairs = 2.0 > 1.25). Without a KL penalty towards the SFT model, RL finds that;
-  `strict=True` closes it (exactly one pair, nothing else, digits inside).
+  (8 pairs = 2.0 > 1.25). GRPO finds that (tests/llm/test_tool_format_learning.py:
+  sampled reward up, greedy accuracy to 0 on 5 seeds of the tiny model), and a KL
+  penalty towards the SFT model does not reliably stop it (beta 0.1 did not; beta 1.0
+  did, and then nothing was learnt); `strict=True` closes it (exactly one pair,
+  nothing else, digits inside).
 - `code`: complete a small Python function; reward = share of its unit tests passed in
   the sandbox (`codegen.py`).
 - `qa`: extractive question answering on templated passages; reward = SQuAD F1,
