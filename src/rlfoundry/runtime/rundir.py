@@ -37,6 +37,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -260,6 +261,23 @@ def write_summary(
         )
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How `run_entry` runs an entry (its keyword arguments, carried as one value)."""
+
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+    stop_at_step: int | None = None
+    init_from: str | os.PathLike | None = None
+    evaluate: Callable[[Path], dict[str, Any]] | None = None
+    callbacks: Sequence[Callback] = ()
+    checkpoint_every: str | None = None
+    tuned: str | None = None
+    eval_every: str | None = None
+    plot: bool = True
+
+
 def run_entry(
     name: str,
     cfg: Any,
@@ -286,23 +304,13 @@ def run_entry(
     summary (plus ``evaluate(out)``, if given) goes to summary.json; an interrupted one
     gets a ``resume_command`` instead.
     """
+    opts = RunOptions(
+        resume=resume, overwrite=overwrite, progress=progress, stop_at_step=stop_at_step,
+        init_from=init_from, evaluate=evaluate, callbacks=callbacks,
+        checkpoint_every=checkpoint_every, tuned=tuned, eval_every=eval_every, plot=plot,
+    )  # fmt: skip
     try:
-        return _run_entry(
-            name,
-            cfg,
-            out,
-            resume=resume,
-            overwrite=overwrite,
-            progress=progress,
-            stop_at_step=stop_at_step,
-            init_from=init_from,
-            evaluate=evaluate,
-            callbacks=callbacks,
-            checkpoint_every=checkpoint_every,
-            tuned=tuned,
-            eval_every=eval_every,
-            plot=plot,
-        )
+        return _run_entry(name, cfg, out, opts)
     except RLFoundryError as err:
         report_error(str(err))  # torchrun's failure report names the sentence, not "see the docs"
         raise
@@ -327,23 +335,7 @@ def check_all_ranks(check: Callable[[Any], None] | None, cfg: Any, d: Dist) -> N
         raise err
 
 
-def _run_entry(
-    name: str,
-    cfg: Any,
-    out: str | os.PathLike,
-    *,
-    resume: bool,
-    overwrite: bool,
-    progress: bool,
-    stop_at_step: int | None,
-    init_from: str | os.PathLike | None,
-    evaluate: Callable[[Path], dict[str, Any]] | None,
-    callbacks: Sequence[Callback],
-    checkpoint_every: str | None,
-    tuned: str | None,
-    eval_every: str | None = None,
-    plot: bool = True,
-) -> dict[str, Any]:
+def _run_entry(name: str, cfg: Any, out: str | os.PathLike, opts: RunOptions) -> dict[str, Any]:
     entry = registry.get(name)
     module = entry.load()
     request = accelerate_request()
@@ -354,7 +346,7 @@ def _run_entry(
 
     def checks(c: Any) -> None:
         if d.main:  # rank 0 alone owns the directory
-            check_out(out, entry.name, resume=resume, overwrite=overwrite)
+            check_out(out, entry.name, resume=opts.resume, overwrite=opts.overwrite)
         if check is not None:
             check(c)
 
@@ -363,12 +355,7 @@ def _run_entry(
     if d.world > 1:  # join the group first: the ranks then agree on the checks' outcome
         d = init_distributed(getattr(cfg, "device", "auto"))
     try:
-        return _train_entry(
-            entry, module, checks, cfg, out, d, resume=resume, overwrite=overwrite,
-            progress=progress, stop_at_step=stop_at_step, init_from=init_from,
-            evaluate=evaluate, callbacks=callbacks, checkpoint_every=checkpoint_every,
-            tuned=tuned, eval_every=eval_every, plot=plot,
-        )  # fmt: skip
+        return _train_entry(entry, module, checks, cfg, out, d, opts)
     finally:
         if joined:
             leave_group(d)
@@ -381,34 +368,27 @@ def _train_entry(
     cfg: Any,
     out: str | os.PathLike,
     d: Dist,
-    *,
-    resume: bool,
-    overwrite: bool,
-    progress: bool,
-    stop_at_step: int | None,
-    init_from: str | os.PathLike | None,
-    evaluate: Callable[[Path], dict[str, Any]] | None,
-    callbacks: Sequence[Callback],
-    checkpoint_every: str | None,
-    tuned: str | None,
-    eval_every: str | None,
-    plot: bool,
+    opts: RunOptions,
 ) -> dict[str, Any]:
     check_all_ranks(checks, cfg, d)
     torch.set_num_threads(getattr(cfg, "torch_threads", 1) or 1)
     seed_everything(cfg.seed)
     out = Path(out)
-    kw = {"progress": progress, "stop_at_step": stop_at_step, "init_from": init_from, "d": d}
-    kw.update(callbacks=callbacks, checkpoint_every=checkpoint_every, tuned=tuned)
-    kw.update(eval_every=eval_every)
+    init_from = opts.init_from
+    kw = {"progress": opts.progress, "stop_at_step": opts.stop_at_step, "init_from": init_from}
+    kw.update(d=d, callbacks=opts.callbacks, checkpoint_every=opts.checkpoint_every)
+    kw.update(tuned=opts.tuned, eval_every=opts.eval_every)
     try:
-        with open_run(out, entry.name, cfg, resume=resume, overwrite=overwrite, **kw) as run:
+        with open_run(
+            out, entry.name, cfg, resume=opts.resume, overwrite=opts.overwrite, **kw
+        ) as run:
             result = module.train(cfg, run) or {}
             wall, step, interrupted = run.elapsed(), run.step, run.interrupted
         if d.world > 1:  # every rank's checkpoint is written before any rank exits: torchrun
             any_rank(d, False)  # stops the others (SIGTERM) as soon as one exits non-zero
     except ConfigError:
-        if init_from is not None and not resume and d.main and not (out / CHECKPOINT).exists():
+        fresh = not opts.resume and not (out / CHECKPOINT).exists()
+        if init_from is not None and fresh and d.main:
             # The source did not fit (raised before any step): free --out for a retry.
             clear_run(out)
             with contextlib.suppress(OSError):
@@ -431,9 +411,9 @@ def _train_entry(
         summary["resume_command"] = f"rlfoundry {entry.command} --resume {out}"
         report_error(f"Interrupted; continue with: {summary['resume_command']}")
         return summary
-    if evaluate is not None and d.main:
-        summary.update(evaluate(out))
+    if opts.evaluate is not None and d.main:
+        summary.update(opts.evaluate(out))
     if d.main:
         title = f"{entry.name} on {env_id}" if env_id else entry.name
-        write_summary(out, summary, entry, title, plot=plot)
+        write_summary(out, summary, entry, title, plot=opts.plot)
     return summary
