@@ -265,16 +265,27 @@ def write_summary(
 class RunOptions:
     """How `run_entry` runs an entry (its keyword arguments, carried as one value)."""
 
+    #: continue the run in ``out`` from its last checkpoint
     resume: bool = False
+    #: delete what ``out`` holds (after the checks pass) and start afresh
     overwrite: bool = False
+    #: draw a progress bar on the terminal
     progress: bool = True
+    #: stop (as if interrupted, with a checkpoint) once this step is reached
     stop_at_step: int | None = None
+    #: a finished run's directory whose weights start this one
     init_from: str | os.PathLike | None = None
+    #: called with ``out`` after a finished run; its dict joins summary.json
     evaluate: Callable[[Path], dict[str, Any]] | None = None
+    #: hooks called as the run trains (:mod:`rlfoundry.runtime.callbacks`)
     callbacks: Sequence[Callback] = ()
+    #: checkpoint period, "1000" steps, "5m" or both (``parse_checkpoint_every``); None: default
     checkpoint_every: str | None = None
+    #: the shipped tuned config file used, kept in config.yaml
     tuned: str | None = None
+    #: periodic evaluation asked for (``rlfoundry.envs.periodic``), kept in config.yaml
     eval_every: str | None = None
+    #: draw the learning-curve plot at the end
     plot: bool = True
 
 
