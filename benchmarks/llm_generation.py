@@ -308,7 +308,9 @@ def main() -> int:
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.add_argument("--no-results", action="store_true", help="do not touch RESULTS.md")
     args = p.parse_args()
-    shown = ["DIR" if a.startswith("/") else a for a in sys.argv[1:]]
+    shown = [a for a in sys.argv[1:] if a != args.baseline_desc or not a]
+    shown = ["DIR" if a.startswith("/") else a for a in shown]
+    shown = [a + " TEXT" if a == "--baseline-desc" else a for a in shown]
     args.command = " ".join(["python benchmarks/llm_generation.py", *shown])
     torch.set_num_threads(args.threads)
     global DEVICE
