@@ -158,7 +158,8 @@ class GroupConfig(RLInputs):
     log-prob; MiniMax-M1 2025)."""
     dynamic_sampling: bool = False
     """Drop groups whose rewards are all equal and sample more prompts until the rollout
-    is full (DAPO's dynamic sampling; llm/dynamic_sampling.py)."""
+    is full (DAPO's dynamic sampling; llm/dynamic_sampling.py). Worth it when most
+    groups are all-wrong (logged `frac_zero_std` high), e.g. from a weak SFT model."""
     max_extra_rollouts: int = 4
     """With dynamic_sampling: extra rollouts (each rollout_size completions) sampled per
     step at most; a batch still short is filled with zero-advantage groups."""
