@@ -46,7 +46,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -61,6 +60,14 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 #: the clock: CPU seconds of the process on the CPU; on a GPU, wall seconds between two
 #: device synchronisations (the work is the device's; the CPU waits or launches)
 DEVICE = torch.device("cpu")
+
+
+def cpu_line() -> str:
+    """The CPU's model and the vector ISA torch's kernels use (AVX2, AVX512): the ratios
+    move with both (the tiny models' small matmuls and cache traffic most)."""
+    from results import machine
+
+    return f"{machine().split(',')[0]} ({torch.backends.cpu.get_cpu_capability()})"
 
 
 def _now() -> float:
@@ -254,7 +261,7 @@ def section(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
             "between device synchronisations"
         )
         + f", median of {args.repeats} rounds (every variant once per round, in turn) after a "
-        f"warm-up. {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.machine()}, "
+        f"warm-up. {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_line()}, "
         f"{os.cpu_count()} CPUs shared with other jobs, load average {os.getloadavg()[0]:.1f} at "
         f"the end (noisy: memory bandwidth and caches are shared; CPU time is steadier than "
         f"the wall clock); torch {torch.__version__}, transformers {transformers.__version__}.",
