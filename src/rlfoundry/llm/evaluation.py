@@ -58,20 +58,26 @@ def evaluate_accuracy(
     return hits / max(1, len(prompts))
 
 
+def tool_options(cfg: Any) -> dict[str, Any]:
+    """`evaluate_accuracy`'s `tool` and `max_turns` from a stage's config (its `tool`
+    field, if it has one); `{}` without a tool."""
+    if not getattr(cfg, "tool", ""):
+        return {}
+    return {"tool": load_tool(cfg.tool), "max_turns": getattr(cfg, "max_turns", 3)}
+
+
 def task_accuracy(model: Any, tok: Any, cfg: Any) -> dict[str, float]:
     """Held-out greedy accuracy of an RL stage's task (`cfg.task`, `cfg.eval_size` prompts,
     `cfg.max_new_tokens`) as `{"eval_accuracy": ...}`; `{}` when eval_size is 0."""
     if cfg.eval_size <= 0:
         return {}
-    tool = load_tool(cfg.tool) if getattr(cfg, "tool", "") else None
     acc = evaluate_accuracy(
         model,
         tok,
         get_task(cfg.task),
         n=cfg.eval_size,
         max_new_tokens=cfg.max_new_tokens or None,
-        tool=tool,
-        max_turns=getattr(cfg, "max_turns", 3),
+        **tool_options(cfg),
     )
     return {"eval_accuracy": acc}
 

@@ -39,12 +39,11 @@ from torch import Tensor
 from rlfoundry.errors import ConfigError
 from rlfoundry.llm.checkpoint import adamw, resume_training, save_training
 from rlfoundry.llm.data import collate, next_batch
-from rlfoundry.llm.evaluation import evaluate_accuracy
+from rlfoundry.llm.evaluation import evaluate_accuracy, tool_options
 from rlfoundry.llm.models import parse_builtin, policy_logprobs, resolve_model_dir
 from rlfoundry.llm.policy import build_policy, check_model_options, save_policy, trainable
 from rlfoundry.llm.precision import Precision
 from rlfoundry.llm.tasks import get_task
-from rlfoundry.llm.tools import load_tool
 from rlfoundry.runtime.distributed import (
     all_reduce_sum,
     any_rank,
@@ -120,23 +119,16 @@ def evaluate(
         out = {"eval_loss": eval_loss(model, held, pad)} if held else {}
         if cfg.task:
             out["eval_accuracy"] = evaluate_accuracy(
-                model, tok, cfg.task, n=cfg.eval_size, **_tool_options(cfg)
+                model, tok, cfg.task, n=cfg.eval_size, **tool_options(cfg)
             )
     return out
-
-
-def _tool_options(cfg: Any) -> dict[str, Any]:
-    """`evaluate_accuracy`'s tool and max_turns when the stage has a `tool` set."""
-    if not getattr(cfg, "tool", ""):
-        return {}
-    return {"tool": load_tool(cfg.tool), "max_turns": cfg.max_turns}
 
 
 def _train_accuracy(model: Any, tok: Any, cfg: Any, prec: Precision) -> float:
     """Greedy accuracy on the task's training prompts (the early-stop check)."""
     with prec.autocast():
         return evaluate_accuracy(
-            model, tok, cfg.task, n=cfg.eval_size, split="train", **_tool_options(cfg)
+            model, tok, cfg.task, n=cfg.eval_size, split="train", **tool_options(cfg)
         )
 
 
