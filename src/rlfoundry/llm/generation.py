@@ -197,11 +197,11 @@ def sample(
     # the static decoder, the prefill too without the generic forward's plumbing
     fast = LeanDecoder.build(model, B, P, max_new_tokens) if static_cache else None
     kv: list[tuple[Tensor, Tensor]] = []
-    lean = train_logits(model, *once, 1, kv) if static_cache and fast is None else None
+    prefilled = train_logits(model, *once, 1, kv) if static_cache and fast is None else None
     if fast is not None:
         cache, logits = None, fast.prefill(*once, inv)
-    elif lean is not None:
-        cache, logits = Prefill(kv), lean[:, -1]
+    elif prefilled is not None:
+        cache, logits = Prefill(kv), prefilled[:, -1]
     else:
         out = model(
             input_ids=once[0],
